@@ -1,0 +1,166 @@
+import Foundation
+
+/// Everything the emulated cloud knows: tenants, the ISV's application and its federated
+/// credentials, service principals (consent), managed identities, vaults, keys and role
+/// assignments. A plain value: the HTTP services read and change it under one lock, and the
+/// whole of it is what `--state-dir` persists.
+public struct Directory: Codable, Sendable {
+    public var tenants: [String: Tenant] = [:]
+    public var applications: [String: Application] = [:]  // by appId
+    public var servicePrincipals: [ServicePrincipal] = []
+    public var managedIdentities: [String: ManagedIdentity] = [:]  // by clientId
+    public var vaults: [String: Vault] = [:]  // by lowercased name
+    /// "tenantId|appId" pairs whose token requests a Conditional Access policy blocks (AADSTS53003).
+    public var conditionalAccessBlocks: Set<String> = []
+    /// Issuers outside Entra (AKS OIDC issuers, say) that FICs may name, with their public keys.
+    public var externalIssuers: [String: ExternalIssuer] = [:]
+    public var settings = Settings()
+    /// Ports the fixed listeners bound last time (imds, entra, graph, control), reused on restart.
+    public var listenerPorts: [String: Int] = [:]
+
+    public init() {}
+
+    public struct Settings: Codable, Sendable {
+        /// How long a FIC created or deleted through Graph takes to affect token exchange.
+        public var ficPropagationSeconds: Double = 0
+        /// Lifetime of managed-identity tokens from IMDS (the platform's is about 24 h).
+        public var managedIdentityTokenLifetimeSeconds: Int64 = 86_400
+        /// Lifetime of access tokens from the token endpoint ("about an hour").
+        public var accessTokenLifetimeSeconds: Int64 = 3_600
+        /// IMDS identity-category limits (per VM).
+        public var imdsRequestsPerSecond: Int = 20
+        public var imdsMaxConcurrent: Int = 5
+        public init() {}
+    }
+
+    public struct Tenant: Codable, Sendable {
+        public var id: String
+        public var displayName: String
+        /// The tenant's initial domain (`contoso.onmicrosoft.com`); the token endpoint accepts it in place of the id.
+        public var domain: String
+    }
+
+    public struct Application: Codable, Sendable {
+        public var appId: String
+        public var objectId: String
+        public var homeTenantId: String
+        public var displayName: String
+        public var federatedCredentials: [FederatedCredential] = []
+    }
+
+    public struct FederatedCredential: Codable, Sendable {
+        public var id: String
+        public var name: String
+        public var issuer: String
+        public var subject: String
+        public var audiences: [String]
+        public var description: String?
+        /// From when token exchange sees the credential (creation time + propagation delay).
+        public var effectiveFrom: Date
+        /// Set when deleted: until then token exchange still sees it (propagation of the delete).
+        public var removedFrom: Date?
+    }
+
+    public struct ServicePrincipal: Codable, Sendable {
+        public var objectId: String
+        public var appId: String
+        public var tenantId: String
+    }
+
+    public struct ManagedIdentity: Codable, Sendable {
+        public var clientId: String
+        public var principalId: String
+        public var tenantId: String
+        public var name: String
+        public var resourceId: String
+        /// Attached to the emulated VM, so IMDS serves it.
+        public var attached: Bool
+    }
+
+    public struct ExternalIssuer: Codable, Sendable {
+        public var issuer: String
+        /// A JWKS document (`{"keys":[…]}`) with the issuer's RS256 public keys.
+        public var jwks: String
+    }
+
+    public struct Vault: Codable, Sendable {
+        public var name: String
+        public var tenantId: String
+        public var region: String
+        public var subscriptionId: String
+        public var resourceGroup: String
+        public var purgeProtection: Bool
+        public var softDeleteRetentionDays: Int
+        /// Transactions allowed per window (weighted budget; the RSA-3072 software-key limit by default).
+        public var budget: Int
+        public var budgetWindowSeconds: Int
+        /// The loopback port the vault listens on; kept so a restart can rebind it.
+        public var port: Int?
+        public var keys: [String: Key] = [:]  // by lowercased name
+        public var roleAssignments: [RoleAssignment] = []
+
+        /// The ARM resource id, as the RBAC error quotes it.
+        public var resourceID: String {
+            "/subscriptions/\(subscriptionId)/resourcegroups/\(resourceGroup)/providers/microsoft.keyvault/vaults/\(name)"
+        }
+
+        /// `recoveryLevel` as Key Vault reports it: no `Purgeable` suffix ⇔ purge protection on.
+        public var recoveryLevel: String {
+            let base = softDeleteRetentionDays >= 90 ? "Recoverable" : "CustomizedRecoverable"
+            return purgeProtection ? base : base + "+Purgeable"
+        }
+    }
+
+    public struct Key: Codable, Sendable {
+        public var name: String
+        public var versions: [KeyVersion]  // oldest first; the last is the current version
+        public var tags: [String: String] = [:]
+
+        public var latest: KeyVersion? { versions.last }
+
+        public func version(_ id: String) -> KeyVersion? {
+            versions.first { $0.version == id.lowercased() }
+        }
+    }
+
+    public struct KeyVersion: Codable, Sendable {
+        public var version: String
+        /// PKCS#1 DER of the RSA private key. Test material only: the emulator stands in for an HSM.
+        public var privateKeyDER: Data
+        public var keySize: Int
+        public var keyOps: [String]
+        public var enabled: Bool
+        public var notBefore: Int64?
+        public var expires: Int64?
+        public var created: Int64
+        public var updated: Int64
+    }
+
+    public struct RoleAssignment: Codable, Sendable {
+        public var id: String
+        public var principalId: String
+        public var roleDefinitionId: String
+        /// nil: the whole vault; otherwise the key name the assignment is scoped to.
+        public var keyScope: String?
+        public var effectiveFrom: Date
+        public var removedFrom: Date?
+    }
+}
+
+extension Directory {
+    /// Finds a tenant by id or by its domain name (case-insensitive, as Entra does).
+    public func tenant(named nameOrID: String) -> Tenant? {
+        let needle = nameOrID.lowercased()
+        return tenants.values.first { $0.id.lowercased() == needle || $0.domain.lowercased() == needle }
+    }
+
+    public func servicePrincipal(appID: String, tenantID: String) -> ServicePrincipal? {
+        servicePrincipals.first { $0.appId.lowercased() == appID.lowercased() && $0.tenantId == tenantID }
+    }
+
+    /// The application by appId or by its object id (Graph addresses applications by object id).
+    public func applicationKey(for id: String) -> String? {
+        let needle = id.lowercased()
+        return applications.first { $0.value.appId.lowercased() == needle || $0.value.objectId.lowercased() == needle }?.key
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import Synchronization
+
+/// The source of wall-clock time for everything that compares against token lifetimes,
+/// key validity windows and rate windows.
+///
+/// Why a protocol and not `Date()`: token expiry, refresh-ahead, propagation delays and
+/// throttle windows must be testable without sleeping. Production code receives a
+/// `SystemWallClock`; tests receive a `ManualWallClock` and move time explicitly.
+/// Wall time (not a monotonic clock) is what JWT `exp`/`nbf` and Key Vault attributes speak.
+public protocol WallClock: Sendable {
+    /// The current time.
+    var now: Date { get }
+}
+
+extension WallClock {
+    /// The current time as whole seconds since 1970, the unit of JWT and Key Vault timestamps.
+    public var unixSeconds: Int64 { Int64(self.now.timeIntervalSince1970.rounded(.down)) }
+}
+
+/// The real clock.
+public struct SystemWallClock: WallClock {
+    public init() {}
+    public var now: Date { Date() }
+}
+
+/// A clock that only moves when told to. Shared by reference so the code under test and the
+/// test see the same time.
+public final class ManualWallClock: WallClock {
+    private let current: Mutex<Date>
+
+    public init(_ start: Date = Date(timeIntervalSince1970: 1_800_000_000)) {
+        self.current = Mutex(start)
+    }
+
+    public var now: Date { self.current.withLock { $0 } }
+
+    /// Moves time forward by `seconds`.
+    public func advance(by seconds: TimeInterval) {
+        self.current.withLock { $0 = $0.addingTimeInterval(seconds) }
+    }
+
+    /// Sets the time outright (may move backwards: clocks do).
+    public func set(_ date: Date) {
+        self.current.withLock { $0 = date }
+    }
+}

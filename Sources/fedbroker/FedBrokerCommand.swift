@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// `fedbroker`: the broker's single binary. Subcommands arrive with their issues; today it
+/// runs the Azure emulator every test, demo and benchmark stands on.
+@main
+struct FedBrokerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fedbroker",
+        abstract: "Cross-tenant customer-managed-key broker for Azure Key Vault.",
+        discussion: """
+            fedbroker turns an ISV's managed identities, trusted as federated identity credentials of one \
+            multi-tenant application, into wrap/unwrap operations on keys in customers' own vaults.
+            """,
+        subcommands: [EmulatorCommand.self]
+    )
+}
