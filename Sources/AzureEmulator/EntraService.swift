@@ -32,7 +32,7 @@ struct EntraService: HTTPResponder {
             let issuer = state.read { $0.tenant(named: tenantName) }.map { "https://login.microsoftonline.com/\($0.id)/v2.0" }
             return Reply.json(200, state.authority.jwks(issuer: issuer), headers: Self.standardHeaders(requestID: newGUID()))
         case (.get, "discovery/instance") where tenantName == "common":
-            return instanceDiscovery(request: request)
+            return instanceDiscovery()
         default:
             return notFound()
         }
@@ -178,11 +178,9 @@ struct EntraService: HTTPResponder {
     }
 
     /// MSAL's instance discovery (`/common/discovery/instance`): names this host as its own alias.
-    private func instanceDiscovery(request: Request) -> Response {
-        let query = FormItems(request.uri.query)
+    private func instanceDiscovery() -> Response {
         let base = state.currentEndpoints.authority
         let host = URL(string: base)?.host.map { h in URL(string: base)?.port.map { "\(h):\($0)" } ?? h } ?? "localhost"
-        let authorize = query["authorization_endpoint"] ?? "\(base)/common/oauth2/authorize"
         let body: JSONValue = .object([
             ("tenant_discovery_endpoint", .string("\(base)/common/v2.0/.well-known/openid-configuration")),
             ("api-version", "1.1"),
@@ -191,7 +189,6 @@ struct EntraService: HTTPResponder {
                 ("aliases", .strings([host])),
             ])])),
         ])
-        _ = authorize
         return Reply.json(200, body, headers: Self.standardHeaders(requestID: newGUID()))
     }
 

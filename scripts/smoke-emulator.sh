@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Starts the real `fedbroker emulator` binary, checks it from the outside with curl the way a
+# newcomer would (env.sh, IMDS, the Key Vault challenge, the control API), and stops it with
+# SIGTERM, expecting a clean exit. With a Python that has scripts/sdk-check/requirements.txt
+# installed as the second argument, Microsoft's own SDKs run against it too.
+# Prints "smoke: N passed, N failed".
+set -uo pipefail
+bin=${1:-.build/debug/fedbroker}
+sdk_python=${2:-}
+dir=$(mktemp -d)
+log="$dir/emulator.log"
+passed=0; failed=0
+check() { # name, command...
+  local name=$1; shift
+  if "$@" >/dev/null 2>&1; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "smoke: FAILED: $name" >&2; fi
+}
+cleanup() { [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+
+check "fedbroker emulator --help" "$bin" emulator --help
+check "rejects a non-loopback host" bash -c "! '$bin' emulator --state-dir '$dir/x' --host 0.0.0.0"
+
+"$bin" emulator --state-dir "$dir/state" >"$dir/stdout" 2>"$log" &
+pid=$!
+# Wait (bounded) for the emulator to write env.sh: that is its readiness signal.
+for _ in $(seq 1 600); do
+  [ -s "$dir/state/env.sh" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+if [ ! -s "$dir/state/env.sh" ]; then
+  echo "smoke: emulator did not become ready; its log:" >&2; cat "$log" >&2
+  echo "smoke: $passed passed, $((failed + 1)) failed"; exit 1
+fi
+# shellcheck disable=SC1091
+. "$dir/state/env.sh"
+mi=${FEDBROKER_EMU_MI_CLIENT_IDS%%,*}
+
+imds=$(curl -sf -H Metadata:true "$FEDBROKER_EMU_IMDS_URL/metadata/identity/oauth2/token?api-version=2018-02-01&resource=api://AzureADTokenExchange&client_id=$mi")
+check "IMDS issues a token" test -n "$(printf '%s' "$imds" | grep -o '"access_token":"[^"]*"')"
+assertion=$(printf '%s' "$imds" | sed -E 's/.*"access_token":"([^"]*)".*/\1/')
+token=$(curl -sf --cacert "$FEDBROKER_EMU_CA_BUNDLE" "$FEDBROKER_EMU_AUTHORITY_URL/$FEDBROKER_EMU_C1_TENANT_ID/oauth2/v2.0/token" \
+  --data-urlencode "client_id=$FEDBROKER_EMU_APP_CLIENT_ID" --data-urlencode "scope=https://vault.azure.net/.default" \
+  --data-urlencode "grant_type=client_credentials" \
+  --data-urlencode "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer" \
+  --data-urlencode "client_assertion=$assertion" | sed -E 's/.*"access_token":"([^"]*)".*/\1/')
+check "Entra exchanges the assertion" test -n "$token"
+challenge=$(curl -s -i --cacert "$FEDBROKER_EMU_CA_BUNDLE" -X POST "$FEDBROKER_EMU_C1_VAULT_URL/keys/$FEDBROKER_EMU_C1_KEY_NAME//wrapkey?api-version=7.4")
+check "Key Vault challenges with the vault's tenant" grep -q "authorization=\"$FEDBROKER_EMU_AUTHORITY_URL/$FEDBROKER_EMU_C1_TENANT_ID\"" <<<"$challenge"
+wrapped=$(curl -sf --cacert "$FEDBROKER_EMU_CA_BUNDLE" -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
+  -d '{"alg":"RSA-OAEP-256","value":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}' \
+  "$FEDBROKER_EMU_C1_VAULT_URL/keys/$FEDBROKER_EMU_C1_KEY_NAME/wrapkey?api-version=7.4")
+check "Key Vault wraps with the exchanged token" grep -q '"value":' <<<"$wrapped"
+check "control API reports counters" grep -q '"imds.token":1' <<<"$(curl -sf "$FEDBROKER_EMU_CONTROL_URL/control/counters")"
+
+if [ -n "$sdk_python" ]; then
+  if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one
+fi
+
+kill -TERM "$pid"
+wait "$pid"; status=$?
+pid=
+check "SIGTERM stops it cleanly (exit 0)" test "$status" -eq 0
+check "it said it stopped" grep -q "emulator stopped" "$log"
+
+echo "smoke: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
