@@ -34,19 +34,13 @@ public final class AzureEmulator: Service, Sendable {
     private let logger: Logger
     private let vaultRequests: AsyncStream<VaultRequest>
     private let vaultRequestSink: AsyncStream<VaultRequest>.Continuation
-    private let readiness = Mutex<Readiness>(.waiting([]))
+    private let readiness = OneShot<EmulatorState.Endpoints>()
     private let seeded = Mutex<DefaultScenario?>(nil)
 
     struct VaultRequest: Sendable {
         var name: String
         var portHint: Int?
         var bound: CheckedContinuation<Int, any Error>
-    }
-
-    enum Readiness {
-        case waiting([CheckedContinuation<EmulatorState.Endpoints, any Error>])
-        case ready(EmulatorState.Endpoints)
-        case failed(any Error)
     }
 
     /// File names under the state directory.
@@ -85,29 +79,7 @@ public final class AzureEmulator: Service, Sendable {
 
     /// Waits until every listener is bound (and the default scenario seeded), then returns the endpoints.
     public func waitUntilReady() async throws -> EmulatorState.Endpoints {
-        try await withCheckedThrowingContinuation { continuation in
-            readiness.withLock { r in
-                switch r {
-                case .waiting(var list):
-                    list.append(continuation)
-                    r = .waiting(list)
-                case .ready(let e): continuation.resume(returning: e)
-                case .failed(let error): continuation.resume(throwing: error)
-                }
-            }
-        }
-    }
-
-    private func becomeReady(_ result: Result<EmulatorState.Endpoints, any Error>) {
-        let waiters = readiness.withLock { r -> [CheckedContinuation<EmulatorState.Endpoints, any Error>] in
-            guard case .waiting(let list) = r else { return [] }
-            switch result {
-            case .success(let e): r = .ready(e)
-            case .failure(let error): r = .failed(error)
-            }
-            return list
-        }
-        for waiter in waiters { waiter.resume(with: result) }
+        try await readiness.wait()
     }
 
     public func run() async throws {
@@ -159,10 +131,10 @@ public final class AzureEmulator: Service, Sendable {
                     seeded.withLock { $0 = Self.recoverScenario(state) }
                 }
                 try writeEnvironmentFile()
-                becomeReady(.success(state.currentEndpoints))
+                readiness.succeed(state.currentEndpoints)
             }
         } catch {
-            becomeReady(.failure(error))
+            readiness.fail(error)
             throw error
         }
     }
@@ -176,7 +148,7 @@ public final class AzureEmulator: Service, Sendable {
         // first, so a restart from the same state dir keeps env.sh valid.
         let remembered = port == 0 ? state.read { $0.listenerPorts[name] } : nil
         for candidate in [remembered, port].compactMap({ $0 }) {
-            let bound = PortSignal()
+            let bound = OneShot<Int>()
             let app = try makeApplication(responder, tls: tls, port: candidate, name: name, bound: bound)
             group.addTask { try await Self.run(app, reportingTo: bound) }
             do {
@@ -192,7 +164,7 @@ public final class AzureEmulator: Service, Sendable {
 
     /// Runs a listener. A failure to bind goes to whoever waits for the port (who may retry on
     /// another port); a failure after binding is the listener's own and propagates.
-    private static func run(_ app: some ApplicationProtocol, reportingTo bound: PortSignal) async throws {
+    private static func run(_ app: some ApplicationProtocol, reportingTo bound: OneShot<Int>) async throws {
         do {
             try await app.run()
         } catch {
@@ -201,7 +173,7 @@ public final class AzureEmulator: Service, Sendable {
     }
 
     private func makeApplication<Responder: HTTPResponder>(
-        _ responder: Responder, tls: TLSConfiguration?, port: Int, name: String, bound: PortSignal
+        _ responder: Responder, tls: TLSConfiguration?, port: Int, name: String, bound: OneShot<Int>
     ) throws -> Application<Responder> where Responder.Context == EmulatorRequestContext {
         var appLogger = logger
         appLogger[metadataKey: "emulator.service"] = "\(name)"
@@ -209,7 +181,7 @@ public final class AzureEmulator: Service, Sendable {
         return Application(
             responder: responder, server: server,
             configuration: .init(address: .hostname(configuration.host, port: port), serverName: nil),
-            onServerRunning: { channel in bound.resolve(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in bound.succeed(channel.localAddress?.port ?? 0) },
             logger: appLogger)
     }
 
@@ -218,7 +190,7 @@ public final class AzureEmulator: Service, Sendable {
         var hint = request.portHint
         var continuation: CheckedContinuation<Int, any Error>? = request.bound
         while true {
-            let bound = PortSignal()
+            let bound = OneShot<Int>()
             do {
                 let app = try makeApplication(
                     KeyVaultService(state: state, vaultName: request.name), tls: tls, port: hint ?? 0, name: "keyvault:\(request.name)", bound: bound)
@@ -316,23 +288,24 @@ public final class AzureEmulator: Service, Sendable {
     }
 }
 
-/// One-shot: the port a listener bound, or the error that kept it from binding.
-final class PortSignal: Sendable {
+/// A result that arrives once, for any number of waiters: the port a listener bound (or why it
+/// could not), the endpoints once the emulator is ready.
+final class OneShot<Value: Sendable>: Sendable {
     private enum State {
-        case pending([CheckedContinuation<Int, any Error>])
-        case done(Result<Int, any Error>)
+        case pending([CheckedContinuation<Value, any Error>])
+        case done(Result<Value, any Error>)
     }
     private let state = Mutex<State>(.pending([]))
 
-    func resolve(_ port: Int) { finish(.success(port)) }
+    func succeed(_ value: Value) { finish(.success(value)) }
 
-    /// Returns false when the port was already resolved (the error came after binding).
+    /// Returns false when the result had already arrived (for a listener: the error came after binding).
     @discardableResult
     func fail(_ error: any Error) -> Bool { finish(.failure(error)) }
 
     @discardableResult
-    private func finish(_ result: Result<Int, any Error>) -> Bool {
-        let waiters = state.withLock { s -> [CheckedContinuation<Int, any Error>]? in
+    private func finish(_ result: Result<Value, any Error>) -> Bool {
+        let waiters = state.withLock { s -> [CheckedContinuation<Value, any Error>]? in
             guard case .pending(let list) = s else { return nil }
             s = .done(result)
             return list
@@ -341,7 +314,7 @@ final class PortSignal: Sendable {
         return waiters != nil
     }
 
-    func wait() async throws -> Int {
+    func wait() async throws -> Value {
         try await withCheckedThrowingContinuation { c in
             state.withLock { s in
                 switch s {

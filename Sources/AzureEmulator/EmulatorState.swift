@@ -2,6 +2,7 @@ import FedBrokerCore
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Synchronization
 
 /// The shared state behind every emulated endpoint: the directory, the signer, the clock,
@@ -112,24 +113,28 @@ public final class EmulatorState: Sendable {
 
     // MARK: Faults
 
-    enum FaultOutcome {
-        case proceed
-        case respond(status: Int, retryAfter: Int?)
-        case reset
+    /// A scripted failure to answer with.
+    struct InjectedFault {
+        var status: Int
+        var retryAfter: Int?
     }
 
-    /// Applies the first matching fault: waits its latency, then says whether to answer with
-    /// its status, reset the connection, or carry on.
-    func applyFault(service: FaultRule.Service, operation: String, target: String?) async -> FaultOutcome {
-        guard let rule = faults.take(service: service, operation: operation, target: target) else { return .proceed }
+    /// Applies the first matching fault: waits its latency, resets the connection (and throws)
+    /// for a reset fault, and returns the status to answer with, or nil to carry on.
+    func injectFault(
+        service: FaultRule.Service, operation: String, target: String?, channel: any Channel
+    ) async throws -> InjectedFault? {
+        guard let rule = faults.take(service: service, operation: operation, target: target) else { return nil }
         logger.info(
             "injecting fault",
             metadata: ["service": "\(service.rawValue)", "operation": "\(operation)", "fault": "\(rule.id)"])
         if rule.latencyMilliseconds > 0 {
             try? await Task.sleep(for: .milliseconds(rule.latencyMilliseconds))
         }
-        if rule.resetConnection { return .reset }
-        if let status = rule.status { return .respond(status: status, retryAfter: rule.retryAfterSeconds) }
-        return .proceed
+        if rule.resetConnection {
+            await channel.resetConnection()
+            throw ConnectionResetByFault()
+        }
+        return rule.status.map { InjectedFault(status: $0, retryAfter: rule.retryAfterSeconds) }
     }
 }

@@ -26,8 +26,8 @@ struct EntraService: HTTPResponder {
         case (.get, "v2.0/.well-known/openid-configuration"):
             return try await discovery(tenantName: tenantName, context: context)
         case (.get, "discovery/v2.0/keys"):
-            if case .respond(let status, let retryAfter) = await state.applyFault(service: .entra, operation: "keys", target: tenantName) {
-                return failure(.temporarilyUnavailable, status: status, retryAfter: retryAfter)
+            if let fault = try await state.injectFault(service: .entra, operation: "keys", target: tenantName, channel: context.channel) {
+                return failure(.temporarilyUnavailable, status: fault.status, retryAfter: fault.retryAfter)
             }
             let issuer = state.read { $0.tenant(named: tenantName) }.map { "https://login.microsoftonline.com/\($0.id)/v2.0" }
             return Reply.json(200, state.authority.jwks(issuer: issuer), headers: Self.standardHeaders(requestID: newGUID()))
@@ -41,13 +41,8 @@ struct EntraService: HTTPResponder {
     // MARK: Token endpoint
 
     private func token(request: Request, tenantName: String, context: Context) async throws -> Response {
-        switch await state.applyFault(service: .entra, operation: "token", target: tenantName) {
-        case .proceed: break
-        case .reset:
-            await context.channel.resetConnection()
-            throw ConnectionResetByFault()
-        case .respond(let status, let retryAfter):
-            return failure(.temporarilyUnavailable, status: status, retryAfter: retryAfter)
+        if let fault = try await state.injectFault(service: .entra, operation: "token", target: tenantName, channel: context.channel) {
+            return failure(.temporarilyUnavailable, status: fault.status, retryAfter: fault.retryAfter)
         }
         guard let tenant = state.read({ $0.tenant(named: tenantName) }) else {
             return failure(.tenantNotFound(tenantName))
@@ -148,8 +143,10 @@ struct EntraService: HTTPResponder {
     // MARK: Discovery
 
     private func discovery(tenantName: String, context: Context) async throws -> Response {
-        if case .respond(let status, let retryAfter) = await state.applyFault(service: .entra, operation: "openid-configuration", target: tenantName) {
-            return failure(.temporarilyUnavailable, status: status, retryAfter: retryAfter)
+        if let fault = try await state.injectFault(
+            service: .entra, operation: "openid-configuration", target: tenantName, channel: context.channel)
+        {
+            return failure(.temporarilyUnavailable, status: fault.status, retryAfter: fault.retryAfter)
         }
         guard let tenant = state.read({ $0.tenant(named: tenantName) }) else {
             return failure(.tenantNotFound(tenantName))

@@ -73,15 +73,10 @@ struct GraphService: HTTPResponder {
             case .create: "create"
             case .delete: "delete"
             }
-        switch await state.applyFault(service: .graph, operation: opName, target: nil) {
-        case .proceed: break
-        case .reset:
-            await context.channel.resetConnection()
-            throw ConnectionResetByFault()
-        case .respond(let status, let retryAfter):
-            var r = fail(.init(status: status, code: status == 429 ? "TooManyRequests" : "ServiceUnavailable",
+        if let fault = try await state.injectFault(service: .graph, operation: opName, target: nil, channel: context.channel) {
+            var r = fail(.init(status: fault.status, code: fault.status == 429 ? "TooManyRequests" : "ServiceUnavailable",
                                message: "The service is temporarily unavailable."))
-            if let retryAfter { r.headers[.retryAfter] = String(retryAfter) }
+            if let retryAfter = fault.retryAfter { r.headers[.retryAfter] = String(retryAfter) }
             return r
         }
         if let failure = await authenticate(request) { return fail(failure) }

@@ -14,20 +14,15 @@ struct IMDSService: HTTPResponder {
             return fail(.notFound)
         }
         guard request.method == .get else { return fail(.methodNotAllowed) }
-        switch await state.applyFault(service: .imds, operation: "token", target: nil) {
-        case .proceed: break
-        case .reset:
-            await context.channel.resetConnection()
-            throw ConnectionResetByFault()
-        case .respond(let status, let retryAfter):
+        if let fault = try await state.injectFault(service: .imds, operation: "token", target: nil, channel: context.channel) {
             let failure: IMDSFailure =
-                switch status {
+                switch fault.status {
                 case 429: .tooManyRequests
                 case 404: .notFound
                 case 410: .init(status: 410, error: "service_unavailable", description: "IMDS is going through updates")
-                default: .init(status: status, error: "server_error", description: "Failed to retrieve token from the Active directory.")
+                default: .init(status: fault.status, error: "server_error", description: "Failed to retrieve token from the Active directory.")
                 }
-            return fail(failure, retryAfter: retryAfter)
+            return fail(failure, retryAfter: fault.retryAfter)
         }
         // "Must contain the header Metadata: true … must not contain X-Forwarded-For."
         guard request.headers[.metadata] == "true" else { return fail(.missingMetadataHeader) }

@@ -75,17 +75,14 @@ struct KeyVaultService: HTTPResponder {
         }
         let operation = Self.route(method: request.method, path: request.uri.path)
 
-        switch await state.applyFault(service: .keyvault, operation: operation?.name ?? "other", target: vault.name) {
-        case .proceed: break
-        case .reset:
-            await context.channel.resetConnection()
-            throw ConnectionResetByFault()
-        case .respond(let status, let retryAfter):
+        if let fault = try await state.injectFault(
+            service: .keyvault, operation: operation?.name ?? "other", target: vault.name, channel: context.channel)
+        {
             let failure: KeyVaultFailure =
-                status == 429 ? .throttled
-                : .init(status: status, code: status == 503 ? "ServiceUnavailable" : "InternalServerError",
+                fault.status == 429 ? .throttled
+                : .init(status: fault.status, code: fault.status == 503 ? "ServiceUnavailable" : "InternalServerError",
                         message: "The service is temporarily unavailable. Please retry.")
-            return reply.failure(failure, tenantID: vault.tenantId, retryAfter: retryAfter)
+            return reply.failure(failure, tenantID: vault.tenantId, retryAfter: fault.retryAfter)
         }
 
         // The challenge comes first and never needs the body (SDKs send an empty first request).
