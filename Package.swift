@@ -19,6 +19,8 @@ let package = Package(
         .executable(name: "fedbroker", targets: ["fedbroker"]),
         .library(name: "FedBrokerCore", targets: ["FedBrokerCore"]),
         .library(name: "AzureEmulator", targets: ["AzureEmulator"]),
+        .library(name: "AzureIdentity", targets: ["AzureIdentity"]),
+        .library(name: "KeyVault", targets: ["KeyVault"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -38,6 +40,33 @@ let package = Package(
         // Domain types and pure logic. No NIO, no HTTP, no SQL: CI greps for it.
         .target(
             name: "FedBrokerCore",
+            swiftSettings: swiftSettings
+        ),
+        // Managed-identity assertions, the client-assertion exchange, the token cache, AADSTS errors.
+        .target(
+            name: "AzureIdentity",
+            dependencies: [
+                "FedBrokerCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Key Vault keys data-plane client. Tokens come from the caller.
+        .target(
+            name: "KeyVault",
+            dependencies: [
+                "FedBrokerCore",
+                "AzureIdentity",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The stand-in for IMDS, Entra, Graph and Key Vault. Never imported by production targets.
@@ -67,6 +96,10 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 "AzureEmulator",
+                "AzureIdentity",
+                "KeyVault",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,6 +110,21 @@ let package = Package(
         .testTarget(
             name: "FedBrokerCoreTests",
             dependencies: ["FedBrokerCore"],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "AzureClientTests",
+            dependencies: [
+                "AzureIdentity",
+                "KeyVault",
+                "AzureEmulator",
+                "FedBrokerCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(

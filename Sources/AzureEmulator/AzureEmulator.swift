@@ -249,6 +249,8 @@ public final class AzureEmulator: Service, Sendable {
             ("FEDBROKER_EMU_IMDS_URL", state.currentEndpoints.imds), ("FEDBROKER_EMU_AUTHORITY_URL", state.currentEndpoints.authority),
             ("FEDBROKER_EMU_GRAPH_URL", state.currentEndpoints.graph), ("FEDBROKER_EMU_CONTROL_URL", state.currentEndpoints.control),
             ("FEDBROKER_EMU_CA_BUNDLE", caPath),
+            ("FEDBROKER_IMDS_URL", state.currentEndpoints.imds), ("FEDBROKER_AUTHORITY_URL", state.currentEndpoints.authority),
+            ("FEDBROKER_GRAPH_URL", state.currentEndpoints.graph), ("FEDBROKER_CA_BUNDLE", caPath),
         ]
         if let scenario = defaultScenario { env = scenario.environment(endpoints: state.currentEndpoints, caBundlePath: caPath) }
         for (name, value) in env { lines.append("export \(name)='\(value)'") }
@@ -324,6 +326,31 @@ final class OneShot<Value: Sendable>: Sendable {
                 case .done(let r): c.resume(with: r)
                 }
             }
+        }
+    }
+}
+
+extension AzureEmulator {
+    /// Starts an emulator, waits until it is ready, runs `body` with it, and shuts it down
+    /// (gracefully, also when `body` throws). For tests, the demo and benchmarks.
+    public static func withRunning<T: Sendable>(
+        configuration: Configuration, clock: any WallClock = SystemWallClock(), logger: Logger,
+        _ body: (AzureEmulator, EmulatorState.Endpoints) async throws -> T
+    ) async throws -> T {
+        let emulator = try await AzureEmulator(configuration: configuration, clock: clock, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [emulator], logger: logger))
+        return try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let result: Result<T, any Error>
+            do {
+                let endpoints = try await emulator.waitUntilReady()
+                result = .success(try await body(emulator, endpoints))
+            } catch {
+                result = .failure(error)
+            }
+            await group.triggerGracefulShutdown()
+            try? await tasks.waitForAll()
+            return try result.get()
         }
     }
 }

@@ -63,6 +63,12 @@ public struct DefaultScenario: Sendable {
             ("FEDBROKER_EMU_MI_CLIENT_IDS", managedIdentities.map(\.clientId).joined(separator: ",")),
             ("FEDBROKER_EMU_MI_PRINCIPAL_IDS", managedIdentities.map(\.principalId).joined(separator: ",")),
         ]
+        // What the broker itself reads (AzureEnvironment), so anything started here talks to the emulator.
+        env += [
+            ("FEDBROKER_IMDS_URL", endpoints.imds), ("FEDBROKER_AUTHORITY_URL", endpoints.authority),
+            ("FEDBROKER_GRAPH_URL", endpoints.graph), ("FEDBROKER_CA_BUNDLE", caBundlePath),
+            ("FEDBROKER_APP_CLIENT_ID", appClientID),
+        ]
         for (index, customer) in customers.enumerated() {
             env.append(("FEDBROKER_EMU_C\(index + 1)_TENANT_ID", customer.tenantID))
             env.append(("FEDBROKER_EMU_C\(index + 1)_VAULT_URL", customer.vaultURL))

@@ -11,11 +11,25 @@ import Synchronization
 public protocol WallClock: Sendable {
     /// The current time.
     var now: Date { get }
+
+    /// Waits `seconds` (backoff between retries). A manual clock moves its time instead of
+    /// waiting, so retry schedules run instantly and deterministically in tests.
+    func sleep(seconds: Double) async throws
 }
 
 extension WallClock {
     /// The current time as whole seconds since 1970, the unit of JWT and Key Vault timestamps.
     public var unixSeconds: Int64 { Int64(self.now.timeIntervalSince1970.rounded(.down)) }
+
+    public func sleep(seconds: Double) async throws {
+        guard seconds > 0 else { return }
+        try await Task.sleep(for: .milliseconds(Int64((seconds * 1000).rounded(.up))))
+    }
+
+    /// Seconds left until `deadline` (negative once it has passed).
+    public func remaining(until deadline: Date) -> Double {
+        deadline.timeIntervalSince(self.now)
+    }
 }
 
 /// The real clock.
@@ -43,5 +57,12 @@ public final class ManualWallClock: WallClock {
     /// Sets the time outright (may move backwards: clocks do).
     public func set(_ date: Date) {
         self.current.withLock { $0 = date }
+    }
+
+    /// Time moves on by `seconds` at once: code that backs off runs without waiting.
+    public func sleep(seconds: Double) async throws {
+        try Task.checkCancellation()
+        if seconds > 0 { self.advance(by: seconds) }
+        await Task.yield()
     }
 }

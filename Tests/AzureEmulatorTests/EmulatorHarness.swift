@@ -121,25 +121,16 @@ func withEmulator(
     configuration.seedDefaultScenario = seed
     configuration.stateDirectory = stateDirectory
     configure(&configuration)
-    let emulator = try await AzureEmulator(configuration: configuration, clock: clock, logger: logger)
-    let group = ServiceGroup(configuration: .init(services: [emulator], logger: logger))
-    try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { try await group.run() }
-        let endpoints = try await emulator.waitUntilReady()
+    try await AzureEmulator.withRunning(configuration: configuration, clock: clock, logger: logger) { emulator, endpoints in
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(emulator.pki.caCertificatePEM.utf8)))
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-        let harness = Harness(emulator: emulator, endpoints: endpoints, http: http, clock: clock)
         do {
-            try await body(harness)
+            try await body(Harness(emulator: emulator, endpoints: endpoints, http: http, clock: clock))
         } catch {
             try? await http.shutdown()
-            await group.triggerGracefulShutdown()
-            try? await tasks.waitForAll()
             throw error
         }
         try await http.shutdown()
-        await group.triggerGracefulShutdown()
-        try await tasks.waitForAll()
     }
 }

@@ -77,17 +77,6 @@ import Testing
     }
 }
 
-@Suite struct RateWindowTests {
-    @Test func admitsUpToTheLimitWithinTheWindowThenSlides() {
-        var w = RateWindow(limit: 3, windowSeconds: 10)
-        let admitted = [100, 105, 109, 109].map { w.admit(at: $0) }
-        #expect(admitted == [true, true, true, false])
-        #expect(w.used(at: 109) == 3)  // the refused one is not counted
-        let later = [110, 110].map { w.admit(at: $0) }
-        #expect(later == [true, false])  // second 100 left the window, second 110 is full again
-    }
-}
-
 @Suite struct RouteTests {
     @Test(arguments: [
         ("GET", "/keys/cmk", KeyVaultService.Operation.getKey(name: "cmk", version: nil)),

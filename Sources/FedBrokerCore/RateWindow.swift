@@ -1,8 +1,9 @@
 import Foundation
 
 /// A sliding-window counter: at most `limit` admissions in any `window` seconds, counted in
-/// one-second buckets. Used for a vault's transaction budget (Key Vault counts per 10 s) and
-/// for IMDS's 20 requests per second. Time is passed in, so it is tested without sleeping.
+/// one-second buckets. Key Vault counts its budget this way (per 10 s) and IMDS its 20 requests
+/// per second: the emulator enforces those budgets with it, and the broker's clients keep
+/// under them with it. Time is passed in, so it is tested without sleeping.
 public struct RateWindow: Sendable {
     public let limit: Int
     public let windowSeconds: Int
@@ -23,6 +24,20 @@ public struct RateWindow: Sendable {
         guard used + cost <= limit else { return false }
         buckets[second, default: 0] += cost
         return true
+    }
+
+    /// Seconds from `second` until a transaction of `cost` would be admitted (0 when it would be now).
+    public func wait(at second: Int64, cost: Int = 1) -> Int64 {
+        guard cost <= limit else { return Int64.max }
+        var used = self.used(at: second)
+        var candidate = second
+        // Buckets leave the window oldest first; walk forward until enough room frees up.
+        let oldest = second - Int64(windowSeconds) + 1
+        for bucket in buckets.keys.filter({ $0 >= oldest && $0 <= second }).sorted() where used + cost > limit {
+            used -= buckets[bucket]!
+            candidate = bucket + Int64(windowSeconds)
+        }
+        return max(0, candidate - second)
     }
 
     /// Transactions counted in the window ending at `second`.

@@ -1,0 +1,67 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// Where Azure is, for the probe and the server alike: one configuration, from flags or
+/// `FEDBROKER_*` environment variables (the emulator's env.sh sets them all).
+public struct AzureEnvironment: Sendable, Equatable {
+    /// `FEDBROKER_IMDS_URL`; the VM's IMDS by default.
+    public var imdsURL: String
+    /// `FEDBROKER_AUTHORITY_URL`; Entra's global cloud by default.
+    public var authorityURL: String
+    /// `FEDBROKER_GRAPH_URL`; Microsoft Graph by default.
+    public var graphURL: String
+    /// `FEDBROKER_APP_CLIENT_ID`: the ISV's multi-tenant application.
+    public var applicationClientID: String?
+    /// `FEDBROKER_CA_BUNDLE`: PEM certificates trusted in addition to the system's.
+    public var caBundlePath: String?
+    /// The token resource of the vaults (`https://vault.azure.net`; Managed HSM uses its own).
+    public var vaultResource: String
+
+    public static let variableNames = [
+        "FEDBROKER_IMDS_URL", "FEDBROKER_AUTHORITY_URL", "FEDBROKER_GRAPH_URL", "FEDBROKER_APP_CLIENT_ID", "FEDBROKER_CA_BUNDLE",
+    ]
+
+    public init(
+        imdsURL: String = "http://169.254.169.254", authorityURL: String = "https://login.microsoftonline.com",
+        graphURL: String = "https://graph.microsoft.com", applicationClientID: String? = nil, caBundlePath: String? = nil,
+        vaultResource: String = "https://vault.azure.net"
+    ) {
+        self.imdsURL = imdsURL
+        self.authorityURL = authorityURL
+        self.graphURL = graphURL
+        self.applicationClientID = applicationClientID
+        self.caBundlePath = caBundlePath
+        self.vaultResource = vaultResource
+    }
+
+    /// Reads `FEDBROKER_*` variables; what is unset keeps its Azure default.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> AzureEnvironment {
+        var e = AzureEnvironment()
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        if let v = value("FEDBROKER_IMDS_URL") { e.imdsURL = v }
+        if let v = value("FEDBROKER_AUTHORITY_URL") { e.authorityURL = v }
+        if let v = value("FEDBROKER_GRAPH_URL") { e.graphURL = v }
+        e.applicationClientID = value("FEDBROKER_APP_CLIENT_ID")
+        e.caBundlePath = value("FEDBROKER_CA_BUNDLE")
+        return e
+    }
+
+    /// An HTTP client with pooled connections that trusts the system roots plus the CA bundle.
+    /// The caller owns it and must `shutdown()` it.
+    public func makeHTTPClient() throws -> HTTPClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let caBundlePath {
+            guard FileManager.default.isReadableFile(atPath: caBundlePath) else {
+                throw AzureIdentityError.malformedResponse(service: "configuration", detail: "CA bundle \(caBundlePath) is not readable")
+            }
+            tls.additionalTrustRoots = [.file(caBundlePath)]
+        }
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60))
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+}

@@ -1,0 +1,82 @@
+import AsyncHTTPClient
+import FedBrokerCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// One HTTP exchange with an Azure endpoint under a deadline, shared by the identity and
+/// Key Vault clients. Transport failures come back as `TransportFailure`, so callers decide
+/// retries on kinds, never on error strings.
+package enum AzureHTTP {
+    package struct Response: Sendable {
+        package var status: Int
+        package var headers: HTTPHeaders
+        package var body: ByteBuffer
+
+        package var bodyString: String { String(buffer: body) }
+        package var json: [String: Any]? {
+            try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+        }
+    }
+
+    /// At most 1 MiB of body: Azure's answers here are a few KiB.
+    package static let maximumBody = 1 << 20
+
+    package static func send(
+        _ request: HTTPClientRequest, with client: HTTPClient, deadline: Date, clock: any WallClock
+    ) async throws -> Response {
+        let remaining = clock.remaining(until: deadline)
+        guard remaining > 0 else { throw TransportFailure.deadlineExceeded }
+        let nioDeadline = NIODeadline.now() + .milliseconds(Int64((remaining * 1000).rounded(.up)))
+        do {
+            let response = try await client.execute(request, deadline: nioDeadline)
+            let body = try await response.body.collect(upTo: maximumBody)
+            return Response(status: Int(response.status.code), headers: response.headers, body: body)
+        } catch let error as HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout: throw TransportFailure.deadlineExceeded
+            case .connectTimeout, .tlsHandshakeTimeout, .getConnectionFromPoolTimeout:
+                throw TransportFailure.connectionFailed("timed out connecting")
+            case .remoteConnectionClosed: throw TransportFailure.connectionFailed("the server closed the connection")
+            case .cancelled: throw CancellationError()
+            default: throw TransportFailure.connectionFailed(String(describing: error))
+            }
+        } catch let error as NIOSSLError {
+            throw TransportFailure.tls(String(describing: error))
+        } catch let error as BoringSSLError {
+            throw TransportFailure.tls(String(describing: error))
+        } catch let error as IOError {
+            throw TransportFailure.connectionFailed(error.description)
+        } catch let error as NIOConnectionError {
+            throw TransportFailure.connectionFailed("cannot connect to \(error.host):\(error.port)")
+        } catch let error as ChannelError {
+            throw TransportFailure.connectionFailed(String(describing: error))
+        }
+    }
+
+    /// A request id for `x-ms-client-request-id`: returned to the caller for its audit trail.
+    package static func newClientRequestID() -> String { UUID().uuidString.lowercased() }
+}
+
+/// Why a request got no HTTP answer.
+public enum TransportFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    case deadlineExceeded
+    case connectionFailed(String)
+    case tls(String)
+
+    public var description: String {
+        switch self {
+        case .deadlineExceeded: "the deadline passed before an answer came"
+        case .connectionFailed(let why): "connection failed: \(why)"
+        case .tls(let why): "TLS failed: \(why)"
+        }
+    }
+
+    /// Timeouts and resets are worth another try; a certificate the client does not trust is not.
+    public var isRetryable: Bool {
+        if case .tls = self { return false }
+        return true
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+
+/// Every way getting a token can fail, each with a stable code for logs and metrics.
+public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// IMDS answered with an error (`error`, `error_description`).
+    case imds(status: Int, error: String, description: String)
+    /// The token endpoint answered with an AADSTS error.
+    case entra(AADSTSError)
+    /// No HTTP answer.
+    case transport(TransportFailure)
+    /// A 200 whose body is not what the service sends.
+    case malformedResponse(service: String, detail: String)
+    /// The federated token file could not be read or holds no JWT.
+    case tokenFile(path: String, detail: String)
+    /// The caller's deadline passed, with the last failure seen.
+    case deadlineExceeded(lastFailure: String?)
+
+    public var code: String {
+        switch self {
+        case .imds: "IMDS_ERROR"
+        case .entra(let e): "AADSTS\(e.code.map(String.init) ?? "")"
+        case .transport: "TRANSPORT"
+        case .malformedResponse: "MALFORMED_RESPONSE"
+        case .tokenFile: "TOKEN_FILE"
+        case .deadlineExceeded: "DEADLINE_EXCEEDED"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .imds(let status, let error, let description): "IMDS \(status) \(error): \(description)"
+        case .entra(let e): e.description
+        case .transport(let t): t.description
+        case .malformedResponse(let service, let detail): "malformed \(service) response: \(detail)"
+        case .tokenFile(let path, let detail): "federated token file \(path): \(detail)"
+        case .deadlineExceeded(let last): "deadline exceeded" + (last.map { " (last failure: \($0))" } ?? "")
+        }
+    }
+
+    /// IMDS's rules: retry 404, 410, 429 and 5xx; other 4xx are design-time errors.
+    static func imdsIsRetryable(status: Int) -> Bool {
+        status == 404 || status == 410 || status == 429 || status >= 500
+    }
+
+    public var isRetryable: Bool {
+        switch self {
+        case .imds(let status, _, _): Self.imdsIsRetryable(status: status)
+        case .entra(let e): e.isRetryable
+        case .transport(let t): t.isRetryable
+        case .malformedResponse, .tokenFile: false
+        case .deadlineExceeded: true
+        }
+    }
+}

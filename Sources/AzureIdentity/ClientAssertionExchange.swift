@@ -1,0 +1,63 @@
+import AsyncHTTPClient
+import FedBrokerCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The multi-tenant application's side of the trust: present a FIC assertion to a customer
+/// tenant's v2 token endpoint (client credentials, `client_assertion`) and get an access token
+/// for one resource in that tenant. One attempt per call; `CrossTenantTokenProvider` retries.
+public struct ClientAssertionExchange: Sendable {
+    /// `https://login.microsoftonline.com` on Azure.
+    public let authority: String
+    /// The ISV's multi-tenant application (client) id.
+    public let applicationClientID: String
+    let httpClient: HTTPClient
+    let clock: any WallClock
+
+    public init(authority: String, applicationClientID: String, httpClient: HTTPClient, clock: any WallClock = SystemWallClock()) {
+        self.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
+        self.applicationClientID = applicationClientID
+        self.httpClient = httpClient
+        self.clock = clock
+    }
+
+    /// The scope for a resource: `https://vault.azure.net` → `https://vault.azure.net/.default`.
+    public static func scope(for resource: String) -> String {
+        (resource.hasSuffix("/") ? String(resource.dropLast()) : resource) + "/.default"
+    }
+
+    public func exchange(tenantID: String, resource: String, assertion: String, deadline: Date) async throws -> AccessToken {
+        let form = [
+            ("client_id", applicationClientID), ("scope", Self.scope(for: resource)), ("grant_type", "client_credentials"),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion),
+        ].map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .urlQueryValueAllowed) ?? $0.1)" }.joined(separator: "&")
+        let tenant = tenantID.addingPercentEncoding(withAllowedCharacters: .urlQueryValueAllowed) ?? tenantID
+        var request = HTTPClientRequest(url: "\(authority)/\(tenant)/oauth2/v2.0/token")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+        request.headers.add(name: "client-request-id", value: AzureHTTP.newClientRequestID())
+        request.body = .bytes(ByteBuffer(string: form))
+        let sentAt = clock.now
+        let response: AzureHTTP.Response
+        do {
+            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+        } catch let failure as TransportFailure {
+            throw AzureIdentityError.transport(failure)
+        }
+        let json = response.json
+        guard response.status == 200 else {
+            let retryAfter = parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now)
+            let error = AADSTSError.parse(status: response.status, json: json, retryAfter: retryAfter)
+                ?? AADSTSError(
+                    httpStatus: response.status, error: "http_\(response.status)", code: nil,
+                    serviceDescription: String(response.bodyString.prefix(200)))
+            throw RetryableFailure(AzureIdentityError.entra(error), retryAfter: retryAfter)
+        }
+        guard let json, let token = json["access_token"] as? String,
+            let expiresIn = IMDSAssertionSource.number(json["expires_in"])
+        else { throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: "no access_token or expires_in") }
+        // Measured from when the request left, so the cached lifetime errs short.
+        return AccessToken(token: token, expiresOn: sentAt.addingTimeInterval(expiresIn))
+    }
+}

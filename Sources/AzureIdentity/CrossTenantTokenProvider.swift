@@ -1,0 +1,98 @@
+import FedBrokerCore
+import Foundation
+
+/// Access tokens for customer tenants: assertion (per FIC slot's source) → exchange in the
+/// customer tenant → token, both cached (`TokenCache`: refresh ahead, single flight,
+/// stale-while-valid), with retries inside the caller's deadline. A missing FIC match is
+/// retried (it clears once a new FIC has propagated); an expired assertion is replaced once.
+public final class CrossTenantTokenProvider: Sendable {
+    /// Which token: the customer tenant, the FIC slot's assertion source, the resource.
+    public struct Key: Hashable, Sendable {
+        public var tenantID: String
+        public var sourceIdentity: String
+        public var resource: String
+    }
+
+    /// Assertion sources by identity, so the assertion cache can fetch by key.
+    struct SourceKey: Hashable, Sendable {
+        let source: any AssertionSource
+        static func == (a: Self, b: Self) -> Bool { a.source.identity == b.source.identity }
+        func hash(into hasher: inout Hasher) { hasher.combine(source.identity) }
+    }
+
+    public let exchange: ClientAssertionExchange
+    let clock: any WallClock
+    let backoff: Backoff
+    let assertions: TokenCache<SourceKey>
+    let tokens: TokenCache<Key>
+    private let sources: SourceRegistry
+
+    public init(
+        exchange: ClientAssertionExchange, clock: any WallClock = SystemWallClock(),
+        backoff: Backoff = Backoff(initial: 0.5, maximum: 16, maxRetries: 10),
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        self.exchange = exchange
+        self.clock = clock
+        self.backoff = backoff
+        let sources = SourceRegistry()
+        self.sources = sources
+        let assertions = TokenCache<SourceKey>(clock: clock, jitter: jitter) { key, deadline in
+            try await key.source.assertion(deadline: deadline)
+        }
+        self.assertions = assertions
+        self.tokens = TokenCache<Key>(clock: clock, jitter: jitter) { key, deadline in
+            guard let source = sources[key.sourceIdentity] else {
+                throw AzureIdentityError.malformedResponse(service: "token provider", detail: "unknown assertion source \(key.sourceIdentity)")
+            }
+            return try await Self.fetch(
+                key: key, source: source, exchange: exchange, assertions: assertions, clock: clock, backoff: backoff, deadline: deadline)
+        }
+    }
+
+    /// A token for `resource` in `tenantID`, obtained through the FIC slot whose assertions
+    /// `source` provides.
+    public func token(tenantID: String, source: any AssertionSource, resource: String, deadline: Date) async throws -> AccessToken {
+        sources.register(source)
+        return try await tokens.token(for: Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource), deadline: deadline)
+    }
+
+    /// The resource rejected `token` (401): forget it so the next call exchanges again.
+    public func invalidate(tenantID: String, source: any AssertionSource, resource: String, token: String) async {
+        await tokens.invalidate(Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource), token: token)
+    }
+
+    private static func fetch(
+        key: Key, source: any AssertionSource, exchange: ClientAssertionExchange, assertions: TokenCache<SourceKey>,
+        clock: any WallClock, backoff: Backoff, deadline: Date
+    ) async throws -> AccessToken {
+        var replacedAssertion = false
+        return try await retrying(deadline: deadline, clock: clock, backoff: backoff) {
+            let assertion = try await assertions.token(for: SourceKey(source: source), deadline: deadline)
+            do {
+                return try await exchange.exchange(tenantID: key.tenantID, resource: key.resource, assertion: assertion.token, deadline: deadline)
+            } catch let failure as RetryableFailure {
+                // Entra refused the assertion's time window: fetch a fresh one and try again at once, once.
+                if case .entra(let e) = failure.error as? AzureIdentityError, e.kind == .assertionExpired, !replacedAssertion {
+                    replacedAssertion = true
+                    await assertions.invalidate(SourceKey(source: source), token: assertion.token)
+                    return try await exchange.exchange(
+                        tenantID: key.tenantID, resource: key.resource,
+                        assertion: try await assertions.token(for: SourceKey(source: source), deadline: deadline).token, deadline: deadline)
+                }
+                throw failure
+            }
+        }
+    }
+}
+
+/// Sources seen so far, by identity.
+final class SourceRegistry: Sendable {
+    private let sources = Synchronization.Mutex<[String: any AssertionSource]>([:])
+    func register(_ source: any AssertionSource) {
+        sources.withLock { if $0[source.identity] == nil { $0[source.identity] = source } }
+    }
+    subscript(identity: String) -> (any AssertionSource)? { sources.withLock { $0[identity] } }
+}
+
+import Synchronization

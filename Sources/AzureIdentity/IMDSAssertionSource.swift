@@ -1,0 +1,85 @@
+import AsyncHTTPClient
+import FedBrokerCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A user-assigned managed identity's token for `api://AzureADTokenExchange` from the
+/// Instance Metadata Service, with IMDS's retry rules (404, 410 for up to 70 s, 429, 5xx with
+/// backoff; other 4xx are not retried) and at most 5 requests in flight, IMDS's own limit.
+/// Callers go through `TokenCache`, which keeps them far below 20 requests per second.
+public struct IMDSAssertionSource: AssertionSource {
+    public let clientID: String
+    let endpoint: String
+    let httpClient: HTTPClient
+    let clock: any WallClock
+    let backoff: Backoff
+    let gate: ConcurrencyGate
+
+    public var identity: String { "mi:\(clientID)" }
+
+    /// - Parameters:
+    ///   - endpoint: the IMDS base URL, `http://169.254.169.254` on Azure.
+    public init(
+        clientID: String, endpoint: String = "http://169.254.169.254", httpClient: HTTPClient,
+        clock: any WallClock = SystemWallClock(), backoff: Backoff = Backoff(initial: 1, maximum: 10, maxRetries: 8)
+    ) {
+        self.clientID = clientID
+        self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        self.httpClient = httpClient
+        self.clock = clock
+        self.backoff = backoff
+        self.gate = ConcurrencyGate.shared(for: self.endpoint, limit: 5)
+    }
+
+    public func assertion(deadline: Date) async throws -> AccessToken {
+        try await retrying(deadline: deadline, clock: clock, backoff: backoff) {
+            try await gate.run { try await fetchOnce(deadline: deadline) }
+        }
+    }
+
+    private func fetchOnce(deadline: Date) async throws -> AccessToken {
+        let resource = tokenExchangeAudience.addingPercentEncoding(withAllowedCharacters: .urlQueryValueAllowed) ?? tokenExchangeAudience
+        var request = HTTPClientRequest(
+            url: "\(endpoint)/metadata/identity/oauth2/token?api-version=2018-02-01&resource=\(resource)&client_id=\(clientID)")
+        request.headers.add(name: "Metadata", value: "true")
+        request.headers.add(name: "x-ms-client-request-id", value: AzureHTTP.newClientRequestID())
+        let response: AzureHTTP.Response
+        do {
+            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+        } catch let failure as TransportFailure {
+            throw AzureIdentityError.transport(failure)
+        }
+        guard response.status == 200 else {
+            let json = response.json
+            throw RetryableFailure(
+                AzureIdentityError.imds(
+                    status: response.status, error: json?["error"] as? String ?? "unknown",
+                    description: json?["error_description"] as? String ?? response.bodyString.prefix(200).description),
+                retryAfter: parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now))
+        }
+        guard let json = response.json, let token = json["access_token"] as? String else {
+            throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no access_token")
+        }
+        // IMDS sends numbers as strings; accept either.
+        let expiresOn = Self.number(json["expires_on"]).map { Date(timeIntervalSince1970: $0) }
+            ?? Self.number(json["expires_in"]).map { clock.now.addingTimeInterval($0) }
+        guard let expiresOn else { throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no expires_on") }
+        return AccessToken(token: token, expiresOn: expiresOn)
+    }
+
+    static func number(_ value: Any?) -> Double? {
+        if let s = value as? String { return Double(s) }
+        if let n = value as? NSNumber { return n.doubleValue }
+        return nil
+    }
+}
+
+extension CharacterSet {
+    /// Unreserved characters only, for query values that contain `:` and `/`.
+    static let urlQueryValueAllowed: CharacterSet = {
+        var set = CharacterSet.alphanumerics
+        set.insert(charactersIn: "-._~")
+        return set
+    }()
+}

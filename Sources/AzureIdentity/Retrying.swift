@@ -1,0 +1,99 @@
+import FedBrokerCore
+import Foundation
+import Synchronization
+
+/// A failure that carries the server's Retry-After, so the retry loop can honour it.
+package struct RetryableFailure: Error {
+    package var error: any Error
+    package var retryAfter: Double?
+    package init(_ error: any Error, retryAfter: Double?) {
+        self.error = error
+        self.retryAfter = retryAfter
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the next wait would end past the
+/// deadline. Retries only what the error says is retryable.
+package func retrying<T>(
+    deadline: Date, clock: any WallClock, backoff: Backoff, isRetryable: (any Error) -> Bool = defaultIsRetryable,
+    _ attempt: () async throws -> T
+) async throws -> T {
+    var failures = 0
+    while true {
+        do {
+            return try await attempt()
+        } catch {
+            let retryAfter = (error as? RetryableFailure)?.retryAfter
+            let underlying = (error as? RetryableFailure)?.error ?? error
+            guard isRetryable(underlying) else { throw underlying }
+            failures += 1
+            switch backoff.decision(
+                afterAttempt: failures, retryAfter: retryAfter, jitter: Double.random(in: 0..<1), now: clock.now, deadline: deadline)
+            {
+            case .retry(let delay): try await clock.sleep(seconds: delay)
+            case .giveUp:
+                // The last failure says more than "deadline exceeded" (throttled? unreachable?).
+                throw underlying
+            }
+        }
+    }
+}
+
+package func defaultIsRetryable(_ error: any Error) -> Bool {
+    if let e = error as? AzureIdentityError { return e.isRetryable }
+    return false
+}
+
+/// At most `limit` operations at once against one endpoint (IMDS allows 5 concurrent requests).
+/// Shared per endpoint across sources, since the limit is per VM, not per identity.
+final class ConcurrencyGate: Sendable {
+    private struct State {
+        var running = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let limit: Int
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = limit }
+
+    private static let registry = Mutex<[String: ConcurrencyGate]>([:])
+    static func shared(for endpoint: String, limit: Int) -> ConcurrencyGate {
+        registry.withLock { gates in
+            if let gate = gates[endpoint] { return gate }
+            let gate = ConcurrencyGate(limit: limit)
+            gates[endpoint] = gate
+            return gate
+        }
+    }
+
+    func run<T>(_ body: () async throws -> T) async throws -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let admitted = state.withLock { s -> Bool in
+                if s.running < limit {
+                    s.running += 1
+                    return true
+                }
+                s.waiters.append(continuation)
+                return false
+            }
+            if admitted { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty {
+                s.running -= 1
+                return nil
+            }
+            return s.waiters.removeFirst()  // the slot passes straight to the next waiter
+        }
+        next?.resume()
+    }
+}

@@ -1,0 +1,94 @@
+import FedBrokerCore
+import Foundation
+
+/// Tokens by key — (customer tenant, FIC slot, resource) for access tokens, the identity for
+/// assertions — with refresh ahead of expiry, single flight and stale-while-valid, following
+/// `TokenCacheStateMachine`. N concurrent callers for a cold key cause exactly one fetch.
+public actor TokenCache<Key: Hashable & Sendable> {
+    public typealias Fetch = @Sendable (_ key: Key, _ deadline: Date) async throws -> AccessToken
+
+    private struct Entry {
+        var machine: TokenCacheStateMachine
+        var inFlight: Task<AccessToken, any Error>?
+    }
+
+    private let clock: any WallClock
+    private let fetch: Fetch
+    private let policy: TokenCacheStateMachine.Policy
+    private let jitter: @Sendable () -> Double
+    /// How long a background refresh may take.
+    private let refreshTimeout: Double
+    private var entries: [Key: Entry] = [:]
+
+    public init(
+        clock: any WallClock = SystemWallClock(), minimumValidity: Double = 60, refreshTimeout: Double = 30,
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }, fetch: @escaping Fetch
+    ) {
+        self.clock = clock
+        self.fetch = fetch
+        self.policy = .init(minimumValidity: minimumValidity)
+        self.refreshTimeout = refreshTimeout
+        self.jitter = jitter
+    }
+
+    /// A token for `key` with at least the minimum validity left, fetching it (once, for all
+    /// concurrent callers) when there is none.
+    public func token(for key: Key, deadline: Date) async throws -> AccessToken {
+        var entry = entries[key] ?? Entry(machine: TokenCacheStateMachine(policy: policy))
+        let action = entry.machine.tokenRequested(now: clock.now)
+        entries[key] = entry
+        switch action {
+        case .use(let token):
+            return token
+        case .useAndRefresh(let token):
+            startFetch(key, deadline: clock.now.addingTimeInterval(refreshTimeout))
+            return token
+        case .fetchAndWait:
+            return try await startFetch(key, deadline: deadline).value
+        case .wait:
+            guard let task = entries[key]?.inFlight else { return try await startFetch(key, deadline: deadline).value }
+            return try await task.value
+        }
+    }
+
+    /// Drops a token the resource rejected, so the next `token(for:)` fetches a new one.
+    public func invalidate(_ key: Key, token: String) {
+        entries[key]?.machine.invalidate(token)
+    }
+
+    /// Forgets every token (tenant offboarded, slot retired).
+    public func removeAll(where predicate: (Key) -> Bool) {
+        for key in entries.keys where predicate(key) { entries[key] = nil }
+    }
+
+    @discardableResult
+    private func startFetch(_ key: Key, deadline: Date) -> Task<AccessToken, any Error> {
+        let fetch = self.fetch
+        let task = Task<AccessToken, any Error> {
+            do {
+                let token = try await fetch(key, deadline)
+                self.finish(key, with: .success(token))
+                return token
+            } catch {
+                if let stale = self.finish(key, with: .failure(error)) { return stale }
+                throw error
+            }
+        }
+        entries[key, default: Entry(machine: TokenCacheStateMachine(policy: policy))].inFlight = task
+        return task
+    }
+
+    /// Records the outcome; after a failure returns the still-usable token for the waiters.
+    @discardableResult
+    private func finish(_ key: Key, with result: Result<AccessToken, any Error>) -> AccessToken? {
+        guard var entry = entries[key] else { return nil }
+        entry.inFlight = nil
+        var stale: AccessToken?
+        switch result {
+        case .success(let token): entry.machine.fetchSucceeded(token, now: clock.now, jitter: jitter())
+        case .failure: stale = entry.machine.fetchFailed(now: clock.now)
+        }
+        entries[key] = entry
+        return stale
+    }
+}

@@ -1,0 +1,215 @@
+import AsyncHTTPClient
+import AzureIdentity
+import Crypto
+import CryptoExtras
+import FedBrokerCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// The Key Vault keys data plane: get a key, wrap, unwrap. Pooled connections come from the
+/// `HTTPClient` the caller configures (trust roots included). Tokens come from the caller,
+/// which caches them; this client never does.
+///
+/// Every call: a fresh `x-ms-client-request-id` (returned for audit, kept across retries),
+/// the vault's budget respected before sending, one token refresh on a 401, retries of 429,
+/// 5xx, timeouts and resets only — exponential backoff with jitter, honouring Retry-After —
+/// and never past the caller's deadline.
+public final class KeyVaultClient: Sendable {
+    public struct Configuration: Sendable {
+        public var apiVersion = "7.4"
+        public var backoff = Backoff(initial: 0.5, maximum: 16, maxRetries: 6)
+        /// Transactions per window per vault (Key Vault's RSA-3072 software-key limit by default).
+        public var budget = 1_000
+        public var budgetWindowSeconds = 10
+        public init() {}
+    }
+
+    /// A token for the vault's resource; `forceRefresh` after the vault rejected the last one.
+    public typealias TokenProvider = @Sendable (_ forceRefresh: Bool, _ deadline: Date) async throws -> String
+
+    let httpClient: HTTPClient
+    let clock: any WallClock
+    let configuration: Configuration
+    let budget: VaultBudget
+    private let publicKeys = Mutex<[VaultKeyID: KeyBundle]>([:])
+
+    public init(httpClient: HTTPClient, clock: any WallClock = SystemWallClock(), configuration: Configuration = Configuration()) {
+        self.httpClient = httpClient
+        self.clock = clock
+        self.configuration = configuration
+        self.budget = VaultBudget(limit: configuration.budget, windowSeconds: configuration.budgetWindowSeconds)
+    }
+
+    // MARK: Operations
+
+    /// Asks the vault, without a token, who it is: the tenant and resource in its 401 challenge.
+    public func challenge(vaultURL: String, deadline: Date) async throws -> VaultChallenge {
+        let clientRequestID = AzureHTTP.newClientRequestID()
+        var request = HTTPClientRequest(url: "\(VaultKeyID(vaultURL: vaultURL, name: "x").vaultURL)/keys?api-version=\(configuration.apiVersion)")
+        request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
+        let response: AzureHTTP.Response
+        do {
+            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+        } catch let failure as TransportFailure {
+            throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+        }
+        guard response.status == 401, let header = response.headers.first(name: "WWW-Authenticate"),
+            let challenge = VaultChallenge(header: header)
+        else {
+            throw KeyVaultError(
+                kind: .other, httpStatus: response.status, serviceMessage: "the vault did not answer with a bearer challenge",
+                clientRequestID: clientRequestID, requestID: response.headers.first(name: "x-ms-request-id"))
+        }
+        return challenge
+    }
+
+    public func getKey(_ id: VaultKeyID, token: @escaping TokenProvider, deadline: Date) async throws -> Audited<KeyBundle> {
+        let path = "/keys/\(id.name)/\(id.version ?? "")"
+        let (json, clientRequestID) = try await perform(.GET, vault: id, path: path, body: nil, token: token, deadline: deadline)
+        let bundle = try Self.keyBundle(from: json, clientRequestID: clientRequestID)
+        publicKeys.withLock { $0[VaultKeyID(vaultURL: id.vaultURL, name: id.name, version: id.version)] = bundle }
+        return Audited(value: bundle, clientRequestID: clientRequestID)
+    }
+
+    public func wrapKey(
+        _ id: VaultKeyID, plaintext: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date
+    ) async throws -> KeyOperationResult {
+        try await keyOperation("wrapkey", id, value: plaintext, algorithm: algorithm, token: token, deadline: deadline)
+    }
+
+    public func unwrapKey(
+        _ id: VaultKeyID, wrapped: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date
+    ) async throws -> KeyOperationResult {
+        try await keyOperation("unwrapkey", id, value: wrapped, algorithm: algorithm, token: token, deadline: deadline)
+    }
+
+    /// Wraps with the key's public part, fetched once and cached with its version, instead of a
+    /// round trip. The cached key must still be enabled, inside its validity window and allow
+    /// wrapKey; its `kid` must name the key asked for. Unwrap is always remote.
+    public func wrapKeyLocally(
+        _ id: VaultKeyID, plaintext: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date
+    ) async throws -> KeyOperationResult {
+        let cached = publicKeys.withLock { $0[id] }
+        let bundle: KeyBundle
+        var clientRequestID = "local"
+        if let cached, !(cached.expires.map { $0 <= clock.now } ?? false) {
+            bundle = cached
+        } else {
+            let fetched = try await getKey(id, token: token, deadline: deadline)
+            bundle = fetched.value
+            clientRequestID = fetched.clientRequestID
+        }
+        guard let kid = bundle.id, kid.name.lowercased() == id.name.lowercased(),
+            id.version == nil || kid.version == id.version, bundle.enabled, bundle.keyOps.contains("wrapKey"),
+            !(bundle.notBefore.map { $0 > clock.now } ?? false), !(bundle.expires.map { $0 <= clock.now } ?? false)
+        else {
+            return try await wrapKey(id, plaintext: plaintext, algorithm: algorithm, token: token, deadline: deadline)
+        }
+        let padding: _RSA.Encryption.Padding =
+            switch algorithm {
+            case .rsaOAEP256: .PKCS1_OAEP_SHA256
+            case .rsaOAEP: .PKCS1_OAEP
+            case .rsa15: ._WEAK_AND_INSECURE_PKCS_V1_5
+            }
+        do {
+            let publicKey = try _RSA.Encryption.PublicKey(n: bundle.modulus, e: bundle.exponent)
+            let sealed = try publicKey.encrypt(plaintext, padding: padding)
+            return KeyOperationResult(kid: bundle.kid, value: Array(sealed), clientRequestID: clientRequestID, local: true)
+        } catch {
+            throw KeyVaultError(kind: .badParameter, serviceMessage: "local wrap failed: \(error)", clientRequestID: clientRequestID)
+        }
+    }
+
+    private func keyOperation(
+        _ operation: String, _ id: VaultKeyID, value: [UInt8], algorithm: KeyWrapAlgorithm, token: @escaping TokenProvider,
+        deadline: Date
+    ) async throws -> KeyOperationResult {
+        let body = #"{"alg":"\#(algorithm.rawValue)","value":"\#(Base64URL.encode(value))"}"#
+        let path = "/keys/\(id.name)/\(id.version ?? "")/\(operation)"
+        let (json, clientRequestID) = try await perform(.POST, vault: id, path: path, body: body, token: token, deadline: deadline)
+        guard let kid = json["kid"] as? String, let encoded = json["value"] as? String, let bytes = Base64URL.decode(encoded) else {
+            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "no kid or value in the answer", clientRequestID: clientRequestID)
+        }
+        return KeyOperationResult(kid: kid, value: bytes, clientRequestID: clientRequestID, local: false)
+    }
+
+    // MARK: The request loop
+
+    private func perform(
+        _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date
+    ) async throws -> ([String: Any], String) {
+        let clientRequestID = AzureHTTP.newClientRequestID()
+        var forceRefresh = false
+        var refreshedAfter401 = false
+        let json = try await retrying(
+            deadline: deadline, clock: clock, backoff: configuration.backoff,
+            isRetryable: { ($0 as? KeyVaultError)?.isRetryable ?? false }
+        ) { () async throws -> [String: Any] in
+            while true {
+                guard try await budget.admit(vault: id.vaultAuthority, clock: clock, deadline: deadline) else {
+                    throw KeyVaultError(
+                        kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
+                        clientRequestID: clientRequestID)
+                }
+                let bearer = try await token(forceRefresh, deadline)
+                var request = HTTPClientRequest(url: "\(id.vaultURL)\(path)?api-version=\(configuration.apiVersion)")
+                request.method = method
+                request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
+                request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
+                request.headers.add(name: "x-ms-return-client-request-id", value: "true")
+                request.headers.add(name: "Accept", value: "application/json")
+                if let body {
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(string: body))
+                }
+                let response: AzureHTTP.Response
+                do {
+                    response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+                } catch let failure as TransportFailure {
+                    throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+                }
+                if (200..<300).contains(response.status) { return response.json ?? [:] }
+                let error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
+                // An expired or rejected token: one refresh, then the 401 stands.
+                if error.kind == .unauthorized, !refreshedAfter401 {
+                    refreshedAfter401 = true
+                    forceRefresh = true
+                    continue
+                }
+                throw RetryableFailure(error, retryAfter: error.retryAfter)
+            }
+        }
+        return (json, clientRequestID)
+    }
+
+    static func error(from response: AzureHTTP.Response, clientRequestID: String, now: Date) -> KeyVaultError {
+        let error = response.json?["error"] as? [String: Any]
+        let code = error?["code"] as? String
+        let inner = (error?["innererror"] as? [String: Any])?["code"] as? String
+        let message = error?["message"] as? String ?? ""
+        let akv = message.range(of: #"AKV\d{5}"#, options: .regularExpression).map { String(message[$0]) }
+            ?? (message.contains("TokenExpired") ? "TokenExpired" : nil)
+        return KeyVaultError(
+            kind: KeyVaultError.classify(status: response.status, code: code, innerCode: inner), httpStatus: response.status,
+            code: code, innerCode: inner, akvCode: akv, serviceMessage: message,
+            retryAfter: parseRetryAfter(response.headers.first(name: "Retry-After"), now: now), clientRequestID: clientRequestID,
+            requestID: response.headers.first(name: "x-ms-request-id"))
+    }
+
+    static func keyBundle(from json: [String: Any], clientRequestID: String) throws -> KeyBundle {
+        guard let key = json["key"] as? [String: Any], let kid = key["kid"] as? String,
+            let n = (key["n"] as? String).flatMap(Base64URL.decode), let e = (key["e"] as? String).flatMap(Base64URL.decode)
+        else {
+            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "the key bundle has no kid, n or e", clientRequestID: clientRequestID)
+        }
+        let attributes = json["attributes"] as? [String: Any] ?? [:]
+        let date: (String) -> Date? = { name in (attributes[name] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } }
+        return KeyBundle(
+            kid: kid, keyType: key["kty"] as? String ?? "", keyOps: key["key_ops"] as? [String] ?? [], modulus: n, exponent: e,
+            enabled: attributes["enabled"] as? Bool ?? false, notBefore: date("nbf"), expires: date("exp"),
+            recoveryLevel: attributes["recoveryLevel"] as? String, recoverableDays: (attributes["recoverableDays"] as? NSNumber)?.intValue,
+            tags: json["tags"] as? [String: String] ?? [:])
+    }
+}

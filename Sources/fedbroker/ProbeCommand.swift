@@ -1,0 +1,96 @@
+import ArgumentParser
+import AsyncHTTPClient
+import AzureIdentity
+import Foundation
+import KeyVault
+
+/// `fedbroker probe`: walk the chain for one customer key and say precisely what is wrong.
+struct ProbeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Check one customer key end to end: assertion, exchange, key, checks, wrap + unwrap.",
+        discussion: """
+            Runs the trust chain step by step for a customer's key and prints each step with its outcome \
+            and latency; on failure, the classified cause, who must act and what to do. Exits 0 only when \
+            every step, the wrap/unwrap round trip included, succeeded; 1 when a step failed; 64 for bad usage.
+
+            Against the emulator: . STATE_DIR/env.sh && fedbroker probe --tenant "$FEDBROKER_EMU_C1_TENANT_ID" \\
+              --vault-url "$FEDBROKER_EMU_C1_VAULT_URL" --key "$FEDBROKER_EMU_C1_KEY_NAME" --identity "${FEDBROKER_EMU_MI_CLIENT_IDS%%,*}"
+            """
+    )
+
+    @Option(name: .long, help: "The customer's Entra tenant id.")
+    var tenant: String
+
+    @Option(name: .long, help: "The vault URL (https://NAME.vault.azure.net), or the key's full kid.")
+    var vaultURL: String
+
+    @Option(name: .long, help: "The key name (optional when --vault-url is a kid).")
+    var key: String?
+
+    @Option(name: .long, help: "Key version to pin (default: the current version).")
+    var version: String?
+
+    @Option(name: .long, help: "Client id of the user-assigned managed identity (the FIC slot) to use.")
+    var identity: String?
+
+    @Option(name: .long, help: "Use a federated token file (AKS workload identity) instead of IMDS.")
+    var federatedTokenFile: String?
+
+    @Option(name: .long, help: "Seconds the whole probe may take.")
+    var timeout: Double = 30
+
+    @Flag(name: .long, help: "Print one JSON document instead of text.")
+    var json = false
+
+    @OptionGroup var azure: AzureOptions
+
+    func validate() throws {
+        guard (identity == nil) != (federatedTokenFile == nil) else {
+            throw ValidationError("Give exactly one of --identity CLIENT_ID or --federated-token-file PATH.")
+        }
+        guard keyID != nil else { throw ValidationError("Give --key NAME, or a full kid as --vault-url.") }
+        guard URL(string: vaultURL)?.scheme == "https" else { throw ValidationError("--vault-url must be an https URL.") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive.") }
+    }
+
+    var keyID: VaultKeyID? {
+        if let key { return VaultKeyID(vaultURL: vaultURL, name: key, version: version) }
+        return VaultKeyID(kid: vaultURL)
+    }
+
+    func run() async throws {
+        let environment = azure.resolve()
+        let http = try environment.makeHTTPClient()
+        let source: any AssertionSource =
+            if let identity { IMDSAssertionSource(clientID: identity, endpoint: environment.imdsURL, httpClient: http) } else {
+                FederatedTokenFileAssertionSource(path: federatedTokenFile!)
+            }
+        let report = await ChainProbe(environment: environment, httpClient: http).run(tenantID: tenant, key: keyID!, source: source, timeout: timeout)
+        try await http.shutdown()
+        if json {
+            FileHandle.standardOutput.write(try report.jsonData() + Data("\n".utf8))
+        } else {
+            print(Self.render(report))
+        }
+        if !report.succeeded { throw ExitCode.failure }
+    }
+
+    static func render(_ report: ChainProbe.Report) -> String {
+        var lines = ["Probing \(report.key) in tenant \(report.tenantID)"]
+        for step in report.steps {
+            let mark = step.ok ? "ok  " : "FAIL"
+            let time = step.milliseconds > 0 ? String(format: "%8.1f ms", step.milliseconds) : "           "
+            lines.append("  \(mark) \(step.name.padding(toLength: 17, withPad: " ", startingAt: 0)) \(time)  \(step.detail)")
+            if !step.ok {
+                if let code = step.code { lines.append("       cause: \(code)" + (step.responsible.map { " (who acts: \($0))" } ?? "")) }
+                if let remedy = step.remedy { lines.append("       to do: \(remedy)") }
+            }
+        }
+        if let tags = report.bundle?.tags, !tags.isEmpty {
+            lines.append("  tags: " + tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+        }
+        lines.append(report.succeeded ? "Result: the chain works for this key." : "Result: FAILED.")
+        return lines.joined(separator: "\n")
+    }
+}
