@@ -53,6 +53,13 @@ wrapped=$(curl -sf --cacert "$FEDBROKER_EMU_CA_BUNDLE" -H "Authorization: Bearer
 check "Key Vault wraps with the exchanged token" grep -q '"value":' <<<"$wrapped"
 check "control API reports counters" grep -q '"imds.token":1' <<<"$(curl -sf "$FEDBROKER_EMU_CONTROL_URL/control/counters")"
 
+# fedbroker probe against the standalone emulator: customers 1 and 2 pass, the ungranted key fails, classified.
+check "probe succeeds for customer 1" "$bin" probe --tenant "$FEDBROKER_EMU_C1_TENANT_ID" --vault-url "$FEDBROKER_EMU_C1_VAULT_URL" --key "$FEDBROKER_EMU_C1_KEY_NAME" --identity "$mi"
+check "probe succeeds for customer 2" "$bin" probe --tenant "$FEDBROKER_EMU_C2_TENANT_ID" --vault-url "$FEDBROKER_EMU_C2_VAULT_URL" --key "$FEDBROKER_EMU_C2_KEY_NAME" --identity "${FEDBROKER_EMU_MI_CLIENT_IDS##*,}"
+probe_json=$("$bin" probe --json --tenant "$FEDBROKER_EMU_C1_TENANT_ID" --vault-url "$FEDBROKER_EMU_C1_VAULT_URL" --key "$FEDBROKER_EMU_C1_UNGRANTED_KEY_NAME" --identity "$mi"); probe_status=$?
+check "probe fails (exit 1) for the ungranted key" test "$probe_status" -eq 1
+check "probe names ForbiddenByRbac for it" grep -q '"code" : "ForbiddenByRbac"' <<<"$probe_json"
+
 if [ -n "$sdk_python" ]; then
   if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one

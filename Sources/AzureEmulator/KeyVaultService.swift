@@ -101,7 +101,10 @@ struct KeyVaultService: HTTPResponder {
             let known = request.uri.path.lowercased().hasPrefix("/keys/")
             return reply.failure(known ? .methodNotAllowed : .notFoundPath(), tenantID: vault.tenantId)
         }
-        guard state.vaultAdmit(vault) else { return reply.failure(.throttled, tenantID: vault.tenantId) }
+        guard state.vaultAdmit(vault) else {
+            state.counters.increment("keyvault.throttled", "keyvault.\(vault.name.lowercased()).throttled")
+            return reply.failure(.throttled, tenantID: vault.tenantId)
+        }
         state.counters.increment("keyvault.\(operation.name)", "keyvault.\(vault.name.lowercased()).\(operation.name)")
 
         let (keyName, version, action): (String, String?, RoleBasedAccess.DataAction) =

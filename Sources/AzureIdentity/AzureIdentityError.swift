@@ -1,7 +1,7 @@
 import Foundation
 
 /// Every way getting a token can fail, each with a stable code for logs and metrics.
-public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConvertible {
+public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConvertible, RetryAfterHinting {
     /// IMDS answered with an error (`error`, `error_description`).
     case imds(status: Int, error: String, description: String)
     /// The token endpoint answered with an AADSTS error.
@@ -40,6 +40,11 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
     /// IMDS's rules: retry 404, 410, 429 and 5xx; other 4xx are design-time errors.
     static func imdsIsRetryable(status: Int) -> Bool {
         status == 404 || status == 410 || status == 429 || status >= 500
+    }
+
+    package var retryAfterHint: Double? {
+        if case .entra(let e) = self { return e.retryAfter }
+        return nil
     }
 
     public var isRetryable: Bool {

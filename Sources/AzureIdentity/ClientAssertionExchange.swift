@@ -52,7 +52,7 @@ public struct ClientAssertionExchange: Sendable {
                 ?? AADSTSError(
                     httpStatus: response.status, error: "http_\(response.status)", code: nil,
                     serviceDescription: String(response.bodyString.prefix(200)))
-            throw RetryableFailure(AzureIdentityError.entra(error), retryAfter: retryAfter)
+            throw AzureIdentityError.entra(error)
         }
         guard let json, let token = json["access_token"] as? String,
             let expiresIn = IMDSAssertionSource.number(json["expires_in"])

@@ -52,9 +52,23 @@ public final class CrossTenantTokenProvider: Sendable {
 
     /// A token for `resource` in `tenantID`, obtained through the FIC slot whose assertions
     /// `source` provides.
-    public func token(tenantID: String, source: any AssertionSource, resource: String, deadline: Date) async throws -> AccessToken {
+    /// With `forceRefresh` (the resource rejected the last token), the cached token is dropped first.
+    public func token(
+        tenantID: String, source: any AssertionSource, resource: String, deadline: Date, forceRefresh: Bool = false
+    ) async throws -> AccessToken {
         sources.register(source)
-        return try await tokens.token(for: Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource), deadline: deadline)
+        let key = Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource)
+        if forceRefresh { await tokens.invalidate(key) }
+        return try await tokens.token(for: key, deadline: deadline)
+    }
+
+    /// A Key Vault token provider for one tenant through one FIC slot.
+    public func vaultTokenProvider(
+        tenantID: String, source: any AssertionSource, resource: String = "https://vault.azure.net"
+    ) -> @Sendable (_ forceRefresh: Bool, _ deadline: Date) async throws -> String {
+        { [self] forceRefresh, deadline in
+            try await self.token(tenantID: tenantID, source: source, resource: resource, deadline: deadline, forceRefresh: forceRefresh).token
+        }
     }
 
     /// The resource rejected `token` (401): forget it so the next call exchanges again.
@@ -71,9 +85,9 @@ public final class CrossTenantTokenProvider: Sendable {
             let assertion = try await assertions.token(for: SourceKey(source: source), deadline: deadline)
             do {
                 return try await exchange.exchange(tenantID: key.tenantID, resource: key.resource, assertion: assertion.token, deadline: deadline)
-            } catch let failure as RetryableFailure {
+            } catch let failure as AzureIdentityError {
                 // Entra refused the assertion's time window: fetch a fresh one and try again at once, once.
-                if case .entra(let e) = failure.error as? AzureIdentityError, e.kind == .assertionExpired, !replacedAssertion {
+                if case .entra(let e) = failure, e.kind == .assertionExpired, !replacedAssertion {
                     replacedAssertion = true
                     await assertions.invalidate(SourceKey(source: source), token: assertion.token)
                     return try await exchange.exchange(

@@ -52,11 +52,9 @@ public struct IMDSAssertionSource: AssertionSource {
         }
         guard response.status == 200 else {
             let json = response.json
-            throw RetryableFailure(
-                AzureIdentityError.imds(
-                    status: response.status, error: json?["error"] as? String ?? "unknown",
-                    description: json?["error_description"] as? String ?? response.bodyString.prefix(200).description),
-                retryAfter: parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now))
+            throw AzureIdentityError.imds(
+                status: response.status, error: json?["error"] as? String ?? "unknown",
+                description: json?["error_description"] as? String ?? response.bodyString.prefix(200).description)
         }
         guard let json = response.json, let token = json["access_token"] as? String else {
             throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no access_token")

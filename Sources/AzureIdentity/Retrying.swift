@@ -2,14 +2,9 @@ import FedBrokerCore
 import Foundation
 import Synchronization
 
-/// A failure that carries the server's Retry-After, so the retry loop can honour it.
-package struct RetryableFailure: Error {
-    package var error: any Error
-    package var retryAfter: Double?
-    package init(_ error: any Error, retryAfter: Double?) {
-        self.error = error
-        self.retryAfter = retryAfter
-    }
+/// An error that may carry the server's Retry-After, which the retry loop honours.
+package protocol RetryAfterHinting: Error {
+    var retryAfterHint: Double? { get }
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the next wait would end past the
@@ -23,8 +18,8 @@ package func retrying<T>(
         do {
             return try await attempt()
         } catch {
-            let retryAfter = (error as? RetryableFailure)?.retryAfter
-            let underlying = (error as? RetryableFailure)?.error ?? error
+            let retryAfter = (error as? any RetryAfterHinting)?.retryAfterHint
+            let underlying = error
             guard isRetryable(underlying) else { throw underlying }
             failures += 1
             switch backoff.decision(

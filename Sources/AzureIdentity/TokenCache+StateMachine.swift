@@ -77,11 +77,12 @@ struct TokenCacheStateMachine: Sendable {
     }
 
     /// The token was rejected (a 401 from the resource): drop it so the next request fetches.
-    mutating func invalidate(_ rejected: String) {
+    /// With `rejected` nil, whatever token is held is dropped.
+    mutating func invalidate(_ rejected: String?) {
         switch state {
-        case .idle(let token, _) where token?.token == rejected:
+        case .idle(let token, _) where rejected == nil || token?.token == rejected:
             state = .idle(token: nil, refreshAt: .distantPast)
-        case .fetching(let token) where token?.token == rejected:
+        case .fetching(let token) where rejected == nil || token?.token == rejected:
             state = .fetching(token: nil)
         default:
             break

@@ -51,8 +51,9 @@ public actor TokenCache<Key: Hashable & Sendable> {
         }
     }
 
-    /// Drops a token the resource rejected, so the next `token(for:)` fetches a new one.
-    public func invalidate(_ key: Key, token: String) {
+    /// Drops a token the resource rejected (any token when `token` is nil), so the next
+    /// `token(for:)` fetches a new one.
+    public func invalidate(_ key: Key, token: String? = nil) {
         entries[key]?.machine.invalidate(token)
     }
 

@@ -178,7 +178,7 @@ public final class KeyVaultClient: Sendable {
                     forceRefresh = true
                     continue
                 }
-                throw RetryableFailure(error, retryAfter: error.retryAfter)
+                throw error
             }
         }
         return (json, clientRequestID)

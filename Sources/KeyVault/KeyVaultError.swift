@@ -3,7 +3,7 @@ import Foundation
 
 /// A Key Vault data-plane failure, classified by status and `error.code` / `innererror.code`
 /// (never by message text), with what the caller needs to decide and to audit.
-public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible, RetryAfterHinting {
     public enum Kind: String, Sendable, Equatable {
         case forbiddenByRbac, forbiddenByPolicy, forbiddenByFirewall
         case keyDisabled, keyOperationForbidden, keyExpired
@@ -72,6 +72,8 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
         default: return .other
         }
     }
+
+    package var retryAfterHint: Double? { retryAfter }
 
     /// Transient: worth another try inside the deadline.
     public var isRetryable: Bool {

@@ -1,0 +1,80 @@
+import AsyncHTTPClient
+import AzureEmulator
+import AzureIdentity
+import FedBrokerCore
+import Foundation
+import KeyVault
+import Logging
+import NIOSSL
+import Testing
+
+/// The production clients wired against a running emulator, sharing one manual clock: backoff
+/// sleeps move the emulator's time too, so propagation delays and Retry-After play out at once.
+struct ClientFixture {
+    let emulator: AzureEmulator
+    let clock: ManualWallClock
+    let http: HTTPClient
+    let environment: AzureEnvironment
+    let exchange: ClientAssertionExchange
+    let provider: CrossTenantTokenProvider
+    let vault: KeyVaultClient
+    var scenario: DefaultScenario { emulator.defaultScenario! }
+    var state: EmulatorState { emulator.state }
+
+    func source(_ index: Int) -> IMDSAssertionSource {
+        IMDSAssertionSource(clientID: scenario.managedIdentities[index].clientId, endpoint: environment.imdsURL, httpClient: http, clock: clock)
+    }
+
+    func source(clientID: String) -> IMDSAssertionSource {
+        IMDSAssertionSource(clientID: clientID, endpoint: environment.imdsURL, httpClient: http, clock: clock)
+    }
+
+    func deadline(_ seconds: Double = 60) -> Date { clock.now.addingTimeInterval(seconds) }
+
+    /// The token provider Key Vault calls with, for customer `index` through slot `slot`.
+    func tokens(customer index: Int, slot: Int? = nil) -> KeyVaultClient.TokenProvider {
+        provider.vaultTokenProvider(tenantID: scenario.customers[index].tenantID, source: source(slot ?? index))
+    }
+
+    func key(_ index: Int, name: String? = nil, version: String? = nil) -> VaultKeyID {
+        VaultKeyID(vaultURL: scenario.customers[index].vaultURL, name: name ?? scenario.customers[index].keyName, version: version)
+    }
+
+    func counter(_ name: String) -> Int { state.counters.snapshot[name] ?? 0 }
+}
+
+func withClients(
+    configure: @escaping @Sendable (inout AzureEmulator.Configuration) -> Void = { _ in },
+    vaultConfiguration: KeyVaultClient.Configuration = .init(),
+    _ body: (ClientFixture) async throws -> Void
+) async throws {
+    var logger = Logger(label: "client-test")
+    logger.logLevel = .warning
+    var configuration = AzureEmulator.Configuration()
+    configuration.seedDefaultScenario = true
+    configure(&configuration)
+    let clock = ManualWallClock(Date())
+    try await AzureEmulator.withRunning(configuration: configuration, clock: clock, logger: logger) { emulator, endpoints in
+        let scenario = try #require(emulator.defaultScenario)
+        let caPath = FileManager.default.temporaryDirectory.appendingPathComponent("emu-ca-\(UUID().uuidString).pem").path
+        try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: caPath) }
+        let environment = AzureEnvironment(
+            imdsURL: endpoints.imds, authorityURL: endpoints.authority, graphURL: endpoints.graph,
+            applicationClientID: scenario.appClientID, caBundlePath: caPath)
+        let http = try environment.makeHTTPClient()
+        let exchange = ClientAssertionExchange(
+            authority: environment.authorityURL, applicationClientID: scenario.appClientID, httpClient: http, clock: clock)
+        let fixture = ClientFixture(
+            emulator: emulator, clock: clock, http: http, environment: environment, exchange: exchange,
+            provider: CrossTenantTokenProvider(exchange: exchange, clock: clock, jitter: { 0 }),
+            vault: KeyVaultClient(httpClient: http, clock: clock, configuration: vaultConfiguration))
+        do {
+            try await body(fixture)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+}

@@ -1,0 +1,178 @@
+@testable import AzureIdentity
+import FedBrokerCore
+import Foundation
+@testable import KeyVault
+import Testing
+
+@Suite struct TokenCacheStateMachineTests {
+    let t0 = Date(timeIntervalSince1970: 10_000)
+    func token(_ name: String, lifetime: Double) -> AccessToken { AccessToken(token: name, expiresOn: t0.addingTimeInterval(lifetime)) }
+
+    @Test func coldCacheFetchesOnceAndOthersWait() {
+        var m = TokenCacheStateMachine()
+        #expect(m.tokenRequested(now: t0) == .fetchAndWait)
+        #expect(m.tokenRequested(now: t0) == .wait)
+        #expect(m.tokenRequested(now: t0) == .wait)
+        m.fetchSucceeded(token("a", lifetime: 3600), now: t0, jitter: 0)
+        #expect(m.tokenRequested(now: t0) == .use(token("a", lifetime: 3600)))
+    }
+
+    @Test func refreshesAheadWhileServingTheCurrentToken() {
+        var m = TokenCacheStateMachine()
+        _ = m.tokenRequested(now: t0)
+        let a = token("a", lifetime: 3600)
+        m.fetchSucceeded(a, now: t0, jitter: 0)
+        // refresh ahead = max(300, 15% of 3600 = 540) = 540 s before expiry
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3059)) == .use(a))
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3060)) == .useAndRefresh(a))
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3061)) == .use(a))  // one refresh in flight
+        m.fetchSucceeded(token("b", lifetime: 7200), now: t0.addingTimeInterval(3062), jitter: 0)
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3063)) == .use(token("b", lifetime: 7200)))
+    }
+
+    @Test func failedRefreshKeepsServingTheValidTokenButNeverAnExpiredOne() {
+        var m = TokenCacheStateMachine()
+        _ = m.tokenRequested(now: t0)
+        let a = token("a", lifetime: 3600)
+        m.fetchSucceeded(a, now: t0, jitter: 0)
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3100)) == .useAndRefresh(a))
+        #expect(m.fetchFailed(now: t0.addingTimeInterval(3101)) == a)
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3102)) == .use(a))  // retry waits 5 s
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3106)) == .useAndRefresh(a))
+        _ = m.fetchFailed(now: t0.addingTimeInterval(3107))
+        // 60 s before expiry the token is no longer handed out: callers wait for a fetch instead.
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(3541)) == .fetchAndWait)
+        #expect(m.fetchFailed(now: t0.addingTimeInterval(3542)) == nil)
+    }
+
+    @Test func jitterMovesTheRefreshEarlierAndInvalidateDropsTheToken() {
+        var m = TokenCacheStateMachine()
+        _ = m.tokenRequested(now: t0)
+        let a = token("a", lifetime: 3600)
+        m.fetchSucceeded(a, now: t0, jitter: 1)  // 540 * 1.5 = 810 s ahead
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(2789)) == .use(a))
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(2790)) == .useAndRefresh(a))
+        m.fetchSucceeded(a, now: t0.addingTimeInterval(2790), jitter: 0)
+        m.invalidate("other")
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(2791)) != .fetchAndWait)
+        m.invalidate("a")
+        #expect(m.tokenRequested(now: t0.addingTimeInterval(2791)) == .fetchAndWait)
+    }
+
+    @Test func shortLivedTokensRefreshBeforeTheyStopBeingHandedOut() {
+        var m = TokenCacheStateMachine()
+        _ = m.tokenRequested(now: t0)
+        let a = token("a", lifetime: 200)  // shorter than the 300 s refresh lead
+        m.fetchSucceeded(a, now: t0, jitter: 0)
+        #expect(m.tokenRequested(now: t0) == .useAndRefresh(a))
+    }
+}
+
+@Suite struct TokenCacheTests {
+    @Test func nearExpiryIsRefreshedBeforeCallersSeeAnExpiredToken() async throws {
+        let clock = ManualWallClock(Date(timeIntervalSince1970: 50_000))
+        let fetches = CallLog()
+        let cache = TokenCache<String>(clock: clock, jitter: { 0 }) { _, _ in
+            fetches.record(true)
+            return AccessToken(token: "t\(fetches.all.count)", expiresOn: clock.now.addingTimeInterval(3600))
+        }
+        let deadline = { clock.now.addingTimeInterval(30) }
+        #expect(try await cache.token(for: "k", deadline: deadline()).token == "t1")
+        var seen: [AccessToken] = []
+        // Walk through two lifetimes in 60 s steps: every token handed out has ≥ 60 s left.
+        for _ in 0..<120 {
+            clock.advance(by: 60)
+            let token = try await cache.token(for: "k", deadline: deadline())
+            #expect(token.expiresOn.timeIntervalSince(clock.now) >= 60)
+            seen.append(token)
+            await Task.yield()
+        }
+        #expect(Set(seen.map(\.token)).count >= 2)
+        #expect(fetches.all.count <= 4)
+    }
+
+    @Test func concurrentColdCallersShareOneFetchAndFailuresReachThem() async throws {
+        let clock = ManualWallClock()
+        let fetches = CallLog()
+        let cache = TokenCache<String>(clock: clock, jitter: { 0 }) { key, _ in
+            fetches.record(true)
+            await Task.yield()
+            if key == "bad" { throw AzureIdentityError.malformedResponse(service: "test", detail: "no") }
+            return AccessToken(token: key, expiresOn: clock.now.addingTimeInterval(3600))
+        }
+        let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<50 { group.addTask { try await cache.token(for: "k", deadline: clock.now.addingTimeInterval(10)).token } }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(tokens == Array(repeating: "k", count: 50))
+        #expect(fetches.all.count == 1)
+        await #expect(throws: AzureIdentityError.self) { _ = try await cache.token(for: "bad", deadline: clock.now.addingTimeInterval(10)) }
+    }
+}
+
+@Suite struct ClassificationTests {
+    @Test(arguments: [
+        (70021, "invalid_request", 400, AADSTSError.Kind.noMatchingFederatedCredential, true, AADSTSError.Responsible.sre),
+        (700016, "unauthorized_client", 400, .applicationNotInTenant, false, .customer),
+        (700024, "invalid_client", 401, .assertionExpired, false, .sre),
+        (90002, "invalid_tenant", 400, .unknownTenant, false, .onboarding),
+        (53003, "invalid_grant", 400, .conditionalAccess, false, .customer),
+        (7000215, "invalid_client", 401, .invalidClient, false, .sre),
+        (90055, "temporarily_unavailable", 429, .throttledOrUnavailable, true, .nobody),
+        (500011, "invalid_resource", 400, .invalidScope, false, .onboarding),
+    ])
+    func aadstsByCode(_ code: Int, _ error: String, _ status: Int, _ kind: AADSTSError.Kind, _ retryable: Bool, _ who: AADSTSError.Responsible) {
+        let e = AADSTSError(httpStatus: status, error: error, code: code, serviceDescription: "descriptions are never read")
+        #expect(e.kind == kind)
+        #expect(e.isRetryable == retryable)
+        #expect(e.responsible == who)
+    }
+
+    @Test func aadstsWithoutACodeFallsBackOnErrorAndStatus() {
+        #expect(AADSTSError(httpStatus: 503, error: "x", code: nil, serviceDescription: "").kind == .throttledOrUnavailable)
+        #expect(AADSTSError(httpStatus: 401, error: "invalid_client", code: nil, serviceDescription: "").kind == .invalidClient)
+    }
+
+    @Test(arguments: [
+        (403, "Forbidden", Optional("ForbiddenByRbac"), KeyVaultError.Kind.forbiddenByRbac),
+        (403, "Forbidden", "KeyDisabled", .keyDisabled),
+        (403, "Forbidden", "KeyOperationForbidden", .keyOperationForbidden),
+        (403, "Forbidden", "ForbiddenByPolicy", .forbiddenByPolicy),
+        (403, "Forbidden", "ForbiddenByFirewall", .forbiddenByFirewall),
+        (401, "Unauthorized", nil, .unauthorized),
+        (404, "KeyNotFound", nil, .keyNotFound),
+        (400, "BadParameter", nil, .badParameter),
+        (429, "Throttled", nil, .throttled),
+        (503, "ServiceUnavailable", nil, .serverError),
+    ])
+    func keyVaultByStatusAndInnerCode(_ status: Int, _ code: String, _ inner: String?, _ kind: KeyVaultError.Kind) {
+        #expect(KeyVaultError.classify(status: status, code: code, innerCode: inner) == kind)
+    }
+
+    @Test func challengeParsing() throws {
+        let azure = try #require(VaultChallenge(header: #"Bearer authorization="https://login.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47", resource="https://vault.azure.net""#))
+        #expect(azure.tenantID == "72f988bf-86f1-41af-91ab-2d7cd011db47")
+        #expect(azure.resource == "https://vault.azure.net")
+        let scoped = try #require(VaultChallenge(header: #"Bearer authorization_uri="https://login.microsoftonline.com/t1", scope="https://managedhsm.azure.net/.default""#))
+        #expect(scoped.tenantID == "t1")
+        #expect(scoped.resource == "https://managedhsm.azure.net")
+        #expect(VaultChallenge(header: #"Basic realm="x""#) == nil)
+        #expect(VaultChallenge(header: #"Bearer authorization="http://insecure/t", resource="r""#) == nil)
+    }
+
+    @Test func keyIDsParseFromKids() throws {
+        let id = try #require(VaultKeyID(kid: "https://contoso.vault.azure.net/keys/cmk/78deebed173b48e48f55abf87ed4cf71"))
+        #expect(id == VaultKeyID(vaultURL: "https://contoso.vault.azure.net/", name: "cmk", version: "78deebed173b48e48f55abf87ed4cf71"))
+        #expect(id.vaultAuthority == "contoso.vault.azure.net:443")
+        #expect(VaultKeyID(kid: "https://localhost:8443/keys/k")?.version == nil)
+        #expect(VaultKeyID(kid: "https://localhost:8443/secrets/k") == nil)
+    }
+
+    @Test func environmentReadsFedbrokerVariables() {
+        let e = AzureEnvironment.fromEnvironment(["FEDBROKER_IMDS_URL": "http://127.0.0.1:1", "FEDBROKER_APP_CLIENT_ID": "app", "FEDBROKER_CA_BUNDLE": ""])
+        #expect(e.imdsURL == "http://127.0.0.1:1")
+        #expect(e.applicationClientID == "app")
+        #expect(e.caBundlePath == nil)
+        #expect(e.authorityURL == "https://login.microsoftonline.com")
+    }
+}
