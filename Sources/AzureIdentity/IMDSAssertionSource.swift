@@ -6,8 +6,9 @@ import NIOHTTP1
 
 /// A user-assigned managed identity's token for `api://AzureADTokenExchange` from the
 /// Instance Metadata Service, with IMDS's retry rules (404, 410 for up to 70 s, 429, 5xx with
-/// backoff; other 4xx are not retried) and at most 5 requests in flight, IMDS's own limit.
-/// Callers go through `TokenCache`, which keeps them far below 20 requests per second.
+/// backoff; other 4xx are not retried) and IMDS's limits for the identity category: at most 5
+/// requests in flight and 20 per second per VM, shared by every source on the endpoint.
+/// Callers go through `TokenCache`, which keeps them far below either in normal operation.
 public struct IMDSAssertionSource: AssertionSource {
     public let clientID: String
     let endpoint: String
@@ -22,19 +23,19 @@ public struct IMDSAssertionSource: AssertionSource {
     ///   - endpoint: the IMDS base URL, `http://169.254.169.254` on Azure.
     public init(
         clientID: String, endpoint: String = "http://169.254.169.254", httpClient: HTTPClient,
-        clock: any WallClock = SystemWallClock(), backoff: Backoff = Backoff(initial: 1, maximum: 10, maxRetries: 8)
+        clock: any WallClock = SystemWallClock(), backoff: Backoff = Backoff(initial: 1, maximum: 10, maxRetries: 12)
     ) {
         self.clientID = clientID
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         self.httpClient = httpClient
         self.clock = clock
         self.backoff = backoff
-        self.gate = ConcurrencyGate.shared(for: self.endpoint, limit: 5)
+        self.gate = ConcurrencyGate.shared(for: self.endpoint, limit: 5, perSecond: 20)
     }
 
     public func assertion(deadline: Date) async throws -> AccessToken {
         try await retrying(deadline: deadline, clock: clock, backoff: backoff) {
-            try await gate.run { try await fetchOnce(deadline: deadline) }
+            try await gate.run(clock: clock, deadline: deadline) { try await fetchOnce(deadline: deadline) }
         }
     }
 

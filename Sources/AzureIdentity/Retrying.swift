@@ -39,8 +39,9 @@ package func defaultIsRetryable(_ error: any Error) -> Bool {
     return false
 }
 
-/// At most `limit` operations at once against one endpoint (IMDS allows 5 concurrent requests).
-/// Shared per endpoint across sources, since the limit is per VM, not per identity.
+/// At most `limit` operations at once and `perSecond` per second against one endpoint (IMDS
+/// allows 5 concurrent and 20 per second). Shared per endpoint across sources, since the limits
+/// are per VM, not per identity.
 final class ConcurrencyGate: Sendable {
     private struct State {
         var running = 0
@@ -48,22 +49,33 @@ final class ConcurrencyGate: Sendable {
     }
     private let limit: Int
     private let state = Mutex(State())
+    private let rate: Mutex<RateWindow>
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, perSecond: Int) {
+        self.limit = limit
+        self.rate = Mutex(RateWindow(limit: perSecond, windowSeconds: 1))
+    }
 
     private static let registry = Mutex<[String: ConcurrencyGate]>([:])
-    static func shared(for endpoint: String, limit: Int) -> ConcurrencyGate {
+    static func shared(for endpoint: String, limit: Int, perSecond: Int) -> ConcurrencyGate {
         registry.withLock { gates in
             if let gate = gates[endpoint] { return gate }
-            let gate = ConcurrencyGate(limit: limit)
+            let gate = ConcurrencyGate(limit: limit, perSecond: perSecond)
             gates[endpoint] = gate
             return gate
         }
     }
 
-    func run<T>(_ body: () async throws -> T) async throws -> T {
+    func run<T>(clock: any WallClock, deadline: Date, _ body: () async throws -> T) async throws -> T {
         await acquire()
         defer { release() }
+        while true {
+            let second = clock.unixSeconds
+            let wait = rate.withLock { $0.admit(at: second) ? 0 : max(1, $0.wait(at: second)) }
+            if wait == 0 { break }
+            guard clock.now.addingTimeInterval(Double(wait)) < deadline else { throw AzureIdentityError.deadlineExceeded(lastFailure: "IMDS rate limit") }
+            try await clock.sleep(seconds: Double(wait))
+        }
         return try await body()
     }
 
