@@ -109,7 +109,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FedBrokerCoreTests",
-            dependencies: ["FedBrokerCore"],
+            dependencies: ["FedBrokerCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(
