@@ -167,6 +167,8 @@ public final class AzureEmulator: Service, Sendable {
     private static func run(_ app: some ApplicationProtocol, reportingTo bound: OneShot<Int>) async throws {
         do {
             try await app.run()
+            // Stopped (graceful shutdown) before it ever bound: whoever waits must not wait forever.
+            bound.fail(ScenarioError(status: 503, code: "NotRunning", message: "The listener stopped before it bound."))
         } catch {
             if !bound.fail(error) { throw error }
         }
@@ -251,6 +253,7 @@ public final class AzureEmulator: Service, Sendable {
             ("FEDBROKER_EMU_CA_BUNDLE", caPath),
             ("FEDBROKER_IMDS_URL", state.currentEndpoints.imds), ("FEDBROKER_AUTHORITY_URL", state.currentEndpoints.authority),
             ("FEDBROKER_GRAPH_URL", state.currentEndpoints.graph), ("FEDBROKER_CA_BUNDLE", caPath),
+            ("FEDBROKER_VAULT_HOST_SUFFIXES", "localhost"),
         ]
         if let scenario = defaultScenario { env = scenario.environment(endpoints: state.currentEndpoints, caBundlePath: caPath) }
         for (name, value) in env { lines.append("export \(name)='\(value)'") }

@@ -68,6 +68,8 @@ public struct DefaultScenario: Sendable {
             ("FEDBROKER_IMDS_URL", endpoints.imds), ("FEDBROKER_AUTHORITY_URL", endpoints.authority),
             ("FEDBROKER_GRAPH_URL", endpoints.graph), ("FEDBROKER_CA_BUNDLE", caBundlePath),
             ("FEDBROKER_APP_CLIENT_ID", appClientID),
+            // Each emulated vault is https://localhost:PORT.
+            ("FEDBROKER_VAULT_HOST_SUFFIXES", "localhost"),
         ]
         for (index, customer) in customers.enumerated() {
             env.append(("FEDBROKER_EMU_C\(index + 1)_TENANT_ID", customer.tenantID))

@@ -44,8 +44,10 @@ public struct EmulatorPKI: Sendable {
                 issuerPrivateKey: .init(caKey))
             if let caCertURL, let caKeyURL {
                 try caCertificate.serializeAsPEM().pemString.write(to: caCertURL, atomically: true, encoding: .utf8)
-                try caKey.pemRepresentation.write(to: caKeyURL, atomically: true, encoding: .utf8)
-                try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: caKeyURL.path)
+                // Created owner-only from the first byte, not chmod'ed afterwards.
+                guard FileManager.default.createFile(
+                    atPath: caKeyURL.path, contents: Data(caKey.pemRepresentation.utf8), attributes: [.posixPermissions: 0o600])
+                else { throw CocoaError(.fileWriteNoPermission) }
             }
         }
         let serverKey = P256.Signing.PrivateKey()

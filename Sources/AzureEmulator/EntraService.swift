@@ -90,12 +90,10 @@ struct EntraService: HTTPResponder {
         let subject = presented.claims.sub ?? ""
         guard await verifyAssertionSignature(assertion, issuer: issuer) else { return failure(.invalidSignature) }
         let now = state.now
-        let notBefore = presented.claims.nbf.map { Date(timeIntervalSince1970: TimeInterval($0)) }
-        let expiry = presented.claims.exp.map { Date(timeIntervalSince1970: TimeInterval($0)) }
-        // Entra allows five minutes of clock skew on assertions.
-        let skew: TimeInterval = 300
-        if expiry == nil || now >= expiry!.addingTimeInterval(skew) || (notBefore.map { now < $0.addingTimeInterval(-skew) } ?? false) {
-            return failure(.assertionOutOfRange(now: now, notBefore: notBefore, expiry: expiry))
+        guard TokenLifetime.check(exp: presented.claims.exp, nbf: presented.claims.nbf, now: state.clock.unixSeconds) == .valid else {
+            return failure(.assertionOutOfRange(
+                now: now, notBefore: presented.claims.nbf.map { Date(timeIntervalSince1970: TimeInterval($0)) },
+                expiry: presented.claims.exp.map { Date(timeIntervalSince1970: TimeInterval($0)) }))
         }
         switch FederatedCredentialMatcher.match(
             issuer: issuer, subject: subject, audiences: presented.claims.aud,

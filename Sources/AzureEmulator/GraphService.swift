@@ -190,7 +190,9 @@ struct GraphService: HTTPResponder {
         guard let presented = UnverifiedJWT(token), (try? await state.authority.verify(token, as: PresentedClaims.self)) != nil
         else { return .init(status: 401, code: "InvalidAuthenticationToken", message: "Access token validation failure.") }
         guard presented.claims.aud.contains(where: { Self.acceptedAudiences.contains($0) }) else { return .invalidToken }
-        guard let exp = presented.claims.exp, state.clock.unixSeconds < exp else { return .expiredToken }
+        guard TokenLifetime.check(exp: presented.claims.exp, nbf: presented.claims.nbf, now: state.clock.unixSeconds) == .valid else {
+            return .expiredToken
+        }
         return nil
     }
 }

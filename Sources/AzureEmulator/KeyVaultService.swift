@@ -168,9 +168,9 @@ struct KeyVaultService: HTTPResponder {
         guard claims.iss == expectedIssuer else {
             return .failure(.invalidIssuer(expectedTenant: vault.tenantId, found: claims.iss ?? ""))
         }
-        // Token validation allows five minutes of clock skew, as Microsoft's validators do.
-        let now = state.clock.unixSeconds
-        guard let exp = claims.exp, now < exp + 300, now >= (claims.nbf ?? 0) - 300 else { return .failure(.tokenExpired) }
+        guard TokenLifetime.check(exp: claims.exp, nbf: claims.nbf, now: state.clock.unixSeconds) == .valid else {
+            return .failure(.tokenExpired)
+        }
         return .success(Caller(objectID: claims.oid ?? claims.sub ?? "", appID: claims.appid ?? "", issuer: claims.iss ?? ""))
     }
 

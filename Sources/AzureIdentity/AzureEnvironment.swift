@@ -17,24 +17,32 @@ public struct AzureEnvironment: Sendable, Equatable {
     public var applicationClientID: String?
     /// `FEDBROKER_CA_BUNDLE`: PEM certificates trusted in addition to the system's.
     public var caBundlePath: String?
-    /// The token resource of the vaults (`https://vault.azure.net`; Managed HSM uses its own).
-    public var vaultResource: String
+    /// Token resources a vault's challenge may name: a challenge naming anything else (Graph,
+    /// ARM) is refused, so a forged vault cannot obtain a token for another resource.
+    public var vaultResources: [String]
+    /// `FEDBROKER_VAULT_HOST_SUFFIXES` (comma-separated): the domains vault URLs may be on. Tokens
+    /// are sent to no other host. Azure's Key Vault and Managed HSM domains by default.
+    public var vaultHostSuffixes: [String]
 
-    public static let variableNames = [
-        "FEDBROKER_IMDS_URL", "FEDBROKER_AUTHORITY_URL", "FEDBROKER_GRAPH_URL", "FEDBROKER_APP_CLIENT_ID", "FEDBROKER_CA_BUNDLE",
+    public static let azureVaultResources = ["https://vault.azure.net", "https://managedhsm.azure.net"]
+    public static let azureVaultHostSuffixes = [
+        ".vault.azure.net", ".managedhsm.azure.net", ".vault.azure.cn", ".managedhsm.azure.cn",
+        ".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net",
     ]
 
     public init(
         imdsURL: String = "http://169.254.169.254", authorityURL: String = "https://login.microsoftonline.com",
         graphURL: String = "https://graph.microsoft.com", applicationClientID: String? = nil, caBundlePath: String? = nil,
-        vaultResource: String = "https://vault.azure.net"
+        vaultResources: [String] = AzureEnvironment.azureVaultResources,
+        vaultHostSuffixes: [String] = AzureEnvironment.azureVaultHostSuffixes
     ) {
         self.imdsURL = imdsURL
         self.authorityURL = authorityURL
         self.graphURL = graphURL
         self.applicationClientID = applicationClientID
         self.caBundlePath = caBundlePath
-        self.vaultResource = vaultResource
+        self.vaultResources = vaultResources
+        self.vaultHostSuffixes = vaultHostSuffixes
     }
 
     /// Reads `FEDBROKER_*` variables; what is unset keeps its Azure default.
@@ -46,6 +54,9 @@ public struct AzureEnvironment: Sendable, Equatable {
         if let v = value("FEDBROKER_GRAPH_URL") { e.graphURL = v }
         e.applicationClientID = value("FEDBROKER_APP_CLIENT_ID")
         e.caBundlePath = value("FEDBROKER_CA_BUNDLE")
+        if let v = value("FEDBROKER_VAULT_HOST_SUFFIXES") {
+            e.vaultHostSuffixes = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         return e
     }
 

@@ -24,12 +24,15 @@ package enum AzureHTTP {
     /// At most 1 MiB of body: Azure's answers here are a few KiB.
     package static let maximumBody = 1 << 20
 
+    /// - Parameter attemptTimeout: the longest this one attempt may take (a hung server must leave
+    ///   time for a retry); the caller's deadline bounds it too.
     package static func send(
-        _ request: HTTPClientRequest, with client: HTTPClient, deadline: Date, clock: any WallClock
+        _ request: HTTPClientRequest, with client: HTTPClient, deadline: Date, clock: any WallClock, attemptTimeout: Double? = nil
     ) async throws -> Response {
         let remaining = clock.remaining(until: deadline)
         guard remaining > 0 else { throw TransportFailure.deadlineExceeded }
-        let nioDeadline = NIODeadline.now() + .milliseconds(Int64((remaining * 1000).rounded(.up)))
+        let budget = min(remaining, attemptTimeout ?? remaining)
+        let nioDeadline = NIODeadline.now() + .milliseconds(Int64((budget * 1000).rounded(.up)))
         do {
             let response = try await client.execute(request, deadline: nioDeadline)
             let body = try await response.body.collect(upTo: maximumBody)
@@ -41,6 +44,8 @@ package enum AzureHTTP {
                 throw TransportFailure.connectionFailed("timed out connecting")
             case .remoteConnectionClosed: throw TransportFailure.connectionFailed("the server closed the connection")
             case .cancelled: throw CancellationError()
+            case .invalidURL, .emptyHost, .emptyScheme, .missingSocketPath:
+                throw TransportFailure.invalidRequest(String(describing: error))
             default: throw TransportFailure.connectionFailed(String(describing: error))
             }
         } catch let error as NIOSSLError {
@@ -53,7 +58,24 @@ package enum AzureHTTP {
             throw TransportFailure.connectionFailed("cannot connect to \(error.host):\(error.port)")
         } catch let error as ChannelError {
             throw TransportFailure.connectionFailed(String(describing: error))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            // An oversized or unparsable answer, or anything else NIO raises: still a transport failure.
+            throw TransportFailure.connectionFailed(String(describing: error))
         }
+    }
+
+    /// A number Azure may send as a JSON number or as a string (IMDS sends strings).
+    package static func number(_ value: Any?) -> Double? {
+        if let s = value as? String { return Double(s) }
+        if let n = value as? NSNumber { return n.doubleValue }
+        return nil
+    }
+
+    /// A base URL without its trailing slash.
+    package static func trimmingSlash(_ url: String) -> String {
+        url.hasSuffix("/") ? String(url.dropLast()) : url
     }
 
     /// A request id for `x-ms-client-request-id`: returned to the caller for its audit trail.
@@ -65,18 +87,23 @@ public enum TransportFailure: Error, Sendable, Equatable, CustomStringConvertibl
     case deadlineExceeded
     case connectionFailed(String)
     case tls(String)
+    /// The request itself is unusable (bad URL, unsupported scheme): a configuration error.
+    case invalidRequest(String)
 
     public var description: String {
         switch self {
         case .deadlineExceeded: "the deadline passed before an answer came"
         case .connectionFailed(let why): "connection failed: \(why)"
         case .tls(let why): "TLS failed: \(why)"
+        case .invalidRequest(let why): "invalid request: \(why)"
         }
     }
 
     /// Timeouts and resets are worth another try; a certificate the client does not trust is not.
     public var isRetryable: Bool {
-        if case .tls = self { return false }
-        return true
+        switch self {
+        case .tls, .invalidRequest: false
+        case .deadlineExceeded, .connectionFailed: true
+        }
     }
 }

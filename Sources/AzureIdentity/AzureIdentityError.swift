@@ -43,8 +43,13 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
     }
 
     package var retryAfterHint: Double? {
-        if case .entra(let e) = self { return e.retryAfter }
-        return nil
+        switch self {
+        case .entra(let e): e.retryAfter
+        // "IMDS is going through updates and will be available in a maximum of 70 seconds":
+        // steady 10 s waits (as MSAL does) cover the 70 s within the retry count.
+        case .imds(410, _, _): 10
+        default: nil
+        }
     }
 
     public var isRetryable: Bool {
@@ -52,8 +57,7 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
         case .imds(let status, _, _): Self.imdsIsRetryable(status: status)
         case .entra(let e): e.isRetryable
         case .transport(let t): t.isRetryable
-        case .malformedResponse, .tokenFile: false
-        case .deadlineExceeded: true
+        case .malformedResponse, .tokenFile, .deadlineExceeded: false
         }
     }
 }

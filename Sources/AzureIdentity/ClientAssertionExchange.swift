@@ -14,9 +14,15 @@ public struct ClientAssertionExchange: Sendable {
     public let applicationClientID: String
     let httpClient: HTTPClient
     let clock: any WallClock
+    /// The longest one token request may take.
+    let attemptTimeout: Double
 
-    public init(authority: String, applicationClientID: String, httpClient: HTTPClient, clock: any WallClock = SystemWallClock()) {
-        self.authority = authority.hasSuffix("/") ? String(authority.dropLast()) : authority
+    public init(
+        authority: String, applicationClientID: String, httpClient: HTTPClient, clock: any WallClock = SystemWallClock(),
+        attemptTimeout: Double = 10
+    ) {
+        self.attemptTimeout = attemptTimeout
+        self.authority = AzureHTTP.trimmingSlash(authority)
         self.applicationClientID = applicationClientID
         self.httpClient = httpClient
         self.clock = clock
@@ -24,7 +30,7 @@ public struct ClientAssertionExchange: Sendable {
 
     /// The scope for a resource: `https://vault.azure.net` → `https://vault.azure.net/.default`.
     public static func scope(for resource: String) -> String {
-        (resource.hasSuffix("/") ? String(resource.dropLast()) : resource) + "/.default"
+        AzureHTTP.trimmingSlash(resource) + "/.default"
     }
 
     public func exchange(tenantID: String, resource: String, assertion: String, deadline: Date) async throws -> AccessToken {
@@ -41,7 +47,7 @@ public struct ClientAssertionExchange: Sendable {
         let sentAt = clock.now
         let response: AzureHTTP.Response
         do {
-            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: attemptTimeout)
         } catch let failure as TransportFailure {
             throw AzureIdentityError.transport(failure)
         }
@@ -55,7 +61,7 @@ public struct ClientAssertionExchange: Sendable {
             throw AzureIdentityError.entra(error)
         }
         guard let json, let token = json["access_token"] as? String,
-            let expiresIn = IMDSAssertionSource.number(json["expires_in"])
+            let expiresIn = AzureHTTP.number(json["expires_in"])
         else { throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: "no access_token or expires_in") }
         // Measured from when the request left, so the cached lifetime errs short.
         return AccessToken(token: token, expiresOn: sentAt.addingTimeInterval(expiresIn))

@@ -46,56 +46,75 @@ public final class CrossTenantTokenProvider: Sendable {
                 throw AzureIdentityError.malformedResponse(service: "token provider", detail: "unknown assertion source \(key.sourceIdentity)")
             }
             return try await Self.fetch(
-                key: key, source: source, exchange: exchange, assertions: assertions, clock: clock, backoff: backoff, deadline: deadline)
+                key: key, source: source, exchange: exchange, assertions: assertions, clock: clock, backoff: backoff, jitter: jitter,
+                deadline: deadline)
         }
     }
 
     /// A token for `resource` in `tenantID`, obtained through the FIC slot whose assertions
-    /// `source` provides.
-    /// With `forceRefresh` (the resource rejected the last token), the cached token is dropped first.
+    /// `source` provides. `rejected` is a token the resource just refused: it is dropped first.
     public func token(
-        tenantID: String, source: any AssertionSource, resource: String, deadline: Date, forceRefresh: Bool = false
+        tenantID: String, source: any AssertionSource, resource: String, deadline: Date, rejected: String? = nil
     ) async throws -> AccessToken {
         sources.register(source)
         let key = Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource)
-        if forceRefresh { await tokens.invalidate(key) }
+        if let rejected { await tokens.invalidate(key, token: rejected) }
         return try await tokens.token(for: key, deadline: deadline)
     }
 
     /// A Key Vault token provider for one tenant through one FIC slot.
     public func vaultTokenProvider(
         tenantID: String, source: any AssertionSource, resource: String = "https://vault.azure.net"
-    ) -> @Sendable (_ forceRefresh: Bool, _ deadline: Date) async throws -> String {
-        { [self] forceRefresh, deadline in
-            try await self.token(tenantID: tenantID, source: source, resource: resource, deadline: deadline, forceRefresh: forceRefresh).token
+    ) -> @Sendable (_ rejected: String?, _ deadline: Date) async throws -> String {
+        { [self] rejected, deadline in
+            try await self.token(tenantID: tenantID, source: source, resource: resource, deadline: deadline, rejected: rejected).token
         }
     }
 
-    /// The resource rejected `token` (401): forget it so the next call exchanges again.
-    public func invalidate(tenantID: String, source: any AssertionSource, resource: String, token: String) async {
-        await tokens.invalidate(Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource), token: token)
+    /// An assertion failure inside the exchange loop: its source retried already, so the loop
+    /// must not retry it again.
+    private struct AssertionStepFailure: Error {
+        var underlying: any Error
     }
 
     private static func fetch(
         key: Key, source: any AssertionSource, exchange: ClientAssertionExchange, assertions: TokenCache<SourceKey>,
-        clock: any WallClock, backoff: Backoff, deadline: Date
+        clock: any WallClock, backoff: Backoff, jitter: @escaping @Sendable () -> Double, deadline: Date
     ) async throws -> AccessToken {
         var replacedAssertion = false
-        return try await retrying(deadline: deadline, clock: clock, backoff: backoff) {
-            let assertion = try await assertions.token(for: SourceKey(source: source), deadline: deadline)
+        func assertion() async throws -> AccessToken {
             do {
-                return try await exchange.exchange(tenantID: key.tenantID, resource: key.resource, assertion: assertion.token, deadline: deadline)
-            } catch let failure as AzureIdentityError {
-                // Entra refused the assertion's time window: fetch a fresh one and try again at once, once.
-                if case .entra(let e) = failure, e.kind == .assertionExpired, !replacedAssertion {
-                    replacedAssertion = true
-                    await assertions.invalidate(SourceKey(source: source), token: assertion.token)
-                    return try await exchange.exchange(
-                        tenantID: key.tenantID, resource: key.resource,
-                        assertion: try await assertions.token(for: SourceKey(source: source), deadline: deadline).token, deadline: deadline)
-                }
-                throw failure
+                return try await assertions.token(for: SourceKey(source: source), deadline: deadline)
+            } catch {
+                throw AssertionStepFailure(underlying: error)
             }
+        }
+        // A missing FIC match is worth waiting out only while the slot's FIC may be propagating.
+        let isRetryable: (any Error) -> Bool = { error in
+            guard let e = error as? AzureIdentityError else { return false }
+            if case .entra(let aad) = e, aad.kind == .noMatchingFederatedCredential {
+                return source.credentialPropagatingUntil.map { clock.now < $0 } ?? false
+            }
+            return e.isRetryable
+        }
+        do {
+            return try await retrying(deadline: deadline, clock: clock, backoff: backoff, isRetryable: isRetryable, jitter: jitter) {
+                let current = try await assertion()
+                do {
+                    return try await exchange.exchange(tenantID: key.tenantID, resource: key.resource, assertion: current.token, deadline: deadline)
+                } catch let failure as AzureIdentityError {
+                    // Entra refused the assertion's time window: fetch a fresh one and try again at once, once.
+                    if case .entra(let e) = failure, e.kind == .assertionExpired, !replacedAssertion {
+                        replacedAssertion = true
+                        await assertions.invalidate(SourceKey(source: source), token: current.token)
+                        return try await exchange.exchange(
+                            tenantID: key.tenantID, resource: key.resource, assertion: try await assertion().token, deadline: deadline)
+                    }
+                    throw failure
+                }
+            }
+        } catch let failure as AssertionStepFailure {
+            throw failure.underlying
         }
     }
 }

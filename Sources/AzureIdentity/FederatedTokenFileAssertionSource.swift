@@ -22,22 +22,12 @@ public struct FederatedTokenFileAssertionSource: AssertionSource {
         } catch {
             throw AzureIdentityError.tokenFile(path: path, detail: "cannot read it (\(error.localizedDescription))")
         }
-        guard let expiry = Self.expiry(ofJWT: contents) else {
+        guard let expiry = JWTPeek.expiry(of: contents) else {
             throw AzureIdentityError.tokenFile(path: path, detail: "does not hold a JWT with an exp claim")
         }
         guard expiry > clock.now else {
             throw AzureIdentityError.tokenFile(path: path, detail: "holds a token that expired at \(expiry); is the kubelet rotating it?")
         }
         return AccessToken(token: contents, expiresOn: expiry)
-    }
-
-    /// The `exp` of a JWT, read without verification (the token endpoint verifies it).
-    static func expiry(ofJWT token: String) -> Date? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
-            let json = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-            let exp = (json["exp"] as? NSNumber)?.doubleValue
-        else { return nil }
-        return Date(timeIntervalSince1970: exp)
     }
 }

@@ -16,6 +16,8 @@ public struct IMDSAssertionSource: AssertionSource {
     let clock: any WallClock
     let backoff: Backoff
     let gate: ConcurrencyGate
+    let attemptTimeout: Double
+    public let credentialPropagatingUntil: Date?
 
     public var identity: String { "mi:\(clientID)" }
 
@@ -23,10 +25,13 @@ public struct IMDSAssertionSource: AssertionSource {
     ///   - endpoint: the IMDS base URL, `http://169.254.169.254` on Azure.
     public init(
         clientID: String, endpoint: String = "http://169.254.169.254", httpClient: HTTPClient,
-        clock: any WallClock = SystemWallClock(), backoff: Backoff = Backoff(initial: 1, maximum: 10, maxRetries: 12)
+        clock: any WallClock = SystemWallClock(), backoff: Backoff = Backoff(initial: 1, maximum: 10, maxRetries: 12),
+        attemptTimeout: Double = 5, credentialPropagatingUntil: Date? = nil
     ) {
+        self.attemptTimeout = attemptTimeout
+        self.credentialPropagatingUntil = credentialPropagatingUntil
         self.clientID = clientID
-        self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+        self.endpoint = AzureHTTP.trimmingSlash(endpoint)
         self.httpClient = httpClient
         self.clock = clock
         self.backoff = backoff
@@ -47,7 +52,7 @@ public struct IMDSAssertionSource: AssertionSource {
         request.headers.add(name: "x-ms-client-request-id", value: AzureHTTP.newClientRequestID())
         let response: AzureHTTP.Response
         do {
-            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: attemptTimeout)
         } catch let failure as TransportFailure {
             throw AzureIdentityError.transport(failure)
         }
@@ -61,17 +66,12 @@ public struct IMDSAssertionSource: AssertionSource {
             throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no access_token")
         }
         // IMDS sends numbers as strings; accept either.
-        let expiresOn = Self.number(json["expires_on"]).map { Date(timeIntervalSince1970: $0) }
-            ?? Self.number(json["expires_in"]).map { clock.now.addingTimeInterval($0) }
+        let expiresOn = AzureHTTP.number(json["expires_on"]).map { Date(timeIntervalSince1970: $0) }
+            ?? AzureHTTP.number(json["expires_in"]).map { clock.now.addingTimeInterval($0) }
         guard let expiresOn else { throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no expires_on") }
         return AccessToken(token: token, expiresOn: expiresOn)
     }
 
-    static func number(_ value: Any?) -> Double? {
-        if let s = value as? String { return Double(s) }
-        if let n = value as? NSNumber { return n.doubleValue }
-        return nil
-    }
 }
 
 extension CharacterSet {

@@ -11,7 +11,7 @@ package protocol RetryAfterHinting: Error {
 /// deadline. Retries only what the error says is retryable.
 package func retrying<T>(
     deadline: Date, clock: any WallClock, backoff: Backoff, isRetryable: (any Error) -> Bool = defaultIsRetryable,
-    _ attempt: () async throws -> T
+    jitter: () -> Double = { Double.random(in: 0..<1) }, _ attempt: () async throws -> T
 ) async throws -> T {
     var failures = 0
     while true {
@@ -23,7 +23,7 @@ package func retrying<T>(
             guard isRetryable(underlying) else { throw underlying }
             failures += 1
             switch backoff.decision(
-                afterAttempt: failures, retryAfter: retryAfter, jitter: Double.random(in: 0..<1), now: clock.now, deadline: deadline)
+                afterAttempt: failures, retryAfter: retryAfter, jitter: jitter(), now: clock.now, deadline: deadline)
             {
             case .retry(let delay): try await clock.sleep(seconds: delay)
             case .giveUp:
@@ -49,11 +49,11 @@ final class ConcurrencyGate: Sendable {
     }
     private let limit: Int
     private let state = Mutex(State())
-    private let rate: Mutex<RateWindow>
+    private let rate: RateLimiter
 
     init(limit: Int, perSecond: Int) {
         self.limit = limit
-        self.rate = Mutex(RateWindow(limit: perSecond, windowSeconds: 1))
+        self.rate = RateLimiter(limit: perSecond, windowSeconds: 1)
     }
 
     private static let registry = Mutex<[String: ConcurrencyGate]>([:])
@@ -66,16 +66,15 @@ final class ConcurrencyGate: Sendable {
         }
     }
 
+    /// Runs `body` once a slot is free and the per-second budget has room. A queued caller
+    /// waits for at most one attempt timeout of the slot holders (their requests are bounded).
     func run<T>(clock: any WallClock, deadline: Date, _ body: () async throws -> T) async throws -> T {
         await acquire()
         defer { release() }
-        while true {
-            let second = clock.unixSeconds
-            let wait = rate.withLock { $0.admit(at: second) ? 0 : max(1, $0.wait(at: second)) }
-            if wait == 0 { break }
-            guard clock.now.addingTimeInterval(Double(wait)) < deadline else { throw AzureIdentityError.deadlineExceeded(lastFailure: "IMDS rate limit") }
-            try await clock.sleep(seconds: Double(wait))
+        guard try await rate.admit("imds", clock: clock, deadline: deadline) else {
+            throw AzureIdentityError.deadlineExceeded(lastFailure: "IMDS rate limit (20 requests per second)")
         }
+        try Task.checkCancellation()
         return try await body()
     }
 

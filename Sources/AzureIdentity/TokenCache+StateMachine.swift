@@ -61,10 +61,17 @@ struct TokenCacheStateMachine: Sendable {
 
     /// A fetch brought a new token. `jitter` in 0..<1 spreads refreshes of many keys apart.
     mutating func fetchSucceeded(_ token: AccessToken, now: Date, jitter: Double) {
+        let latest = token.expiresOn.addingTimeInterval(-policy.minimumValidity)
+        if case .fetching(let previous?) = state, token.expiresOn <= previous.expiresOn {
+            // No newer token to be had yet (IMDS serves its own cached token for hours): try again
+            // halfway to the point where this one stops being handed out, not on every request.
+            let halfway = now.addingTimeInterval(max(policy.retryAfterFailure, latest.timeIntervalSince(now) / 2))
+            state = .idle(token: token, refreshAt: min(halfway, latest))
+            return
+        }
         let lifetime = max(0, token.expiresOn.timeIntervalSince(now))
         let ahead = max(policy.minimumRefreshAhead, lifetime * policy.refreshAheadFraction) * (1 + 0.5 * jitter)
         // Never schedule the refresh after the point where the token stops being handed out.
-        let latest = token.expiresOn.addingTimeInterval(-policy.minimumValidity)
         state = .idle(token: token, refreshAt: min(token.expiresOn.addingTimeInterval(-ahead), latest))
     }
 

@@ -44,10 +44,31 @@ public actor TokenCache<Key: Hashable & Sendable> {
             startFetch(key, deadline: clock.now.addingTimeInterval(refreshTimeout))
             return token
         case .fetchAndWait:
-            return try await startFetch(key, deadline: deadline).value
+            // The fetch serves every caller that joins it, so it is not cut short by the first
+            // caller's deadline; each caller stops waiting at its own.
+            let task = startFetch(key, deadline: max(deadline, clock.now.addingTimeInterval(refreshTimeout)))
+            return try await Self.wait(for: task, remaining: clock.remaining(until: deadline))
         case .wait:
-            guard let task = entries[key]?.inFlight else { return try await startFetch(key, deadline: deadline).value }
-            return try await task.value
+            guard let task = entries[key]?.inFlight else { preconditionFailure("fetching without a task in flight") }
+            return try await Self.wait(for: task, remaining: clock.remaining(until: deadline))
+        }
+    }
+
+    /// Waits for the shared fetch for at most `remaining` seconds (of real time: the race must
+    /// hold whatever clock drives the schedule). Leaving early does not cancel the fetch.
+    private static func wait(for task: Task<AccessToken, any Error>, remaining: Double) async throws -> AccessToken {
+        guard remaining > 0 else { throw AzureIdentityError.deadlineExceeded(lastFailure: "waiting for a token") }
+        return try await withThrowingTaskGroup(of: AccessToken?.self) { group in
+            group.addTask { try await task.value }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64((remaining * 1000).rounded(.up))))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let token = first else {
+                throw AzureIdentityError.deadlineExceeded(lastFailure: "waiting for a token")
+            }
+            return token
         }
     }
 

@@ -19,7 +19,8 @@ public struct RateWindow: Sendable {
     /// transaction is not counted ("Failed requests that return a 429 do not count").
     public mutating func admit(at second: Int64, cost: Int = 1) -> Bool {
         let oldest = second - Int64(windowSeconds) + 1
-        buckets = buckets.filter { $0.key >= oldest }
+        // Buckets "after" `second` exist only if the clock stepped back; they do not count.
+        buckets = buckets.filter { $0.key >= oldest && $0.key <= second }
         let used = buckets.values.reduce(0, +)
         guard used + cost <= limit else { return false }
         buckets[second, default: 0] += cost

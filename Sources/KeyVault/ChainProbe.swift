@@ -47,18 +47,29 @@ public struct ChainProbe: Sendable {
     public func run(tenantID: String, key: VaultKeyID, source: any AssertionSource, timeout: Double = 30) async -> Report {
         var report = Report(tenantID: tenantID, key: key)
         let deadline = clock.now.addingTimeInterval(timeout)
-        let vault = KeyVaultClient(httpClient: httpClient, clock: clock)
+        let vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: .init(environment: environment))
+
+        // 0. Only a vault on an allowed domain ever receives a token.
+        guard await step("vault URL", into: &report, { () -> (Bool, String) in
+            try vault.checkVaultURL(key.vaultURL)
+            return (true, key.vaultURL)
+        }) != nil else { return report }
 
         // 1. The assertion.
         guard let assertion: AccessToken = await step("assertion", into: &report, {
             let token = try await source.assertion(deadline: deadline)
             return (token, "\(source.identity), valid until \(Self.iso(token.expiresOn))")
         }) else { return report }
-        _ = assertion
 
         // 2. The vault's own word on its tenant.
         guard let challenge: VaultChallenge = await step("vault challenge", into: &report, {
             let challenge = try await vault.challenge(vaultURL: key.vaultURL, deadline: deadline)
+            guard environment.vaultResources.contains(challenge.resource) else {
+                throw ProbeFailure(
+                    code: "CHALLENGE_RESOURCE_NOT_A_VAULT", responsible: "onboarding",
+                    detail: "the challenge asks for a token for \(challenge.resource), which is not a Key Vault resource",
+                    remedy: "This URL is not a Key Vault: the broker will not obtain a token for another resource. Check the key URL.")
+            }
             guard challenge.tenantID.lowercased() == tenantID.lowercased() else {
                 throw ProbeFailure(
                     code: "VAULT_IN_OTHER_TENANT", responsible: "onboarding",
@@ -80,12 +91,12 @@ public struct ChainProbe: Sendable {
             let token = try await exchange.exchange(tenantID: tenantID, resource: challenge.resource, assertion: assertion.token, deadline: deadline)
             return (token, "vault token for \(challenge.resource), valid until \(Self.iso(token.expiresOn))")
         }) else { return report }
-        report.servicePrincipalObjectID = Self.claim("oid", of: vaultToken.token)
+        report.servicePrincipalObjectID = JWTPeek.string("oid", of: vaultToken.token)
         let provider: KeyVaultClient.TokenProvider = { @Sendable _, _ in vaultToken.token }
 
         // 4. The key.
         guard let bundle: KeyBundle = await step("get key", into: &report, {
-            let bundle = try await vault.getKey(key, token: provider, deadline: deadline).value
+            let bundle = try await vault.getKey(key, token: provider, deadline: deadline, expectedTenantID: tenantID).value
             return (bundle, "\(bundle.kid) (\(bundle.keyType), \(bundle.keySizeBits) bits)")
         }) else { return report }
         report.bundle = bundle
@@ -96,7 +107,8 @@ public struct ChainProbe: Sendable {
         // 6. The round trip.
         _ = await step("round trip", into: &report, { () -> (Bool, String) in
             let secret = (0..<32).map { _ in UInt8.random(in: 0...255) }
-            let wrapped = try await vault.wrapKey(key, plaintext: secret, token: provider, deadline: deadline)
+            // The exact version just checked, never "whatever is current now".
+            let wrapped = try await vault.wrapKey(bundle.id ?? key, plaintext: secret, token: provider, deadline: deadline)
             guard let used = VaultKeyID(kid: wrapped.kid) else { throw ProbeFailure(code: "BAD_KID", responsible: "sre", detail: "the wrap answer has no usable kid", remedy: nil) }
             let unwrapped = try await vault.unwrapKey(used, wrapped: wrapped.value, token: provider, deadline: deadline)
             guard unwrapped.value == secret else {
@@ -189,27 +201,21 @@ public struct ChainProbe: Sendable {
                 case .unauthorized: "The vault refused the token (\(e.akvCode ?? "401")): the vault may be in another tenant than \(tenant)."
                 case .throttled, .serverError, .timeout, .connectionFailed, .budgetExhausted: "The vault is busy or unreachable: try again later."
                 case .tlsFailed: "The vault's certificate is not trusted: check FEDBROKER_CA_BUNDLE."
+                case .invalidVaultURL:
+                    "A vault URL is https on a Key Vault domain (\(environment.vaultHostSuffixes.joined(separator: ", "))); no token is sent anywhere else. Check the key URL (or FEDBROKER_VAULT_HOST_SUFFIXES)."
+                case .challengeTenantMismatch: "The vault belongs to another tenant than \(tenant): do not register it."
                 default: nil
                 }
             let responsible =
                 switch e.kind {
                 case .forbiddenByRbac, .forbiddenByPolicy, .forbiddenByFirewall, .keyDisabled, .keyOperationForbidden: "customer"
-                case .keyNotFound, .unauthorized, .challengeTenantMismatch: "onboarding"
+                case .keyNotFound, .unauthorized, .challengeTenantMismatch, .invalidVaultURL: "onboarding"
                 default: "sre"
                 }
             return (e.innerCode ?? e.code ?? e.kind.rawValue, responsible, e.description, remedy)
         default:
             return ("UNEXPECTED", "sre", String(describing: error), nil)
         }
-    }
-
-    /// A string claim of a JWT, read without verification (for messages only).
-    static func claim(_ name: String, of token: String) -> String? {
-        let parts = token.split(separator: ".")
-        guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
-            let json = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any]
-        else { return nil }
-        return json[name] as? String
     }
 
     static func elapsed(since start: Date) -> Double { (Date().timeIntervalSince(start) * 10_000).rounded() / 10 }

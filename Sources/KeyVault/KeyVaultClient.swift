@@ -12,46 +12,75 @@ import Synchronization
 /// `HTTPClient` the caller configures (trust roots included). Tokens come from the caller,
 /// which caches them; this client never does.
 ///
-/// Every call: a fresh `x-ms-client-request-id` (returned for audit, kept across retries),
-/// the vault's budget respected before sending, one token refresh on a 401, retries of 429,
-/// 5xx, timeouts and resets only — exponential backoff with jitter, honouring Retry-After —
-/// and never past the caller's deadline.
+/// Every call: the vault URL checked against the allowed vault domains (a bearer token never
+/// goes to any other host), a fresh `x-ms-client-request-id` (returned for audit, kept across
+/// retries), the vault's budget respected before sending, one token refresh on a 401, retries
+/// of 429, 5xx, timeouts and resets only — exponential backoff with jitter, honouring
+/// Retry-After, each attempt bounded — and never past the caller's deadline.
 public final class KeyVaultClient: Sendable {
     public struct Configuration: Sendable {
         public var apiVersion = "7.4"
         public var backoff = Backoff(initial: 0.5, maximum: 16, maxRetries: 6)
-        /// Transactions per window per vault (Key Vault's RSA-3072 software-key limit by default).
-        public var budget = 1_000
+        /// Transactions per window per vault. Key Vault allows 1,000 per 10 s for RSA-3072
+        /// software keys; the default keeps 20 % headroom for clock edges and other clients.
+        public var budget = 800
         public var budgetWindowSeconds = 10
+        /// The longest one attempt may take, so a hung connection leaves time to retry.
+        public var attemptTimeout: Double = 10
+        /// How long a public key fetched for local wrap is used before it is fetched again, so a
+        /// disabled or rotated key stops being used locally within this bound.
+        public var publicKeyTTL: Double = 300
+        /// Host suffixes a vault URL may have. Tokens are sent to no other host.
+        public var allowedVaultHostSuffixes = AzureEnvironment.azureVaultHostSuffixes
         public init() {}
+
+        /// The defaults, with the vault domains the environment allows.
+        public init(environment: AzureEnvironment) {
+            self.allowedVaultHostSuffixes = environment.vaultHostSuffixes
+        }
     }
 
-    /// A token for the vault's resource; `forceRefresh` after the vault rejected the last one.
-    public typealias TokenProvider = @Sendable (_ forceRefresh: Bool, _ deadline: Date) async throws -> String
+    /// A token for the vault's resource. `rejected` is the token the vault just refused (401):
+    /// the provider must not hand it out again.
+    public typealias TokenProvider = @Sendable (_ rejected: String?, _ deadline: Date) async throws -> String
 
     let httpClient: HTTPClient
     let clock: any WallClock
     let configuration: Configuration
-    let budget: VaultBudget
-    private let publicKeys = Mutex<[VaultKeyID: KeyBundle]>([:])
+    let budget: RateLimiter
+    private let publicKeys = Mutex<[VaultKeyID: (bundle: KeyBundle, fetchedAt: Date)]>([:])
 
     public init(httpClient: HTTPClient, clock: any WallClock = SystemWallClock(), configuration: Configuration = Configuration()) {
         self.httpClient = httpClient
         self.clock = clock
         self.configuration = configuration
-        self.budget = VaultBudget(limit: configuration.budget, windowSeconds: configuration.budgetWindowSeconds)
+        self.budget = RateLimiter(limit: configuration.budget, windowSeconds: configuration.budgetWindowSeconds)
+    }
+
+    /// Refuses vault URLs that are not https on an allowed vault domain.
+    public func checkVaultURL(_ vaultURL: String) throws(KeyVaultError) {
+        guard let url = URL(string: vaultURL), url.scheme == "https", let host = url.host?.lowercased(), !host.isEmpty,
+            configuration.allowedVaultHostSuffixes.contains(where: { host.hasSuffix($0.lowercased()) || host == $0.lowercased() })
+        else {
+            throw KeyVaultError(
+                kind: .invalidVaultURL,
+                serviceMessage: "\(vaultURL) is not an https URL on an allowed vault domain (\(configuration.allowedVaultHostSuffixes.joined(separator: ", ")))",
+                clientRequestID: "none")
+        }
     }
 
     // MARK: Operations
 
     /// Asks the vault, without a token, who it is: the tenant and resource in its 401 challenge.
     public func challenge(vaultURL: String, deadline: Date) async throws -> VaultChallenge {
+        try checkVaultURL(vaultURL)
         let clientRequestID = AzureHTTP.newClientRequestID()
         var request = HTTPClientRequest(url: "\(VaultKeyID(vaultURL: vaultURL, name: "x").vaultURL)/keys?api-version=\(configuration.apiVersion)")
         request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
         let response: AzureHTTP.Response
         do {
-            response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+            response = try await AzureHTTP.send(
+                request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
         } catch let failure as TransportFailure {
             throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
         }
@@ -65,24 +94,34 @@ public final class KeyVaultClient: Sendable {
         return challenge
     }
 
-    public func getKey(_ id: VaultKeyID, token: @escaping TokenProvider, deadline: Date) async throws -> Audited<KeyBundle> {
+    /// - Parameter expectedTenantID: when given, a 401 whose challenge names another tenant fails
+    ///   at once as `challengeTenantMismatch` (the vault is not the customer's).
+    public func getKey(
+        _ id: VaultKeyID, token: @escaping TokenProvider, deadline: Date, expectedTenantID: String? = nil
+    ) async throws -> Audited<KeyBundle> {
         let path = "/keys/\(id.name)/\(id.version ?? "")"
-        let (json, clientRequestID) = try await perform(.GET, vault: id, path: path, body: nil, token: token, deadline: deadline)
+        let (json, clientRequestID) = try await perform(
+            .GET, vault: id, path: path, body: nil, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         let bundle = try Self.keyBundle(from: json, clientRequestID: clientRequestID)
-        publicKeys.withLock { $0[VaultKeyID(vaultURL: id.vaultURL, name: id.name, version: id.version)] = bundle }
+        let fetchedAt = clock.now
+        publicKeys.withLock { $0[id] = (bundle, fetchedAt) }
         return Audited(value: bundle, clientRequestID: clientRequestID)
     }
 
     public func wrapKey(
-        _ id: VaultKeyID, plaintext: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date
+        _ id: VaultKeyID, plaintext: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date,
+        expectedTenantID: String? = nil
     ) async throws -> KeyOperationResult {
-        try await keyOperation("wrapkey", id, value: plaintext, algorithm: algorithm, token: token, deadline: deadline)
+        try await keyOperation(
+            "wrapkey", id, value: plaintext, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
     }
 
     public func unwrapKey(
-        _ id: VaultKeyID, wrapped: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date
+        _ id: VaultKeyID, wrapped: [UInt8], algorithm: KeyWrapAlgorithm = .rsaOAEP256, token: @escaping TokenProvider, deadline: Date,
+        expectedTenantID: String? = nil
     ) async throws -> KeyOperationResult {
-        try await keyOperation("unwrapkey", id, value: wrapped, algorithm: algorithm, token: token, deadline: deadline)
+        try await keyOperation(
+            "unwrapkey", id, value: wrapped, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
     }
 
     /// Wraps with the key's public part, fetched once and cached with its version, instead of a
@@ -94,14 +133,14 @@ public final class KeyVaultClient: Sendable {
         let cached = publicKeys.withLock { $0[id] }
         let bundle: KeyBundle
         var clientRequestID = "local"
-        if let cached, !(cached.expires.map { $0 <= clock.now } ?? false) {
-            bundle = cached
+        if let cached, clock.now.timeIntervalSince(cached.fetchedAt) < configuration.publicKeyTTL {
+            bundle = cached.bundle
         } else {
             let fetched = try await getKey(id, token: token, deadline: deadline)
             bundle = fetched.value
             clientRequestID = fetched.clientRequestID
         }
-        guard let kid = bundle.id, kid.name.lowercased() == id.name.lowercased(),
+        guard let kid = bundle.id, kid.vaultURL.lowercased() == id.vaultURL.lowercased(), kid.name.lowercased() == id.name.lowercased(),
             id.version == nil || kid.version == id.version, bundle.enabled, bundle.keyOps.contains("wrapKey"),
             !(bundle.notBefore.map { $0 > clock.now } ?? false), !(bundle.expires.map { $0 <= clock.now } ?? false)
         else {
@@ -124,11 +163,12 @@ public final class KeyVaultClient: Sendable {
 
     private func keyOperation(
         _ operation: String, _ id: VaultKeyID, value: [UInt8], algorithm: KeyWrapAlgorithm, token: @escaping TokenProvider,
-        deadline: Date
+        deadline: Date, expectedTenantID: String?
     ) async throws -> KeyOperationResult {
         let body = #"{"alg":"\#(algorithm.rawValue)","value":"\#(Base64URL.encode(value))"}"#
         let path = "/keys/\(id.name)/\(id.version ?? "")/\(operation)"
-        let (json, clientRequestID) = try await perform(.POST, vault: id, path: path, body: body, token: token, deadline: deadline)
+        let (json, clientRequestID) = try await perform(
+            .POST, vault: id, path: path, body: body, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         guard let kid = json["kid"] as? String, let encoded = json["value"] as? String, let bytes = Base64URL.decode(encoded) else {
             throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "no kid or value in the answer", clientRequestID: clientRequestID)
         }
@@ -138,22 +178,25 @@ public final class KeyVaultClient: Sendable {
     // MARK: The request loop
 
     private func perform(
-        _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date
+        _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date,
+        expectedTenantID: String?
     ) async throws -> ([String: Any], String) {
+        try checkVaultURL(id.vaultURL)
         let clientRequestID = AzureHTTP.newClientRequestID()
-        var forceRefresh = false
+        var rejected: String?
         var refreshedAfter401 = false
         let json = try await retrying(
             deadline: deadline, clock: clock, backoff: configuration.backoff,
             isRetryable: { ($0 as? KeyVaultError)?.isRetryable ?? false }
         ) { () async throws -> [String: Any] in
             while true {
-                guard try await budget.admit(vault: id.vaultAuthority, clock: clock, deadline: deadline) else {
+                guard try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline) else {
                     throw KeyVaultError(
                         kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
                         clientRequestID: clientRequestID)
                 }
-                let bearer = try await token(forceRefresh, deadline)
+                let bearer = try await token(rejected, deadline)
+                rejected = nil
                 var request = HTTPClientRequest(url: "\(id.vaultURL)\(path)?api-version=\(configuration.apiVersion)")
                 request.method = method
                 request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
@@ -166,17 +209,28 @@ public final class KeyVaultClient: Sendable {
                 }
                 let response: AzureHTTP.Response
                 do {
-                    response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock)
+                    response = try await AzureHTTP.send(
+                        request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
                 } catch let failure as TransportFailure {
                     throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
                 }
                 if (200..<300).contains(response.status) { return response.json ?? [:] }
-                let error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
-                // An expired or rejected token: one refresh, then the 401 stands.
-                if error.kind == .unauthorized, !refreshedAfter401 {
-                    refreshedAfter401 = true
-                    forceRefresh = true
-                    continue
+                var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
+                if error.kind == .unauthorized {
+                    // A vault answering for another tenant is not the customer's: no refresh helps.
+                    if let expectedTenantID, let header = response.headers.first(name: "WWW-Authenticate"),
+                        let challenge = VaultChallenge(header: header), challenge.tenantID.lowercased() != expectedTenantID.lowercased()
+                    {
+                        error.kind = .challengeTenantMismatch
+                        error.serviceMessage = "the vault answers for tenant \(challenge.tenantID), not \(expectedTenantID)"
+                        throw error
+                    }
+                    // An expired or rejected token: one refresh, then the 401 stands.
+                    if !refreshedAfter401 {
+                        refreshedAfter401 = true
+                        rejected = bearer
+                        continue
+                    }
                 }
                 throw error
             }

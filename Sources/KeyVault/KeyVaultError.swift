@@ -20,6 +20,8 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
         case tlsFailed
         /// The local per-vault budget has no room before the deadline.
         case budgetExhausted
+        /// The vault URL is not https on an allowed vault domain: no token is sent to it.
+        case invalidVaultURL
         case other
     }
 
@@ -78,7 +80,8 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
     /// Transient: worth another try inside the deadline.
     public var isRetryable: Bool {
         switch kind {
-        case .throttled, .serverError, .timeout, .connectionFailed, .budgetExhausted: true
+        // budgetExhausted is already "no room before the deadline": retrying cannot help.
+        case .throttled, .serverError, .timeout, .connectionFailed: true
         default: false
         }
     }
@@ -106,6 +109,7 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
         case .deadlineExceeded: .init(kind: .timeout, serviceMessage: failure.description, clientRequestID: clientRequestID)
         case .connectionFailed: .init(kind: .connectionFailed, serviceMessage: failure.description, clientRequestID: clientRequestID)
         case .tls: .init(kind: .tlsFailed, serviceMessage: failure.description, clientRequestID: clientRequestID)
+        case .invalidRequest: .init(kind: .invalidVaultURL, serviceMessage: failure.description, clientRequestID: clientRequestID)
         }
     }
 }

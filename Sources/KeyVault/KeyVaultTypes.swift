@@ -63,12 +63,18 @@ public struct KeyBundle: Sendable, Equatable {
 }
 
 /// A wrap or unwrap result: the key version that did it, the bytes, and the request id for audit.
-public struct KeyOperationResult: Sendable, Equatable {
+/// After an unwrap the bytes are a plaintext data key: descriptions show their length only.
+public struct KeyOperationResult: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
     public var kid: String
     public var value: [UInt8]
     public var clientRequestID: String
     /// Set when the operation ran locally with the cached public key (wrap only).
     public var local: Bool
+
+    public var description: String {
+        "KeyOperationResult(kid: \(kid), value: <\(value.count) bytes>, clientRequestID: \(clientRequestID), local: \(local))"
+    }
+    public var debugDescription: String { description }
 }
 
 /// A value with the `x-ms-client-request-id` of the call that produced it.

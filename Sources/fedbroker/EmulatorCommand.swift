@@ -27,7 +27,7 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Directory for the CA, persisted state and env.sh (created if missing).")
     var stateDir: String
 
-    @Option(name: .long, help: "Address to listen on; loopback only.")
+    @Option(name: .long, help: "Address to listen on: 127.0.0.1 or localhost (loopback only).")
     var host: String = "127.0.0.1"
 
     @Option(name: .long, help: "IMDS port (plain HTTP). 0 picks a free port.")
@@ -52,8 +52,8 @@ struct EmulatorCommand: AsyncParsableCommand {
     var logLevel: String = "info"
 
     func validate() throws {
-        guard ["127.0.0.1", "localhost", "::1"].contains(host) else {
-            throw ValidationError("--host must be a loopback address (127.0.0.1, localhost or ::1): the emulator is for tests.")
+        guard ["127.0.0.1", "localhost"].contains(host) else {
+            throw ValidationError("--host must be a loopback address (127.0.0.1 or localhost): the emulator is for tests.")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level '\(logLevel)' is not a log level.") }
         for (name, port) in [("imds", imdsPort), ("authority", authorityPort), ("graph", graphPort), ("control", controlPort)]

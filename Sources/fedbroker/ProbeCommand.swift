@@ -50,6 +50,9 @@ struct ProbeCommand: AsyncParsableCommand {
             throw ValidationError("Give exactly one of --identity CLIENT_ID or --federated-token-file PATH.")
         }
         guard keyID != nil else { throw ValidationError("Give --key NAME, or a full kid as --vault-url.") }
+        guard UUID(uuidString: tenant) != nil else {
+            throw ValidationError("--tenant must be the tenant id (a GUID), not a domain name: the vault's challenge names tenants by id.")
+        }
         guard URL(string: vaultURL)?.scheme == "https" else { throw ValidationError("--vault-url must be an https URL.") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive.") }
     }

@@ -14,7 +14,7 @@ import Testing
                 let report = await probe(f).run(tenantID: f.scenario.customers[index].tenantID, key: f.key(index), source: f.source(index))
                 #expect(report.succeeded, "\(report.steps)")
                 #expect(report.steps.map(\.name) == [
-                    "assertion", "vault challenge", "token exchange", "get key", "key type", "key size", "key operations", "key enabled",
+                    "vault URL", "assertion", "vault challenge", "token exchange", "get key", "key type", "key size", "key operations", "key enabled",
                     "key validity", "purge protection", "round trip",
                 ])
                 #expect(report.bundle?.tags["purpose"] == "fedbroker-cmk")
@@ -65,6 +65,16 @@ import Testing
             #expect(failures == ["KEY_TOO_SMALL", "PURGE_PROTECTION_OFF"])
             #expect(report.steps.last?.name == "round trip")
             #expect(report.steps.last?.ok == true)  // the round trip itself works; the key is still unfit
+        }
+    }
+
+    @Test func aVaultURLOffTheAllowedDomainsNeverGetsAToken() async throws {
+        try await withClients { f in
+            let report = await probe(f).run(
+                tenantID: f.scenario.customers[0].tenantID, key: VaultKeyID(vaultURL: "https://attacker.example", name: "cmk"), source: f.source(0))
+            #expect(report.steps.map(\.name) == ["vault URL"])
+            #expect(report.steps.last?.code == "invalidVaultURL")
+            #expect(f.counter("imds.token") == 0)
         }
     }
 

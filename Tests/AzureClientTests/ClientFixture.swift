@@ -5,6 +5,7 @@ import FedBrokerCore
 import Foundation
 import KeyVault
 import Logging
+import NIOCore
 import NIOSSL
 import Testing
 
@@ -25,8 +26,16 @@ struct ClientFixture {
         IMDSAssertionSource(clientID: scenario.managedIdentities[index].clientId, endpoint: environment.imdsURL, httpClient: http, clock: clock)
     }
 
-    func source(clientID: String) -> IMDSAssertionSource {
-        IMDSAssertionSource(clientID: clientID, endpoint: environment.imdsURL, httpClient: http, clock: clock)
+    func source(clientID: String, propagatingUntil: Date? = nil) -> IMDSAssertionSource {
+        IMDSAssertionSource(
+            clientID: clientID, endpoint: environment.imdsURL, httpClient: http, clock: clock, credentialPropagatingUntil: propagatingUntil)
+    }
+
+    /// Request counters as the control API reports them, over HTTP.
+    func controlCounters() async throws -> [String: Int] {
+        let response = try await http.execute(HTTPClientRequest(url: "\(emulator.state.currentEndpoints.control)/control/counters"), timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Int]) ?? [:]
     }
 
     func deadline(_ seconds: Double = 60) -> Date { clock.now.addingTimeInterval(seconds) }
@@ -45,7 +54,7 @@ struct ClientFixture {
 
 func withClients(
     configure: @escaping @Sendable (inout AzureEmulator.Configuration) -> Void = { _ in },
-    vaultConfiguration: KeyVaultClient.Configuration = .init(),
+    vaultConfiguration: KeyVaultClient.Configuration? = nil,
     _ body: (ClientFixture) async throws -> Void
 ) async throws {
     var logger = Logger(label: "client-test")
@@ -61,14 +70,14 @@ func withClients(
         defer { try? FileManager.default.removeItem(atPath: caPath) }
         let environment = AzureEnvironment(
             imdsURL: endpoints.imds, authorityURL: endpoints.authority, graphURL: endpoints.graph,
-            applicationClientID: scenario.appClientID, caBundlePath: caPath)
+            applicationClientID: scenario.appClientID, caBundlePath: caPath, vaultHostSuffixes: ["localhost"])
         let http = try environment.makeHTTPClient()
         let exchange = ClientAssertionExchange(
             authority: environment.authorityURL, applicationClientID: scenario.appClientID, httpClient: http, clock: clock)
         let fixture = ClientFixture(
             emulator: emulator, clock: clock, http: http, environment: environment, exchange: exchange,
             provider: CrossTenantTokenProvider(exchange: exchange, clock: clock, jitter: { 0 }),
-            vault: KeyVaultClient(httpClient: http, clock: clock, configuration: vaultConfiguration))
+            vault: KeyVaultClient(httpClient: http, clock: clock, configuration: vaultConfiguration ?? .init(environment: environment)))
         do {
             try await body(fixture)
         } catch {

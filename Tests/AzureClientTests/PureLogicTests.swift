@@ -72,8 +72,10 @@ import Testing
     @Test func nearExpiryIsRefreshedBeforeCallersSeeAnExpiredToken() async throws {
         let clock = ManualWallClock(Date(timeIntervalSince1970: 50_000))
         let fetches = CallLog()
+        let fetchTimes = TimeLog()
         let cache = TokenCache<String>(clock: clock, jitter: { 0 }) { _, _ in
             fetches.record(true)
+            fetchTimes.record(clock.now)
             return AccessToken(token: "t\(fetches.all.count)", expiresOn: clock.now.addingTimeInterval(3600))
         }
         let deadline = { clock.now.addingTimeInterval(30) }
@@ -89,6 +91,11 @@ import Testing
         }
         #expect(Set(seen.map(\.token)).count >= 2)
         #expect(fetches.all.count <= 4)
+        // Every refetch started ahead of time (540 s before expiry), so no caller ever waited for one.
+        let times = fetchTimes.all
+        for (previous, next) in zip(times, times.dropFirst()) {
+            #expect(next.timeIntervalSince(previous) <= 3600 - 540)
+        }
     }
 
     @Test func concurrentColdCallersShareOneFetchAndFailuresReachThem() async throws {
@@ -101,12 +108,12 @@ import Testing
             return AccessToken(token: key, expiresOn: clock.now.addingTimeInterval(3600))
         }
         let tokens = try await withThrowingTaskGroup(of: String.self) { group in
-            for _ in 0..<50 { group.addTask { try await cache.token(for: "k", deadline: clock.now.addingTimeInterval(10)).token } }
+            for _ in 0..<50 { group.addTask { try await cache.token(for: "k", deadline: clock.now.addingTimeInterval(120)).token } }
             return try await group.reduce(into: [String]()) { $0.append($1) }
         }
         #expect(tokens == Array(repeating: "k", count: 50))
         #expect(fetches.all.count == 1)
-        await #expect(throws: AzureIdentityError.self) { _ = try await cache.token(for: "bad", deadline: clock.now.addingTimeInterval(10)) }
+        await #expect(throws: AzureIdentityError.self) { _ = try await cache.token(for: "bad", deadline: clock.now.addingTimeInterval(120)) }
     }
 }
 
@@ -176,3 +183,12 @@ import Testing
         #expect(e.authorityURL == "https://login.microsoftonline.com")
     }
 }
+
+/// Records times from concurrent code.
+final class TimeLog: Sendable {
+    private let times = Synchronization.Mutex<[Date]>([])
+    func record(_ value: Date) { times.withLock { $0.append(value) } }
+    var all: [Date] { times.withLock { $0 } }
+}
+
+import Synchronization

@@ -112,3 +112,17 @@ import Testing
         #expect(GraphService.route(method: .get, path: "/v1.0/users") == nil)
     }
 }
+
+@Suite struct TokenLifetimeTests {
+    @Test(arguments: [
+        (Int64?(1_000), Int64?(nil), Int64(999), TokenLifetime.valid),
+        (1_000, nil, 1_299, .valid),  // inside the five-minute skew
+        (1_000, nil, 1_300, .expired),
+        (nil, nil, 0, .missingExpiry),
+        (5_000, 2_000, 1_700, .valid),  // nbf within the skew
+        (5_000, 2_000, 1_699, .notYetValid),
+    ])
+    func windowWithSkew(_ exp: Int64?, _ nbf: Int64?, _ now: Int64, _ expected: TokenLifetime) {
+        #expect(TokenLifetime.check(exp: exp, nbf: nbf, now: now) == expected)
+    }
+}
