@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "fedbroker", targets: ["fedbroker"]),
         .library(name: "FedBrokerCore", targets: ["FedBrokerCore"]),
         .library(name: "AzureEmulator", targets: ["AzureEmulator"]),
+        .library(name: "BrokerStore", targets: ["BrokerStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -33,6 +34,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         // Domain types and pure logic. No NIO, no HTTP, no SQL: CI greps for it.
@@ -62,11 +65,29 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Tenants, FIC slots, callers and the audit trail, behind one protocol. PostgreSQL for
+        // production replicas, SQLite for one node. The SQL's source of truth is sql/; it is compiled
+        // in as generated string constants (scripts/generate-migrations.sh), so the single binary
+        // migrates any database it is pointed at with no resource bundle to ship beside it.
+        .target(
+            name: "BrokerStore",
+            dependencies: [
+                "FedBrokerCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fedbroker",
             dependencies: [
                 "FedBrokerCore",
                 "AzureEmulator",
+                "BrokerStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,6 +98,15 @@ let package = Package(
         .testTarget(
             name: "FedBrokerCoreTests",
             dependencies: ["FedBrokerCore"],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "BrokerStoreTests",
+            dependencies: [
+                "BrokerStore",
+                "FedBrokerCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(
