@@ -14,14 +14,26 @@ import Synchronization
 final class SQLiteBackend: SQLBackend {
     let dialect = SQLDialect.sqlite
     private let connection: SQLiteConnection
-    private let lock = AsyncSerialLock()
+    /// Shared by every backend of this process on the same file: in-process writers queue in FIFO
+    /// order instead of spinning in SQLite's busy handler, which is unfair and, under load, can starve
+    /// one connection past the busy timeout. Other processes are kept out by SQLite's own lock.
+    private let lock: AsyncSerialLock
     private let path: String
     /// Its own thread: a statement blocked in SQLite's busy wait (another connection holds the write
     /// lock) must not occupy a shared pool thread the lock holder needs to reach COMMIT.
     private let threadPool: NIOThreadPool
 
+    private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
+
     private init(connection: SQLiteConnection, path: String, threadPool: NIOThreadPool) {
         self.connection = connection
+        let key = URL(fileURLWithPath: path).standardizedFileURL.path
+        self.lock = Self.locksByPath.withLock { locks in
+            if let lock = locks[key] { return lock }
+            let lock = AsyncSerialLock()
+            locks[key] = lock
+            return lock
+        }
         self.path = path
         self.threadPool = threadPool
     }
