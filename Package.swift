@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "AzureEmulator", targets: ["AzureEmulator"]),
         .library(name: "AzureIdentity", targets: ["AzureIdentity"]),
         .library(name: "KeyVault", targets: ["KeyVault"]),
+        .library(name: "BrokerStore", targets: ["BrokerStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -35,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         // Domain types and pure logic. No NIO, no HTTP, no SQL: CI greps for it.
@@ -91,6 +94,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Tenants, FIC slots, callers and the audit trail, behind one protocol. PostgreSQL for
+        // production replicas, SQLite for one node. The SQL's source of truth is sql/; it is compiled
+        // in as generated string constants (scripts/generate-migrations.sh), so the single binary
+        // migrates any database it is pointed at with no resource bundle to ship beside it.
+        .target(
+            name: "BrokerStore",
+            dependencies: [
+                "FedBrokerCore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fedbroker",
             dependencies: [
@@ -100,6 +120,7 @@ let package = Package(
                 "KeyVault",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                "BrokerStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -127,6 +148,15 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "BrokerStoreTests",
+            dependencies: [
+                "BrokerStore",
+                "FedBrokerCore",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: testSwiftSettings
         ),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run). On a fresh Debian machine with only the
 # Swift toolchain it installs what the tests need, builds everything once, runs `swift test`,
-# then drives the real `fedbroker emulator` binary from the shell.
+# then drives the real `fedbroker migrate` and `fedbroker emulator` binaries from the shell.
+# The store tests need PostgreSQL: this script starts a throwaway server (and stops it on exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,16 +12,57 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 packages=()
 command -v curl >/dev/null 2>&1 || packages+=(curl)
 command -v swift >/dev/null 2>&1 || { echo "test.sh: the Swift toolchain (swift) is not on PATH" >&2; exit 2; }
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+[ -x "$(pg_bin)/initdb" ] || packages+=(postgresql)
 if [ ${#packages[@]} -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
+# A throwaway PostgreSQL for the store tests (SWIFT-STACK.md recipe): trust auth on loopback, no
+# fsync, data under /tmp, first free port from 54329. initdb refuses root, so it runs as `postgres`.
+PGBIN=$(pg_bin)
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+pg_port=${FEDBROKER_TEST_PG_PORT:-54329}
+while "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" >/dev/null 2>&1 \
+  || (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do
+  pg_port=$((pg_port + 1))
+done
+pg_data=$(mktemp -d /tmp/fedbroker-pg.XXXXXX)
+as_root chown postgres:postgres "$pg_data"
+chmod 700 "$pg_data" 2>/dev/null || as_root chmod 700 "$pg_data"
+stop_postgres() {
+  as_postgres "$PGBIN/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+  as_root rm -rf "$pg_data"
+}
+trap stop_postgres EXIT
+as_postgres "$PGBIN/initdb" -D "$pg_data" -A trust -U postgres -E UTF8 --no-sync >/dev/null
+as_postgres "$PGBIN/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 30 -o "-p $pg_port -k $pg_data \
+  -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+  -c max_connections=500" start >/dev/null
+export FEDBROKER_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
+echo "test.sh: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port ($pg_data)"
+
 # One build of sources and tests, then the tests without a rebuild (avoids the trait flip-flop
 # between `swift build` and `swift test`, see SWIFT-STACK.md pitfall 2).
 swift build --build-tests
 swift test --skip-build
+
+# `fedbroker migrate` against the fresh server from the command line: applies, then is a no-op, and
+# a server that is down is a clear failure.
+migrate_url="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
+out=$(.build/debug/fedbroker migrate --database-url "$migrate_url")
+echo "$out"
+grep -q "applied 0001_init.sql" <<<"$out" || { echo "test.sh: migrate did not apply 0001_init.sql" >&2; exit 1; }
+out=$(.build/debug/fedbroker migrate --database-url "$migrate_url")
+echo "$out"
+grep -q "nothing to do" <<<"$out" || { echo "test.sh: a second migrate was not a no-op" >&2; exit 1; }
+if err=$(.build/debug/fedbroker migrate --database-url "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable" 2>&1); then
+  echo "test.sh: migrate against a closed port succeeded" >&2; exit 1
+fi
+grep -q "database_unavailable" <<<"$err" || { echo "test.sh: unclear error for a database that is down: $err" >&2; exit 1; }
+echo "test.sh: migrate against a closed port fails as expected: $(tail -n 1 <<<"$err")"
 
 # Microsoft's Python SDKs (from PyPI, pinned) against the real binary. FEDBROKER_SKIP_SDK_CHECK=1
 # skips them where PyPI is out of reach; CI never sets it.

@@ -1,0 +1,128 @@
+import FedBrokerCore
+import Foundation
+
+/// fedbroker's memory: tenants, FIC slots, callers, the audit trail and a change feed.
+///
+/// Everything above the store talks to this protocol only; no SQL or driver type crosses it.
+/// Two implementations exist (`SQLBrokerStore` over PostgreSQL or SQLite) and one conformance
+/// suite holds both to the same contract:
+///
+/// - every mutation is one transaction that also writes its audit record and a change-feed entry;
+/// - updates name the `RecordVersion` they read and fail with `versionConflict` if it moved;
+/// - at most `FICSlot.maximumNonRetiredPerApplication` non-retired slots exist per application,
+///   even with concurrent writers;
+/// - a tenant is on at most one slot, and only ever placed on an `active` one.
+///
+/// Errors are always `BrokerError` (`databaseUnavailable`, `schemaTooNew`, `uniqueConflict`,
+/// `versionConflict`, `notFound`, the domain codes, or `storeFailure`).
+public protocol BrokerStore: Sendable {
+    // MARK: Schema
+
+    /// Applies missing migrations (serialized across replicas) and returns what was done.
+    /// Throws `schemaTooNew` when the database was migrated by a newer binary.
+    func migrate() async throws -> MigrationReport
+
+    // MARK: Tenants
+
+    /// Registers a customer and places it on the least-loaded active slot, if there is one.
+    /// Throws `uniqueConflict` when the tenant id or the customer's Entra tenant is taken.
+    func registerTenant(_ registration: TenantRegistration, actor: String) async throws -> Tenant
+    /// Throws `notFound`.
+    func tenant(_ id: TenantID) async throws -> Tenant
+    func tenant(entraTenantID: EntraTenantID) async throws -> Tenant?
+    /// All tenants, ordered by id.
+    func tenants() async throws -> [Tenant]
+    /// Applies a lifecycle event (see `TenantLifecycle`).
+    func transitionTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, actor: String
+    ) async throws -> Tenant
+    /// Replaces a tenant's key reference, within the rules of `TenantLifecycle.changeKey(to:)`.
+    func changeTenantKey(
+        _ id: TenantID, expectedVersion: RecordVersion, to key: KeyReference, actor: String
+    ) async throws -> Tenant
+    /// Moves a tenant to `slot` (which must be `active`) atomically: the tenant is on the old slot or
+    /// on the new one, never on both or neither.
+    func assignTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, to slot: FICSlotID, actor: String
+    ) async throws -> Tenant
+
+    // MARK: FIC slots
+
+    /// Creates a slot in `provisioning`. Throws `slotLimitReached` past 20 non-retired per application.
+    func createSlot(_ id: FICSlotID, identity: FICSlotIdentity, actor: String) async throws -> FICSlot
+    /// Throws `notFound`.
+    func slot(_ id: FICSlotID) async throws -> FICSlot
+    /// All slots, ordered by id.
+    func slots() async throws -> [FICSlot]
+    /// Applies a slot event (see `FICSlotState.applying(_:assignedTenants:)`).
+    func transitionSlot(
+        _ id: FICSlotID, expectedVersion: RecordVersion, event: FICSlotEvent, actor: String
+    ) async throws -> FICSlot
+    /// Every slot of `applicationID` with its current number of tenants.
+    func slotLoads(applicationID: String) async throws -> [PartitionPlanner.SlotLoad]
+    /// The tenants currently assigned to `slot`, ordered by id.
+    func tenants(onSlot slot: FICSlotID) async throws -> [TenantID]
+
+    // MARK: Callers
+
+    /// Creates a caller, or updates it when `caller.version` is the stored version.
+    func saveCaller(_ caller: Caller, actor: String) async throws -> Caller
+    /// Throws `notFound`.
+    func caller(_ id: String) async throws -> Caller
+    func caller(identity: String) async throws -> Caller?
+
+    // MARK: Audit
+
+    /// Appends records in one transaction: all of them or none. Idempotent by record id, so a
+    /// batch whose commit acknowledgement was lost can be sent again.
+    func appendAudit(_ records: [AuditRecord]) async throws
+    /// A tenant's records with `from <= time < to`, oldest first, at most `limit`.
+    func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord]
+
+    // MARK: Change feed
+
+    /// Changes committed after `sequence`, in commit order, at most `limit`.
+    func changes(after sequence: Int64, limit: Int) async throws -> [ChangeEvent]
+    /// The latest sequence number (0 for an empty feed): where a fresh follower starts.
+    func latestChangeSequence() async throws -> Int64
+    /// Follows the feed from `sequence`: woken by LISTEN/NOTIFY where the database has it, and by
+    /// polling every `pollInterval` in any case. Ends when the task is cancelled.
+    func changeFeed(after sequence: Int64, pollInterval: Duration) -> AsyncThrowingStream<ChangeEvent, any Error>
+
+    // MARK: Lifecycle
+
+    /// Releases connections. The store must not be used afterwards.
+    func close() async throws
+}
+
+/// One committed change to a tenant, slot or caller. Followers re-read the record (the event
+/// carries no data, so it can never be stale or leak anything).
+public struct ChangeEvent: Hashable, Sendable {
+    public enum Kind: String, Hashable, Sendable {
+        case tenant, slot, caller
+    }
+
+    public let sequence: Int64
+    public let kind: Kind
+    public let entityID: String
+    public let version: RecordVersion
+    public let time: Date
+
+    public init(sequence: Int64, kind: Kind, entityID: String, version: RecordVersion, time: Date) {
+        self.sequence = sequence
+        self.kind = kind
+        self.entityID = entityID
+        self.version = version
+        self.time = time
+    }
+}
+
+/// What `migrate()` did.
+public struct MigrationReport: Hashable, Sendable {
+    /// The schema version before.
+    public let previousVersion: Int
+    /// The migrations applied now, as `NNNN_name.sql`, in order (empty: already current).
+    public let applied: [String]
+    /// The schema version after (the newest this binary knows).
+    public let currentVersion: Int
+}

@@ -1,0 +1,234 @@
+import FedBrokerCore
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// PostgreSQL through a pooled `PostgresClient`.
+///
+/// The client's `run()` is driven by a task the backend owns (started in `connect`, cancelled in
+/// `close`), so callers cannot forget it (SWIFT-STACK.md pitfall 6).
+final class PostgresBackend: SQLBackend {
+    static let notificationChannel = "fedbroker_changes"
+
+    let dialect = SQLDialect.postgres
+    private let client: PostgresClient
+    private let runTask: Task<Void, Never>
+    private let logger: Logger
+
+    private init(client: PostgresClient, runTask: Task<Void, Never>, logger: Logger) {
+        self.client = client
+        self.runTask = runTask
+        self.logger = logger
+    }
+
+    /// Connects, first with one direct connection so that a server that is down fails now with
+    /// `databaseUnavailable` (the pool would otherwise queue requests until its circuit breaker
+    /// trips a minute later).
+    static func connect(_ settings: PostgresSettings, logger: Logger) async throws -> PostgresBackend {
+        do {
+            var connectionConfiguration = PostgresConnection.Configuration(
+                host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+                database: settings.database, tls: try settings.connectionTLS()
+            )
+            connectionConfiguration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
+            let probe = try await PostgresConnection.connect(
+                configuration: connectionConfiguration, id: 0, logger: logger
+            )
+            try await probe.close()
+        } catch {
+            throw PostgresBackend.map(error, context: "connecting to \(settings.redactedDescription)")
+        }
+
+        var configuration = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+            database: settings.database, tls: settings.clientTLS
+        )
+        configuration.options.maximumConnections = settings.maximumConnections
+        configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let runTask = Task { await client.run() }
+        return PostgresBackend(client: client, runTask: runTask, logger: logger)
+    }
+
+    func withTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        let logger = self.logger
+        do {
+            return try await self.client.withConnection { connection in
+                let session = PostgresSession(connection: connection, logger: logger)
+                try await session.run("BEGIN")
+                do {
+                    let result = try await body(session)
+                    try await session.run("COMMIT")
+                    return result
+                } catch {
+                    // In a task of its own, so a cancelled caller still rolls back before the
+                    // connection returns to the pool. A failed ROLLBACK means the connection is gone;
+                    // the server rolls back then.
+                    await Task { try? await session.run("ROLLBACK") }.value
+                    throw error
+                }
+            }
+        } catch {
+            throw PostgresBackend.map(error, context: "transaction")
+        }
+    }
+
+    func changeNotifications() -> AsyncStream<Void>? {
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let client = self.client
+        let logger = self.logger
+        let task = Task {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.notificationChannel, consume: { notifications in
+                        // Listening now: anything committed from here on wakes us. Wake once so the
+                        // follower re-reads whatever committed while LISTEN was being set up.
+                        continuation.yield()
+                        for try await _ in notifications {
+                            continuation.yield()
+                        }
+                    })
+                }
+            } catch {
+                if !Task.isCancelled {
+                    logger.warning(
+                        "LISTEN on the change feed failed; falling back to polling",
+                        metadata: ["error": "\(String(reflecting: PostgresBackend.map(error, context: "LISTEN")))"]
+                    )
+                }
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        return stream
+    }
+
+    func close() async throws {
+        self.runTask.cancel()
+        await self.runTask.value
+    }
+
+    /// Maps driver errors to `BrokerError`; `BrokerError`s thrown by the store logic pass through.
+    static func map(_ error: any Error, context: String) -> BrokerError {
+        if let error = error as? BrokerError { return error }
+        if let error = error as? PSQLError {
+            if error.code == .server, let state = error.serverInfo?[.sqlState] {
+                let constraint = error.serverInfo?[.constraintName] ?? "a unique key"
+                switch state {
+                case "23505":
+                    return BrokerError(.uniqueConflict, "\(constraint) is already taken", underlying: error)
+                case "57P01", "57P02", "57P03", "53300":
+                    return BrokerError(.databaseUnavailable, "PostgreSQL is shutting down or full (\(state))", underlying: error)
+                default:
+                    return BrokerError(.storeFailure, "PostgreSQL error \(state) during \(context)", underlying: error)
+                }
+            }
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .sslUnsupported,
+                .failedToAddSSLHandler, .uncleanShutdown, .poolClosed:
+                return BrokerError(.databaseUnavailable, "PostgreSQL is unreachable (\(context))", underlying: error)
+            default:
+                return BrokerError(.storeFailure, "PostgreSQL client error during \(context)", underlying: error)
+            }
+        }
+        if String(reflecting: type(of: error)).contains("ConnectionPoolError") || error is IOError {
+            return BrokerError(.databaseUnavailable, "PostgreSQL is unreachable (\(context))", underlying: error)
+        }
+        if error is ColumnTypeError {
+            return BrokerError(.storeFailure, "unexpected column type during \(context)", underlying: error)
+        }
+        return BrokerError(.storeFailure, "store failure during \(context)", underlying: error)
+    }
+}
+
+/// A leased connection inside a transaction.
+struct PostgresSession: SQLSession {
+    let connection: PostgresConnection
+    let logger: Logger
+    var dialect: SQLDialect { .postgres }
+
+    func run(_ sql: String) async throws {
+        try await self.connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+    }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        var bindings = PostgresBindings(capacity: binds.count)
+        for value in binds {
+            switch value {
+            case .text(let text): bindings.append(text)
+            case .integer(let integer): bindings.append(integer)
+            case .bool(let bool): bindings.append(bool)
+            case .null: bindings.append(String?.none)
+            }
+        }
+        let statement = PostgresQuery(unsafeSQL: Self.numberPlaceholders(sql), binds: bindings)
+        let rows = try await self.connection.query(statement, logger: self.logger)
+        var result: [SQLRow] = []
+        for try await row in rows {
+            var values: [String: SQLValue] = [:]
+            for cell in row {
+                values[cell.columnName] = try Self.value(of: cell)
+            }
+            result.append(SQLRow(values: values))
+        }
+        return result
+    }
+
+    func lock(_ key: AdvisoryLockKey) async throws {
+        _ = try await self.query("SELECT pg_advisory_xact_lock(?) IS NULL AS locked", [.integer(key.rawValue)])
+    }
+
+    func notifyChange(sequence: Int64) async throws {
+        _ = try await self.query(
+            "SELECT pg_notify(?, ?) IS NULL AS notified",
+            [.text(PostgresBackend.notificationChannel), .text(String(sequence))]
+        )
+    }
+
+    /// `?` → `$1`, `$2`, …. The store's SQL has no `?` inside literals.
+    static func numberPlaceholders(_ sql: String) -> String {
+        var output = ""
+        output.reserveCapacity(sql.utf8.count + 16)
+        var index = 0
+        for character in sql {
+            if character == "?" {
+                index += 1
+                output += "$\(index)"
+            } else {
+                output.append(character)
+            }
+        }
+        return output
+    }
+
+    private static func value(of cell: PostgresCell) throws -> SQLValue {
+        if cell.bytes == nil { return .null }
+        switch cell.dataType {
+        case .bool: return .bool(try cell.decode(Bool.self))
+        case .int2, .int4, .int8: return .integer(try cell.decode(Int64.self))
+        default: return .text(try cell.decode(String.self))
+        }
+    }
+}
+
+extension PostgresBackend {
+    /// Creates (or drops) a database outside any transaction. Tests only: each test gets its own
+    /// database on the throwaway server so that they can run in parallel.
+    static func executeOutsideTransactionForTesting(_ settings: PostgresSettings, _ sql: String) async throws {
+        let logger = Logger(label: "fedbroker.store.test-admin")
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: settings.host, port: settings.port, username: settings.username, password: settings.password,
+                database: settings.database, tls: try settings.connectionTLS()),
+            id: 0, logger: logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        } catch {
+            try? await connection.close()
+            throw PostgresBackend.map(error, context: "test administration")
+        }
+        try await connection.close()
+    }
+}

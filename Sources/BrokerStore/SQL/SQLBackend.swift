@@ -1,0 +1,55 @@
+import FedBrokerCore
+
+/// Which SQL dialect a backend speaks; the shared logic asks it for the few differences.
+enum SQLDialect: Sendable {
+    case postgres
+    case sqlite
+}
+
+/// A connection inside one transaction.
+protocol SQLSession: Sendable {
+    var dialect: SQLDialect { get }
+
+    /// Runs one statement written with `?` placeholders and returns its rows.
+    /// Driver errors are mapped to `BrokerError` (`uniqueConflict`, `databaseUnavailable`, …).
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+
+    /// Serializes transactions that take the same `key` until they end. PostgreSQL: a
+    /// transaction-scoped advisory lock. SQLite: nothing to do, writers are already serialized.
+    func lock(_ key: AdvisoryLockKey) async throws
+
+    /// Tells listeners that the change feed moved (NOTIFY, delivered on commit). SQLite: nothing.
+    func notifyChange(sequence: Int64) async throws
+}
+
+/// A database that runs transactions.
+protocol SQLBackend: Sendable {
+    var dialect: SQLDialect { get }
+
+    /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
+    func withTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
+    /// Wakes the returned stream whenever a change is committed anywhere, as far as the database
+    /// can tell (LISTEN/NOTIFY). `nil` when the backend can only be polled.
+    func changeNotifications() -> AsyncStream<Void>?
+
+    func close() async throws
+}
+
+/// The advisory locks fedbroker takes. Fixed 64-bit keys (`fedbrkr` in ASCII, plus a small
+/// discriminator), so they never collide with another application's locks on a shared server.
+struct AdvisoryLockKey: Hashable, Sendable {
+    let rawValue: Int64
+
+    private static let base: Int64 = 0x6665_6462_726B_7200
+
+    /// Held while migrations run, so replicas that start together migrate once.
+    static let migrations = AdvisoryLockKey(rawValue: base | 0x01)
+    /// Held while appending to the change feed, so sequence numbers commit in order.
+    static let changeFeed = AdvisoryLockKey(rawValue: base | 0x02)
+    /// Held while placing tenants and counting or creating slots, so the 20-slot limit and the
+    /// least-loaded placement hold under concurrent writers.
+    static let slotAllocation = AdvisoryLockKey(rawValue: base | 0x03)
+}

@@ -1,0 +1,260 @@
+import FedBrokerCore
+import Foundation
+
+/// Row mapping and the steps every mutation shares (audit record, change-feed entry, versioned update).
+extension SQLBrokerStore {
+    enum RowLock {
+        case none, share, update
+    }
+
+    static let tenantColumns = """
+        id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state, was_activated, slot_id, \
+        created_at_us, updated_at_us, version
+        """
+    static let slotColumns = """
+        id, application_id, managed_identity_client_id, managed_identity_principal_id, issuer, subject, audience, \
+        state, created_at_us, updated_at_us, version
+        """
+    static let callerColumns = "id, identity, grants_json, enabled, version"
+    static let auditColumns = """
+        id, time_us, actor, tenant_id, operation, key_version, outcome, error_code, latency_us, request_id, \
+        client_request_id, detail
+        """
+
+    // MARK: Time
+
+    func micros(_ date: Date) -> Int64 { Self.micros(date) }
+    static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+    static func date(_ micros: Int64) -> Date { Date(timeIntervalSince1970: Double(micros) / 1_000_000) }
+
+    // MARK: Locking clauses
+
+    static func forUpdate(_ session: any SQLSession) -> String {
+        session.dialect == .postgres ? " FOR UPDATE" : ""
+    }
+
+    static func clause(_ lock: RowLock, _ session: any SQLSession) -> String {
+        guard session.dialect == .postgres else { return "" }  // SQLite writers hold the database lock
+        switch lock {
+        case .none: return ""
+        case .share: return " FOR SHARE"
+        case .update: return " FOR UPDATE"
+        }
+    }
+
+    // MARK: Reads
+
+    func fetchTenant(_ session: any SQLSession, _ id: TenantID, forUpdate: Bool) async throws -> Tenant? {
+        try await session.query(
+            "SELECT \(Self.tenantColumns) FROM tenants WHERE id = ?\(forUpdate ? Self.forUpdate(session) : "")",
+            [.text(id.rawValue)]
+        ).first.map(Self.tenant(from:))
+    }
+
+    func fetchTenant(_ session: any SQLSession, entraTenantID: EntraTenantID) async throws -> Tenant? {
+        try await session.query(
+            "SELECT \(Self.tenantColumns) FROM tenants WHERE entra_tenant_id = ?", [.text(entraTenantID.rawValue)]
+        ).first.map(Self.tenant(from:))
+    }
+
+    func fetchSlot(_ session: any SQLSession, _ id: FICSlotID, lock: RowLock) async throws -> FICSlot? {
+        try await session.query(
+            "SELECT \(Self.slotColumns) FROM fic_slots WHERE id = ?\(Self.clause(lock, session))", [.text(id.rawValue)]
+        ).first.map(Self.slot(from:))
+    }
+
+    func fetchSlotLoads(_ session: any SQLSession, applicationID: String?) async throws -> [PartitionPlanner.SlotLoad] {
+        let filter = applicationID == nil ? "" : "WHERE s.application_id = ?"
+        return try await session.query(
+            """
+            SELECT s.id AS id, s.state AS state,
+                (SELECT COUNT(*) FROM tenants t WHERE t.slot_id = s.id) AS tenant_count
+            FROM fic_slots s \(filter) ORDER BY s.id
+            """,
+            applicationID.map { [.text($0)] } ?? []
+        ).map { row in
+            PartitionPlanner.SlotLoad(
+                id: try Self.slotID(try row.text("id")), state: try Self.slotState(try row.text("state")),
+                tenantCount: Int(try row.integer("tenant_count")))
+        }
+    }
+
+    /// The slot a tenant should go to now, or `nil` when no slot is active. Caller holds `.slotAllocation`.
+    func placeTenant(_ session: any SQLSession) async throws -> FICSlotID? {
+        let loads = try await self.fetchSlotLoads(session, applicationID: nil)
+        guard let chosen = try? PartitionPlanner.placement(among: loads) else { return nil }
+        // Share-lock it so it cannot start draining before we commit.
+        guard let slot = try await self.fetchSlot(session, chosen, lock: .share), slot.state.acceptsTenants else {
+            return nil
+        }
+        return chosen
+    }
+
+    // MARK: Writes
+
+    /// Reads a tenant for update, checks the version, lets `change` mutate it, writes it with the
+    /// version bumped, and records the audit entry and change event, all in one transaction.
+    func updateTenant(
+        _ id: TenantID,
+        expectedVersion: RecordVersion,
+        actor: String,
+        change: @escaping @Sendable (any SQLSession, inout Tenant) async throws -> (operation: String, detail: String)
+    ) async throws -> Tenant {
+        let now = self.clock.now
+        return try await self.backend.withTransaction { session in
+            guard var tenant = try await self.fetchTenant(session, id, forUpdate: true) else {
+                throw BrokerError(.notFound, "no tenant \(id)")
+            }
+            guard tenant.version == expectedVersion else {
+                throw BrokerError(.versionConflict, "tenant \(id) is at \(tenant.version), not \(expectedVersion)")
+            }
+            let (operation, detail) = try await change(session, &tenant)
+            tenant.updatedAt = now
+            tenant.version = expectedVersion.next
+            let updated = try await session.query(
+                """
+                UPDATE tenants SET display_name = ?, geo = ?, vault_url = ?, key_name = ?, key_version = ?, state = ?,
+                    was_activated = ?, slot_id = ?, updated_at_us = ?, version = ?
+                WHERE id = ? AND version = ? RETURNING id
+                """,
+                [
+                    .text(tenant.displayName), .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
+                    .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(tenant.lifecycle.wasActivated),
+                    .text(tenant.slotID?.rawValue), .integer(self.micros(now)), .integer(tenant.version.rawValue),
+                    .text(id.rawValue), .integer(expectedVersion.rawValue),
+                ])
+            guard !updated.isEmpty else {
+                throw BrokerError(.versionConflict, "tenant \(id) changed concurrently")
+            }
+            try await self.audit(session, actor: actor, tenant: id, operation: operation, detail: detail, at: now)
+            try await self.recordChange(session, .tenant, id.rawValue, tenant.version, at: now)
+            return tenant
+        }
+    }
+
+    /// The audit record of an administrative change, written in the change's own transaction.
+    func audit(
+        _ session: any SQLSession, actor: String, tenant: TenantID?, operation: String, detail: String, at time: Date
+    ) async throws {
+        try await self.insertAudit(
+            session,
+            [
+                AuditRecord(
+                    time: time, actor: actor, tenantID: tenant, operation: operation, outcome: .success, detail: detail)
+            ])
+    }
+
+    func insertAudit(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
+        guard !records.isEmpty else { return }
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        var binds: [SQLValue] = []
+        binds.reserveCapacity(records.count * 12)
+        for record in records {
+            let (outcome, code): (String, String?) =
+                switch record.outcome {
+                case .success: ("success", nil)
+                case .failure(let code): ("failure", code)
+                }
+            binds += [
+                .text(record.id.uuidString.lowercased()), .integer(Self.micros(record.time)), .text(record.actor),
+                .text(record.tenantID?.rawValue), .text(record.operation), .text(record.keyVersion), .text(outcome),
+                .text(code), .integer(record.latencyMicroseconds), .text(record.requestID), .text(record.clientRequestID),
+                .text(record.detail),
+            ]
+        }
+        _ = try await session.query(
+            """
+            INSERT INTO audit_records (\(Self.auditColumns))
+            VALUES \(Array(repeating: row, count: records.count).joined(separator: ", "))
+            ON CONFLICT (id) DO NOTHING
+            """,
+            binds)
+    }
+
+    /// Appends to the change feed (under the feed lock, so sequence numbers commit in order) and
+    /// notifies listeners, who hear of it when the transaction commits.
+    func recordChange(
+        _ session: any SQLSession, _ kind: ChangeEvent.Kind, _ entityID: String, _ version: RecordVersion, at time: Date
+    ) async throws {
+        try await session.lock(.changeFeed)
+        let rows = try await session.query(
+            "INSERT INTO change_feed (kind, entity_id, version, at_us) VALUES (?, ?, ?, ?) RETURNING seq",
+            [.text(kind.rawValue), .text(entityID), .integer(version.rawValue), .integer(Self.micros(time))])
+        guard let sequence = try rows.first?.integer("seq") else {
+            throw BrokerError(.storeFailure, "the change feed returned no sequence")
+        }
+        try await session.notifyChange(sequence: sequence)
+    }
+
+    // MARK: Row mapping
+
+    static func tenant(from row: SQLRow) throws -> Tenant {
+        let key = try KeyReference(
+            vaultURL: try row.text("vault_url"), keyName: try row.text("key_name"),
+            keyVersion: try row.optionalText("key_version"))
+        guard let state = TenantState(rawValue: try row.text("state")),
+            let entra = EntraTenantID(rawValue: try row.text("entra_tenant_id"))
+        else { throw BrokerError(.storeFailure, "a tenant row holds an unknown state or a malformed Entra tenant id") }
+        return Tenant(
+            id: try Self.tenantID(try row.text("id")), entraTenantID: entra, displayName: try row.text("display_name"),
+            geo: try row.text("geo"),
+            lifecycle: TenantLifecycle(state: state, key: key, wasActivated: try row.bool("was_activated")),
+            slotID: try row.optionalText("slot_id").map(Self.slotID),
+            createdAt: Self.date(try row.integer("created_at_us")), updatedAt: Self.date(try row.integer("updated_at_us")),
+            version: RecordVersion(rawValue: try row.integer("version")))
+    }
+
+    static func slot(from row: SQLRow) throws -> FICSlot {
+        let identity = try FICSlotIdentity(
+            applicationID: try row.text("application_id"),
+            managedIdentityClientID: try row.text("managed_identity_client_id"),
+            managedIdentityPrincipalID: try row.text("managed_identity_principal_id"), issuer: try row.text("issuer"),
+            subject: try row.text("subject"), audience: try row.text("audience"))
+        return FICSlot(
+            id: try Self.slotID(try row.text("id")), identity: identity, state: try Self.slotState(try row.text("state")),
+            createdAt: Self.date(try row.integer("created_at_us")), updatedAt: Self.date(try row.integer("updated_at_us")),
+            version: RecordVersion(rawValue: try row.integer("version")))
+    }
+
+    static func caller(from row: SQLRow) throws -> Caller {
+        let grants = try JSONDecoder().decode([CallerGrant].self, from: Data(try row.text("grants_json").utf8))
+        return Caller(
+            id: try row.text("id"), identity: try row.text("identity"), grants: grants, enabled: try row.bool("enabled"),
+            version: RecordVersion(rawValue: try row.integer("version")))
+    }
+
+    static func auditRecord(from row: SQLRow) throws -> AuditRecord {
+        guard let id = UUID(uuidString: try row.text("id")) else {
+            throw BrokerError(.storeFailure, "an audit row has a malformed id")
+        }
+        let outcome: AuditRecord.Outcome =
+            try row.text("outcome") == "success" ? .success : .failure(code: try row.optionalText("error_code") ?? "")
+        return AuditRecord(
+            id: id, time: Self.date(try row.integer("time_us")), actor: try row.text("actor"),
+            tenantID: try row.optionalText("tenant_id").map(Self.tenantID), operation: try row.text("operation"),
+            keyVersion: try row.optionalText("key_version"), outcome: outcome,
+            latencyMicroseconds: try row.integer("latency_us"), requestID: try row.optionalText("request_id"),
+            clientRequestID: try row.optionalText("client_request_id"), detail: try row.optionalText("detail"))
+    }
+
+    static func encodeGrants(_ grants: [CallerGrant]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(grants), as: UTF8.self)
+    }
+
+    static func tenantID(_ raw: String) throws -> TenantID {
+        guard let id = TenantID(rawValue: raw) else { throw BrokerError(.storeFailure, "a row holds a malformed tenant id") }
+        return id
+    }
+
+    static func slotID(_ raw: String) throws -> FICSlotID {
+        guard let id = FICSlotID(rawValue: raw) else { throw BrokerError(.storeFailure, "a row holds a malformed slot id") }
+        return id
+    }
+
+    static func slotState(_ raw: String) throws -> FICSlotState {
+        guard let state = FICSlotState(rawValue: raw) else { throw BrokerError(.storeFailure, "a row holds an unknown slot state") }
+        return state
+    }
+}

@@ -1,0 +1,451 @@
+import FedBrokerCore
+import Foundation
+import Logging
+
+/// The `BrokerStore` over SQL, written once for PostgreSQL and SQLite.
+///
+/// Every decision (lifecycle, slot limit, placement) is made by FedBrokerCore's pure types on rows
+/// read inside the same transaction that writes the result, its audit record and its change-feed
+/// entry. The backend supplies the few dialect differences (placeholders, row locks, advisory
+/// locks, NOTIFY).
+public final class SQLBrokerStore: BrokerStore {
+    let backend: any SQLBackend
+    let clock: any WallClock
+    let logger: Logger
+
+    init(backend: any SQLBackend, clock: any WallClock, logger: Logger) {
+        self.backend = backend
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// Opens the store the configuration names. Does not migrate: call `migrate()` (the server does
+    /// at start, `fedbroker migrate` does on demand).
+    ///
+    /// - Throws: `databaseUnavailable` when the database cannot be reached or opened.
+    public static func open(
+        _ configuration: StoreConfiguration,
+        clock: any WallClock = SystemWallClock(),
+        logger: Logger = Logger(label: "fedbroker.store")
+    ) async throws -> SQLBrokerStore {
+        let backend: any SQLBackend
+        switch configuration {
+        case .postgres(let settings): backend = try await PostgresBackend.connect(settings, logger: logger)
+        case .sqlite(let path): backend = try await SQLiteBackend.open(path: path, logger: logger)
+        }
+        return SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+    }
+
+    public func close() async throws {
+        try await self.backend.close()
+    }
+
+    // MARK: - Schema
+
+    public func migrate() async throws -> MigrationReport {
+        let migrations = EmbeddedMigrations.migrations(for: self.backend.dialect)
+        let latest = migrations.last?.version ?? 0
+        let now = self.micros(self.clock.now)
+        return try await self.backend.withTransaction { session in
+            try await session.lock(.migrations)
+            _ = try await session.query(
+                """
+                CREATE TABLE IF NOT EXISTS fedbroker_schema_migrations (
+                    version INTEGER PRIMARY KEY, file TEXT NOT NULL, applied_at_us BIGINT NOT NULL)
+                """, [])
+            let applied = Set(
+                try await session.query("SELECT version FROM fedbroker_schema_migrations", [])
+                    .map { Int(try $0.integer("version")) })
+            let previous = applied.max() ?? 0
+            if previous > latest {
+                throw BrokerError(
+                    .schemaTooNew,
+                    "the database schema is version \(previous) but this fedbroker only knows up to \(latest); upgrade fedbroker"
+                )
+            }
+            var appliedNow: [String] = []
+            for migration in migrations where !applied.contains(migration.version) {
+                for statement in migration.statements {
+                    do {
+                        _ = try await session.query(statement, [])
+                    } catch {
+                        throw BrokerError(
+                            .migrationFailed, "migration \(migration.file) failed and was rolled back", underlying: error)
+                    }
+                }
+                _ = try await session.query(
+                    "INSERT INTO fedbroker_schema_migrations (version, file, applied_at_us) VALUES (?, ?, ?)",
+                    [.integer(Int64(migration.version)), .text(migration.file), .integer(now)])
+                appliedNow.append(migration.file)
+            }
+            return MigrationReport(previousVersion: previous, applied: appliedNow, currentVersion: latest)
+        }
+    }
+
+    // MARK: - Tenants
+
+    public func registerTenant(_ registration: TenantRegistration, actor: String) async throws -> Tenant {
+        let now = self.clock.now
+        return try await self.backend.withTransaction { session in
+            // Placement reads every slot's load; the lock keeps concurrent registrations from all
+            // picking the same "least loaded" slot.
+            try await session.lock(.slotAllocation)
+            if try await self.fetchTenant(session, registration.id, forUpdate: false) != nil {
+                throw BrokerError(.uniqueConflict, "tenant id \(registration.id) is already registered")
+            }
+            if let existing = try await self.fetchTenant(session, entraTenantID: registration.entraTenantID) {
+                throw BrokerError(
+                    .uniqueConflict,
+                    "customer tenant \(registration.entraTenantID) is already registered as \(existing.id)")
+            }
+            let slotID = try await self.placeTenant(session)
+            let tenant = Tenant(
+                id: registration.id, entraTenantID: registration.entraTenantID, displayName: registration.displayName,
+                geo: registration.geo, lifecycle: TenantLifecycle(key: registration.key), slotID: slotID,
+                createdAt: now, updatedAt: now, version: .initial)
+            _ = try await session.query(
+                """
+                INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
+                    was_activated, slot_id, created_at_us, updated_at_us, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(tenant.id.rawValue), .text(tenant.entraTenantID.rawValue), .text(tenant.displayName),
+                    .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
+                    .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(false),
+                    .text(slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(now)),
+                    .integer(tenant.version.rawValue),
+                ])
+            try await self.audit(
+                session, actor: actor, tenant: tenant.id, operation: "tenant.registered",
+                detail: slotID.map { "slot=\($0)" } ?? "slot=none", at: now)
+            try await self.recordChange(session, .tenant, tenant.id.rawValue, tenant.version, at: now)
+            return tenant
+        }
+    }
+
+    public func tenant(_ id: TenantID) async throws -> Tenant {
+        try await self.backend.withTransaction { session in
+            guard let tenant = try await self.fetchTenant(session, id, forUpdate: false) else {
+                throw BrokerError(.notFound, "no tenant \(id)")
+            }
+            return tenant
+        }
+    }
+
+    public func tenant(entraTenantID: EntraTenantID) async throws -> Tenant? {
+        try await self.backend.withTransaction { session in
+            try await self.fetchTenant(session, entraTenantID: entraTenantID)
+        }
+    }
+
+    public func tenants() async throws -> [Tenant] {
+        try await self.backend.withTransaction { session in
+            try await session.query("SELECT \(Self.tenantColumns) FROM tenants ORDER BY id", []).map(Self.tenant(from:))
+        }
+    }
+
+    public func transitionTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, actor: String
+    ) async throws -> Tenant {
+        try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+            let transition = try tenant.lifecycle.apply(event)
+            if transition.to == .offboarded {
+                tenant.slotID = nil  // frees its place; the audit trail keeps the history
+            } else if transition.to == .active, tenant.slotID == nil {
+                try await session.lock(.slotAllocation)
+                tenant.slotID = try await self.placeTenant(session)
+                if tenant.slotID == nil {
+                    throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
+                }
+            }
+            return (transition.operation, "\(transition.from)->\(transition.to)")
+        }
+    }
+
+    public func changeTenantKey(
+        _ id: TenantID, expectedVersion: RecordVersion, to key: KeyReference, actor: String
+    ) async throws -> Tenant {
+        try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { _, tenant in
+            let transition = try tenant.lifecycle.changeKey(to: key)
+            return (transition.operation, "key=\(key)")
+        }
+    }
+
+    public func assignTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, to slotID: FICSlotID, actor: String
+    ) async throws -> Tenant {
+        try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+            guard tenant.state != .offboarded else {
+                throw BrokerError(.illegalTenantTransition, "an offboarded tenant cannot be assigned a slot")
+            }
+            // Share-lock the target: it cannot be drained or retired until this commits.
+            guard let slot = try await self.fetchSlot(session, slotID, lock: .share) else {
+                throw BrokerError(.notFound, "no slot \(slotID)")
+            }
+            guard slot.state.acceptsTenants else {
+                throw BrokerError(.slotNotAssignable, "slot \(slotID) is \(slot.state); tenants go only to active slots")
+            }
+            let previous = tenant.slotID
+            tenant.slotID = slotID
+            return ("tenant.slot_assigned", "from=\(previous?.rawValue ?? "none") to=\(slotID)")
+        }
+    }
+
+    // MARK: - Slots
+
+    public func createSlot(_ id: FICSlotID, identity: FICSlotIdentity, actor: String) async throws -> FICSlot {
+        let now = self.clock.now
+        return try await self.backend.withTransaction { session in
+            try await session.lock(.slotAllocation)
+            if try await self.fetchSlot(session, id, lock: .none) != nil {
+                throw BrokerError(.uniqueConflict, "slot \(id) already exists")
+            }
+            let count = try await session.query(
+                "SELECT COUNT(*) AS n FROM fic_slots WHERE application_id = ? AND state <> 'retired'",
+                [.text(identity.applicationID)]
+            ).first?.integer("n") ?? 0
+            try FICSlot.checkCanCreate(nonRetiredCount: Int(count))
+            let slot = FICSlot(
+                id: id, identity: identity, state: .provisioning, createdAt: now, updatedAt: now, version: .initial)
+            _ = try await session.query(
+                """
+                INSERT INTO fic_slots (id, application_id, managed_identity_client_id, managed_identity_principal_id,
+                    issuer, subject, audience, state, created_at_us, updated_at_us, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(id.rawValue), .text(identity.applicationID), .text(identity.managedIdentityClientID),
+                    .text(identity.managedIdentityPrincipalID), .text(identity.issuer), .text(identity.subject),
+                    .text(identity.audience), .text(slot.state.rawValue), .integer(self.micros(now)),
+                    .integer(self.micros(now)), .integer(slot.version.rawValue),
+                ])
+            try await self.audit(
+                session, actor: actor, tenant: nil, operation: "slot.created",
+                detail: "slot=\(id) application=\(identity.applicationID)", at: now)
+            try await self.recordChange(session, .slot, id.rawValue, slot.version, at: now)
+            return slot
+        }
+    }
+
+    public func slot(_ id: FICSlotID) async throws -> FICSlot {
+        try await self.backend.withTransaction { session in
+            guard let slot = try await self.fetchSlot(session, id, lock: .none) else {
+                throw BrokerError(.notFound, "no slot \(id)")
+            }
+            return slot
+        }
+    }
+
+    public func slots() async throws -> [FICSlot] {
+        try await self.backend.withTransaction { session in
+            try await session.query("SELECT \(Self.slotColumns) FROM fic_slots ORDER BY id", []).map(Self.slot(from:))
+        }
+    }
+
+    public func transitionSlot(
+        _ id: FICSlotID, expectedVersion: RecordVersion, event: FICSlotEvent, actor: String
+    ) async throws -> FICSlot {
+        let now = self.clock.now
+        return try await self.backend.withTransaction { session in
+            guard var slot = try await self.fetchSlot(session, id, lock: .update) else {
+                throw BrokerError(.notFound, "no slot \(id)")
+            }
+            guard slot.version == expectedVersion else {
+                throw BrokerError(.versionConflict, "slot \(id) is at \(slot.version), not \(expectedVersion)")
+            }
+            let assigned = try await session.query(
+                "SELECT COUNT(*) AS n FROM tenants WHERE slot_id = ?", [.text(id.rawValue)]
+            ).first?.integer("n") ?? 0
+            let from = slot.state
+            slot.state = try from.applying(event, assignedTenants: Int(assigned))
+            slot.updatedAt = now
+            slot.version = slot.version.next
+            let updated = try await session.query(
+                "UPDATE fic_slots SET state = ?, updated_at_us = ?, version = ? WHERE id = ? AND version = ? RETURNING id",
+                [
+                    .text(slot.state.rawValue), .integer(self.micros(now)), .integer(slot.version.rawValue),
+                    .text(id.rawValue), .integer(expectedVersion.rawValue),
+                ])
+            guard !updated.isEmpty else {
+                throw BrokerError(.versionConflict, "slot \(id) changed concurrently")
+            }
+            try await self.audit(
+                session, actor: actor, tenant: nil, operation: event.name, detail: "slot=\(id) \(from)->\(slot.state)",
+                at: now)
+            try await self.recordChange(session, .slot, id.rawValue, slot.version, at: now)
+            return slot
+        }
+    }
+
+    public func slotLoads(applicationID: String) async throws -> [PartitionPlanner.SlotLoad] {
+        try await self.backend.withTransaction { session in
+            try await self.fetchSlotLoads(session, applicationID: applicationID)
+        }
+    }
+
+    public func tenants(onSlot slot: FICSlotID) async throws -> [TenantID] {
+        try await self.backend.withTransaction { session in
+            try await session.query("SELECT id FROM tenants WHERE slot_id = ? ORDER BY id", [.text(slot.rawValue)])
+                .map { try Self.tenantID(try $0.text("id")) }
+        }
+    }
+
+    // MARK: - Callers
+
+    public func saveCaller(_ caller: Caller, actor: String) async throws -> Caller {
+        let now = self.clock.now
+        let grants = try Self.encodeGrants(caller.grants)
+        return try await self.backend.withTransaction { session in
+            let existing = try await session.query(
+                "SELECT version FROM callers WHERE id = ?\(Self.forUpdate(session))", [.text(caller.id)]
+            ).first.map { RecordVersion(rawValue: try $0.integer("version")) }
+            var saved = caller
+            if let existing {
+                guard existing == caller.version else {
+                    throw BrokerError(.versionConflict, "caller \(caller.id) is at \(existing), not \(caller.version)")
+                }
+                saved.version = existing.next
+                _ = try await session.query(
+                    """
+                    UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
+                    WHERE id = ? AND version = ?
+                    """,
+                    [
+                        .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
+                        .integer(saved.version.rawValue), .text(caller.id), .integer(existing.rawValue),
+                    ])
+            } else {
+                guard caller.version == .initial else {
+                    throw BrokerError(.notFound, "no caller \(caller.id) to update")
+                }
+                _ = try await session.query(
+                    """
+                    INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                    [
+                        .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
+                        .integer(self.micros(now)), .integer(self.micros(now)), .integer(saved.version.rawValue),
+                    ])
+            }
+            try await self.audit(
+                session, actor: actor, tenant: nil, operation: existing == nil ? "caller.created" : "caller.updated",
+                detail: "caller=\(caller.id)", at: now)
+            try await self.recordChange(session, .caller, caller.id, saved.version, at: now)
+            return saved
+        }
+    }
+
+    public func caller(_ id: String) async throws -> Caller {
+        try await self.backend.withTransaction { session in
+            guard let row = try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE id = ?", [.text(id)]).first
+            else { throw BrokerError(.notFound, "no caller \(id)") }
+            return try Self.caller(from: row)
+        }
+    }
+
+    public func caller(identity: String) async throws -> Caller? {
+        try await self.backend.withTransaction { session in
+            try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE identity = ?", [.text(identity)])
+                .first.map(Self.caller(from:))
+        }
+    }
+
+    // MARK: - Audit
+
+    public func appendAudit(_ records: [AuditRecord]) async throws {
+        guard !records.isEmpty else { return }
+        try await self.backend.withTransaction { session in
+            for chunk in stride(from: 0, to: records.count, by: 200).map({ records[$0..<min($0 + 200, records.count)] }) {
+                try await self.insertAudit(session, Array(chunk))
+            }
+        }
+    }
+
+    public func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord] {
+        try await self.backend.withTransaction { session in
+            try await session.query(
+                """
+                SELECT \(Self.auditColumns) FROM audit_records
+                WHERE tenant_id = ? AND time_us >= ? AND time_us < ? ORDER BY time_us, seq LIMIT ?
+                """,
+                [.text(tenant.rawValue), .integer(self.micros(from)), .integer(self.micros(to)), .integer(Int64(limit))]
+            ).map(Self.auditRecord(from:))
+        }
+    }
+
+    // MARK: - Change feed
+
+    public func changes(after sequence: Int64, limit: Int) async throws -> [ChangeEvent] {
+        try await self.backend.withTransaction { session in
+            try await session.query(
+                "SELECT seq, kind, entity_id, version, at_us FROM change_feed WHERE seq > ? ORDER BY seq LIMIT ?",
+                [.integer(sequence), .integer(Int64(limit))]
+            ).map { row in
+                guard let kind = ChangeEvent.Kind(rawValue: try row.text("kind")) else {
+                    throw BrokerError(.storeFailure, "unknown change kind")
+                }
+                return ChangeEvent(
+                    sequence: try row.integer("seq"), kind: kind, entityID: try row.text("entity_id"),
+                    version: RecordVersion(rawValue: try row.integer("version")), time: Self.date(try row.integer("at_us")))
+            }
+        }
+    }
+
+    public func latestChangeSequence() async throws -> Int64 {
+        try await self.backend.withTransaction { session in
+            try await session.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM change_feed", []).first?.integer("seq") ?? 0
+        }
+    }
+
+    public func changeFeed(after sequence: Int64, pollInterval: Duration) -> AsyncThrowingStream<ChangeEvent, any Error> {
+        let (events, output) = AsyncThrowingStream<ChangeEvent, any Error>.makeStream()
+        let task = Task {
+            let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            await withTaskGroup(of: Void.self) { group in
+                if let notifications = self.backend.changeNotifications() {
+                    group.addTask {
+                        for await _ in notifications { wake.yield() }
+                    }
+                }
+                group.addTask {
+                    // The fallback and, on SQLite, the only way: poll.
+                    while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() }
+                }
+                wake.yield()
+                var last = sequence
+                for await _ in wakeups {
+                    do {
+                        while true {
+                            let batch = try await self.changes(after: last, limit: 500)
+                            for event in batch {
+                                output.yield(event)
+                                last = event.sequence
+                            }
+                            if batch.count < 500 { break }
+                        }
+                    } catch {
+                        // The next wake-up retries; a follower outlives a database blip.
+                        self.logger.warning(
+                            "reading the change feed failed", metadata: ["error": "\(String(reflecting: error))"])
+                    }
+                }
+                group.cancelAll()
+            }
+            output.finish()
+        }
+        output.onTermination = { _ in task.cancel() }
+        return events
+    }
+}
+
+extension SQLBrokerStore {
+    /// Runs raw SQL in a transaction. Tests only: they break the schema on purpose to make flushes
+    /// fail, or plant a newer schema version.
+    func executeForTesting(_ sql: String) async throws {
+        try await self.backend.withTransaction { session in
+            _ = try await session.query(sql, [])
+        }
+    }
+}

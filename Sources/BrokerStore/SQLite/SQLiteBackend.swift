@@ -1,0 +1,175 @@
+import FedBrokerCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SQLiteNIO
+import Synchronization
+
+/// SQLite, the embedded single-node store: one connection per process, transactions serialized
+/// in-process by `AsyncSerialLock` and across processes by `BEGIN IMMEDIATE` plus a busy timeout.
+///
+/// WAL journal with `synchronous=FULL`: a committed transaction survives the process being killed
+/// and the machine losing power; an uncommitted one leaves no trace (invariant 4).
+final class SQLiteBackend: SQLBackend {
+    let dialect = SQLDialect.sqlite
+    private let connection: SQLiteConnection
+    /// Shared by every backend of this process on the same file: in-process writers queue in FIFO
+    /// order instead of spinning in SQLite's busy handler, which is unfair and, under load, can starve
+    /// one connection past the busy timeout. Other processes are kept out by SQLite's own lock.
+    private let lock: AsyncSerialLock
+    private let path: String
+    /// Its own thread: a statement blocked in SQLite's busy wait (another connection holds the write
+    /// lock) must not occupy a shared pool thread the lock holder needs to reach COMMIT.
+    private let threadPool: NIOThreadPool
+
+    private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
+
+    private init(connection: SQLiteConnection, path: String, threadPool: NIOThreadPool) {
+        self.connection = connection
+        let key = URL(fileURLWithPath: path).standardizedFileURL.path
+        self.lock = Self.locksByPath.withLock { locks in
+            if let lock = locks[key] { return lock }
+            let lock = AsyncSerialLock()
+            locks[key] = lock
+            return lock
+        }
+        self.path = path
+        self.threadPool = threadPool
+    }
+
+    static func open(path: String, logger: Logger) async throws -> SQLiteBackend {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw BrokerError(.databaseUnavailable, "cannot create the SQLite directory \(directory)", underlying: error)
+        }
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(
+                storage: .file(path: path), threadPool: threadPool, logger: logger,
+                on: MultiThreadedEventLoopGroup.singleton.any())
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw BrokerError(.databaseUnavailable, "cannot open the SQLite database at \(path)", underlying: error)
+        }
+        let backend = SQLiteBackend(connection: connection, path: path, threadPool: threadPool)
+        do {
+            let session = SQLiteSession(connection: connection)
+            // busy_timeout first: another process may hold the write lock while we switch to WAL.
+            _ = try await session.query("PRAGMA busy_timeout = 30000", [])
+            _ = try await session.query("PRAGMA journal_mode = WAL", [])
+            _ = try await session.query("PRAGMA synchronous = FULL", [])
+            _ = try await session.query("PRAGMA foreign_keys = ON", [])
+        } catch {
+            try? await connection.close()
+            try? await threadPool.shutdownGracefully()
+            throw SQLiteBackend.map(error, context: "opening \(path)")
+        }
+        return backend
+    }
+
+    func withTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        let session = SQLiteSession(connection: self.connection)
+        do {
+            return try await self.lock.withLock {
+                // IMMEDIATE takes the write lock now, so a read-then-write transaction can never be
+                // refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
+                _ = try await session.query("BEGIN IMMEDIATE", [])
+                do {
+                    let result = try await body(session)
+                    _ = try await session.query("COMMIT", [])
+                    return result
+                } catch {
+                    // In a task of its own: a cancelled caller must not leave the one connection
+                    // inside an open transaction (every later BEGIN would fail).
+                    await Task { _ = try? await session.query("ROLLBACK", []) }.value
+                    throw error
+                }
+            }
+        } catch {
+            throw SQLiteBackend.map(error, context: "transaction")
+        }
+    }
+
+    func changeNotifications() -> AsyncStream<Void>? { nil }
+
+    func close() async throws {
+        try await self.lock.withLock {
+            try await self.connection.close()
+        }
+        try await self.threadPool.shutdownGracefully()
+    }
+
+    static func map(_ error: any Error, context: String) -> BrokerError {
+        if let error = error as? BrokerError { return error }
+        if let error = error as? SQLiteError {
+            switch error.reason {
+            case .constraintUniqueFailed, .constraintPrimaryKeyFailed:
+                return BrokerError(.uniqueConflict, "unique key already taken (\(error.message))", underlying: error)
+            case .cantOpen, .cantOpenDirectory, .cantOpenInvalidPath, .notADatabase, .readOnly, .readonlyDirectory,
+                .permission, .busy, .busyTimeout, .locked, .ioError, .full:
+                return BrokerError(.databaseUnavailable, "SQLite database unusable during \(context)", underlying: error)
+            default:
+                return BrokerError(.storeFailure, "SQLite error during \(context)", underlying: error)
+            }
+        }
+        if error is ColumnTypeError {
+            return BrokerError(.storeFailure, "unexpected column type during \(context)", underlying: error)
+        }
+        return BrokerError(.storeFailure, "store failure during \(context)", underlying: error)
+    }
+}
+
+/// The one connection, inside a transaction.
+struct SQLiteSession: SQLSession {
+    let connection: SQLiteConnection
+    var dialect: SQLDialect { .sqlite }
+
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        let data = binds.map { value -> SQLiteData in
+            switch value {
+            case .text(let text): .text(text)
+            case .integer(let integer): .integer(SQLiteInt64(integer))
+            case .bool(let bool): .integer(bool ? 1 : 0)
+            case .null: .null
+            }
+        }
+        let rows = RowCollector()
+        try await self.connection.query(sql, data) { row in
+            var values: [String: SQLValue] = [:]
+            for column in row.columns {
+                switch column.data {
+                case .integer(let integer): values[column.name] = .integer(Int64(integer))
+                case .text(let text): values[column.name] = .text(text)
+                case .null: values[column.name] = .null
+                case .float(let double): values[column.name] = .integer(Int64(double))
+                case .blob(let buffer): values[column.name] = .text(String(buffer: buffer))
+                }
+            }
+            rows.append(SQLRow(values: values))
+        }
+        return rows.collected
+    }
+
+    func lock(_ key: AdvisoryLockKey) async throws {
+        // Every write transaction already holds SQLite's database-wide write lock (BEGIN IMMEDIATE).
+    }
+
+    func notifyChange(sequence: Int64) async throws {
+        // Followers poll.
+    }
+}
+
+/// Gathers rows from sqlite-nio's row callback, which runs on the connection's thread.
+private final class RowCollector: Sendable {
+    private let rows = Mutex<[SQLRow]>([])
+
+    func append(_ row: SQLRow) { self.rows.withLock { $0.append(row) } }
+    var collected: [SQLRow] { self.rows.withLock { $0 } }
+}

@@ -1,0 +1,58 @@
+/// The operations an internal service may be granted.
+public enum KeyOperation: String, CaseIterable, Hashable, Codable, Sendable, Comparable {
+    case generateDataKey = "generate_data_key"
+    case wrap
+    case unwrap
+    case rewrap
+    case keyStatus = "key_status"
+
+    public static func < (lhs: KeyOperation, rhs: KeyOperation) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// Which tenants a grant covers.
+public enum TenantScope: Hashable, Codable, Sendable {
+    case all
+    case only(Set<TenantID>)
+
+    public func contains(_ tenant: TenantID) -> Bool {
+        switch self {
+        case .all: true
+        case .only(let tenants): tenants.contains(tenant)
+        }
+    }
+}
+
+/// Some operations on some tenants.
+public struct CallerGrant: Hashable, Codable, Sendable {
+    public var operations: Set<KeyOperation>
+    public var tenants: TenantScope
+
+    public init(operations: Set<KeyOperation>, tenants: TenantScope) {
+        self.operations = operations
+        self.tenants = tenants
+    }
+}
+
+/// An internal service allowed to talk to fedbroker, identified by its mTLS client identity.
+public struct Caller: Hashable, Sendable {
+    /// Stable name (`billing-api`).
+    public let id: String
+    /// The identity its client certificate proves (subject or SAN URI); unique.
+    public var identity: String
+    public var grants: [CallerGrant]
+    public var enabled: Bool
+    public var version: RecordVersion
+
+    public init(id: String, identity: String, grants: [CallerGrant], enabled: Bool = true, version: RecordVersion = .initial) {
+        self.id = id
+        self.identity = identity
+        self.grants = grants
+        self.enabled = enabled
+        self.version = version
+    }
+
+    /// Whether this caller may perform `operation` for `tenant`. Disabled callers may do nothing.
+    public func isAllowed(_ operation: KeyOperation, for tenant: TenantID) -> Bool {
+        self.enabled && self.grants.contains { $0.operations.contains(operation) && $0.tenants.contains(tenant) }
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+
+/// Which customer key a tenant's data keys are wrapped with: a Key Vault (or Managed HSM) URL, a
+/// key name and, optionally, a pinned key version. Without a pinned version, wrap uses the key's
+/// current version and the envelope records which one it was.
+public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// The vault's base URL, `https://<name>.vault.azure.net`, normalised without a trailing slash.
+    public let vaultURL: String
+    public let keyName: String
+    public let keyVersion: String?
+
+    public init(vaultURL: String, keyName: String, keyVersion: String? = nil) throws {
+        var url = vaultURL.trimmingCharacters(in: .whitespaces)
+        while url.hasSuffix("/") { url.removeLast() }
+        guard let parsed = URL(string: url), parsed.scheme == "https", let host = parsed.host, !host.isEmpty,
+            parsed.path.isEmpty || parsed.path == "/"
+        else {
+            throw BrokerError(.invalidArgument, "vault URL must be https://<host> with no path")
+        }
+        guard KeyReference.isValidName(keyName) else {
+            throw BrokerError(.invalidArgument, "key name must be 1-127 characters of [A-Za-z0-9-]")
+        }
+        if let keyVersion, !(1...64).contains(keyVersion.count) || !keyVersion.allSatisfy({ $0.isLetter || $0.isNumber }) {
+            throw BrokerError(.invalidArgument, "key version must be 1-64 alphanumeric characters")
+        }
+        self.vaultURL = url.lowercased()
+        self.keyName = keyName
+        self.keyVersion = keyVersion
+    }
+
+    /// Same vault and key name, whatever the version: the identity activation locks.
+    public func isSameKey(as other: KeyReference) -> Bool {
+        self.vaultURL == other.vaultURL && self.keyName.lowercased() == other.keyName.lowercased()
+    }
+
+    private static func isValidName(_ name: String) -> Bool {
+        (1...127).contains(name.count) && name.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" }
+    }
+
+    public var description: String {
+        "\(self.vaultURL)/keys/\(self.keyName)" + (self.keyVersion.map { "/\($0)" } ?? "")
+    }
+}

@@ -1,0 +1,89 @@
+import FedBrokerCore
+import Foundation
+import Testing
+
+@testable import BrokerStore
+
+@Suite struct MigrationTests {
+    @Test("A fresh database gets every migration; a second run is a no-op", arguments: StoreKind.allCases)
+    func freshThenRerun(kind: StoreKind) async throws {
+        try await withStore(kind, migrate: false) { store, _ in
+            let first = try await store.migrate()
+            #expect(first.previousVersion == 0)
+            #expect(first.applied == ["0001_init.sql"])
+            #expect(first.currentVersion == EmbeddedMigrations.latestVersion(for: kind == .postgres ? .postgres : .sqlite))
+            let second = try await store.migrate()
+            #expect(second.applied.isEmpty)
+            #expect(second.previousVersion == first.currentVersion)
+            // The schema works.
+            #expect(try await store.tenants().isEmpty)
+        }
+    }
+
+    @Test("Replicas migrating at once: exactly one applies, the others find nothing to do", arguments: StoreKind.allCases)
+    func concurrentMigrations(kind: StoreKind) async throws {
+        try await withStore(kind, migrate: false) { _, database in
+            let reports = try await withReplicas(4, of: database) { stores in
+                try await withThrowingTaskGroup(of: MigrationReport.self) { group in
+                    for store in stores { group.addTask { try await store.migrate() } }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+            }
+            #expect(reports.filter { !$0.applied.isEmpty }.count == 1)
+            #expect(reports.allSatisfy { $0.currentVersion == 1 })
+        }
+    }
+
+    @Test("A database migrated by a newer fedbroker is refused with schemaTooNew and left untouched",
+          arguments: StoreKind.allCases)
+    func newerSchemaRefused(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            try await store.executeForTesting(
+                "INSERT INTO fedbroker_schema_migrations (version, file, applied_at_us) VALUES (9999, '9999_future.sql', 0)")
+            await expectBrokerError(.schemaTooNew) { _ = try await store.migrate() }
+            do {
+                _ = try await store.migrate()
+            } catch let error as BrokerError {
+                #expect(error.message.contains("9999"), "the message names the database's version")
+            }
+        }
+    }
+
+    @Test("The SQL compiled into the binary is exactly sql/ (rerun scripts/generate-migrations.sh)")
+    func embeddedMatchesSource() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        for (dialect, folder) in [(SQLDialect.postgres, "postgres"), (.sqlite, "sqlite")] {
+            let directory = root.appendingPathComponent("sql/\(folder)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".sql") }.sorted()
+            let embedded = EmbeddedMigrations.migrations(for: dialect)
+            #expect(embedded.map(\.file) == files)
+            for migration in embedded {
+                let source = try String(contentsOf: directory.appendingPathComponent(migration.file), encoding: .utf8)
+                #expect(
+                    migration.sql.trimmingCharacters(in: .whitespacesAndNewlines)
+                        == source.trimmingCharacters(in: .whitespacesAndNewlines),
+                    "\(folder)/\(migration.file) differs from the generated constant")
+            }
+        }
+    }
+
+    @Test("Both dialects create the same tables")
+    func dialectsAgree() {
+        func tables(_ dialect: SQLDialect) -> [String] {
+            EmbeddedMigrations.migrations(for: dialect).flatMap(\.statements)
+                .filter { $0.hasPrefix("CREATE TABLE") }
+                .map { $0.split(separator: " ")[2].lowercased() }
+        }
+        #expect(tables(.postgres) == tables(.sqlite))
+        #expect(tables(.postgres) == ["fic_slots", "tenants", "audit_records", "callers", "change_feed"])
+    }
+}
+
+extension Sequence where Element: Sendable {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}

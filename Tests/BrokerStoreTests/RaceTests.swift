@@ -1,0 +1,122 @@
+import FedBrokerCore
+import Foundation
+import Testing
+
+@testable import BrokerStore
+
+/// Concurrent writers through separate store instances (separate pools on PostgreSQL, separate
+/// connections on SQLite), so the database, not an in-process lock, has to keep the invariants.
+@Suite struct RaceTests {
+    static let writers = 4
+
+    @Test("Racing registrations of the same customer tenant: exactly one wins, the rest are unique conflicts",
+          arguments: StoreKind.allCases)
+    func registrationRace(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await makeActiveSlots(store, 1...2)
+            let entra = EntraTenantID(UUID())
+            let attempts = 24
+            let outcomes = try await withReplicas(Self.writers, of: database) { stores in
+              await withTaskGroup(of: BrokerError.Code?.self) { group in
+                for n in 0..<attempts {
+                    let writer = stores[n % stores.count]
+                    group.addTask {
+                        do {
+                            _ = try await writer.registerTenant(makeRegistration(n, entra: entra), actor: "race-\(n)")
+                            return nil
+                        } catch let error as BrokerError { return error.code } catch { return .storeFailure }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+              }
+            }
+            #expect(outcomes.filter { $0 == nil }.count == 1, "\(outcomes)")
+            #expect(outcomes.filter { $0 == .uniqueConflict }.count == attempts - 1, "\(outcomes)")
+            #expect(try await store.tenants().count == 1)
+            let winner = try #require(try await store.tenant(entraTenantID: entra))
+            let audit = try await store.auditRecords(tenant: winner.id, from: .distantPast, to: .distantFuture, limit: 10)
+            #expect(audit.count == 1, "only the winner's registration is audited")
+        }
+    }
+
+    @Test("Racing slot creations: never more than 20 non-retired slots", arguments: StoreKind.allCases)
+    func slotCreationRace(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            let attempts = 45
+            let outcomes = try await withReplicas(Self.writers, of: database) { stores in
+              await withTaskGroup(of: BrokerError.Code?.self) { group in
+                for n in 0..<attempts {
+                    let writer = stores[n % stores.count]
+                    group.addTask {
+                        do {
+                            _ = try await writer.createSlot(FICSlotID(rawValue: "race-\(n)")!, identity: makeIdentity(n), actor: "sre")
+                            return nil
+                        } catch let error as BrokerError { return error.code } catch { return .storeFailure }
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+              }
+            }
+            #expect(outcomes.filter { $0 == nil }.count == FICSlot.maximumNonRetiredPerApplication, "\(outcomes)")
+            #expect(outcomes.filter { $0 == .slotLimitReached }.count == attempts - 20, "\(outcomes)")
+            #expect(try await store.slots().filter { $0.state.countsTowardsLimit }.count == 20)
+        }
+    }
+
+    @Test("Racing moves of the same tenants: each move either commits or loses on its version; no tenant is ever on two slots or none",
+          arguments: StoreKind.allCases)
+    func moveRace(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await makeActiveSlots(store, 1...4)
+            let tenantCount = 6
+            for n in 1...tenantCount { _ = try await store.registerTenant(makeRegistration(n), actor: "a") }
+            let rounds = 3
+            let committed = try await withReplicas(Self.writers, of: database) { stores in
+            var committed = 0
+            for _ in 0..<rounds {
+                let snapshot = try await store.tenants()
+                // Every writer tries to move every tenant, from the same read, to a different slot.
+                let results = await withTaskGroup(of: Bool.self) { group in
+                    for tenant in snapshot {
+                        for (index, writer) in stores.enumerated() {
+                            group.addTask {
+                                do {
+                                    _ = try await writer.assignTenant(
+                                        tenant.id, expectedVersion: tenant.version, to: slotID(index % 4 + 1), actor: "mover-\(index)")
+                                    return true
+                                } catch let error as BrokerError {
+                                    #expect(error.code == .versionConflict, "\(String(reflecting: error))")
+                                    return false
+                                } catch {
+                                    Issue.record("\(String(reflecting: error))")
+                                    return false
+                                }
+                            }
+                        }
+                    }
+                    return await group.reduce(into: [Bool]()) { $0.append($1) }
+                }
+                #expect(results.filter { $0 }.count == tenantCount, "exactly one move per tenant per round wins")
+                committed += results.filter { $0 }.count
+            }
+            return committed
+            }
+
+            let tenants = try await store.tenants()
+            #expect(tenants.allSatisfy { $0.slotID != nil })
+            #expect(tenants.allSatisfy { $0.version == RecordVersion(rawValue: 1 + Int64(rounds)) })
+            var onSlots: [TenantID] = []
+            for n in 1...4 { onSlots += try await store.tenants(onSlot: slotID(n)) }
+            #expect(onSlots.count == tenantCount, "every tenant on exactly one slot")
+            #expect(Set(onSlots).count == tenantCount)
+            let loads = try await store.slotLoads(applicationID: applicationID)
+            #expect(loads.map(\.tenantCount).reduce(0, +) == tenantCount)
+            var moves = 0
+            for tenant in tenants {
+                moves += try await store.auditRecords(tenant: tenant.id, from: .distantPast, to: .distantFuture, limit: 100)
+                    .filter { $0.operation == "tenant.slot_assigned" }.count
+            }
+            #expect(moves == committed, "one audit record per committed move")
+        }
+    }
+}
