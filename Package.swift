@@ -84,6 +84,15 @@ let package = Package(
             exclude: ["Generated/README.md"],
             swiftSettings: swiftSettings
         ),
+        // The broker's service logic and (next) its NIO server: envelope crypto, the data-key cache.
+        .target(
+            name: "BrokerServer",
+            dependencies: [
+                "FedBrokerCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The stand-in for IMDS, Entra, Graph and Key Vault. Never imported by production targets.
         .target(
             name: "AzureEmulator",
@@ -143,6 +152,16 @@ let package = Package(
         .testTarget(
             name: "FedBrokerCoreTests",
             dependencies: ["FedBrokerCore", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "BrokerServerTests",
+            dependencies: [
+                "BrokerServer",
+                "FedBrokerCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(

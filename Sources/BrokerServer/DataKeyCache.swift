@@ -1,0 +1,110 @@
+import Crypto
+import FedBrokerCore
+import Foundation
+import Synchronization
+
+/// Plaintext data keys recently unwrapped, so a hot blob costs one vault call per few minutes
+/// instead of one per request. Memory only, never written anywhere; bounded by entries, age and
+/// uses; purged for a tenant at once when its vault refuses us (401/403/KeyDisabled) or the store
+/// says the tenant was suspended or disabled. Evicted entries are zeroed (`SecretBytes`).
+///
+/// The key is (tenant, key version, blob, context): the same blob under another context is
+/// another entry, so a context-bound blob is never served from cache under the wrong context.
+public final class DataKeyCache: Sendable {
+    public struct Policy: Sendable, Equatable {
+        public var maximumEntries: Int
+        /// The revocation bound: a disabled key or removed role stops a cached key from being
+        /// served at most this long after the last successful vault call.
+        public var maximumAge: Double
+        public var maximumUses: Int
+
+        public init(maximumEntries: Int = 100_000, maximumAge: Double = 300, maximumUses: Int = 100_000) {
+            self.maximumEntries = maximumEntries
+            self.maximumAge = maximumAge
+            self.maximumUses = maximumUses
+        }
+    }
+
+    public struct Key: Hashable, Sendable {
+        public var tenantID: String
+        public var keyVersion: String
+        /// SHA-256 of the blob and of the context: the cache holds no blob bytes.
+        var blobDigest: [UInt8]
+        var contextDigest: [UInt8]
+
+        public init(tenantID: String, keyVersion: String, blob: [UInt8], context: [UInt8]?) {
+            self.tenantID = tenantID
+            self.keyVersion = keyVersion
+            self.blobDigest = Array(SHA256.hash(data: blob))
+            self.contextDigest = Array(SHA256.hash(data: [context == nil ? 0 : 1] + (context ?? [])))
+        }
+    }
+
+    private struct Entry {
+        var secret: SecretBytes
+        var storedAt: Date
+        var uses: Int
+        var sequence: UInt64
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        var nextSequence: UInt64 = 0
+        var evictions = 0
+    }
+
+    public let policy: Policy
+    private let clock: any WallClock
+    private let state = Mutex(State())
+
+    public init(policy: Policy = Policy(), clock: any WallClock = SystemWallClock()) {
+        self.policy = policy
+        self.clock = clock
+    }
+
+    /// The cached plaintext, counting one use; nil when absent, too old or used up (then evicted).
+    public func get(_ key: Key) -> SecretBytes? {
+        let now = clock.now
+        return state.withLock { s in
+            guard var entry = s.entries[key] else { return nil }
+            guard now.timeIntervalSince(entry.storedAt) < policy.maximumAge, now >= entry.storedAt, entry.uses < policy.maximumUses else {
+                s.entries[key] = nil
+                s.evictions += 1
+                return nil
+            }
+            entry.uses += 1
+            s.entries[key] = entry
+            return entry.secret
+        }
+    }
+
+    /// Stores a plaintext just obtained from the vault, evicting the oldest entry when full.
+    public func put(_ key: Key, _ secret: SecretBytes) {
+        let now = clock.now
+        state.withLock { s in
+            if s.entries[key] == nil, s.entries.count >= policy.maximumEntries,
+                let oldest = s.entries.min(by: { $0.value.sequence < $1.value.sequence })?.key
+            {
+                s.entries[oldest] = nil
+                s.evictions += 1
+            }
+            s.entries[key] = Entry(secret: secret, storedAt: now, uses: 0, sequence: s.nextSequence)
+            s.nextSequence += 1
+        }
+    }
+
+    /// Forgets every key of a tenant: its customer revoked access, or it was suspended.
+    @discardableResult
+    public func purge(tenantID: String) -> Int {
+        state.withLock { s in
+            let before = s.entries.count
+            s.entries = s.entries.filter { $0.key.tenantID != tenantID }
+            return before - s.entries.count
+        }
+    }
+
+    public func purgeAll() { state.withLock { $0.entries.removeAll() } }
+
+    public var count: Int { state.withLock { $0.entries.count } }
+    public var evictions: Int { state.withLock { $0.evictions } }
+}
