@@ -89,6 +89,9 @@ let package = Package(
             name: "BrokerServer",
             dependencies: [
                 "FedBrokerCore",
+                "BrokerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
@@ -158,6 +161,9 @@ let package = Package(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer",
+                "BrokerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 "FedBrokerCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
