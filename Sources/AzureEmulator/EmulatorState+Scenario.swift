@@ -266,10 +266,46 @@ extension EmulatorState {
         guard [2048, 3072, 4096].contains(options.size) else { throw ScenarioError.invalid("RSA key size must be 2048, 3072 or 4096.") }
         let valid: Set<String> = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import", "export"]
         guard options.keyOps.allSatisfy(valid.contains) else { throw ScenarioError.invalid("Unknown key operation in \(options.keyOps).") }
-        let key = try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: options.size))
+        let der = try RSAKeyMaterial.privateKeyDER(bits: options.size)
         return Directory.KeyVersion(
             version: UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
-            privateKeyDER: key.derRepresentation, keySize: options.size, keyOps: options.keyOps, enabled: options.enabled,
+            privateKeyDER: der, keySize: options.size, keyOps: options.keyOps, enabled: options.enabled,
             notBefore: options.notBefore, expires: options.expires, created: now, updated: now)
+    }
+}
+
+/// Where emulated vault keys come from. Generating an RSA-3072 key costs 0.2–0.6 s of CPU in a
+/// debug build; a test suite that starts dozens of emulators in parallel spends most of its time
+/// there. With `reuse` on (tests only), keys are drawn from a small rotating pool per size:
+/// consecutive keys always differ, so rotation still yields new key material.
+public enum RSAKeyMaterial {
+    private struct Pool {
+        var keys: [Int: [Data]] = [:]
+        var next: [Int: Int] = [:]
+    }
+    private static let pool = Mutex(Pool())
+    private static let poolSize = 6
+    private static let reuseFlag = Mutex(false)
+
+    /// Turns pooling on or off for the process (off by default: `fedbroker emulator` makes fresh keys).
+    public static func reuse(_ on: Bool) { reuseFlag.withLock { $0 = on } }
+
+    static func privateKeyDER(bits: Int) throws -> Data {
+        guard reuseFlag.withLock({ $0 }) else {
+            return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+        }
+        if let reused = pool.withLock({ p -> Data? in
+            guard let keys = p.keys[bits], keys.count >= poolSize else { return nil }
+            let index = p.next[bits, default: 0]
+            p.next[bits] = (index + 1) % keys.count
+            return keys[index]
+        }) {
+            return reused
+        }
+        let fresh = try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+        pool.withLock { p in
+            if p.keys[bits, default: []].count < poolSize { p.keys[bits, default: []].append(fresh) }
+        }
+        return fresh
     }
 }

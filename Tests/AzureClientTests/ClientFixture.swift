@@ -23,12 +23,15 @@ struct ClientFixture {
     var state: EmulatorState { emulator.state }
 
     func source(_ index: Int) -> IMDSAssertionSource {
-        IMDSAssertionSource(clientID: scenario.managedIdentities[index].clientId, endpoint: environment.imdsURL, httpClient: http, clock: clock)
+        IMDSAssertionSource(
+            clientID: scenario.managedIdentities[index].clientId, endpoint: environment.imdsURL, httpClient: http, clock: clock,
+            attemptTimeout: Self.attemptTimeout)
     }
 
     func source(clientID: String, propagatingUntil: Date? = nil) -> IMDSAssertionSource {
         IMDSAssertionSource(
-            clientID: clientID, endpoint: environment.imdsURL, httpClient: http, clock: clock, credentialPropagatingUntil: propagatingUntil)
+            clientID: clientID, endpoint: environment.imdsURL, httpClient: http, clock: clock, attemptTimeout: Self.attemptTimeout,
+            credentialPropagatingUntil: propagatingUntil)
     }
 
     /// Request counters as the control API reports them, over HTTP.
@@ -37,6 +40,10 @@ struct ClientFixture {
         let body = try await response.body.collect(upTo: 1 << 20)
         return (try JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Int]) ?? [:]
     }
+
+    /// Per-attempt timeouts guard production against hung servers; on a loaded 2-core test
+    /// machine a real-time 5 s can pass while the emulator is busy, so tests allow more.
+    static let attemptTimeout: Double = 120
 
     func deadline(_ seconds: Double = 60) -> Date { clock.now.addingTimeInterval(seconds) }
 
@@ -57,6 +64,7 @@ func withClients(
     vaultConfiguration: KeyVaultClient.Configuration? = nil,
     _ body: (ClientFixture) async throws -> Void
 ) async throws {
+    RSAKeyMaterial.reuse(true)
     var logger = Logger(label: "client-test")
     logger.logLevel = .warning
     var configuration = AzureEmulator.Configuration()
@@ -73,11 +81,16 @@ func withClients(
             applicationClientID: scenario.appClientID, caBundlePath: caPath, vaultHostSuffixes: ["localhost"])
         let http = try environment.makeHTTPClient()
         let exchange = ClientAssertionExchange(
-            authority: environment.authorityURL, applicationClientID: scenario.appClientID, httpClient: http, clock: clock)
+            authority: environment.authorityURL, applicationClientID: scenario.appClientID, httpClient: http, clock: clock,
+            attemptTimeout: ClientFixture.attemptTimeout)
         let fixture = ClientFixture(
             emulator: emulator, clock: clock, http: http, environment: environment, exchange: exchange,
             provider: CrossTenantTokenProvider(exchange: exchange, clock: clock, jitter: { 0 }),
-            vault: KeyVaultClient(httpClient: http, clock: clock, configuration: vaultConfiguration ?? .init(environment: environment)))
+            vault: KeyVaultClient(httpClient: http, clock: clock, configuration: {
+                var c = vaultConfiguration ?? .init(environment: environment)
+                c.attemptTimeout = ClientFixture.attemptTimeout
+                return c
+            }()))
         do {
             try await body(fixture)
         } catch {

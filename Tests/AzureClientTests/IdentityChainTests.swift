@@ -37,7 +37,7 @@ import Testing
             let error = await #expect(throws: AzureIdentityError.self) {
                 _ = try await f.provider.token(
                     tenantID: f.scenario.customers[0].tenantID, source: f.source(clientID: stranger.clientId),
-                    resource: "https://vault.azure.net", deadline: f.deadline(20))
+                    resource: "https://vault.azure.net", deadline: f.deadline(120))
             }
             guard case .entra(let aad) = error else { Issue.record("not an Entra error: \(String(describing: error))"); return }
             #expect(aad.code == 70021)

@@ -115,6 +115,7 @@ func withEmulator(
     configure: (inout AzureEmulator.Configuration) -> Void = { _ in },
     _ body: (Harness) async throws -> Void
 ) async throws {
+    RSAKeyMaterial.reuse(true)
     var logger = Logger(label: "emulator-test")
     logger.logLevel = .warning
     var configuration = AzureEmulator.Configuration()
