@@ -96,6 +96,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The client library internal services link (next: the NIO connection pool around this state machine).
+        .target(
+            name: "BrokerClient",
+            dependencies: [
+                "BrokerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The stand-in for IMDS, Entra, Graph and Key Vault. Never imported by production targets.
         .target(
             name: "AzureEmulator",
@@ -167,6 +177,16 @@ let package = Package(
                 "FedBrokerCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: testSwiftSettings
+        ),
+        .testTarget(
+            name: "BrokerClientTests",
+            dependencies: [
+                "BrokerClient",
+                "BrokerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: testSwiftSettings
         ),
