@@ -45,8 +45,9 @@ public struct ServerConnectionStateMachine: Sendable {
         self.configuration = configuration
     }
 
-    /// The decoder accepted the preface.
-    public mutating func prefaceReceived(serverVersion: String) -> Action {
+    /// The connection is up: SETTINGS go out at once (the decoder checks the client's preface
+    /// independently and closes the connection if it is wrong).
+    public mutating func connectionStarted(serverVersion: String) -> Action {
         guard case .awaitingPreface = state else { return .none }
         state = .active(open: [], lastStreamID: 0)
         return .sendSettings(.with {

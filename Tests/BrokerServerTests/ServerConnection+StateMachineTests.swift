@@ -12,7 +12,7 @@ import Testing
         var configuration = ServerConnectionStateMachine.Configuration()
         configuration.maximumConcurrentStreams = maxStreams
         var machine = ServerConnectionStateMachine(configuration: configuration)
-        guard case .sendSettings(let settings) = machine.prefaceReceived(serverVersion: "test") else { Issue.record("no settings"); return machine }
+        guard case .sendSettings(let settings) = machine.connectionStarted(serverVersion: "test") else { Issue.record("no settings"); return machine }
         #expect(settings.maxConcurrentStreams == maxStreams)
         #expect(settings.protocolVersion == 1)
         return machine

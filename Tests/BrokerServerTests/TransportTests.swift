@@ -1,0 +1,198 @@
+import BrokerServer
+import BrokerWire
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import SwiftASN1
+import SwiftProtobuf
+import Testing
+import X509
+
+/// A CA, a server certificate for localhost and client certificates, made in memory per test run.
+struct TestPKI {
+    let caKey = P256.Signing.PrivateKey()
+    let ca: Certificate
+
+    init() throws {
+        let name = try DistinguishedName { CommonName("fedbroker test CA") }
+        ca = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey), notValidBefore: Date().addingTimeInterval(-300),
+            notValidAfter: Date().addingTimeInterval(3600), issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+                Critical(KeyUsage(keyCertSign: true))
+            }, issuerPrivateKey: .init(caKey))
+    }
+
+    func leaf(_ commonName: String, server: Bool) throws -> (NIOSSLCertificate, NIOSSLPrivateKey) {
+        let key = P256.Signing.PrivateKey()
+        let cert = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date().addingTimeInterval(-300),
+            notValidAfter: Date().addingTimeInterval(3600), issuer: ca.subject, subject: try DistinguishedName { CommonName(commonName) },
+            signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([server ? .serverAuth : .clientAuth])
+                if server { SubjectAlternativeNames([.dnsName("localhost")]) }
+            }, issuerPrivateKey: .init(caKey))
+        return (try NIOSSLCertificate(bytes: Array(try cert.serializeAsPEM().pemString.utf8), format: .pem),
+                try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+    }
+
+    var caCertificate: NIOSSLCertificate { get throws { try NIOSSLCertificate(bytes: Array(try ca.serializeAsPEM().pemString.utf8), format: .pem) } }
+
+    func serverTLS() throws -> TLSConfiguration {
+        let (cert, key) = try leaf("localhost", server: true)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(cert)], privateKey: .privateKey(key))
+        tls.certificateVerification = .noHostnameVerification  // a client certificate from our CA is required
+        tls.trustRoots = .certificates([try caCertificate])
+        tls.minimumTLSVersion = .tlsv13
+        return tls
+    }
+
+    func clientTLS(commonName: String?) throws -> TLSConfiguration {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates([try caCertificate])
+        if let commonName {
+            let (cert, key) = try leaf(commonName, server: false)
+            tls.certificateChain = [.certificate(cert)]
+            tls.privateKey = .privateKey(key)
+        }
+        return tls
+    }
+}
+
+/// Answers Health with the caller's name, so tests see who the server thinks is calling.
+struct EchoCallerService: BrokerRequestHandler {
+    func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+        .with {
+            $0.status = .ok
+            $0.health = .with { $0.status = "SERVING"; $0.serverVersion = caller.commonName }
+        }
+    }
+}
+
+/// A raw client: sends bytes, reads frames. No client library, so tests can misbehave.
+final class RawClient {
+    let channel: NIOAsyncChannel<Frame, ByteBuffer>
+    private var iterator: NIOAsyncChannelInboundStream<Frame>.AsyncIterator
+
+    init(channel: NIOAsyncChannel<Frame, ByteBuffer>) {
+        self.channel = channel
+        self.iterator = channel.inbound.makeAsyncIterator()
+    }
+
+    deinit {
+        channel.outbound.finish()
+        channel.channel.close(promise: nil)
+    }
+
+    static func connect(port: Int, tls: TLSConfiguration) async throws -> RawClient {
+        let context = try NIOSSLContext(configuration: tls)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: "localhost"))
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(expectsPreface: false)))
+                return try NIOAsyncChannel<Frame, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }
+        }
+        return RawClient(channel: channel)
+    }
+
+    func send(_ bytes: [UInt8]) async throws { try await channel.outbound.write(ByteBuffer(bytes: bytes)) }
+
+    func send(_ frame: Frame) async throws {
+        var out = ByteBuffer()
+        try FrameEncoder().encode(data: frame, out: &out)
+        try await channel.outbound.write(out)
+    }
+
+    /// Reads frames until `count` arrived or the server closed (then fewer come back).
+    func read(_ count: Int) async throws -> [Frame] {
+        var frames: [Frame] = []
+        while frames.count < count, let frame = try await iterator.next() { frames.append(frame) }
+        return frames
+    }
+}
+
+@Suite struct TransportTests {
+    static let logger = Logger(label: "transport-test")
+
+    func withServer(_ body: (Int, TestPKI) async throws -> Void) async throws {
+        let pki = try TestPKI()
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.tls = try pki.serverTLS()
+        configuration.connection.maximumConcurrentStreams = 4
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: Self.logger)
+        do {
+            try await body(server.port, pki)
+        } catch {
+            try? await server.close()
+            throw error
+        }
+        try await server.close()
+    }
+
+    @Test func mutualTLSCallerGetsSettingsAndAnswers() async throws {
+        try await withServer { port, pki in
+            let client = try await RawClient.connect(port: port, tls: try pki.clientTLS(commonName: "orders-service"))
+            try await client.send(ConnectionPreface.bytes())
+            for id in stride(from: UInt32(1), through: 5, by: 2) {
+                try await client.send(try Frame(type: .request, streamID: id, message: WireRequest.with { $0.health = .init() }))
+            }
+            let frames = try await client.read(4)
+            #expect(frames.first?.type == .settings)
+            #expect(try frames.first?.message(as: WireSettings.self).maxConcurrentStreams == 4)
+            let responses = try frames.dropFirst().map { try $0.message(as: WireResponse.self) }
+            #expect(responses.count == 3)
+            #expect(responses.allSatisfy { $0.status.code == .ok && $0.health.serverVersion == "orders-service" })
+            #expect(Set(frames.dropFirst().map(\.streamID)) == [1, 3, 5])
+            try await client.channel.channel.close()
+        }
+    }
+
+    @Test func badInputGetsItsAnswerAndOthersKeepBeingServed() async throws {
+        try await withServer { port, pki in
+            // Garbage protobuf on a stream: refused on that stream, the connection lives on.
+            let client = try await RawClient.connect(port: port, tls: try pki.clientTLS(commonName: "a"))
+            try await client.send(ConnectionPreface.bytes())
+            try await client.send(Frame(type: .request, streamID: 1, payload: ByteBuffer(bytes: [0xff, 0xff, 0xff])))
+            try await client.send(try Frame(type: .request, streamID: 3, message: WireRequest.with { $0.health = .init() }))
+            let frames = try await client.read(3)
+            #expect(try frames[1].message(as: WireResponse.self).status.code == .invalidArgument)
+            #expect(try frames[2].message(as: WireResponse.self).status.code == .ok)
+
+            // A bad preface: GOAWAY(PROTOCOL_ERROR) after the SETTINGS sent on connect, then the close.
+            let rude = try await RawClient.connect(port: port, tls: try pki.clientTLS(commonName: "b"))
+            try await rude.send(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+            let rudeFrames = try await rude.read(5)
+            #expect(rudeFrames.map(\.type) == [.settings, .goAway])
+            #expect(try rudeFrames.last?.message(as: WireGoAway.self).status.message.contains("preface") == true)
+
+            // An unknown frame type: GOAWAY(PROTOCOL_ERROR), then close.
+            let odd = try await RawClient.connect(port: port, tls: try pki.clientTLS(commonName: "c"))
+            try await odd.send(ConnectionPreface.bytes() + [0, 0, 0, 0, 0x42, 0, 0, 0, 0, 1])
+            let oddFrames = try await odd.read(5)
+            let goAway = try #require(oddFrames.last)
+            #expect(goAway.type == .goAway)
+            #expect(try goAway.message(as: WireGoAway.self).status.reason == .protocolError)
+
+            // The first connection is still served.
+            try await client.send(try Frame(type: .request, streamID: 5, message: WireRequest.with { $0.health = .init() }))
+            #expect(try await client.read(1).first?.streamID == 5)
+            try await client.channel.channel.close()
+        }
+    }
+
+    @Test func aClientWithoutACertificateIsRefused() async throws {
+        try await withServer { port, pki in
+            let anonymous = try await RawClient.connect(port: port, tls: try pki.clientTLS(commonName: nil))
+            try await anonymous.send(ConnectionPreface.bytes())
+            await #expect(throws: (any Error).self) { _ = try await anonymous.read(1) }
+        }
+    }
+}
