@@ -108,6 +108,8 @@ let package = Package(
             dependencies: [
                 "BrokerWire",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings
@@ -177,6 +179,7 @@ let package = Package(
             name: "BrokerServerTests",
             dependencies: [
                 "BrokerServer",
+                "BrokerClient",
                 "BrokerWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

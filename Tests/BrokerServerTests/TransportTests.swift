@@ -1,3 +1,4 @@
+import BrokerClient
 import BrokerServer
 import BrokerWire
 import Crypto
@@ -194,5 +195,60 @@ final class RawClient {
             try await anonymous.send(ConnectionPreface.bytes())
             await #expect(throws: (any Error).self) { _ = try await anonymous.read(1) }
         }
+    }
+}
+
+@Suite struct ClientServerTests {
+    /// Answers Health after a delay given in the request's timeout (to test deadlines and ordering).
+    struct SlowService: BrokerRequestHandler {
+        func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+            if request.keyStatus.tenant == "slow" {
+                try? await Task.sleep(for: .seconds(30))  // cancelled by the client's CANCEL long before
+            }
+            if request.keyStatus.tenant == "unknown" {
+                return .failure(.failure(.notFound, .tenantUnknown, "no tenant named unknown"))
+            }
+            return .with { $0.status = .ok; $0.keyStatus = .with { $0.tenant = request.keyStatus.tenant; $0.state = caller.commonName } }
+        }
+    }
+
+    @Test func multiplexedCallsDeadlinesAndStatusesOverMutualTLS() async throws {
+        let pki = try TestPKI()
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.tls = try pki.serverTLS()
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: SlowService(), logger: TransportTests.logger)
+        let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "billing"), serverHostname: "localhost")
+
+        // 50 concurrent calls on one connection, answered out of order, each to its own caller.
+        let tenants = (0..<50).map { "tenant-\($0)" }
+        let answers = try await withThrowingTaskGroup(of: (String, String).self) { group in
+            for tenant in tenants {
+                group.addTask {
+                    let r = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = tenant } }, timeout: 10)
+                    return (r.keyStatus.tenant, r.keyStatus.state)
+                }
+            }
+            return try await group.reduce(into: [String: String]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(answers.count == 50)
+        #expect(answers.allSatisfy { $0.value == "billing" })
+
+        // A failure status comes back typed, with its reason.
+        await #expect(throws: BrokerCallError.status(.failure(.notFound, .tenantUnknown, "no tenant named unknown"))) {
+            _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "unknown" } }, timeout: 10)
+        }
+
+        // A call past its deadline fails as such, and the connection keeps serving.
+        await #expect(throws: BrokerCallError.deadlineExceeded) {
+            _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "slow" } }, timeout: 0.2)
+        }
+        let after = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "after" } }, timeout: 10)
+        #expect(after.keyStatus.tenant == "after")
+
+        await connection.close()
+        await #expect(throws: BrokerCallError.connectionUnavailable) {
+            _ = try await connection.call(.with { $0.health = .init() }, timeout: 1)
+        }
+        try await server.close()
     }
 }
