@@ -107,6 +107,7 @@ let package = Package(
             name: "BrokerClient",
             dependencies: [
                 "BrokerWire",
+                "FedBrokerCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -252,3 +252,49 @@ final class RawClient {
         try await server.close()
     }
 }
+
+@Suite struct FedBrokerClientTests {
+    /// Overloaded for the first two calls of each tenant, then answers.
+    final class FlakyService: BrokerRequestHandler, Sendable {
+        private let calls = Synchronization.Mutex<[String: Int]>([:])
+        func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+            let tenant = request.keyStatus.tenant
+            let n = calls.withLock { c -> Int in c[tenant, default: 0] += 1; return c[tenant]! }
+            if tenant.hasPrefix("flaky"), n <= 2 {
+                return .failure(.failure(.unavailable, .vaultThrottled, "the vault is throttling", retryable: true, retryAfterMilliseconds: 10))
+            }
+            if tenant == "revoked" {
+                return .failure(.failure(.permissionDenied, .accessRevokedByCustomer, "the customer removed the role"))
+            }
+            return .with { $0.status = .ok; $0.keyStatus = .with { $0.tenant = tenant; $0.state = "active" } }
+        }
+        func count(_ tenant: String) -> Int { calls.withLock { $0[tenant] ?? 0 } }
+    }
+
+    @Test func retriesRetryableStatusesAndReturnsTheRestAtOnce() async throws {
+        let pki = try TestPKI()
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.tls = try pki.serverTLS()
+        let service = FlakyService()
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
+        let client = FedBrokerClient(configuration: .init(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "svc"), serverHostname: "localhost"))
+
+        let ok = try await client.keyStatus(tenant: "flaky-1", deadline: Date().addingTimeInterval(10))
+        #expect(ok.keyStatus.state == "active")
+        #expect(service.count("flaky-1") == 3)  // two throttled answers, retried
+
+        await #expect(throws: BrokerCallError.status(.failure(.permissionDenied, .accessRevokedByCustomer, "the customer removed the role"))) {
+            _ = try await client.keyStatus(tenant: "revoked", deadline: Date().addingTimeInterval(10))
+        }
+        #expect(service.count("revoked") == 1)  // a revocation is never retried
+
+        // A deadline too short for the retries: the last failure, not a hang.
+        await #expect(throws: (any Error).self) {
+            _ = try await client.keyStatus(tenant: "flaky-2", deadline: Date().addingTimeInterval(0.005))
+        }
+        await client.close()
+        try await server.close()
+    }
+}
+
+import Synchronization
