@@ -90,6 +90,10 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 "BrokerWire",
+                "BrokerStore",
+                "AzureIdentity",
+                "KeyVault",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -181,6 +185,9 @@ let package = Package(
             dependencies: [
                 "BrokerServer",
                 "BrokerClient",
+                "BrokerStore",
+                "AzureEmulator",
+                "AzureIdentity",
                 "BrokerWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

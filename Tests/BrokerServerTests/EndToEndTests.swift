@@ -1,0 +1,208 @@
+import AsyncHTTPClient
+import AzureEmulator
+import AzureIdentity
+import BrokerClient
+import BrokerServer
+import BrokerStore
+import BrokerWire
+import FedBrokerCore
+import Foundation
+import Logging
+import NIOSSL
+import Testing
+
+/// Emulator + store + broker + client, over real sockets: HTTP(S) to the emulator, mTLS between
+/// client and broker, SQLite for the store. Two customer tenants on two FIC slots.
+@Suite struct EndToEndTests {
+    struct World {
+        let emulator: AzureEmulator
+        let store: SQLBrokerStore
+        let audit: AuditWriter
+        let server: BrokerTransportServer
+        let pki: TestPKI
+        let tenants: [TenantID]
+
+        func client(_ name: String) throws -> FedBrokerClient {
+            FedBrokerClient(configuration: .init(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: name), serverHostname: "localhost"))
+        }
+        func counter(_ name: String) -> Int { emulator.state.counters.snapshot[name] ?? 0 }
+    }
+
+    func withWorld(_ body: (World) async throws -> Void) async throws {
+        RSAKeyMaterial.reuse(true)
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .warning
+        var emulatorConfiguration = AzureEmulator.Configuration()
+        emulatorConfiguration.seedDefaultScenario = true
+        try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
+            let scenario = try #require(emulator.defaultScenario)
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let caPath = dir.appendingPathComponent("ca.pem").path
+            try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
+
+            // The store: two active slots (the scenario's identities), two active tenants, two callers.
+            let store = try await SQLBrokerStore.open(.sqlite(path: dir.appendingPathComponent("broker.db").path), logger: logger)
+            _ = try await store.migrate()
+            for (index, mi) in scenario.managedIdentities.enumerated() {
+                let identity = try FICSlotIdentity(
+                    applicationID: scenario.appClientID, managedIdentityClientID: mi.clientId, managedIdentityPrincipalID: mi.principalId,
+                    issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: mi.principalId)
+                let slot = try await store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "sre")
+                _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "sre")
+            }
+            var tenants: [TenantID] = []
+            for (index, customer) in scenario.customers.enumerated() {
+                let registration = try TenantRegistration(
+                    id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
+                    displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName))
+                var tenant = try await store.registerTenant(registration, actor: "onboarding")
+                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
+                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
+                tenants.append(tenant.id)
+            }
+            _ = try await store.saveCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
+            _ = try await store.saveCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
+
+            var environment = AzureEnvironment(
+                imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
+                vaultHostSuffixes: ["localhost"])
+            environment.graphURL = endpoints.graph
+            let http = try environment.makeHTTPClient()
+            let audit = AuditWriter(store: store, logger: logger)
+            let service = try BrokerService(configuration: .init(environment: environment), store: store, audit: audit, httpClient: http, logger: logger)
+            let pki = try TestPKI()
+            var serverConfiguration = BrokerTransportServer.Configuration()
+            serverConfiguration.tls = try pki.serverTLS()
+            let server = try await BrokerTransportServer.bind(configuration: serverConfiguration, service: service, logger: logger)
+            let world = World(emulator: emulator, store: store, audit: audit, server: server, pki: pki, tenants: tenants)
+            do {
+                try await body(world)
+            } catch {
+                try? await server.close()
+                try? await http.shutdown()
+                throw error
+            }
+            try await server.close()
+            try await audit.shutdown()
+            try await http.shutdown()
+            try await store.close()
+        }
+    }
+
+    func deadline() -> Date { Date().addingTimeInterval(30) }
+
+    @Test func dataKeysForTwoTenantsOnTwoSlotsWithCachingAndIsolation() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a")
+            let b = try w.client("svc-b")
+            let (plaintextA, blobA, kidA) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(plaintextA.count == 32)
+            #expect(kidA.contains("/keys/cmk/"))
+            let (_, blobB, _) = try await b.generateDataKey(tenant: "customer-2", deadline: deadline())
+            #expect(w.counter("keyvault.wrapkey") == 2)
+            #expect(w.counter("imds.token") == 2)  // one assertion per slot
+
+            // Unwrap: one vault call, then the cache.
+            #expect(try await a.unwrap(blobA, deadline: deadline()) == plaintextA)
+            #expect(try await a.unwrap(blobA, deadline: deadline()) == plaintextA)
+            #expect(w.counter("keyvault.unwrapkey") == 1)
+
+            // Caller B can never obtain tenant A's key material, by any method.
+            await #expect(throws: BrokerCallError.self) { _ = try await b.unwrap(blobA, deadline: deadline()) }
+            do {
+                _ = try await b.unwrap(blobA, deadline: deadline())
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .notAuthorized)
+                #expect(status.code == .permissionDenied)
+            }
+            await #expect(throws: BrokerCallError.self) { _ = try await b.rewrap(blobA, deadline: deadline()) }
+            await #expect(throws: BrokerCallError.self) { _ = try await b.generateDataKey(tenant: "customer-1", deadline: deadline()) }
+            // A relabelled blob (A's, claiming to be B's) does not open for B either.
+            var relabelled = try WrappedKeyEnvelope(parsing: blobA)
+            relabelled.tenantID = "customer-2"
+            do {
+                _ = try await b.unwrap(relabelled.serialized(), deadline: deadline())
+                Issue.record("a relabelled blob opened")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .blobInvalid)
+            }
+            #expect(try await b.unwrap(blobB, deadline: deadline()).count == 32)
+        }
+    }
+
+    @Test func contextBindingTamperingAndUnknownTenants() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a")
+            let secret: [UInt8] = Array("a secret key material".utf8)
+            let blob = try await a.wrap(tenant: "customer-1", plaintext: secret, context: Array("order/1".utf8), deadline: deadline())
+            #expect(try await a.unwrap(blob, context: Array("order/1".utf8), deadline: deadline()) == secret)
+            do {
+                _ = try await a.unwrap(blob, context: Array("order/2".utf8), deadline: deadline())
+                Issue.record("opened under another context")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .contextMismatch)
+            }
+            var tampered = blob
+            tampered[tampered.count - 1] ^= 1
+            do {
+                _ = try await a.unwrap(tampered, context: Array("order/1".utf8), deadline: deadline())
+                Issue.record("tampered blob opened")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .contextMismatch || status.reason == .blobInvalid)
+            }
+            do {
+                _ = try await a.unwrap([1, 2, 3], deadline: deadline())
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .blobInvalid)
+                #expect(status.code == .invalidArgument)
+            }
+            do {
+                _ = try await a.keyStatus(tenant: "customer-404", deadline: deadline())
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .notAuthorized)  // not granted: existence is not revealed
+            }
+            let status = try await a.keyStatus(tenant: "customer-1", deadline: deadline())
+            #expect(status.keyStatus.state == "active")
+            #expect(status.keyStatus.slot.hasPrefix("fic-"))
+        }
+    }
+
+    @Test func disabledKeyStopsTheTenantAtOnceAndPurgesItsCache() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a")
+            let (plaintext, cachedBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(try await a.unwrap(cachedBlob, deadline: deadline()) == plaintext)  // now cached
+            let (_, freshBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+
+            try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", enabled: false)
+            do {
+                _ = try await a.unwrap(freshBlob, deadline: deadline())
+                Issue.record("unwrapped with a disabled key")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .keyDisabled)
+                #expect(!status.retryable)
+            }
+            // The tenant is suspended and its cached keys are gone: even the cached blob is refused.
+            do {
+                _ = try await a.unwrap(cachedBlob, deadline: deadline())
+                Issue.record("served a cached key after revocation")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.reason == .tenantSuspended)
+            }
+            let tenant = try await w.store.tenant(w.tenants[0])
+            #expect(tenant.state == .suspended)
+            // The other tenant is unaffected.
+            let b = try w.client("svc-b")
+            #expect(try await b.generateDataKey(tenant: "customer-2", deadline: deadline()).plaintext.count == 32)
+            // Every key operation was audited, failures included.
+            try await w.audit.shutdown()
+            let records = try await w.store.auditRecords(tenant: w.tenants[0], from: .distantPast, to: .distantFuture, limit: 100)
+            let operations = records.map(\.operation)
+            #expect(operations.filter { $0 == "key.generate_data_key" }.count == 2)
+            #expect(records.contains { $0.operation == "key.unwrap" && !$0.outcome.isSuccess })
+            #expect(records.contains { $0.operation == "key.unwrap" && $0.outcome.isSuccess && $0.clientRequestID != nil })
+        }
+    }
+}
