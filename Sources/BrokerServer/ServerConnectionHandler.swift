@@ -75,6 +75,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    /// A client that stops reading: once its answers back up, stop reading its requests, so it
+    /// cannot make the server buffer without bound; resume when it drains.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        context.channel.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
+        context.fireChannelWritabilityChanged()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent {
             caller = Self.callerIdentity(of: context.channel)

@@ -298,3 +298,82 @@ final class RawClient {
 }
 
 import Synchronization
+
+/// Plaintext (loopback) connections for volume tests: the point is connection count, not TLS.
+struct PlainClient {
+    let channel: any Channel
+
+    static func connect(port: Int) async throws -> PlainClient {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        return PlainClient(channel: channel)
+    }
+
+    func send(_ bytes: [UInt8]) async throws { try await channel.writeAndFlush(ByteBuffer(bytes: bytes)) }
+}
+
+@Suite struct RobustnessTests {
+    func withPlainServer(_ body: (Int) async throws -> Void) async throws {
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.tls = nil  // loopback only
+        configuration.connection.maximumFrameSize = 64 * 1024
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: TransportTests.logger)
+        do { try await body(server.port) } catch {
+            try? await server.close()
+            throw error
+        }
+        try await server.close()
+    }
+
+    func healthy(_ port: Int) async throws -> Bool {
+        let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: port, tls: nil)
+        defer { Task { await connection.close() } }
+        let response = try await connection.call(.with { $0.health = .init() }, timeout: 10)
+        return response.health.status == "SERVING"
+    }
+
+    @Test func plaintextIsRefusedOffLoopback() async throws {
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.host = "0.0.0.0"
+        await #expect(throws: BrokerTransportError.plaintextOffLoopback("0.0.0.0")) {
+            _ = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: TransportTests.logger)
+        }
+    }
+
+    @Test func oversizedTruncatedAndAbandonedFramesHurtNobodyElse() async throws {
+        try await withPlainServer { port in
+            // Announces a 2 GiB frame: refused from the header, nothing buffered.
+            let huge = try await PlainClient.connect(port: port)
+            try await huge.send(ConnectionPreface.bytes() + [0x7f, 0xff, 0xff, 0xff, 0x01, 0, 0, 0, 0, 1])
+            // Half a frame, then the client vanishes.
+            let truncated = try await PlainClient.connect(port: port)
+            try await truncated.send(ConnectionPreface.bytes() + [0, 0, 0, 40, 0x01, 0, 0, 0, 0, 1, 1, 2, 3])
+            try await truncated.channel.close()
+            #expect(try await healthy(port))
+            try await huge.channel.closeFuture.get()  // the server closed it
+        }
+    }
+
+    @Test func hundredsOfIdleConnectionsAndAClientThatStopsReading() async throws {
+        try await withPlainServer { port in
+            var idle: [PlainClient] = []
+            for _ in 0..<300 { idle.append(try await PlainClient.connect(port: port)) }
+            // A client that floods requests and never reads an answer.
+            let flooder = try await PlainClient.connect(port: port)
+            try await flooder.channel.setOption(ChannelOptions.autoRead, value: false)
+            var flood = ConnectionPreface.bytes()
+            let request = try Frame(type: .request, streamID: 1, message: WireRequest.with { $0.health = .init() })
+            for id in stride(from: UInt32(1), through: 20_000, by: 2) {
+                var frame = request
+                frame.streamID = id
+                var buffer = ByteBuffer()
+                try FrameEncoder().encode(data: frame, out: &buffer)
+                flood += Array(buffer.readableBytesView)
+            }
+            try await flooder.send(flood)
+            // Everyone else is still served promptly.
+            for _ in 0..<5 { #expect(try await healthy(port)) }
+            for client in idle { try await client.channel.close() }
+            try await flooder.channel.close()
+        }
+    }
+}
