@@ -60,6 +60,16 @@ probe_json=$("$bin" probe --json --tenant "$FEDBROKER_EMU_C1_TENANT_ID" --vault-
 check "probe fails (exit 1) for the ungranted key" test "$probe_status" -eq 1
 check "probe names ForbiddenByRbac for it" grep -q '"code" : "ForbiddenByRbac"' <<<"$probe_json"
 
+# The broker itself: serve (plaintext on loopback, SQLite in a temp dir), a health call, a clean SIGTERM.
+"$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/broker" >"$dir/serve.out" 2>"$dir/serve.log" &
+serve_pid=$!
+for _ in $(seq 1 300); do grep -q serving "$dir/serve.out" 2>/dev/null && break; kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+serve_port=$(sed -nE 's/.*serving on [^:]+:([0-9]+).*/\1/p' "$dir/serve.out")
+check "fedbroker serve answers health" grep -q SERVING <<<"$("$bin" client health --plaintext --connect "127.0.0.1:${serve_port:-1}")"
+check "fedbroker client explains a refusal (exit 1)" bash -c "! '$bin' client key-status --tenant customer-1 --plaintext --connect 127.0.0.1:${serve_port:-1} 2>/dev/null"
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
+check "fedbroker serve stops cleanly on SIGTERM (exit 0)" test "$serve_status" -eq 0
+
 if [ -n "$sdk_python" ]; then
   if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one
