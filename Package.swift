@@ -103,6 +103,8 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // ConnectionPoolError, so pool failures are matched by type, not by name.
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

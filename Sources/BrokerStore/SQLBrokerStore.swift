@@ -248,6 +248,10 @@ public final class SQLBrokerStore: BrokerStore {
     ) async throws -> FICSlot {
         let now = self.clock.now
         return try await self.backend.withTransaction { session in
+            // The lock placement holds between reading the slot loads and assigning: a slot chosen
+            // for a tenant cannot start draining (or be retired) in between, and a placement that
+            // starts after this commits sees the new state (READ COMMITTED).
+            try await session.lock(.slotAllocation)
             guard var slot = try await self.fetchSlot(session, id, lock: .update) else {
                 throw BrokerError(.notFound, "no slot \(id)")
             }
