@@ -297,47 +297,59 @@ public final class SQLBrokerStore: BrokerStore {
 
     // MARK: - Callers
 
-    public func saveCaller(_ caller: Caller, actor: String) async throws -> Caller {
+    public func createCaller(_ caller: Caller, actor: String) async throws -> Caller {
         let now = self.clock.now
         let grants = try Self.encodeGrants(caller.grants)
-        return try await self.backend.withTransaction { session in
-            let existing = try await session.query(
-                "SELECT version FROM callers WHERE id = ?\(Self.forUpdate(session))", [.text(caller.id)]
-            ).first.map { RecordVersion(rawValue: try $0.integer("version")) }
-            var saved = caller
-            if let existing {
-                guard existing == caller.version else {
-                    throw BrokerError(.versionConflict, "caller \(caller.id) is at \(existing), not \(caller.version)")
-                }
-                saved.version = existing.next
-                _ = try await session.query(
-                    """
-                    UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
-                    WHERE id = ? AND version = ?
-                    """,
-                    [
-                        .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
-                        .integer(saved.version.rawValue), .text(caller.id), .integer(existing.rawValue),
-                    ])
-            } else {
-                guard caller.version == .initial else {
-                    throw BrokerError(.notFound, "no caller \(caller.id) to update")
-                }
-                _ = try await session.query(
-                    """
-                    INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
-                        .integer(self.micros(now)), .integer(self.micros(now)), .integer(saved.version.rawValue),
-                    ])
+        var created = caller
+        created.version = .initial
+        return try await self.backend.withTransaction { [created] session in
+            if try await !session.query("SELECT id FROM callers WHERE id = ?", [.text(caller.id)]).isEmpty {
+                throw BrokerError(.uniqueConflict, "caller \(caller.id) already exists; update it with its version")
+            }
+            // A concurrent create of the same id or identity fails on the unique keys instead.
+            _ = try await session.query(
+                """
+                INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
+                    .integer(self.micros(now)), .integer(self.micros(now)), .integer(created.version.rawValue),
+                ])
+            try await self.audit(
+                session, actor: actor, tenant: nil, operation: "caller.created", detail: "caller=\(caller.id)", at: now)
+            try await self.recordChange(session, .caller, caller.id, created.version, at: now)
+            return created
+        }
+    }
+
+    public func updateCaller(_ caller: Caller, actor: String) async throws -> Caller {
+        let now = self.clock.now
+        let grants = try Self.encodeGrants(caller.grants)
+        var updated = caller
+        updated.version = caller.version.next
+        return try await self.backend.withTransaction { [updated] session in
+            let rows = try await session.query(
+                """
+                UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
+                WHERE id = ? AND version = ? RETURNING id
+                """,
+                [
+                    .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
+                    .integer(updated.version.rawValue), .text(caller.id), .integer(caller.version.rawValue),
+                ])
+            if rows.isEmpty {
+                guard let stored = try await session.query("SELECT version FROM callers WHERE id = ?", [.text(caller.id)])
+                    .first
+                else { throw BrokerError(.notFound, "no caller \(caller.id) to update") }
+                throw BrokerError(
+                    .versionConflict,
+                    "caller \(caller.id) is at \(RecordVersion(rawValue: try stored.integer("version"))), not \(caller.version)")
             }
             try await self.audit(
-                session, actor: actor, tenant: nil, operation: existing == nil ? "caller.created" : "caller.updated",
-                detail: "caller=\(caller.id)", at: now)
-            try await self.recordChange(session, .caller, caller.id, saved.version, at: now)
-            return saved
+                session, actor: actor, tenant: nil, operation: "caller.updated", detail: "caller=\(caller.id)", at: now)
+            try await self.recordChange(session, .caller, caller.id, updated.version, at: now)
+            return updated
         }
     }
 

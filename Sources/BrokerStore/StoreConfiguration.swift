@@ -41,6 +41,19 @@ public enum StoreConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The configuration with the PostgreSQL password taken from `PGPASSWORD` when the URL has
+    /// none (libpq's convention; keeps the password out of `ps` and shell history). Shared by
+    /// every command that opens the store.
+    public func withPasswordFromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> StoreConfiguration {
+        guard case .postgres(var settings) = self, settings.password == nil,
+            let password = environment["PGPASSWORD"], !password.isEmpty
+        else { return self }
+        settings.password = password
+        return .postgres(settings)
+    }
+
     static func invalid(_ message: String) -> BrokerError { BrokerError(.invalidArgument, message) }
 }
 

@@ -30,6 +30,7 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
             case storeFailure = "store_failure"
             case transactionConflict = "transaction_conflict"
             case storeTimeout = "store_timeout"
+            case invalidData = "invalid_data"
         }
 
         private let wrapped: Wrapped
@@ -75,6 +76,10 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
         /// A statement or lock wait hit its deadline (PostgreSQL 57014 statement_timeout, 55P03
         /// lock_timeout). Retryable after a back-off; the transaction was rolled back.
         public static let storeTimeout = Code(.storeTimeout)
+        /// The database rejected a value of the record itself (PostgreSQL class 22 data exception,
+        /// e.g. 22021 for a NUL byte in text, or a class 23 integrity violation other than a unique
+        /// key; SQLite constraint or type errors). Not retryable as is: the record must change.
+        public static let invalidData = Code(.invalidData)
     }
 
     public let code: Code

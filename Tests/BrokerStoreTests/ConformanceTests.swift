@@ -221,7 +221,7 @@ import Testing
                 CallerGrant(operations: [.wrap, .unwrap], tenants: .only([tenantA])),
                 CallerGrant(operations: [.keyStatus], tenants: .all),
             ])
-            let saved = try await store.saveCaller(caller, actor: "admin")
+            let saved = try await store.createCaller(caller, actor: "admin")
             #expect(saved.version == .initial)
             #expect(try await store.caller("billing") == saved)
             #expect(try await store.caller(identity: "spiffe://isv/billing") == saved)
@@ -229,13 +229,26 @@ import Testing
 
             var update = saved
             update.grants.append(CallerGrant(operations: [.rewrap], tenants: .all))
-            let updated = try await store.saveCaller(update, actor: "admin")
+            let updated = try await store.updateCaller(update, actor: "admin")
             #expect(updated.version == saved.version.next)
             #expect(try await store.caller("billing").isAllowed(.rewrap, for: tenantA))
-            await expectBrokerError(.versionConflict) { _ = try await store.saveCaller(update, actor: "admin") }
+            await expectBrokerError(.versionConflict) { _ = try await store.updateCaller(update, actor: "admin") }
             await expectBrokerError(.uniqueConflict) {
-                _ = try await store.saveCaller(Caller(id: "other", identity: "spiffe://isv/billing", grants: []), actor: "admin")
+                _ = try await store.createCaller(Caller(id: "other", identity: "spiffe://isv/billing", grants: []), actor: "admin")
             }
+            // Creating a caller that exists never overwrites its grants, even at the version it has.
+            await expectBrokerError(.uniqueConflict) {
+                _ = try await store.createCaller(Caller(id: "billing", identity: "spiffe://isv/billing", grants: []), actor: "admin")
+            }
+            #expect(try await store.caller("billing") == updated)
+            await expectBrokerError(.notFound) {
+                _ = try await store.updateCaller(Caller(id: "nobody", identity: "spiffe://isv/nobody", grants: []), actor: "admin")
+            }
+            // A stale version loses on the affected-row check, whatever the grants say.
+            var stale = saved
+            stale.grants = []
+            await expectBrokerError(.versionConflict) { _ = try await store.updateCaller(stale, actor: "admin") }
+            #expect(try await store.caller("billing").isAllowed(.rewrap, for: tenantA))
             await expectBrokerError(.notFound) { _ = try await store.caller("nobody") }
         }
     }

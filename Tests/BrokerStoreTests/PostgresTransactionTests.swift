@@ -118,7 +118,9 @@ import Testing
             #expect(code(state) == .databaseUnavailable, "\(state)")
         }
         #expect(code("23505") == .uniqueConflict)
-        #expect(code("22021") == .storeFailure)
+        #expect(code("22021") == .invalidData)
+        #expect(code("23514") == .invalidData)
+        #expect(code("42P01") == .storeFailure)
         #expect(PostgresBackend.map(CancellationError(), context: "test") is CancellationError)
     }
 
@@ -137,6 +139,20 @@ import Testing
             #expect(text.contains("db.example"), "\(text)")
         }
     }
+}
+
+@Test("PGPASSWORD fills a URL without a password, never overrides one")
+func passwordFromEnvironment() throws {
+    let bare = try StoreConfiguration(databaseURL: "postgres://app@db/broker")
+    guard case .postgres(let filled) = bare.withPasswordFromEnvironment(["PGPASSWORD": "from-env"]) else {
+        Issue.record("not PostgreSQL")
+        return
+    }
+    #expect(filled.password == "from-env")
+    let given = try StoreConfiguration(databaseURL: "postgres://app:in-url@db/broker")
+    guard case .postgres(let kept) = given.withPasswordFromEnvironment(["PGPASSWORD": "from-env"]) else { return }
+    #expect(kept.password == "in-url")
+    #expect(!"\(bare.withPasswordFromEnvironment(["PGPASSWORD": "from-env"]))".contains("from-env"))
 }
 
 actor Counter {

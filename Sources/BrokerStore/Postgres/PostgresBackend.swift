@@ -200,6 +200,8 @@ final class PostgresBackend: SQLBackend {
             return BrokerError(
                 .databaseUnavailable, "PostgreSQL is shutting down or not accepting connections (\(state))",
                 underlying: error)
+        case _ where state.hasPrefix("22") || state.hasPrefix("23"):
+            return BrokerError(.invalidData, "PostgreSQL rejected a value (\(state)) during \(context)", underlying: error)
         case _ where state.hasPrefix("08"):
             return BrokerError(.databaseUnavailable, "PostgreSQL connection failure (\(state))", underlying: error)
         case _ where state.hasPrefix("53"):

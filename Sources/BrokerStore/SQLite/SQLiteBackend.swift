@@ -112,6 +112,9 @@ final class SQLiteBackend: SQLBackend {
             switch error.reason {
             case .constraintUniqueFailed, .constraintPrimaryKeyFailed:
                 return BrokerError(.uniqueConflict, "unique key already taken (\(error.message))", underlying: error)
+            case .constraint, .constraintCheckFailed, .constraintNotNullFailed, .constraintForeignKeyFailed,
+                .constraintStrictDataTypeFailed, .constraintTriggerFailed, .mismatch, .tooBig:
+                return BrokerError(.invalidData, "SQLite rejected a value during \(context)", underlying: error)
             case .cantOpen, .cantOpenDirectory, .cantOpenInvalidPath, .notADatabase, .readOnly, .readonlyDirectory,
                 .permission, .busy, .busyTimeout, .locked, .ioError, .full:
                 return BrokerError(.databaseUnavailable, "SQLite database unusable during \(context)", underlying: error)
