@@ -125,7 +125,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func tenant(_ id: TenantID) async throws -> Tenant {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let tenant = try await self.fetchTenant(session, id, forUpdate: false) else {
                 throw BrokerError(.notFound, "no tenant \(id)")
             }
@@ -134,13 +134,13 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func tenant(entraTenantID: EntraTenantID) async throws -> Tenant? {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await self.fetchTenant(session, entraTenantID: entraTenantID)
         }
     }
 
     public func tenants() async throws -> [Tenant] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.tenantColumns) FROM tenants ORDER BY id", []).map(Self.tenant(from:))
         }
     }
@@ -229,7 +229,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slot(_ id: FICSlotID) async throws -> FICSlot {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let slot = try await self.fetchSlot(session, id, lock: .none) else {
                 throw BrokerError(.notFound, "no slot \(id)")
             }
@@ -238,7 +238,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slots() async throws -> [FICSlot] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.slotColumns) FROM fic_slots ORDER BY id", []).map(Self.slot(from:))
         }
     }
@@ -283,13 +283,13 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slotLoads(applicationID: String) async throws -> [PartitionPlanner.SlotLoad] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await self.fetchSlotLoads(session, applicationID: applicationID)
         }
     }
 
     public func tenants(onSlot slot: FICSlotID) async throws -> [TenantID] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT id FROM tenants WHERE slot_id = ? ORDER BY id", [.text(slot.rawValue)])
                 .map { try Self.tenantID(try $0.text("id")) }
         }
@@ -354,7 +354,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func caller(_ id: String) async throws -> Caller {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let row = try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE id = ?", [.text(id)]).first
             else { throw BrokerError(.notFound, "no caller \(id)") }
             return try Self.caller(from: row)
@@ -362,7 +362,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func caller(identity: String) async throws -> Caller? {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE identity = ?", [.text(identity)])
                 .first.map(Self.caller(from:))
         }
@@ -380,7 +380,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query(
                 """
                 SELECT \(Self.auditColumns) FROM audit_records
@@ -394,7 +394,7 @@ public final class SQLBrokerStore: BrokerStore {
     // MARK: - Change feed
 
     public func changes(after sequence: Int64, limit: Int) async throws -> [ChangeEvent] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query(
                 "SELECT seq, kind, entity_id, version, at_us FROM change_feed WHERE seq > ? ORDER BY seq LIMIT ?",
                 [.integer(sequence), .integer(Int64(limit))]
@@ -410,7 +410,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func latestChangeSequence() async throws -> Int64 {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM change_feed", []).first?.integer("seq") ?? 0
         }
     }

@@ -362,3 +362,37 @@ import Testing
         #expect(throws: BrokerError(.invalidArgument, "")) { try StoreConfiguration(databaseURL: "postgres://db/x?sslmode=bogus") }
     }
 }
+
+extension ConformanceTests {
+    @Test("Reads do not queue behind an open write transaction (the authorization read path)",
+          arguments: StoreKind.allCases)
+    func readsDoNotWaitForWriters(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            try await makeActiveSlots(store, 1...1)
+            let registered = try await store.registerTenant(makeRegistration(1), actor: "a")
+            let (held, holding) = AsyncStream<Void>.makeStream()
+            let (release, releasing) = AsyncStream<Void>.makeStream()
+            let writer = Task {
+                try await store.backend.withTransaction { session in
+                    _ = try await session.query("UPDATE tenants SET display_name = ? WHERE id = ?",
+                                                [.text("renamed"), .text(registered.id.rawValue)])
+                    holding.yield()
+                    for await _ in release { break }
+                }
+            }
+            for await _ in held { break }
+            // The writer holds SQLite's write lock (and the row lock on PostgreSQL) until released.
+            let read = try await withDeadline(seconds: 5, "a read during an open write transaction") {
+                try await store.tenant(registered.id)
+            }
+            #expect(read.displayName == registered.displayName, "reads the last commit")
+            let caller = try await withDeadline(seconds: 5, "a caller lookup during an open write transaction") {
+                try await store.caller(identity: "spiffe://nobody")
+            }
+            #expect(caller == nil)
+            releasing.yield()
+            try await writer.value
+            #expect(try await store.tenant(registered.id).displayName == "renamed")
+        }
+    }
+}

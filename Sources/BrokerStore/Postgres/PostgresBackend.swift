@@ -64,11 +64,23 @@ final class PostgresBackend: SQLBackend {
     func withTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
+        try await self.withRetries(readOnly: false, body)
+    }
+
+    func withReadTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await self.withRetries(readOnly: true, body)
+    }
+
+    private func withRetries<Result: Sendable>(
+        readOnly: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
         let attempts = max(1, self.settings.transactionAttempts)
         var attempt = 1
         while true {
             do {
-                return try await self.transactionOnce(body)
+                return try await self.transactionOnce(readOnly: readOnly, body)
             } catch let error as BrokerError where error.code == .transactionConflict && attempt < attempts {
                 self.logger.debug(
                     "transaction aborted by the server; retrying",
@@ -82,7 +94,7 @@ final class PostgresBackend: SQLBackend {
     }
 
     private func transactionOnce<Result: Sendable>(
-        _ body: @Sendable (any SQLSession) async throws -> Result
+        readOnly: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
         let logger = self.logger
         let statementTimeout = "\(Self.milliseconds(self.settings.statementTimeout))ms"
@@ -90,7 +102,8 @@ final class PostgresBackend: SQLBackend {
         do {
             return try await self.client.withConnection { connection in
                 let session = PostgresSession(connection: connection, logger: logger)
-                try await session.run("BEGIN ISOLATION LEVEL READ COMMITTED")
+                try await session.run(
+                    readOnly ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED")
                 do {
                     // set_config(…, true) is SET LOCAL with bind parameters.
                     _ = try await session.query(

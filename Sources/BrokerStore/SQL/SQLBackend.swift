@@ -31,6 +31,13 @@ protocol SQLBackend: Sendable {
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result
 
+    /// Runs a read-only `body` without taking the write lock: PostgreSQL `READ ONLY`, SQLite a
+    /// `BEGIN DEFERRED` on a separate reader connection (WAL), so the authorization read path does
+    /// not queue behind writers.
+    func withReadTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
     /// Wakes the returned stream whenever a change is committed anywhere, as far as the database
     /// can tell (LISTEN/NOTIFY). `nil` when the backend can only be polled.
     func changeNotifications() -> AsyncStream<Void>?
