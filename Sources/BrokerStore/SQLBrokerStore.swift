@@ -22,7 +22,8 @@ public final class SQLBrokerStore: BrokerStore {
     /// Opens the store the configuration names. Does not migrate: call `migrate()` (the server does
     /// at start, `fedbroker migrate` does on demand).
     ///
-    /// - Throws: `databaseUnavailable` when the database cannot be reached or opened.
+    /// - Throws: `databaseUnavailable` when the database cannot be reached or opened;
+    ///   `schemaTooNew` when a newer fedbroker has migrated it.
     public static func open(
         _ configuration: StoreConfiguration,
         clock: any WallClock = SystemWallClock(),
@@ -33,7 +34,21 @@ public final class SQLBrokerStore: BrokerStore {
         case .postgres(let settings): backend = try await PostgresBackend.connect(settings, logger: logger)
         case .sqlite(let path): backend = try await SQLiteBackend.open(path: path, logger: logger)
         }
-        return SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+        let store = SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+        // A database migrated by a newer fedbroker is refused before anything reads or writes it.
+        do {
+            let version = try await store.schemaVersion()
+            let latest = EmbeddedMigrations.latestVersion(for: backend.dialect)
+            if version > latest {
+                throw BrokerError(
+                    .schemaTooNew,
+                    "the database schema is version \(version) but this fedbroker only knows up to \(latest); upgrade fedbroker")
+            }
+        } catch {
+            try? await backend.close()
+            throw error
+        }
+        return store
     }
 
     public func close() async throws {
@@ -51,34 +66,50 @@ public final class SQLBrokerStore: BrokerStore {
             _ = try await session.query(
                 """
                 CREATE TABLE IF NOT EXISTS fedbroker_schema_migrations (
-                    version INTEGER PRIMARY KEY, file TEXT NOT NULL, applied_at_us BIGINT NOT NULL)
+                    version INTEGER PRIMARY KEY, file TEXT NOT NULL, checksum TEXT NOT NULL,
+                    applied_at_us BIGINT NOT NULL)
                 """, [])
-            let applied = Set(
-                try await session.query("SELECT version FROM fedbroker_schema_migrations", [])
-                    .map { Int(try $0.integer("version")) })
-            let previous = applied.max() ?? 0
-            if previous > latest {
-                throw BrokerError(
-                    .schemaTooNew,
-                    "the database schema is version \(previous) but this fedbroker only knows up to \(latest); upgrade fedbroker"
-                )
-            }
+            let applied = try await session.query("SELECT version, checksum FROM fedbroker_schema_migrations", [])
+                .map { (version: Int(try $0.integer("version")), checksum: try $0.text("checksum")) }
+            try Migration.checkApplied(applied, against: migrations)
+            let previous = applied.map(\.version).max() ?? 0
             var appliedNow: [String] = []
-            for migration in migrations where !applied.contains(migration.version) {
+            for migration in migrations.dropFirst(applied.count) {
                 for statement in migration.statements {
                     do {
-                        _ = try await session.query(statement, [])
+                        try await session.execute(statement)
                     } catch {
                         throw BrokerError(
                             .migrationFailed, "migration \(migration.file) failed and was rolled back", underlying: error)
                     }
                 }
                 _ = try await session.query(
-                    "INSERT INTO fedbroker_schema_migrations (version, file, applied_at_us) VALUES (?, ?, ?)",
-                    [.integer(Int64(migration.version)), .text(migration.file), .integer(now)])
+                    "INSERT INTO fedbroker_schema_migrations (version, file, checksum, applied_at_us) VALUES (?, ?, ?, ?)",
+                    [.integer(Int64(migration.version)), .text(migration.file), .text(migration.checksum), .integer(now)])
                 appliedNow.append(migration.file)
             }
             return MigrationReport(previousVersion: previous, applied: appliedNow, currentVersion: latest)
+        }
+    }
+
+    /// The newest migration recorded in the database, or 0 when it has never been migrated.
+    func schemaVersion() async throws -> Int {
+        try await self.backend.withReadTransaction { session in
+            let exists: Bool
+            switch session.dialect {
+            case .postgres:
+                exists = try await session.query(
+                    "SELECT to_regclass('fedbroker_schema_migrations') IS NOT NULL AS present", []
+                ).first?.bool("present") ?? false
+            case .sqlite:
+                exists = try await !session.query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'fedbroker_schema_migrations'", []
+                ).isEmpty
+            }
+            guard exists else { return 0 }
+            return Int(
+                try await session.query("SELECT COALESCE(MAX(version), 0) AS v FROM fedbroker_schema_migrations", [])
+                    .first?.integer("v") ?? 0)
         }
     }
 

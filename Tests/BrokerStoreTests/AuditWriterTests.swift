@@ -132,6 +132,7 @@ private func records(_ count: Int, tenant: TenantID, start: Date) -> [AuditRecor
             let started = ContinuousClock.now
             await expectBrokerError(.storeTimeout) { try await writer.append(input[3]) }
             #expect(ContinuousClock.now - started >= .milliseconds(300))
+            #expect(await writer.flush() == false)  // also waits out a flush the append started
             #expect(await writer.pendingCount == 3, "bounded: the fourth was refused, not queued")
             try await rename(store, away: false)
             try await writer.append(input[3])  // room opens once a flush succeeds

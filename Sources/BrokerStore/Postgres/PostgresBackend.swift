@@ -235,6 +235,10 @@ struct PostgresSession: SQLSession {
         try await self.connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
     }
 
+    func execute(_ sql: String) async throws {
+        try await self.run(sql)
+    }
+
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
         var bindings = PostgresBindings(capacity: binds.count)
         for value in binds {

@@ -14,6 +14,9 @@ protocol SQLSession: Sendable {
     /// Driver errors are mapped to `BrokerError` (`uniqueConflict`, `databaseUnavailable`, …).
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
 
+    /// Runs one statement exactly as written (no placeholder rewriting, no binds): migrations.
+    func execute(_ sql: String) async throws
+
     /// Serializes transactions that take the same `key` until they end. PostgreSQL: a
     /// transaction-scoped advisory lock. SQLite: nothing to do, writers are already serialized.
     func lock(_ key: AdvisoryLockKey) async throws

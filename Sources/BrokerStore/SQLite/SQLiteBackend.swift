@@ -256,6 +256,10 @@ struct SQLiteSession: SQLSession {
         return rows.collected
     }
 
+    func execute(_ sql: String) async throws {
+        _ = try await self.query(sql, [])  // SQLite takes `?` as is; nothing is rewritten
+    }
+
     func lock(_ key: AdvisoryLockKey) async throws {
         // Every write transaction already holds SQLite's database-wide write lock (BEGIN IMMEDIATE).
     }
