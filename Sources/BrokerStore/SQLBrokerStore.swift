@@ -1,6 +1,7 @@
 import FedBrokerCore
 import Foundation
 import Logging
+import Synchronization
 
 /// The `BrokerStore` over SQL, written once for PostgreSQL and SQLite.
 ///
@@ -447,13 +448,25 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func changeFeed(after sequence: Int64, pollInterval: Duration) -> AsyncThrowingStream<ChangeEvent, any Error> {
+        self.changeFeed(after: sequence, pollInterval: pollInterval, caughtUpWhileListening: nil)
+    }
+
+    /// `caughtUpWhileListening` (tests) is called once, after the first read that started after
+    /// LISTEN was established: from then on only a notification (or the poll) brings news.
+    func changeFeed(
+        after sequence: Int64, pollInterval: Duration, caughtUpWhileListening: (@Sendable () -> Void)?
+    ) -> AsyncThrowingStream<ChangeEvent, any Error> {
         let (events, output) = AsyncThrowingStream<ChangeEvent, any Error>.makeStream()
+        let listening = ListeningFlag()
         let task = Task {
             let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             await withTaskGroup(of: Void.self) { group in
                 if let notifications = self.backend.changeNotifications() {
                     group.addTask {
-                        for await _ in notifications { wake.yield() }
+                        for await _ in notifications {
+                            listening.set()  // the first wake-up is LISTEN established
+                            wake.yield()
+                        }
                     }
                 }
                 group.addTask {
@@ -461,8 +474,10 @@ public final class SQLBrokerStore: BrokerStore {
                     while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() }
                 }
                 wake.yield()
+                var reported = false
                 var last = sequence
                 for await _ in wakeups {
+                    let wasListening = listening.isSet
                     do {
                         while true {
                             let batch = try await self.changes(after: last, limit: 500)
@@ -471,6 +486,10 @@ public final class SQLBrokerStore: BrokerStore {
                                 last = event.sequence
                             }
                             if batch.count < 500 { break }
+                        }
+                        if wasListening, !reported {
+                            reported = true
+                            caughtUpWhileListening?()
                         }
                     } catch {
                         // The next wake-up retries; a follower outlives a database blip.
@@ -495,4 +514,11 @@ extension SQLBrokerStore {
             _ = try await session.query(sql, [])
         }
     }
+}
+
+/// Set once the change feed's LISTEN is established.
+private final class ListeningFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { self.value.withLock { $0 = true } }
+    var isSet: Bool { self.value.withLock { $0 } }
 }

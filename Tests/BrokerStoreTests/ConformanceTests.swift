@@ -307,33 +307,38 @@ import Testing
             try await withReplicas(1, of: database) { replicas in
             let follower = replicas[0]
             // On PostgreSQL the poll interval is an hour: the event can only arrive through LISTEN/NOTIFY.
+            let (caughtUp, caughtUpSignal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             let feed = follower.changeFeed(
                 after: try await follower.latestChangeSequence(),
-                pollInterval: kind == .postgres ? .seconds(3600) : .milliseconds(20))
-            let writer = Task {
-                // Repeated commits, so the test does not depend on when LISTEN is established.
-                for n in 1...50 where !Task.isCancelled {
-                    _ = try await store.createSlot(
-                        FICSlotID(rawValue: "feed-\(n)")!, identity: makeIdentity(n, application: "app-\(n)"), actor: "sre")
+                pollInterval: kind == .postgres ? .seconds(3600) : .milliseconds(20),
+                caughtUpWhileListening: { caughtUpSignal.yield() })
+            if kind == .postgres {
+                // Commit only once the follower listens and has caught up after LISTEN, so exactly
+                // one change, committed afterwards, can reach it only through pg_notify.
+                _ = try await withDeadline(seconds: 20, "the follower listening") { () async -> Bool in
+                    for await _ in caughtUp { return true }
+                    return false
                 }
             }
-            let first = try await withDeadline(seconds: 20, "a change-feed event") { () async throws -> ChangeEvent? in
+            _ = try await store.createSlot(
+                FICSlotID(rawValue: "feed-1")!, identity: makeIdentity(1, application: "app-1"), actor: "sre")
+            // The feed reads in a task of its own from the start; events wait in the stream.
+            let first_ = try await withDeadline(seconds: 20, "a change-feed event") { () async throws -> ChangeEvent? in
                 for try await event in feed { return event }
                 return nil
             }
-            #expect(first?.kind == .slot)
-            #expect(first?.entityID.hasPrefix("feed-") == true)
-            writer.cancel()
-            _ = try? await writer.value
+            #expect(first_?.kind == .slot)
+            #expect(first_?.entityID == "feed-1")
             }
         }
     }
 
     @Test("Errors: an unreachable PostgreSQL and an unopenable SQLite path are databaseUnavailable")
     func databaseDown() async throws {
+        let port = try closedLoopbackPort()
         await expectBrokerError(.databaseUnavailable) {
             _ = try await SQLBrokerStore.open(
-                StoreConfiguration(databaseURL: "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable"),
+                StoreConfiguration(databaseURL: "postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=disable"),
                 logger: TestDatabase.logger)
         }
         await expectBrokerError(.databaseUnavailable) {
@@ -395,4 +400,23 @@ extension ConformanceTests {
             #expect(try await store.tenant(registered.id).displayName == "renamed")
         }
     }
+}
+
+/// A loopback TCP port that was free a moment ago: bound, then closed, so nothing listens on it.
+func closedLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
