@@ -150,7 +150,10 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // ConnectionPoolError, so pool failures are matched by type, not by name.
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

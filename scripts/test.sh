@@ -58,7 +58,9 @@ grep -q "applied 0001_init.sql" <<<"$out" || { echo "test.sh: migrate did not ap
 out=$(.build/debug/fedbroker migrate --database-url "$migrate_url")
 echo "$out"
 grep -q "nothing to do" <<<"$out" || { echo "test.sh: a second migrate was not a no-op" >&2; exit 1; }
-if err=$(.build/debug/fedbroker migrate --database-url "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable" 2>&1); then
+# A port bound and closed a moment ago, rather than assuming 127.0.0.1:1 is closed.
+closed_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+if err=$(.build/debug/fedbroker migrate --database-url "postgres://postgres@127.0.0.1:$closed_port/postgres?sslmode=disable" 2>&1); then
   echo "test.sh: migrate against a closed port succeeded" >&2; exit 1
 fi
 grep -q "database_unavailable" <<<"$err" || { echo "test.sh: unclear error for a database that is down: $err" >&2; exit 1; }

@@ -3,10 +3,22 @@ import Logging
 
 /// Appends audit records to the store in batches, off the request path.
 ///
-/// Contract (invariant 4): a record handed to `append` is either committed or still pending in
-/// this writer; it is never dropped. A failed flush puts its batch back at the front, counts the
-/// failure (`failedFlushes`) and is retried by the next flush. `shutdown()` flushes everything and
-/// throws — with the number of records it could not write — rather than return with records lost.
+/// Contract (invariant 4): a record handed to `append` is committed, still pending in this writer,
+/// or quarantined (counted, logged, kept in `quarantinedRecords`); it is never dropped silently.
+///
+/// - A flush that fails for a reason that may pass (the database is down, a timeout, a conflict, a
+///   broken schema) puts its batch back at the front, counts the failure (`failedFlushes`) and is
+///   retried, by `run()` with an exponential back-off.
+/// - A batch the database rejects for its data (`invalidData`, e.g. a constraint) is bisected
+///   until the bad records are isolated: the others are written, the bad ones quarantined, so one
+///   bad record cannot block the queue.
+/// - Back-pressure: at `maximumPending` pending records `append` waits for a successful flush, at
+///   most `appendTimeout`, then throws `storeTimeout` (the record was not accepted).
+/// - `appendDurably` returns only once the batch holding the record has committed (group commit):
+///   the server replies to a key operation only after its audit record is stored.
+/// - `shutdown()` closes the writer: it waits for appends under way, flushes everything and throws
+///   the real error when records remain unwritten or were quarantined. An append after it writes
+///   through synchronously (or throws); nothing is accepted and then lost.
 ///
 /// Batches are the unit of atomicity: each batch is one transaction, so a crash leaves every batch
 /// wholly committed or wholly absent.
@@ -16,43 +28,113 @@ public actor AuditWriter {
         public var batchSize: Int = 200
         /// How often `run()` flushes a partial batch.
         public var flushInterval: Duration = .seconds(1)
-        /// Above this many pending records, `append` waits for a flush (back-pressure, not loss).
+        /// At this many pending records, `append` waits for a flush (back-pressure, not loss).
         public var maximumPending: Int = 100_000
-        /// Attempts `shutdown()` makes before giving up, and the pause between them.
+        /// How long `append` waits for room before it throws `storeTimeout`.
+        public var appendTimeout: Duration = .seconds(10)
+        /// The longest pause between retries after failed flushes (the pause doubles from
+        /// `flushInterval` up to this).
+        public var maximumRetryDelay: Duration = .seconds(30)
+        /// Attempts `shutdown()` makes before giving up, and the first pause between them (doubling).
         public var shutdownAttempts: Int = 5
         public var shutdownRetryDelay: Duration = .milliseconds(200)
 
         public init() {}
     }
 
+    private struct Entry {
+        let record: AuditRecord
+        /// Set for `appendDurably`: resumed when the record's batch commits or fails.
+        var waiter: CheckedContinuation<Void, any Error>?
+    }
+
     private let store: any BrokerStore
     private let configuration: Configuration
     private let logger: Logger
-    private var pending: [AuditRecord] = []
+    private var pending: [Entry] = []
+    /// Records of the batch being written (out of `pending` until it commits or goes back).
+    private var inFlight = 0
     private var isFlushing = false
     private var flushWaiters: [CheckedContinuation<Void, Never>] = []
+    private var isClosed = false
+    /// Appends that have not yet put their record in `pending` (or written it through).
+    private var appendsUnderWay = 0
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    private var roomWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+    private var nextRoomWaiter = 0
+    private var consecutiveFailures = 0
+    private var lastError: (any Error)?
+    private var firstQuarantineError: (any Error)?
 
     /// Flushes that failed (each is retried later). Exposed for metrics.
     public private(set) var failedFlushes = 0
     /// Records committed by this writer.
     public private(set) var writtenRecords = 0
+    /// Records the database rejected, isolated from their batch. Logged as errors; exposed for
+    /// metrics and for an operator to inspect or re-insert once fixed.
+    public private(set) var quarantinedRecords: [AuditRecord] = []
     /// Records accepted but not yet committed.
     public var pendingCount: Int { self.pending.count }
+    /// Appends waiting for room (back-pressure). Exposed for metrics and tests.
+    public var appendsWaitingForRoom: Int { self.roomWaiters.count }
 
     public init(store: any BrokerStore, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSize > 0, "batchSize must be positive")
+        precondition(configuration.maximumPending > 0, "maximumPending must be positive")
         self.store = store
         self.configuration = configuration
         self.logger = logger
     }
 
     /// Queues a record; flushes when a batch is full, and waits when too much is pending.
-    public func append(_ record: AuditRecord) async {
-        self.pending.append(record)
-        if self.pending.count >= self.configuration.maximumPending {
+    ///
+    /// - Throws: `storeTimeout` when no room opened within `appendTimeout` (the record was not
+    ///   accepted); after `shutdown()`, the error of the synchronous write.
+    public func append(_ record: AuditRecord) async throws {
+        if self.isClosed { return try await self.writeThrough(record) }
+        self.appendsUnderWay += 1
+        do {
+            try await self.waitForRoom()
+        } catch {
+            self.appendDone()
+            throw error
+        }
+        if self.isClosed {
+            self.appendDone()
+            return try await self.writeThrough(record)
+        }
+        self.pending.append(Entry(record: record))
+        self.appendDone()
+        if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
             await self.flush()
-        } else if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
-            await self.flush()
+        }
+    }
+
+    /// Queues a record and returns once the batch holding it has committed (group commit: records
+    /// appended while a batch is being written go together in the next one).
+    ///
+    /// - Throws: the flush's error when its batch could not be written (the record stays pending
+    ///   and is retried, so it may still be stored later); `invalidData` when it was quarantined;
+    ///   `storeTimeout` as `append`.
+    public func appendDurably(_ record: AuditRecord) async throws {
+        if self.isClosed { return try await self.writeThrough(record) }
+        self.appendsUnderWay += 1
+        do {
+            try await self.waitForRoom()
+        } catch {
+            self.appendDone()
+            throw error
+        }
+        if self.isClosed {
+            self.appendDone()
+            return try await self.writeThrough(record)
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            self.pending.append(Entry(record: record, waiter: continuation))
+            self.appendDone()
+            if !self.isFlushing {
+                Task { await self.flush() }
+            }
         }
     }
 
@@ -73,46 +155,180 @@ public actor AuditWriter {
         while !self.pending.isEmpty {
             let batch = Array(self.pending.prefix(self.configuration.batchSize))
             self.pending.removeFirst(batch.count)
-            do {
-                // Unstructured on purpose: a batch, once started, is written even if the task that
-                // happened to trigger the flush (an appender being cancelled at shutdown) is cancelled.
-                let store = self.store
-                try await Task { try await store.appendAudit(batch) }.value
-                self.writtenRecords += batch.count
-            } catch {
-                self.pending.insert(contentsOf: batch, at: 0)
+            self.inFlight = batch.count
+            let (unresolved, error) = await self.write(batch)
+            self.inFlight = 0
+            if let error {
+                self.pending.insert(contentsOf: unresolved, at: 0)
                 self.failedFlushes += 1
+                self.consecutiveFailures += 1
+                self.lastError = error
+                // Durable appenders learn now rather than after the back-off; their records stay.
+                for index in self.pending.indices {
+                    self.pending[index].waiter?.resume(throwing: error)
+                    self.pending[index].waiter = nil
+                }
                 self.logger.warning(
                     "audit flush failed; records kept for retry",
                     metadata: [
-                        "error": "\(error)", "pending": "\(self.pending.count)", "failedFlushes": "\(self.failedFlushes)",
+                        "error": "\(String(reflecting: error))", "pending": "\(self.pending.count)",
+                        "failedFlushes": "\(self.failedFlushes)",
                     ])
                 return false
             }
+            self.wakeRoomWaiters()
         }
+        self.consecutiveFailures = 0
         return true
     }
 
-    /// Flushes every `flushInterval` until the task is cancelled. Call `shutdown()` afterwards.
+    /// Flushes every `flushInterval` until the task is cancelled, backing off exponentially (up to
+    /// `maximumRetryDelay`) while flushes fail. Call `shutdown()` afterwards.
     public func run() async {
-        while (try? await Task.sleep(for: self.configuration.flushInterval)) != nil {
+        while true {
+            let delay = Self.backOff(
+                self.configuration.flushInterval, failures: self.consecutiveFailures,
+                maximum: self.configuration.maximumRetryDelay)
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
             await self.flush()
         }
     }
 
-    /// Flushes everything, retrying failed batches.
+    /// Closes the writer and flushes everything, retrying failed batches with a doubling pause.
     ///
-    /// - Throws: `BrokerError(.databaseUnavailable)` naming how many records remain unwritten when
-    ///   every attempt failed; the records are still in `pendingCount` for the caller to decide.
+    /// - Throws: the last flush error (its code, e.g. `databaseUnavailable`), naming how many
+    ///   records remain unwritten, when every attempt failed (they are still in `pendingCount`);
+    ///   `invalidData` when records were quarantined (they are in `quarantinedRecords`).
     public func shutdown() async throws {
-        for attempt in 1...max(1, self.configuration.shutdownAttempts) {
-            if await self.flush() { return }
-            if attempt < self.configuration.shutdownAttempts {
-                try? await Task.sleep(for: self.configuration.shutdownRetryDelay)
+        self.isClosed = true
+        self.wakeRoomWaiters()
+        while self.appendsUnderWay > 0 {
+            await withCheckedContinuation { self.idleWaiters.append($0) }
+        }
+        let attempts = max(1, self.configuration.shutdownAttempts)
+        var flushed = false
+        for attempt in 1...attempts {
+            if await self.flush() {
+                flushed = true
+                break
+            }
+            if attempt < attempts {
+                try? await Task.sleep(
+                    for: Self.backOff(
+                        self.configuration.shutdownRetryDelay, failures: attempt - 1,
+                        maximum: self.configuration.maximumRetryDelay))
             }
         }
-        throw BrokerError(
-            .databaseUnavailable,
-            "\(self.pending.count) audit record(s) could not be written after \(self.configuration.shutdownAttempts) attempts")
+        if !flushed {
+            let code = (self.lastError as? BrokerError)?.code ?? .storeFailure
+            let reason =
+                (self.lastError as? BrokerError)?.message ?? self.lastError.map { String(describing: type(of: $0)) }
+                ?? "unknown error"
+            throw BrokerError(
+                code, "\(self.pending.count) audit record(s) could not be written after \(attempts) attempts: \(reason)",
+                underlying: self.lastError)
+        }
+        if !self.quarantinedRecords.isEmpty {
+            throw BrokerError(
+                .invalidData,
+                "\(self.quarantinedRecords.count) audit record(s) were rejected by the database and quarantined",
+                underlying: self.firstQuarantineError)
+        }
+    }
+
+    // MARK: - Internals
+
+    /// Writes `batch`, bisecting it when the database rejects its data. Returns, after a failure
+    /// that may pass, the entries not yet resolved (to go back to the front) and the error.
+    private func write(_ batch: [Entry]) async -> (unresolved: [Entry], error: (any Error)?) {
+        do {
+            // Unstructured on purpose: a batch, once started, is written even if the task that
+            // happened to trigger the flush (an appender being cancelled at shutdown) is cancelled.
+            let store = self.store
+            let records = batch.map(\.record)
+            try await Task { try await store.appendAudit(records) }.value
+            self.writtenRecords += batch.count
+            for entry in batch { entry.waiter?.resume() }
+            return ([], nil)
+        } catch let error as BrokerError where error.code == .invalidData {
+            guard batch.count > 1 else {
+                self.quarantine(batch[0], error)
+                return ([], nil)
+            }
+            let middle = batch.count / 2
+            let first = await self.write(Array(batch[..<middle]))
+            if first.error != nil { return (first.unresolved + batch[middle...], first.error) }
+            return await self.write(Array(batch[middle...]))
+        } catch {
+            return (batch, error)
+        }
+    }
+
+    private func quarantine(_ entry: Entry, _ error: BrokerError) {
+        self.quarantinedRecords.append(entry.record)
+        if self.firstQuarantineError == nil { self.firstQuarantineError = error }
+        self.logger.error(
+            "audit record rejected by the database; quarantined",
+            metadata: [
+                "record": "\(entry.record.id)", "operation": "\(entry.record.operation)",
+                "tenant": "\(entry.record.tenantID?.rawValue ?? "-")", "error": "\(String(reflecting: error))",
+                "quarantined": "\(self.quarantinedRecords.count)",
+            ])
+        entry.waiter?.resume(throwing: error)
+    }
+
+    /// After `shutdown()`: one transaction for this record, now.
+    private func writeThrough(_ record: AuditRecord) async throws {
+        let store = self.store
+        try await Task { try await store.appendAudit([record]) }.value
+        self.writtenRecords += 1
+    }
+
+    /// Waits until fewer than `maximumPending` records are pending (or the writer closed).
+    private func waitForRoom() async throws {
+        let maximum = self.configuration.maximumPending
+        guard self.pending.count + self.inFlight >= maximum else { return }
+        let deadline = ContinuousClock.now.advanced(by: self.configuration.appendTimeout)
+        while self.pending.count + self.inFlight >= maximum, !self.isClosed {
+            guard ContinuousClock.now < deadline else {
+                throw BrokerError(
+                    .storeTimeout,
+                    "\(self.pending.count + self.inFlight) audit records are pending and no flush succeeded within the append timeout")
+            }
+            if !self.isFlushing { Task { await self.flush() } }
+            let id = self.nextRoomWaiter
+            self.nextRoomWaiter += 1
+            // The deadline, not a synchronization sleep: wakes this waiter if no flush does.
+            let timer = Task { [weak self] in
+                try? await Task.sleep(until: deadline)
+                await self?.wakeRoomWaiter(id)
+            }
+            await withCheckedContinuation { self.roomWaiters[id] = $0 }
+            timer.cancel()
+        }
+    }
+
+    private func wakeRoomWaiter(_ id: Int) {
+        self.roomWaiters.removeValue(forKey: id)?.resume()
+    }
+
+    private func wakeRoomWaiters() {
+        let waiters = self.roomWaiters
+        self.roomWaiters = [:]
+        for waiter in waiters.values { waiter.resume() }
+    }
+
+    private func appendDone() {
+        self.appendsUnderWay -= 1
+        if self.appendsUnderWay == 0 {
+            let waiters = self.idleWaiters
+            self.idleWaiters = []
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    static func backOff(_ base: Duration, failures: Int, maximum: Duration) -> Duration {
+        guard failures > 0 else { return base }
+        return min(base * (1 << min(failures, 16)), max(base, maximum))
     }
 }

@@ -65,8 +65,18 @@ public protocol BrokerStore: Sendable {
 
     // MARK: Callers
 
-    /// Creates a caller, or updates it when `caller.version` is the stored version.
-    func saveCaller(_ caller: Caller, actor: String) async throws -> Caller
+    /// Creates a caller at version `.initial`.
+    ///
+    /// - Throws: `uniqueConflict` when the id or the identity is taken (never overwrites an
+    ///   existing caller's grants).
+    func createCaller(_ caller: Caller, actor: String) async throws -> Caller
+
+    /// Replaces a caller's identity, grants and enabled flag; `caller.version` is the version the
+    /// update was decided on.
+    ///
+    /// - Throws: `versionConflict` when the stored version differs, `notFound` when there is no
+    ///   such caller, `uniqueConflict` when the new identity is taken.
+    func updateCaller(_ caller: Caller, actor: String) async throws -> Caller
     /// Throws `notFound`.
     func caller(_ id: String) async throws -> Caller
     func caller(identity: String) async throws -> Caller?

@@ -144,6 +144,11 @@ extension SQLBrokerStore {
             ])
     }
 
+    static func withoutNUL(_ text: String?) -> String? {
+        guard let text, text.utf8.contains(0) else { return text }
+        return String(text.unicodeScalars.filter { $0 != "\u{0}" }.map(Character.init))
+    }
+
     func insertAudit(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
         let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -155,11 +160,14 @@ extension SQLBrokerStore {
                 case .success: ("success", nil)
                 case .failure(let code): ("failure", code)
                 }
+            // PostgreSQL text cannot hold NUL (22021 would fail the whole batch); request ids and
+            // details come from callers, so NUL bytes are dropped on both stores alike.
+            let clean = Self.withoutNUL
             binds += [
-                .text(record.id.uuidString.lowercased()), .integer(Self.micros(record.time)), .text(record.actor),
-                .text(record.tenantID?.rawValue), .text(record.operation), .text(record.keyVersion), .text(outcome),
-                .text(code), .integer(record.latencyMicroseconds), .text(record.requestID), .text(record.clientRequestID),
-                .text(record.detail),
+                .text(record.id.uuidString.lowercased()), .integer(Self.micros(record.time)), .text(clean(record.actor)),
+                .text(clean(record.tenantID?.rawValue)), .text(clean(record.operation)), .text(clean(record.keyVersion)),
+                .text(outcome), .text(clean(code)), .integer(record.latencyMicroseconds), .text(clean(record.requestID)),
+                .text(clean(record.clientRequestID)), .text(clean(record.detail)),
             ]
         }
         _ = try await session.query(

@@ -1,6 +1,7 @@
 import FedBrokerCore
 import Foundation
 import Logging
+import Synchronization
 
 /// The `BrokerStore` over SQL, written once for PostgreSQL and SQLite.
 ///
@@ -22,7 +23,8 @@ public final class SQLBrokerStore: BrokerStore {
     /// Opens the store the configuration names. Does not migrate: call `migrate()` (the server does
     /// at start, `fedbroker migrate` does on demand).
     ///
-    /// - Throws: `databaseUnavailable` when the database cannot be reached or opened.
+    /// - Throws: `databaseUnavailable` when the database cannot be reached or opened;
+    ///   `schemaTooNew` when a newer fedbroker has migrated it.
     public static func open(
         _ configuration: StoreConfiguration,
         clock: any WallClock = SystemWallClock(),
@@ -33,7 +35,21 @@ public final class SQLBrokerStore: BrokerStore {
         case .postgres(let settings): backend = try await PostgresBackend.connect(settings, logger: logger)
         case .sqlite(let path): backend = try await SQLiteBackend.open(path: path, logger: logger)
         }
-        return SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+        let store = SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+        // A database migrated by a newer fedbroker is refused before anything reads or writes it.
+        do {
+            let version = try await store.schemaVersion()
+            let latest = EmbeddedMigrations.latestVersion(for: backend.dialect)
+            if version > latest {
+                throw BrokerError(
+                    .schemaTooNew,
+                    "the database schema is version \(version) but this fedbroker only knows up to \(latest); upgrade fedbroker")
+            }
+        } catch {
+            try? await backend.close()
+            throw error
+        }
+        return store
     }
 
     public func close() async throws {
@@ -51,34 +67,50 @@ public final class SQLBrokerStore: BrokerStore {
             _ = try await session.query(
                 """
                 CREATE TABLE IF NOT EXISTS fedbroker_schema_migrations (
-                    version INTEGER PRIMARY KEY, file TEXT NOT NULL, applied_at_us BIGINT NOT NULL)
+                    version INTEGER PRIMARY KEY, file TEXT NOT NULL, checksum TEXT NOT NULL,
+                    applied_at_us BIGINT NOT NULL)
                 """, [])
-            let applied = Set(
-                try await session.query("SELECT version FROM fedbroker_schema_migrations", [])
-                    .map { Int(try $0.integer("version")) })
-            let previous = applied.max() ?? 0
-            if previous > latest {
-                throw BrokerError(
-                    .schemaTooNew,
-                    "the database schema is version \(previous) but this fedbroker only knows up to \(latest); upgrade fedbroker"
-                )
-            }
+            let applied = try await session.query("SELECT version, checksum FROM fedbroker_schema_migrations", [])
+                .map { (version: Int(try $0.integer("version")), checksum: try $0.text("checksum")) }
+            try Migration.checkApplied(applied, against: migrations)
+            let previous = applied.map(\.version).max() ?? 0
             var appliedNow: [String] = []
-            for migration in migrations where !applied.contains(migration.version) {
+            for migration in migrations.dropFirst(applied.count) {
                 for statement in migration.statements {
                     do {
-                        _ = try await session.query(statement, [])
+                        try await session.execute(statement)
                     } catch {
                         throw BrokerError(
                             .migrationFailed, "migration \(migration.file) failed and was rolled back", underlying: error)
                     }
                 }
                 _ = try await session.query(
-                    "INSERT INTO fedbroker_schema_migrations (version, file, applied_at_us) VALUES (?, ?, ?)",
-                    [.integer(Int64(migration.version)), .text(migration.file), .integer(now)])
+                    "INSERT INTO fedbroker_schema_migrations (version, file, checksum, applied_at_us) VALUES (?, ?, ?, ?)",
+                    [.integer(Int64(migration.version)), .text(migration.file), .text(migration.checksum), .integer(now)])
                 appliedNow.append(migration.file)
             }
             return MigrationReport(previousVersion: previous, applied: appliedNow, currentVersion: latest)
+        }
+    }
+
+    /// The newest migration recorded in the database, or 0 when it has never been migrated.
+    func schemaVersion() async throws -> Int {
+        try await self.backend.withReadTransaction { session in
+            let exists: Bool
+            switch session.dialect {
+            case .postgres:
+                exists = try await session.query(
+                    "SELECT to_regclass('fedbroker_schema_migrations') IS NOT NULL AS present", []
+                ).first?.bool("present") ?? false
+            case .sqlite:
+                exists = try await !session.query(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'fedbroker_schema_migrations'", []
+                ).isEmpty
+            }
+            guard exists else { return 0 }
+            return Int(
+                try await session.query("SELECT COALESCE(MAX(version), 0) AS v FROM fedbroker_schema_migrations", [])
+                    .first?.integer("v") ?? 0)
         }
     }
 
@@ -125,7 +157,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func tenant(_ id: TenantID) async throws -> Tenant {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let tenant = try await self.fetchTenant(session, id, forUpdate: false) else {
                 throw BrokerError(.notFound, "no tenant \(id)")
             }
@@ -134,13 +166,13 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func tenant(entraTenantID: EntraTenantID) async throws -> Tenant? {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await self.fetchTenant(session, entraTenantID: entraTenantID)
         }
     }
 
     public func tenants() async throws -> [Tenant] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.tenantColumns) FROM tenants ORDER BY id", []).map(Self.tenant(from:))
         }
     }
@@ -229,7 +261,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slot(_ id: FICSlotID) async throws -> FICSlot {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let slot = try await self.fetchSlot(session, id, lock: .none) else {
                 throw BrokerError(.notFound, "no slot \(id)")
             }
@@ -238,7 +270,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slots() async throws -> [FICSlot] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.slotColumns) FROM fic_slots ORDER BY id", []).map(Self.slot(from:))
         }
     }
@@ -248,6 +280,10 @@ public final class SQLBrokerStore: BrokerStore {
     ) async throws -> FICSlot {
         let now = self.clock.now
         return try await self.backend.withTransaction { session in
+            // The lock placement holds between reading the slot loads and assigning: a slot chosen
+            // for a tenant cannot start draining (or be retired) in between, and a placement that
+            // starts after this commits sees the new state (READ COMMITTED).
+            try await session.lock(.slotAllocation)
             guard var slot = try await self.fetchSlot(session, id, lock: .update) else {
                 throw BrokerError(.notFound, "no slot \(id)")
             }
@@ -279,13 +315,13 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func slotLoads(applicationID: String) async throws -> [PartitionPlanner.SlotLoad] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await self.fetchSlotLoads(session, applicationID: applicationID)
         }
     }
 
     public func tenants(onSlot slot: FICSlotID) async throws -> [TenantID] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT id FROM tenants WHERE slot_id = ? ORDER BY id", [.text(slot.rawValue)])
                 .map { try Self.tenantID(try $0.text("id")) }
         }
@@ -293,52 +329,64 @@ public final class SQLBrokerStore: BrokerStore {
 
     // MARK: - Callers
 
-    public func saveCaller(_ caller: Caller, actor: String) async throws -> Caller {
+    public func createCaller(_ caller: Caller, actor: String) async throws -> Caller {
         let now = self.clock.now
         let grants = try Self.encodeGrants(caller.grants)
-        return try await self.backend.withTransaction { session in
-            let existing = try await session.query(
-                "SELECT version FROM callers WHERE id = ?\(Self.forUpdate(session))", [.text(caller.id)]
-            ).first.map { RecordVersion(rawValue: try $0.integer("version")) }
-            var saved = caller
-            if let existing {
-                guard existing == caller.version else {
-                    throw BrokerError(.versionConflict, "caller \(caller.id) is at \(existing), not \(caller.version)")
-                }
-                saved.version = existing.next
-                _ = try await session.query(
-                    """
-                    UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
-                    WHERE id = ? AND version = ?
-                    """,
-                    [
-                        .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
-                        .integer(saved.version.rawValue), .text(caller.id), .integer(existing.rawValue),
-                    ])
-            } else {
-                guard caller.version == .initial else {
-                    throw BrokerError(.notFound, "no caller \(caller.id) to update")
-                }
-                _ = try await session.query(
-                    """
-                    INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                    [
-                        .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
-                        .integer(self.micros(now)), .integer(self.micros(now)), .integer(saved.version.rawValue),
-                    ])
+        var created = caller
+        created.version = .initial
+        return try await self.backend.withTransaction { [created] session in
+            if try await !session.query("SELECT id FROM callers WHERE id = ?", [.text(caller.id)]).isEmpty {
+                throw BrokerError(.uniqueConflict, "caller \(caller.id) already exists; update it with its version")
+            }
+            // A concurrent create of the same id or identity fails on the unique keys instead.
+            _ = try await session.query(
+                """
+                INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """,
+                [
+                    .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
+                    .integer(self.micros(now)), .integer(self.micros(now)), .integer(created.version.rawValue),
+                ])
+            try await self.audit(
+                session, actor: actor, tenant: nil, operation: "caller.created", detail: "caller=\(caller.id)", at: now)
+            try await self.recordChange(session, .caller, caller.id, created.version, at: now)
+            return created
+        }
+    }
+
+    public func updateCaller(_ caller: Caller, actor: String) async throws -> Caller {
+        let now = self.clock.now
+        let grants = try Self.encodeGrants(caller.grants)
+        var updated = caller
+        updated.version = caller.version.next
+        return try await self.backend.withTransaction { [updated] session in
+            let rows = try await session.query(
+                """
+                UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
+                WHERE id = ? AND version = ? RETURNING id
+                """,
+                [
+                    .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
+                    .integer(updated.version.rawValue), .text(caller.id), .integer(caller.version.rawValue),
+                ])
+            if rows.isEmpty {
+                guard let stored = try await session.query("SELECT version FROM callers WHERE id = ?", [.text(caller.id)])
+                    .first
+                else { throw BrokerError(.notFound, "no caller \(caller.id) to update") }
+                throw BrokerError(
+                    .versionConflict,
+                    "caller \(caller.id) is at \(RecordVersion(rawValue: try stored.integer("version"))), not \(caller.version)")
             }
             try await self.audit(
-                session, actor: actor, tenant: nil, operation: existing == nil ? "caller.created" : "caller.updated",
-                detail: "caller=\(caller.id)", at: now)
-            try await self.recordChange(session, .caller, caller.id, saved.version, at: now)
-            return saved
+                session, actor: actor, tenant: nil, operation: "caller.updated", detail: "caller=\(caller.id)", at: now)
+            try await self.recordChange(session, .caller, caller.id, updated.version, at: now)
+            return updated
         }
     }
 
     public func caller(_ id: String) async throws -> Caller {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             guard let row = try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE id = ?", [.text(id)]).first
             else { throw BrokerError(.notFound, "no caller \(id)") }
             return try Self.caller(from: row)
@@ -346,7 +394,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func caller(identity: String) async throws -> Caller? {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE identity = ?", [.text(identity)])
                 .first.map(Self.caller(from:))
         }
@@ -364,7 +412,7 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query(
                 """
                 SELECT \(Self.auditColumns) FROM audit_records
@@ -378,7 +426,7 @@ public final class SQLBrokerStore: BrokerStore {
     // MARK: - Change feed
 
     public func changes(after sequence: Int64, limit: Int) async throws -> [ChangeEvent] {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query(
                 "SELECT seq, kind, entity_id, version, at_us FROM change_feed WHERE seq > ? ORDER BY seq LIMIT ?",
                 [.integer(sequence), .integer(Int64(limit))]
@@ -394,19 +442,31 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     public func latestChangeSequence() async throws -> Int64 {
-        try await self.backend.withTransaction { session in
+        try await self.backend.withReadTransaction { session in
             try await session.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM change_feed", []).first?.integer("seq") ?? 0
         }
     }
 
     public func changeFeed(after sequence: Int64, pollInterval: Duration) -> AsyncThrowingStream<ChangeEvent, any Error> {
+        self.changeFeed(after: sequence, pollInterval: pollInterval, caughtUpWhileListening: nil)
+    }
+
+    /// `caughtUpWhileListening` (tests) is called once, after the first read that started after
+    /// LISTEN was established: from then on only a notification (or the poll) brings news.
+    func changeFeed(
+        after sequence: Int64, pollInterval: Duration, caughtUpWhileListening: (@Sendable () -> Void)?
+    ) -> AsyncThrowingStream<ChangeEvent, any Error> {
         let (events, output) = AsyncThrowingStream<ChangeEvent, any Error>.makeStream()
+        let listening = ListeningFlag()
         let task = Task {
             let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             await withTaskGroup(of: Void.self) { group in
                 if let notifications = self.backend.changeNotifications() {
                     group.addTask {
-                        for await _ in notifications { wake.yield() }
+                        for await _ in notifications {
+                            listening.set()  // the first wake-up is LISTEN established
+                            wake.yield()
+                        }
                     }
                 }
                 group.addTask {
@@ -414,8 +474,10 @@ public final class SQLBrokerStore: BrokerStore {
                     while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() }
                 }
                 wake.yield()
+                var reported = false
                 var last = sequence
                 for await _ in wakeups {
+                    let wasListening = listening.isSet
                     do {
                         while true {
                             let batch = try await self.changes(after: last, limit: 500)
@@ -424,6 +486,10 @@ public final class SQLBrokerStore: BrokerStore {
                                 last = event.sequence
                             }
                             if batch.count < 500 { break }
+                        }
+                        if wasListening, !reported {
+                            reported = true
+                            caughtUpWhileListening?()
                         }
                     } catch {
                         // The next wake-up retries; a follower outlives a database blip.
@@ -448,4 +514,11 @@ extension SQLBrokerStore {
             _ = try await session.query(sql, [])
         }
     }
+}
+
+/// Set once the change feed's LISTEN is established.
+private final class ListeningFlag: Sendable {
+    private let value = Mutex(false)
+    func set() { self.value.withLock { $0 = true } }
+    var isSet: Bool { self.value.withLock { $0 } }
 }

@@ -41,11 +41,27 @@ public enum StoreConfiguration: Sendable, CustomStringConvertible {
         }
     }
 
+    /// The configuration with the PostgreSQL password taken from `PGPASSWORD` when the URL has
+    /// none (libpq's convention; keeps the password out of `ps` and shell history). Shared by
+    /// every command that opens the store.
+    public func withPasswordFromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> StoreConfiguration {
+        guard case .postgres(var settings) = self, settings.password == nil,
+            let password = environment["PGPASSWORD"], !password.isEmpty
+        else { return self }
+        settings.password = password
+        return .postgres(settings)
+    }
+
     static func invalid(_ message: String) -> BrokerError { BrokerError(.invalidArgument, message) }
 }
 
 /// PostgreSQL connection settings.
-public struct PostgresSettings: Sendable {
+///
+/// - Important: `description`, `debugDescription` and the mirror (`dump`, `String(reflecting:)`)
+///   redact the password.
+public struct PostgresSettings: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public enum SSLMode: String, Sendable {
         case disable, prefer, require
     }
@@ -59,6 +75,13 @@ public struct PostgresSettings: Sendable {
     /// Pool size per process.
     public var maximumConnections: Int = 10
     public var connectTimeoutSeconds: Int64 = 5
+    /// `SET LOCAL statement_timeout` for every transaction: no statement runs longer (invariant 5).
+    public var statementTimeout: Duration = .seconds(10)
+    /// `SET LOCAL lock_timeout` for every transaction: no row or advisory lock is waited for longer.
+    public var lockTimeout: Duration = .seconds(5)
+    /// Attempts of a transaction body the server aborted with a serialization failure or a
+    /// deadlock (40001, 40P01) before `transactionConflict` is thrown.
+    public var transactionAttempts: Int = 3
 
     public init(url: String) throws {
         guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else {
@@ -81,6 +104,20 @@ public struct PostgresSettings: Sendable {
     public var redactedDescription: String {
         let credentials = self.password == nil ? self.username : "\(self.username):***"
         return "postgres://\(credentials)@\(self.host):\(self.port)/\(self.database)?sslmode=\(self.sslMode.rawValue)"
+    }
+
+    public var description: String { self.redactedDescription }
+    public var debugDescription: String { "PostgresSettings(\(self.redactedDescription))" }
+    public var customMirror: Mirror {
+        Mirror(
+            self,
+            children: [
+                "host": self.host, "port": self.port, "username": self.username,
+                "password": self.password == nil ? "nil" : "***", "database": self.database,
+                "sslMode": self.sslMode.rawValue, "maximumConnections": self.maximumConnections,
+                "statementTimeout": self.statementTimeout, "lockTimeout": self.lockTimeout,
+            ],
+            displayStyle: .struct)
     }
 
     var clientTLS: PostgresClient.Configuration.TLS {

@@ -28,6 +28,9 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
             case schemaTooNew = "schema_too_new"
             case migrationFailed = "migration_failed"
             case storeFailure = "store_failure"
+            case transactionConflict = "transaction_conflict"
+            case storeTimeout = "store_timeout"
+            case invalidData = "invalid_data"
         }
 
         private let wrapped: Wrapped
@@ -67,6 +70,16 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
         public static let migrationFailed = Code(.migrationFailed)
         /// Any other database failure. See `underlying` through `String(reflecting:)`.
         public static let storeFailure = Code(.storeFailure)
+        /// The database aborted the transaction to keep it serializable or to break a deadlock
+        /// (PostgreSQL 40001, 40P01) and the store's own bounded retries were used up. Retryable.
+        public static let transactionConflict = Code(.transactionConflict)
+        /// A statement or lock wait hit its deadline (PostgreSQL 57014 statement_timeout, 55P03
+        /// lock_timeout). Retryable after a back-off; the transaction was rolled back.
+        public static let storeTimeout = Code(.storeTimeout)
+        /// The database rejected a value of the record itself (PostgreSQL class 22 data exception,
+        /// e.g. 22021 for a NUL byte in text, or a class 23 integrity violation other than a unique
+        /// key; SQLite constraint or type errors). Not retryable as is: the record must change.
+        public static let invalidData = Code(.invalidData)
     }
 
     public let code: Code

@@ -30,7 +30,8 @@ struct AuditLoadCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Stop after this many batches (0: until killed).") var batches: Int = 0
 
     func run() async throws {
-        let store = try await SQLBrokerStore.open(try StoreConfiguration(databaseURL: databaseURL), logger: Logger(label: "audit-load"))
+        let store = try await SQLBrokerStore.open(
+            try StoreConfiguration(databaseURL: databaseURL).withPasswordFromEnvironment(), logger: Logger(label: "audit-load"))
         _ = try await store.migrate()
         switch mode {
         case .direct:
@@ -53,7 +54,12 @@ struct AuditLoadCommand: AsyncParsableCommand {
                     FileHandle.standardOutput.write(Data("appending\n".utf8))
                     while !Task.isCancelled {
                         for record in Self.batch(batch, size: batchSize) where !Task.isCancelled {
-                            await writer.append(record)
+                            do {
+                                try await writer.append(record)
+                            } catch {
+                                FileHandle.standardError.write(Data("append failed: \(String(reflecting: error))\n".utf8))
+                                return count
+                            }
                             count += 1
                             if count % 500 == 0 { FileHandle.standardOutput.write(Data("appended \(count)\n".utf8)) }
                         }

@@ -46,13 +46,7 @@ struct MigrateCommand: AsyncParsableCommand {
         let level = Logger.Level(rawValue: logLevel) ?? .warning
         var logger = Logger(label: "fedbroker.migrate") { label in StreamLogHandler.standardError(label: label) }
         logger.logLevel = level
-        var configuration = try StoreConfiguration(databaseURL: databaseURL)
-        if case .postgres(var settings) = configuration, settings.password == nil,
-            let password = ProcessInfo.processInfo.environment["PGPASSWORD"]
-        {
-            settings.password = password
-            configuration = .postgres(settings)
-        }
+        let configuration = try StoreConfiguration(databaseURL: databaseURL).withPasswordFromEnvironment()
 
         Self.say("fedbroker migrate: connecting to \(configuration)")
         let started = ContinuousClock.now

@@ -221,7 +221,7 @@ import Testing
                 CallerGrant(operations: [.wrap, .unwrap], tenants: .only([tenantA])),
                 CallerGrant(operations: [.keyStatus], tenants: .all),
             ])
-            let saved = try await store.saveCaller(caller, actor: "admin")
+            let saved = try await store.createCaller(caller, actor: "admin")
             #expect(saved.version == .initial)
             #expect(try await store.caller("billing") == saved)
             #expect(try await store.caller(identity: "spiffe://isv/billing") == saved)
@@ -229,13 +229,26 @@ import Testing
 
             var update = saved
             update.grants.append(CallerGrant(operations: [.rewrap], tenants: .all))
-            let updated = try await store.saveCaller(update, actor: "admin")
+            let updated = try await store.updateCaller(update, actor: "admin")
             #expect(updated.version == saved.version.next)
             #expect(try await store.caller("billing").isAllowed(.rewrap, for: tenantA))
-            await expectBrokerError(.versionConflict) { _ = try await store.saveCaller(update, actor: "admin") }
+            await expectBrokerError(.versionConflict) { _ = try await store.updateCaller(update, actor: "admin") }
             await expectBrokerError(.uniqueConflict) {
-                _ = try await store.saveCaller(Caller(id: "other", identity: "spiffe://isv/billing", grants: []), actor: "admin")
+                _ = try await store.createCaller(Caller(id: "other", identity: "spiffe://isv/billing", grants: []), actor: "admin")
             }
+            // Creating a caller that exists never overwrites its grants, even at the version it has.
+            await expectBrokerError(.uniqueConflict) {
+                _ = try await store.createCaller(Caller(id: "billing", identity: "spiffe://isv/billing", grants: []), actor: "admin")
+            }
+            #expect(try await store.caller("billing") == updated)
+            await expectBrokerError(.notFound) {
+                _ = try await store.updateCaller(Caller(id: "nobody", identity: "spiffe://isv/nobody", grants: []), actor: "admin")
+            }
+            // A stale version loses on the affected-row check, whatever the grants say.
+            var stale = saved
+            stale.grants = []
+            await expectBrokerError(.versionConflict) { _ = try await store.updateCaller(stale, actor: "admin") }
+            #expect(try await store.caller("billing").isAllowed(.rewrap, for: tenantA))
             await expectBrokerError(.notFound) { _ = try await store.caller("nobody") }
         }
     }
@@ -294,33 +307,38 @@ import Testing
             try await withReplicas(1, of: database) { replicas in
             let follower = replicas[0]
             // On PostgreSQL the poll interval is an hour: the event can only arrive through LISTEN/NOTIFY.
+            let (caughtUp, caughtUpSignal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             let feed = follower.changeFeed(
                 after: try await follower.latestChangeSequence(),
-                pollInterval: kind == .postgres ? .seconds(3600) : .milliseconds(20))
-            let writer = Task {
-                // Repeated commits, so the test does not depend on when LISTEN is established.
-                for n in 1...50 where !Task.isCancelled {
-                    _ = try await store.createSlot(
-                        FICSlotID(rawValue: "feed-\(n)")!, identity: makeIdentity(n, application: "app-\(n)"), actor: "sre")
+                pollInterval: kind == .postgres ? .seconds(3600) : .milliseconds(20),
+                caughtUpWhileListening: { caughtUpSignal.yield() })
+            if kind == .postgres {
+                // Commit only once the follower listens and has caught up after LISTEN, so exactly
+                // one change, committed afterwards, can reach it only through pg_notify.
+                _ = try await withDeadline(seconds: 20, "the follower listening") { () async -> Bool in
+                    for await _ in caughtUp { return true }
+                    return false
                 }
             }
-            let first = try await withDeadline(seconds: 20, "a change-feed event") { () async throws -> ChangeEvent? in
+            _ = try await store.createSlot(
+                FICSlotID(rawValue: "feed-1")!, identity: makeIdentity(1, application: "app-1"), actor: "sre")
+            // The feed reads in a task of its own from the start; events wait in the stream.
+            let first_ = try await withDeadline(seconds: 20, "a change-feed event") { () async throws -> ChangeEvent? in
                 for try await event in feed { return event }
                 return nil
             }
-            #expect(first?.kind == .slot)
-            #expect(first?.entityID.hasPrefix("feed-") == true)
-            writer.cancel()
-            _ = try? await writer.value
+            #expect(first_?.kind == .slot)
+            #expect(first_?.entityID == "feed-1")
             }
         }
     }
 
     @Test("Errors: an unreachable PostgreSQL and an unopenable SQLite path are databaseUnavailable")
     func databaseDown() async throws {
+        let port = try closedLoopbackPort()
         await expectBrokerError(.databaseUnavailable) {
             _ = try await SQLBrokerStore.open(
-                StoreConfiguration(databaseURL: "postgres://postgres@127.0.0.1:1/postgres?sslmode=disable"),
+                StoreConfiguration(databaseURL: "postgres://postgres@127.0.0.1:\(port)/postgres?sslmode=disable"),
                 logger: TestDatabase.logger)
         }
         await expectBrokerError(.databaseUnavailable) {
@@ -348,4 +366,57 @@ import Testing
         #expect(throws: BrokerError(.invalidArgument, "")) { try StoreConfiguration(databaseURL: "mysql://x/y") }
         #expect(throws: BrokerError(.invalidArgument, "")) { try StoreConfiguration(databaseURL: "postgres://db/x?sslmode=bogus") }
     }
+}
+
+extension ConformanceTests {
+    @Test("Reads do not queue behind an open write transaction (the authorization read path)",
+          arguments: StoreKind.allCases)
+    func readsDoNotWaitForWriters(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            try await makeActiveSlots(store, 1...1)
+            let registered = try await store.registerTenant(makeRegistration(1), actor: "a")
+            let (held, holding) = AsyncStream<Void>.makeStream()
+            let (release, releasing) = AsyncStream<Void>.makeStream()
+            let writer = Task {
+                try await store.backend.withTransaction { session in
+                    _ = try await session.query("UPDATE tenants SET display_name = ? WHERE id = ?",
+                                                [.text("renamed"), .text(registered.id.rawValue)])
+                    holding.yield()
+                    for await _ in release { break }
+                }
+            }
+            for await _ in held { break }
+            // The writer holds SQLite's write lock (and the row lock on PostgreSQL) until released.
+            let read = try await withDeadline(seconds: 5, "a read during an open write transaction") {
+                try await store.tenant(registered.id)
+            }
+            #expect(read.displayName == registered.displayName, "reads the last commit")
+            let caller = try await withDeadline(seconds: 5, "a caller lookup during an open write transaction") {
+                try await store.caller(identity: "spiffe://nobody")
+            }
+            #expect(caller == nil)
+            releasing.yield()
+            try await writer.value
+            #expect(try await store.tenant(registered.id).displayName == "renamed")
+        }
+    }
+}
+
+/// A loopback TCP port that was free a moment ago: bound, then closed, so nothing listens on it.
+func closedLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EMFILE) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(.EADDRINUSE) }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -34,18 +34,85 @@ import Testing
         }
     }
 
-    @Test("A database migrated by a newer fedbroker is refused with schemaTooNew and left untouched",
+    @Test("A database migrated by a newer fedbroker is refused with schemaTooNew, by migrate and by open",
           arguments: StoreKind.allCases)
     func newerSchemaRefused(kind: StoreKind) async throws {
-        try await withStore(kind) { store, _ in
+        try await withStore(kind) { store, database in
             try await store.executeForTesting(
-                "INSERT INTO fedbroker_schema_migrations (version, file, applied_at_us) VALUES (9999, '9999_future.sql', 0)")
+                """
+                INSERT INTO fedbroker_schema_migrations (version, file, checksum, applied_at_us)
+                VALUES (9999, '9999_future.sql', 'x', 0)
+                """)
             await expectBrokerError(.schemaTooNew) { _ = try await store.migrate() }
             do {
                 _ = try await store.migrate()
             } catch let error as BrokerError {
                 #expect(error.message.contains("9999"), "the message names the database's version")
             }
+            await expectBrokerError(.schemaTooNew) { _ = try await database.open() }
+        }
+    }
+
+    @Test("A migration changed after it was applied is refused (sha256 per applied migration)",
+          arguments: StoreKind.allCases)
+    func changedMigrationRefused(kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            try await store.executeForTesting("UPDATE fedbroker_schema_migrations SET checksum = 'edited' WHERE version = 1")
+            await expectBrokerError(.migrationFailed) { _ = try await store.migrate() }
+        }
+    }
+
+    @Test("The applied set must be a prefix of the binary's list; checksums must match")
+    func appliedSetChecks() throws {
+        let known = [
+            Migration(version: 1, file: "0001_a.sql", sql: "CREATE TABLE a (x INT)"),
+            Migration(version: 2, file: "0002_b.sql", sql: "CREATE TABLE b (x INT)"),
+            Migration(version: 3, file: "0003_c.sql", sql: "CREATE TABLE c (x INT)"),
+        ]
+        try Migration.checkApplied([], against: known)
+        try Migration.checkApplied([(1, known[0].checksum), (2, known[1].checksum)], against: known)
+        #expect(throws: BrokerError(.migrationFailed, "")) {
+            try Migration.checkApplied([(1, known[0].checksum), (3, known[2].checksum)], against: known)  // a gap
+        }
+        #expect(throws: BrokerError(.migrationFailed, "")) {
+            try Migration.checkApplied([(2, known[1].checksum)], against: known)
+        }
+        #expect(throws: BrokerError(.migrationFailed, "")) {
+            try Migration.checkApplied([(1, "0000")], against: known)
+        }
+        #expect(throws: BrokerError(.schemaTooNew, "")) {
+            try Migration.checkApplied([(4, "x")], against: known)
+        }
+        #expect(known[0].checksum.count == 64)
+    }
+
+    @Test("Migration statements are sent verbatim: `?` and `--` inside literals survive; comment-only chunks are skipped")
+    func statementsVerbatim() {
+        let migration = Migration(
+            version: 1, file: "0001_x.sql",
+            sql: """
+                -- header comment
+                INSERT INTO t (v) VALUES ('what? -- not a comment; it''s text');
+                CREATE TABLE u (x INT); -- trailing; with a semicolon
+                -- only a comment
+                """)
+        #expect(migration.statements == [
+            "-- header comment\nINSERT INTO t (v) VALUES ('what? -- not a comment; it''s text')",
+            "CREATE TABLE u (x INT)",
+        ])
+    }
+
+    @Test("A migration statement reaches PostgreSQL without placeholder rewriting")
+    func postgresVerbatim() async throws {
+        try await withStore(.postgres) { store, _ in
+            try await store.backend.withTransaction { session in
+                try await session.execute("CREATE TABLE verbatim_probe (v TEXT DEFAULT 'a?b')")
+                try await session.execute("INSERT INTO verbatim_probe DEFAULT VALUES")
+            }
+            let value = try await store.backend.withReadTransaction { session in
+                try await session.query("SELECT v FROM verbatim_probe", []).first?.text("v")
+            }
+            #expect(value == "a?b")
         }
     }
 
@@ -72,6 +139,10 @@ import Testing
     func dialectsAgree() {
         func tables(_ dialect: SQLDialect) -> [String] {
             EmbeddedMigrations.migrations(for: dialect).flatMap(\.statements)
+                .map { statement in
+                    statement.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
+                        .joined(separator: "\n")
+                }
                 .filter { $0.hasPrefix("CREATE TABLE") }
                 .map { $0.split(separator: " ")[2].lowercased() }
         }

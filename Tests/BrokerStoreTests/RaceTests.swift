@@ -120,3 +120,54 @@ import Testing
         }
     }
 }
+
+extension RaceTests {
+    @Test("Registrations racing a drain: every registration succeeds, none committed after the drain lands on the draining slot",
+          arguments: StoreKind.allCases)
+    func registrationsRacingDrain(kind: StoreKind) async throws {
+        for round in 0..<3 {
+            try await withStore(kind) { store, database in
+                let slots = try await makeActiveSlots(store, 1...2)
+                let draining = slots[0]
+                let attempts = 24
+                let outcomes = try await withReplicas(Self.writers, of: database) { stores in
+                    await withTaskGroup(of: BrokerError.Code?.self) { group in
+                        for n in 0..<attempts {
+                            let writer = stores[n % stores.count]
+                            group.addTask {
+                                do {
+                                    _ = try await writer.registerTenant(makeRegistration(round * 100 + n), actor: "race-\(n)")
+                                    return nil
+                                } catch let error as BrokerError { return error.code } catch { return .storeFailure }
+                            }
+                            if n == attempts / 3 {
+                                group.addTask {
+                                    do {
+                                        _ = try await store.transitionSlot(
+                                            draining.id, expectedVersion: draining.version, event: .drain, actor: "sre")
+                                        return nil
+                                    } catch let error as BrokerError { return error.code } catch { return .storeFailure }
+                                }
+                            }
+                        }
+                        return await group.reduce(into: []) { $0.append($1) }
+                    }
+                }
+                #expect(outcomes.allSatisfy { $0 == nil }, "\(outcomes)")
+                #expect(try await store.slot(draining.id).state == .draining)
+                // Without the shared lock a placement can pick the slot, then find it draining and
+                // leave the tenant with no slot although slot 2 is active.
+                #expect(try await store.tenants().allSatisfy { $0.slotID != nil }, "a tenant was left without a slot")
+                let feed = try await store.changes(after: 0, limit: 1000)
+                let drainSequence = try #require(
+                    feed.first { $0.kind == .slot && $0.entityID == draining.id.rawValue && $0.version == draining.version.next }
+                ).sequence
+                let onDraining = Set(try await store.tenants(onSlot: draining.id).map(\.rawValue))
+                let lateOnDraining = feed.filter {
+                    $0.kind == .tenant && $0.sequence > drainSequence && onDraining.contains($0.entityID)
+                }
+                #expect(lateOnDraining.isEmpty, "registered after the drain, yet placed on the draining slot: \(lateOnDraining)")
+            }
+        }
+    }
+}

@@ -63,7 +63,16 @@ struct TestDatabase: Sendable {
     }
 
     func open() async throws -> SQLBrokerStore {
-        try await SQLBrokerStore.open(StoreConfiguration(databaseURL: self.url), clock: self.clock, logger: Self.logger)
+        var configuration = try StoreConfiguration(databaseURL: self.url)
+        if case .postgres(var settings) = configuration {
+            // The race tests queue dozens of writers on one advisory lock while the whole suite runs
+            // in parallel on two cores; they check invariants, not latency, so the production
+            // lock wait bound (5 s) is raised here. PostgresTransactionTests test the defaults.
+            settings.lockTimeout = .seconds(60)
+            settings.statementTimeout = .seconds(60)
+            configuration = .postgres(settings)
+        }
+        return try await SQLBrokerStore.open(configuration, clock: self.clock, logger: Self.logger)
     }
 
     func destroy() async { await self.cleanup() }

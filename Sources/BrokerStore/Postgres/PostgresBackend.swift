@@ -2,6 +2,7 @@ import FedBrokerCore
 import Logging
 import NIOCore
 import PostgresNIO
+import _ConnectionPoolModule
 
 /// PostgreSQL through a pooled `PostgresClient`.
 ///
@@ -14,10 +15,12 @@ final class PostgresBackend: SQLBackend {
     private let client: PostgresClient
     private let runTask: Task<Void, Never>
     private let logger: Logger
+    private let settings: PostgresSettings
 
-    private init(client: PostgresClient, runTask: Task<Void, Never>, logger: Logger) {
+    private init(client: PostgresClient, runTask: Task<Void, Never>, settings: PostgresSettings, logger: Logger) {
         self.client = client
         self.runTask = runTask
+        self.settings = settings
         self.logger = logger
     }
 
@@ -47,18 +50,65 @@ final class PostgresBackend: SQLBackend {
         configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let runTask = Task { await client.run() }
-        return PostgresBackend(client: client, runTask: runTask, logger: logger)
+        return PostgresBackend(client: client, runTask: runTask, settings: settings, logger: logger)
     }
 
+    /// Runs `body` in a `READ COMMITTED` transaction (explicitly: the advisory-lock-then-read
+    /// pattern of placement and the slot limit relies on each statement seeing what committed
+    /// before the lock was granted) with `statement_timeout` and `lock_timeout` set for it alone,
+    /// so no call waits without bound (invariant 5).
+    ///
+    /// A body the server aborts with a serialization failure or a deadlock (40001, 40P01) is run
+    /// again, at most `transactionAttempts` times in all, after a short jittered back-off; then
+    /// `transactionConflict` is thrown. `CancellationError` is rethrown unchanged.
     func withTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
+        try await self.withRetries(readOnly: false, body)
+    }
+
+    func withReadTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await self.withRetries(readOnly: true, body)
+    }
+
+    private func withRetries<Result: Sendable>(
+        readOnly: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        let attempts = max(1, self.settings.transactionAttempts)
+        var attempt = 1
+        while true {
+            do {
+                return try await self.transactionOnce(readOnly: readOnly, body)
+            } catch let error as BrokerError where error.code == .transactionConflict && attempt < attempts {
+                self.logger.debug(
+                    "transaction aborted by the server; retrying",
+                    metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"])
+                // 5–20 ms, then 10–40 ms, …: spreads the retries of transactions that collided.
+                let base = 5 << min(attempt - 1, 6)
+                try await Task.sleep(for: .milliseconds(Int.random(in: base...(4 * base))))
+                attempt += 1
+            }
+        }
+    }
+
+    private func transactionOnce<Result: Sendable>(
+        readOnly: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
         let logger = self.logger
+        let statementTimeout = "\(Self.milliseconds(self.settings.statementTimeout))ms"
+        let lockTimeout = "\(Self.milliseconds(self.settings.lockTimeout))ms"
         do {
             return try await self.client.withConnection { connection in
                 let session = PostgresSession(connection: connection, logger: logger)
-                try await session.run("BEGIN")
+                try await session.run(
+                    readOnly ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED")
                 do {
+                    // set_config(…, true) is SET LOCAL with bind parameters.
+                    _ = try await session.query(
+                        "SELECT set_config('statement_timeout', ?, true) AS s, set_config('lock_timeout', ?, true) AS l",
+                        [.text(statementTimeout), .text(lockTimeout)])
                     let result = try await body(session)
                     try await session.run("COMMIT")
                     return result
@@ -73,6 +123,11 @@ final class PostgresBackend: SQLBackend {
         } catch {
             throw PostgresBackend.map(error, context: "transaction")
         }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
     func changeNotifications() -> AsyncStream<Void>? {
@@ -110,36 +165,63 @@ final class PostgresBackend: SQLBackend {
         await self.runTask.value
     }
 
-    /// Maps driver errors to `BrokerError`; `BrokerError`s thrown by the store logic pass through.
-    static func map(_ error: any Error, context: String) -> BrokerError {
+    /// Maps driver errors to `BrokerError`; `BrokerError`s thrown by the store logic pass through,
+    /// and so does `CancellationError` (a cancelled caller is not a database failure).
+    static func map(_ error: any Error, context: String) -> any Error {
+        if error is CancellationError { return error }
         if let error = error as? BrokerError { return error }
         if let error = error as? PSQLError {
             if error.code == .server, let state = error.serverInfo?[.sqlState] {
-                let constraint = error.serverInfo?[.constraintName] ?? "a unique key"
-                switch state {
-                case "23505":
-                    return BrokerError(.uniqueConflict, "\(constraint) is already taken", underlying: error)
-                case "57P01", "57P02", "57P03", "53300":
-                    return BrokerError(.databaseUnavailable, "PostgreSQL is shutting down or full (\(state))", underlying: error)
-                default:
-                    return BrokerError(.storeFailure, "PostgreSQL error \(state) during \(context)", underlying: error)
-                }
+                return Self.map(sqlState: state, error, constraint: error.serverInfo?[.constraintName], context: context)
             }
             switch error.code {
             case .connectionError, .serverClosedConnection, .clientClosedConnection, .sslUnsupported,
                 .failedToAddSSLHandler, .uncleanShutdown, .poolClosed:
                 return BrokerError(.databaseUnavailable, "PostgreSQL is unreachable (\(context))", underlying: error)
+            case .queryCancelled:
+                return CancellationError()
             default:
                 return BrokerError(.storeFailure, "PostgreSQL client error during \(context)", underlying: error)
             }
         }
-        if String(reflecting: type(of: error)).contains("ConnectionPoolError") || error is IOError {
+        if let error = error as? ConnectionPoolError {
+            if error == .requestCancelled { return CancellationError() }
+            return BrokerError(.databaseUnavailable, "PostgreSQL is unreachable (\(context))", underlying: error)
+        }
+        if error is IOError {
             return BrokerError(.databaseUnavailable, "PostgreSQL is unreachable (\(context))", underlying: error)
         }
         if error is ColumnTypeError {
             return BrokerError(.storeFailure, "unexpected column type during \(context)", underlying: error)
         }
         return BrokerError(.storeFailure, "store failure during \(context)", underlying: error)
+    }
+
+    /// The SQLSTATE classes fedbroker tells apart (PostgreSQL appendix A).
+    static func map(sqlState state: String, _ error: any Error, constraint: String?, context: String) -> BrokerError {
+        switch state {
+        case "23505":
+            return BrokerError(.uniqueConflict, "\(constraint ?? "a unique key") is already taken", underlying: error)
+        case "40001", "40P01":
+            return BrokerError(
+                .transactionConflict, "PostgreSQL aborted the transaction (\(state)) during \(context)", underlying: error)
+        case "57014", "55P03":
+            return BrokerError(
+                .storeTimeout, "PostgreSQL statement or lock wait timed out (\(state)) during \(context)",
+                underlying: error)
+        case "57P01", "57P02", "57P03":
+            return BrokerError(
+                .databaseUnavailable, "PostgreSQL is shutting down or not accepting connections (\(state))",
+                underlying: error)
+        case _ where state.hasPrefix("22") || state.hasPrefix("23"):
+            return BrokerError(.invalidData, "PostgreSQL rejected a value (\(state)) during \(context)", underlying: error)
+        case _ where state.hasPrefix("08"):
+            return BrokerError(.databaseUnavailable, "PostgreSQL connection failure (\(state))", underlying: error)
+        case _ where state.hasPrefix("53"):
+            return BrokerError(.databaseUnavailable, "PostgreSQL is out of resources (\(state))", underlying: error)
+        default:
+            return BrokerError(.storeFailure, "PostgreSQL error \(state) during \(context)", underlying: error)
+        }
     }
 }
 
@@ -151,6 +233,10 @@ struct PostgresSession: SQLSession {
 
     func run(_ sql: String) async throws {
         try await self.connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+    }
+
+    func execute(_ sql: String) async throws {
+        try await self.run(sql)
     }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {

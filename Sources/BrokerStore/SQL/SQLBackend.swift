@@ -14,6 +14,9 @@ protocol SQLSession: Sendable {
     /// Driver errors are mapped to `BrokerError` (`uniqueConflict`, `databaseUnavailable`, …).
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
 
+    /// Runs one statement exactly as written (no placeholder rewriting, no binds): migrations.
+    func execute(_ sql: String) async throws
+
     /// Serializes transactions that take the same `key` until they end. PostgreSQL: a
     /// transaction-scoped advisory lock. SQLite: nothing to do, writers are already serialized.
     func lock(_ key: AdvisoryLockKey) async throws
@@ -28,6 +31,13 @@ protocol SQLBackend: Sendable {
 
     /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
     func withTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
+    /// Runs a read-only `body` without taking the write lock: PostgreSQL `READ ONLY`, SQLite a
+    /// `BEGIN DEFERRED` on a separate reader connection (WAL), so the authorization read path does
+    /// not queue behind writers.
+    func withReadTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result
 

@@ -13,7 +13,14 @@ import Synchronization
 /// and the machine losing power; an uncommitted one leaves no trace (invariant 4).
 final class SQLiteBackend: SQLBackend {
     let dialect = SQLDialect.sqlite
-    private let connection: SQLiteConnection
+    /// The writer connection; replaced when a failed ROLLBACK leaves it inside a transaction.
+    private let writer: Mutex<SQLiteConnection>
+    /// Read-only transactions (`BEGIN DEFERRED`, `query_only`) on a connection of their own: in
+    /// WAL mode they read the last commit while a writer holds the write lock.
+    private let reader: SQLiteConnection
+    private let readerLock = AsyncSerialLock()
+    private let readerThreadPool: NIOThreadPool
+    private let logger: Logger
     /// Shared by every backend of this process on the same file: in-process writers queue in FIFO
     /// order instead of spinning in SQLite's busy handler, which is unfair and, under load, can starve
     /// one connection past the busy timeout. Other processes are kept out by SQLite's own lock.
@@ -25,8 +32,14 @@ final class SQLiteBackend: SQLBackend {
 
     private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
 
-    private init(connection: SQLiteConnection, path: String, threadPool: NIOThreadPool) {
-        self.connection = connection
+    private init(
+        connection: SQLiteConnection, reader: SQLiteConnection, path: String, threadPool: NIOThreadPool,
+        readerThreadPool: NIOThreadPool, logger: Logger
+    ) {
+        self.writer = Mutex(connection)
+        self.reader = reader
+        self.readerThreadPool = readerThreadPool
+        self.logger = logger
         let key = URL(fileURLWithPath: path).standardizedFileURL.path
         self.lock = Self.locksByPath.withLock { locks in
             if let lock = locks[key] { return lock }
@@ -47,37 +60,63 @@ final class SQLiteBackend: SQLBackend {
         }
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
+        let readerThreadPool = NIOThreadPool(numberOfThreads: 1)
+        readerThreadPool.start()
+        do {
+            let connection = try await Self.connect(path: path, threadPool: threadPool, readOnly: false, logger: logger)
+            let reader: SQLiteConnection
+            do {
+                reader = try await Self.connect(path: path, threadPool: readerThreadPool, readOnly: true, logger: logger)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            return SQLiteBackend(
+                connection: connection, reader: reader, path: path, threadPool: threadPool,
+                readerThreadPool: readerThreadPool, logger: logger)
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            try? await readerThreadPool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// Opens one connection with the store's pragmas.
+    private static func connect(
+        path: String, threadPool: NIOThreadPool, readOnly: Bool, logger: Logger
+    ) async throws -> SQLiteConnection {
         let connection: SQLiteConnection
         do {
             connection = try await SQLiteConnection.open(
                 storage: .file(path: path), threadPool: threadPool, logger: logger,
                 on: MultiThreadedEventLoopGroup.singleton.any())
         } catch {
-            try? await threadPool.shutdownGracefully()
             throw BrokerError(.databaseUnavailable, "cannot open the SQLite database at \(path)", underlying: error)
         }
-        let backend = SQLiteBackend(connection: connection, path: path, threadPool: threadPool)
         do {
             let session = SQLiteSession(connection: connection)
             // busy_timeout first: another process may hold the write lock while we switch to WAL.
             _ = try await session.query("PRAGMA busy_timeout = 30000", [])
-            _ = try await session.query("PRAGMA journal_mode = WAL", [])
-            _ = try await session.query("PRAGMA synchronous = FULL", [])
-            _ = try await session.query("PRAGMA foreign_keys = ON", [])
+            if readOnly {
+                _ = try await session.query("PRAGMA query_only = ON", [])
+            } else {
+                _ = try await session.query("PRAGMA journal_mode = WAL", [])
+                _ = try await session.query("PRAGMA synchronous = FULL", [])
+                _ = try await session.query("PRAGMA foreign_keys = ON", [])
+            }
+            return connection
         } catch {
             try? await connection.close()
-            try? await threadPool.shutdownGracefully()
             throw SQLiteBackend.map(error, context: "opening \(path)")
         }
-        return backend
     }
 
     func withTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
-        let session = SQLiteSession(connection: self.connection)
         do {
             return try await self.lock.withLock {
+                let session = SQLiteSession(connection: self.writer.withLock { $0 })
                 // IMMEDIATE takes the write lock now, so a read-then-write transaction can never be
                 // refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
                 _ = try await session.query("BEGIN IMMEDIATE", [])
@@ -86,9 +125,7 @@ final class SQLiteBackend: SQLBackend {
                     _ = try await session.query("COMMIT", [])
                     return result
                 } catch {
-                    // In a task of its own: a cancelled caller must not leave the one connection
-                    // inside an open transaction (every later BEGIN would fail).
-                    await Task { _ = try? await session.query("ROLLBACK", []) }.value
+                    await self.rollBack(session, writer: true)
                     throw error
                 }
             }
@@ -97,13 +134,72 @@ final class SQLiteBackend: SQLBackend {
         }
     }
 
+    func withReadTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await self.readerLock.withLock {
+                let session = SQLiteSession(connection: self.reader)
+                _ = try await session.query("BEGIN DEFERRED", [])
+                do {
+                    let result = try await body(session)
+                    _ = try await session.query("COMMIT", [])
+                    return result
+                } catch {
+                    await self.rollBack(session, writer: false)
+                    throw error
+                }
+            }
+        } catch {
+            throw SQLiteBackend.map(error, context: "read transaction")
+        }
+    }
+
+    /// Rolls back in a task of its own (a cancelled caller must not leave the connection inside an
+    /// open transaction). When ROLLBACK fails, checks the connection is back in autocommit mode (a
+    /// `BEGIN` succeeds); if it is not, the writer connection is replaced so that one failure
+    /// cannot wedge every later transaction.
+    private func rollBack(_ session: SQLiteSession, writer: Bool) async {
+        await Task {
+            do {
+                _ = try await session.query("ROLLBACK", [])
+            } catch {
+                if (try? await session.query("BEGIN DEFERRED", [])) != nil {
+                    _ = try? await session.query("ROLLBACK", [])
+                    return  // SQLite had already rolled back (e.g. after SQLITE_FULL)
+                }
+                self.logger.error(
+                    "SQLite ROLLBACK failed and the connection is still in a transaction; reopening it",
+                    metadata: ["error": "\(String(reflecting: error))"])
+                guard writer else { return }
+                do {
+                    let fresh = try await Self.connect(
+                        path: self.path, threadPool: self.threadPool, readOnly: false, logger: self.logger)
+                    let old = self.writer.withLock { connection in
+                        let old = connection
+                        connection = fresh
+                        return old
+                    }
+                    try? await old.close()
+                } catch {
+                    self.logger.error(
+                        "reopening the SQLite connection failed", metadata: ["error": "\(String(reflecting: error))"])
+                }
+            }
+        }.value
+    }
+
     func changeNotifications() -> AsyncStream<Void>? { nil }
 
     func close() async throws {
+        try await self.readerLock.withLock {
+            try await self.reader.close()
+        }
         try await self.lock.withLock {
-            try await self.connection.close()
+            try await self.writer.withLock { $0 }.close()
         }
         try await self.threadPool.shutdownGracefully()
+        try await self.readerThreadPool.shutdownGracefully()
     }
 
     static func map(_ error: any Error, context: String) -> BrokerError {
@@ -112,6 +208,9 @@ final class SQLiteBackend: SQLBackend {
             switch error.reason {
             case .constraintUniqueFailed, .constraintPrimaryKeyFailed:
                 return BrokerError(.uniqueConflict, "unique key already taken (\(error.message))", underlying: error)
+            case .constraint, .constraintCheckFailed, .constraintNotNullFailed, .constraintForeignKeyFailed,
+                .constraintStrictDataTypeFailed, .constraintTriggerFailed, .mismatch, .tooBig:
+                return BrokerError(.invalidData, "SQLite rejected a value during \(context)", underlying: error)
             case .cantOpen, .cantOpenDirectory, .cantOpenInvalidPath, .notADatabase, .readOnly, .readonlyDirectory,
                 .permission, .busy, .busyTimeout, .locked, .ioError, .full:
                 return BrokerError(.databaseUnavailable, "SQLite database unusable during \(context)", underlying: error)
@@ -155,6 +254,10 @@ struct SQLiteSession: SQLSession {
             rows.append(SQLRow(values: values))
         }
         return rows.collected
+    }
+
+    func execute(_ sql: String) async throws {
+        _ = try await self.query(sql, [])  // SQLite takes `?` as is; nothing is rewritten
     }
 
     func lock(_ key: AdvisoryLockKey) async throws {
