@@ -62,8 +62,8 @@ import Testing
                 tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
                 tenants.append(tenant.id)
             }
-            _ = try await store.saveCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
-            _ = try await store.saveCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
+            _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
+            _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
 
             var environment = AzureEnvironment(
                 imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
