@@ -40,6 +40,8 @@ public final class BrokerService: BrokerRequestHandler {
     let clock: any WallClock
     let logger: Logger
     private let sources = Mutex<[FICSlotID: IMDSAssertionSource]>([:])
+    /// Identical concurrent unwraps (same tenant, version, blob and context) share one vault call.
+    private let unwraps = SingleFlight<DataKeyCache.Key, SecretBytes>()
 
     public init(
         configuration: Configuration, store: any BrokerStore, audit: AuditWriter, httpClient: HTTPClient,
@@ -252,20 +254,25 @@ public final class BrokerService: BrokerRequestHandler {
         let source = try await source(for: tenant)
         let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
         let key = VaultKeyID(vaultURL: envelope.vaultURL, name: envelope.keyName, version: envelope.keyVersion)
-        let unwrapped: KeyOperationResult
-        do {
-            unwrapped = try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
-        } catch {
-            throw await refusal(for: error, tenant: tenant)
+        let requestID = Mutex<String?>(nil)
+        let plaintext = try await unwraps.run(cacheKey) { [vault, cache] in
+            let unwrapped: KeyOperationResult
+            do {
+                unwrapped = try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
+            } catch {
+                throw await self.refusal(for: error, tenant: tenant)
+            }
+            requestID.withLock { $0 = unwrapped.clientRequestID }
+            let plaintext: SecretBytes
+            do {
+                plaintext = try EnvelopeCrypto.open(envelope, envelopeKey: SecretBytes(unwrapped.value), context: context)
+            } catch {
+                throw Refusal(status: .failure(.invalidArgument, envelope.flags.contains(.contextBound) ? .contextMismatch : .blobInvalid, "the blob does not open: altered, or presented under another context"), tenant: tenant.id)
+            }
+            cache.put(cacheKey, plaintext)
+            return plaintext
         }
-        let plaintext: SecretBytes
-        do {
-            plaintext = try EnvelopeCrypto.open(envelope, envelopeKey: SecretBytes(unwrapped.value), context: context)
-        } catch {
-            throw Refusal(status: .failure(.invalidArgument, envelope.flags.contains(.contextBound) ? .contextMismatch : .blobInvalid, "the blob does not open: altered, or presented under another context"), tenant: tenant.id)
-        }
-        cache.put(cacheKey, plaintext)
-        return (plaintext, envelope, unwrapped.clientRequestID)
+        return (plaintext, envelope, requestID.withLock { $0 })
     }
 
     /// Maps a failure of the identity chain or the vault to a status; a customer's refusal

@@ -132,6 +132,20 @@ import Testing
         }
     }
 
+    @Test func identicalConcurrentUnwrapsShareOneVaultCall() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a")
+            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            let before = w.counter("keyvault.unwrapkey")
+            let results = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+                for _ in 0..<20 { group.addTask { try await a.unwrap(blob, deadline: deadline()) } }
+                return try await group.reduce(into: [[UInt8]]()) { $0.append($1) }
+            }
+            #expect(results.count == 20 && results.allSatisfy { $0 == plaintext })
+            #expect(w.counter("keyvault.unwrapkey") - before == 1)
+        }
+    }
+
     @Test func contextBindingTamperingAndUnknownTenants() async throws {
         try await withWorld { w in
             let a = try w.client("svc-a")
