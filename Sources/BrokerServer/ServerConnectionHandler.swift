@@ -89,8 +89,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// Graceful drain (server shutdown): GOAWAY, finish open streams, close.
-    func drain(context: ChannelHandlerContext) {
+    private var context: ChannelHandlerContext?
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Graceful drain (server shutdown): GOAWAY, finish open streams, close. Runs on the event loop.
+    func drain() {
+        guard let context else { return }
         run(machine.drain(), context: context)
     }
 

@@ -9,6 +9,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// `fedbroker serve`: the broker. Store (migrated at start), identity chain, vault client,
@@ -130,15 +131,18 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs until graceful shutdown, then closes the listener.
+/// Runs until graceful shutdown, then drains: GOAWAY on every connection, in-flight calls
+/// finish (bounded by 10 s), then the listener and connections close.
 struct ListenerService: Service {
     let server: BrokerTransportServer
     func run() async throws {
+        let drained = Synchronization.Mutex<Task<Void, Never>?>(nil)
         try await withGracefulShutdownHandler {
             try await server.channel.closeFuture.get()
         } onGracefulShutdown: {
-            server.channel.close(promise: nil)
+            drained.withLock { $0 = Task { await server.drain(timeout: 10) } }
         }
+        await drained.withLock { $0 }?.value
     }
 }
 

@@ -386,3 +386,58 @@ struct PlainClient {
         }
     }
 }
+
+@Suite struct DrainTests {
+    /// Signals when a call starts, and answers once `release` is resumed.
+    final class GatedService: BrokerRequestHandler, Sendable {
+        let started: AsyncStream<Void>
+        private let startedSink: AsyncStream<Void>.Continuation
+        private let gate = Synchronization.Mutex<CheckedContinuation<Void, Never>?>(nil)
+
+        init() { (started, startedSink) = AsyncStream.makeStream(of: Void.self) }
+
+        func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+            if request.keyStatus.tenant == "gated" {
+                await withCheckedContinuation { continuation in
+                    gate.withLock { $0 = continuation }
+                    startedSink.yield()
+                }
+            }
+            return .with { $0.status = .ok; $0.keyStatus = .with { $0.tenant = request.keyStatus.tenant } }
+        }
+
+        func release() { gate.withLock { $0.take() }?.resume() }
+    }
+
+    @Test func drainLetsInFlightCallsFinishAndRefusesNewOnes() async throws {
+        let pki = try TestPKI()
+        var configuration = BrokerTransportServer.Configuration()
+        configuration.tls = try pki.serverTLS()
+        let service = GatedService()
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
+        let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "x"), serverHostname: "localhost")
+        let inFlight = Task { try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "gated" } }, timeout: 30) }
+        var iterator = service.started.makeAsyncIterator()
+        _ = await iterator.next()  // the call is running on the server
+
+        let draining = Task { await server.drain(timeout: 30) }
+        // New calls on the draining connection are refused (retryable), the in-flight one finishes.
+        var refused = false
+        for _ in 0..<200 where !refused {
+            do {
+                _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "new" } }, timeout: 5)
+                await Task.yield()
+            } catch BrokerCallError.status(let status) {
+                refused = status.reason == .shuttingDown && status.retryable
+            } catch BrokerCallError.connectionUnavailable {
+                refused = true
+            }
+        }
+        #expect(refused)
+        service.release()
+        let answer = try await inFlight.value
+        #expect(answer.keyStatus.tenant == "gated")
+        await draining.value
+        #expect(server.openConnections == 0)
+    }
+}
