@@ -27,6 +27,8 @@ public final class BrokerService: BrokerRequestHandler {
         /// The largest plaintext Wrap accepts: the RSA-OAEP-256 limit of an RSA-3072 key.
         public var maximumWrapPlaintext = 318
         public var serverVersion = "fedbroker"
+        /// The longest one Azure request (IMDS, Entra, Key Vault) may take before it is retried.
+        public var azureAttemptTimeout: Double = 10
         public init(environment: AzureEnvironment) { self.environment = environment }
     }
 
@@ -58,9 +60,12 @@ public final class BrokerService: BrokerRequestHandler {
         self.logger = logger
         self.tokens = CrossTenantTokenProvider(
             exchange: ClientAssertionExchange(
-                authority: configuration.environment.authorityURL, applicationClientID: appID, httpClient: httpClient, clock: clock),
+                authority: configuration.environment.authorityURL, applicationClientID: appID, httpClient: httpClient, clock: clock,
+                attemptTimeout: configuration.azureAttemptTimeout),
             clock: clock)
-        self.vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: .init(environment: configuration.environment))
+        var vaultConfiguration = KeyVaultClient.Configuration(environment: configuration.environment)
+        vaultConfiguration.attemptTimeout = configuration.azureAttemptTimeout
+        self.vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: vaultConfiguration)
         self.cache = DataKeyCache(policy: configuration.cache, clock: clock)
     }
 
@@ -212,7 +217,8 @@ public final class BrokerService: BrokerRequestHandler {
         return sources.withLock { cached in
             if let source = cached[slotID], source.clientID == slot.identity.managedIdentityClientID { return source }
             let source = IMDSAssertionSource(
-                clientID: slot.identity.managedIdentityClientID, endpoint: configuration.environment.imdsURL, httpClient: httpClient, clock: clock)
+                clientID: slot.identity.managedIdentityClientID, endpoint: configuration.environment.imdsURL, httpClient: httpClient, clock: clock,
+                attemptTimeout: configuration.azureAttemptTimeout)
             cached[slotID] = source
             return source
         }

@@ -71,7 +71,11 @@ import Testing
             environment.graphURL = endpoints.graph
             let http = try environment.makeHTTPClient()
             let audit = AuditWriter(store: store, logger: logger)
-            let service = try BrokerService(configuration: .init(environment: environment), store: store, audit: audit, httpClient: http, logger: logger)
+            var serviceConfiguration = BrokerService.Configuration(environment: environment)
+            // Attempt timeouts guard production against hung servers; a loaded 2-core test run can
+            // take longer than 10 s to answer, and a retried attempt would count twice below.
+            serviceConfiguration.azureAttemptTimeout = 120
+            let service = try BrokerService(configuration: serviceConfiguration, store: store, audit: audit, httpClient: http, logger: logger)
             let pki = try TestPKI()
             var serverConfiguration = BrokerTransportServer.Configuration()
             serverConfiguration.tls = try pki.serverTLS()
@@ -91,7 +95,7 @@ import Testing
         }
     }
 
-    func deadline() -> Date { Date().addingTimeInterval(30) }
+    func deadline() -> Date { Date().addingTimeInterval(120) }
 
     @Test func dataKeysForTwoTenantsOnTwoSlotsWithCachingAndIsolation() async throws {
         try await withWorld { w in
