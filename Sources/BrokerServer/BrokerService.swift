@@ -262,6 +262,9 @@ public final class BrokerService: BrokerRequestHandler {
         let key = VaultKeyID(vaultURL: envelope.vaultURL, name: envelope.keyName, version: envelope.keyVersion)
         let requestID = Mutex<String?>(nil)
         let plaintext = try await unwraps.run(cacheKey) { [vault, cache] in
+            // A caller that missed the cache may arrive just after an identical unwrap finished:
+            // the cache has it now, so no second vault call.
+            if let cached = cache.get(cacheKey) { return cached }
             let unwrapped: KeyOperationResult
             do {
                 unwrapped = try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
