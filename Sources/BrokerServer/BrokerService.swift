@@ -29,6 +29,14 @@ public final class BrokerService: BrokerRequestHandler {
         public var serverVersion = "fedbroker"
         /// The longest one Azure request (IMDS, Entra, Key Vault) may take before it is retried.
         public var azureAttemptTimeout: Double = 10
+        /// Vault-bound requests one tenant may have in flight; more are refused at once as
+        /// retryable OVERLOADED, so one slow vault cannot take every request slot.
+        public var tenantConcurrency = 64
+        /// When a vault counts as down and how long calls to it are refused at once.
+        public var circuitBreaker = CircuitBreaker.Policy()
+        /// Seconds a caller, tenant or slot record read from the store is reused. A change made
+        /// in the store reaches this broker within this bound, or at once through the change feed.
+        public var recordMaximumAge: Double = 1
         public init(environment: AzureEnvironment) { self.environment = environment }
     }
 
@@ -37,10 +45,14 @@ public final class BrokerService: BrokerRequestHandler {
     let audit: AuditWriter
     let tokens: CrossTenantTokenProvider
     let vault: KeyVaultClient
-    let cache: DataKeyCache
+    public let cache: DataKeyCache
     let httpClient: HTTPClient
     let clock: any WallClock
     let logger: Logger
+    let tenantLimit: TenantConcurrencyLimit
+    let callerRecords: RecordCache<String, Caller?>
+    let tenantRecords: RecordCache<TenantID, Tenant>
+    let slotRecords: RecordCache<FICSlotID, FICSlot>
     private let sources = Mutex<[FICSlotID: IMDSAssertionSource]>([:])
     /// Identical concurrent unwraps (same tenant, version, blob and context) share one vault call.
     private let unwraps = SingleFlight<DataKeyCache.Key, SecretBytes>()
@@ -65,7 +77,12 @@ public final class BrokerService: BrokerRequestHandler {
             clock: clock)
         var vaultConfiguration = KeyVaultClient.Configuration(environment: configuration.environment)
         vaultConfiguration.attemptTimeout = configuration.azureAttemptTimeout
-        self.vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: vaultConfiguration)
+        vaultConfiguration.circuitBreaker = configuration.circuitBreaker
+        self.vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: vaultConfiguration, logger: logger)
+        self.tenantLimit = TenantConcurrencyLimit(limit: configuration.tenantConcurrency)
+        self.callerRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
+        self.tenantRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
+        self.slotRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.cache = DataKeyCache(policy: configuration.cache, clock: clock)
     }
 
@@ -184,14 +201,15 @@ public final class BrokerService: BrokerRequestHandler {
             throw Refusal(status: .failure(.invalidArgument, .tenantUnknown, "'\(name)' is not a tenant id"), tenant: nil)
         }
         // Authorization first, so an unauthorized caller learns nothing about which tenants exist.
-        guard let record = try await store.caller(identity: caller.commonName), record.enabled, record.isAllowed(operation, for: id) else {
+        let record = try await callerRecords.value(for: caller.commonName) { try await store.caller(identity: caller.commonName) }
+        guard let record, record.enabled, record.isAllowed(operation, for: id) else {
             throw Refusal(
                 status: .failure(.permissionDenied, .notAuthorized, "caller \(caller) is not granted \(operation.rawValue) for tenant \(id)"),
                 tenant: id)
         }
         let tenant: Tenant
         do {
-            tenant = try await store.tenant(id)
+            tenant = try await tenantRecords.value(for: id) { try await store.tenant(id) }
         } catch let error as BrokerError where error.code == .notFound {
             throw Refusal(status: .failure(.notFound, .tenantUnknown, "no tenant \(id) is registered"), tenant: id)
         }
@@ -210,7 +228,7 @@ public final class BrokerService: BrokerRequestHandler {
         guard let slotID = tenant.slotID else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id) has no FIC slot"), tenant: tenant.id)
         }
-        let slot = try await store.slot(slotID)
+        let slot = try await slotRecords.value(for: slotID) { try await store.slot(slotID) }
         guard slot.state.isServing else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id)'s slot \(slotID) is \(slot.state.rawValue)"), tenant: tenant.id)
         }
@@ -236,7 +254,9 @@ public final class BrokerService: BrokerRequestHandler {
             return (version, result.value)
         }
         do {
-            let envelope = try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping)
+            guard let envelope = try await tenantLimit.withPermit(tenant.id.rawValue, { try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping) }) else {
+                throw overloaded(tenant)
+            }
             return (envelope, requestID.withLock { $0 })
         } catch {
             throw await refusal(for: error, tenant: tenant)
@@ -261,13 +281,17 @@ public final class BrokerService: BrokerRequestHandler {
         let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
         let key = VaultKeyID(vaultURL: envelope.vaultURL, name: envelope.keyName, version: envelope.keyVersion)
         let requestID = Mutex<String?>(nil)
-        let plaintext = try await unwraps.run(cacheKey) { [vault, cache] in
+        let plaintext = try await unwraps.run(cacheKey) { [vault, cache, tenantLimit] in
             // A caller that missed the cache may arrive just after an identical unwrap finished:
             // the cache has it now, so no second vault call.
             if let cached = cache.get(cacheKey) { return cached }
             let unwrapped: KeyOperationResult
             do {
-                unwrapped = try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
+                let result = try await tenantLimit.withPermit(tenant.id.rawValue) {
+                    try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
+                }
+                guard let result else { throw self.overloaded(tenant) }
+                unwrapped = result
             } catch {
                 throw await self.refusal(for: error, tenant: tenant)
             }
@@ -282,6 +306,15 @@ public final class BrokerService: BrokerRequestHandler {
             return plaintext
         }
         return (plaintext, envelope, requestID.withLock { $0 })
+    }
+
+    func overloaded(_ tenant: Tenant) -> Refusal {
+        Refusal(
+            status: .failure(
+                .resourceExhausted, .overloaded,
+                "tenant \(tenant.id) already has \(tenantLimit.limit) vault calls in flight (its vault is slow or the load is high); retry shortly",
+                retryable: true, retryAfterMilliseconds: 100),
+            tenant: tenant.id)
     }
 
     /// Maps a failure of the identity chain or the vault to a status; a customer's refusal
@@ -299,6 +332,12 @@ public final class BrokerService: BrokerRequestHandler {
                 return Refusal(status: .failure(.unavailable, .vaultThrottled, "the customer's vault is throttling (\(e.description))", retryable: true, retryAfterMilliseconds: UInt32((e.retryAfter ?? 1) * 1000)), tenant: tenant.id)
             case .keyNotFound:
                 return Refusal(status: .failure(.failedPrecondition, .keyDisabled, "the customer's key version does not exist in the vault"), tenant: tenant.id)
+            case .circuitOpen:
+                return Refusal(
+                    status: .failure(
+                        .unavailable, .vaultUnavailable, "the customer's vault is failing; calls to it are paused (\(e.serviceMessage))", retryable: true,
+                        retryAfterMilliseconds: UInt32(((e.retryAfter ?? 1) * 1000).rounded(.up))),
+                    tenant: tenant.id)
             case .timeout:
                 return Refusal(status: .failure(.deadlineExceeded, .vaultUnavailable, "the customer's vault did not answer in time", retryable: true), tenant: tenant.id)
             default:
@@ -318,6 +357,8 @@ public final class BrokerService: BrokerRequestHandler {
     /// Stops serving the tenant at once: cached keys gone, state suspended (detected, not typed in).
     func revoke(_ tenant: Tenant, reason: SuspensionReason) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
+        tenantRecords.invalidate(tenant.id)
+        defer { tenantRecords.invalidate(tenant.id) }
         logger.warning("customer revoked access; tenant suspended", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
         do {
             _ = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRevoked(reason), actor: "fedbroker")

@@ -4,6 +4,7 @@ import Crypto
 import CryptoExtras
 import FedBrokerCore
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
@@ -32,6 +33,9 @@ public final class KeyVaultClient: Sendable {
         public var publicKeyTTL: Double = 300
         /// Host suffixes a vault URL may have. Tokens are sent to no other host.
         public var allowedVaultHostSuffixes = AzureEnvironment.azureVaultHostSuffixes
+        /// When a vault counts as down (consecutive 5xx/timeouts/resets) and how long calls to it
+        /// are refused at once before one probe is let through.
+        public var circuitBreaker = CircuitBreaker.Policy()
         public init() {}
 
         /// The defaults, with the vault domains the environment allows.
@@ -48,9 +52,18 @@ public final class KeyVaultClient: Sendable {
     let clock: any WallClock
     let configuration: Configuration
     let budget: RateLimiter
+    /// One breaker per vault host: a vault that is down costs its callers milliseconds, not
+    /// their whole deadline, and no other vault is affected.
+    private let breakers = Mutex<[String: CircuitBreaker]>([:])
     private let publicKeys = Mutex<[VaultKeyID: (bundle: KeyBundle, fetchedAt: Date)]>([:])
 
-    public init(httpClient: HTTPClient, clock: any WallClock = SystemWallClock(), configuration: Configuration = Configuration()) {
+    let logger: Logger
+
+    public init(
+        httpClient: HTTPClient, clock: any WallClock = SystemWallClock(), configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "fedbroker.keyvault")
+    ) {
+        self.logger = logger
         self.httpClient = httpClient
         self.clock = clock
         self.configuration = configuration
@@ -195,7 +208,24 @@ public final class KeyVaultClient: Sendable {
                         kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
                         clientRequestID: clientRequestID)
                 }
-                let bearer = try await token(rejected, deadline)
+                let admission = breakers.withLock { all -> CircuitBreaker.Admission in
+                    var breaker = all[id.vaultAuthority] ?? CircuitBreaker(policy: configuration.circuitBreaker)
+                    defer { all[id.vaultAuthority] = breaker }
+                    return breaker.admit(at: clock.now)
+                }
+                if case .refused(let retryAfter) = admission {
+                    throw KeyVaultError(
+                        kind: .circuitOpen, serviceMessage: "the vault failed repeatedly; calls to it are refused for \(Int(retryAfter.rounded(.up))) s",
+                        retryAfter: retryAfter, clientRequestID: clientRequestID)
+                }
+                let bearer: String
+                do {
+                    bearer = try await token(rejected, deadline)
+                } catch {
+                    // No vault call was made: a probe slot goes back unused.
+                    if admission == .probe { release(probeOf: id.vaultAuthority) }
+                    throw error
+                }
                 rejected = nil
                 var request = HTTPClientRequest(url: "\(id.vaultURL)\(path)?api-version=\(configuration.apiVersion)")
                 request.method = method
@@ -212,8 +242,11 @@ public final class KeyVaultClient: Sendable {
                     response = try await AzureHTTP.send(
                         request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
                 } catch let failure as TransportFailure {
-                    throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+                    let error = KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+                    observe(error.kind == .invalidVaultURL ? .answered : .failed, vault: id.vaultAuthority)
+                    throw error
                 }
+                observe(response.status >= 500 ? .failed : .answered, vault: id.vaultAuthority)
                 if (200..<300).contains(response.status) { return response.json ?? [:] }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
                 if error.kind == .unauthorized {
@@ -236,6 +269,33 @@ public final class KeyVaultClient: Sendable {
             }
         }
         return (json, clientRequestID)
+    }
+
+    private func observe(_ outcome: CircuitBreaker.Outcome, vault: String) {
+        let changed = breakers.withLock { all -> (Bool, Bool) in
+            var breaker = all[vault] ?? CircuitBreaker(policy: configuration.circuitBreaker)
+            defer { all[vault] = breaker }
+            return (breaker.record(outcome, at: clock.now), breaker.isOpen)
+        }
+        guard changed.0 else { return }
+        if changed.1 {
+            logger.warning(
+                "vault circuit opened: calls refused at once until a probe succeeds",
+                metadata: ["fb.vault": "\(vault)", "fb.openSeconds": "\(configuration.circuitBreaker.openSeconds)"])
+        } else {
+            logger.info("vault circuit closed: the vault answers again", metadata: ["fb.vault": "\(vault)"])
+        }
+    }
+
+    /// A half-open probe that never reached the vault: let the next caller probe at once.
+    private func release(probeOf vault: String) {
+        breakers.withLock { $0[vault]?.abandonProbe(at: clock.now) }
+    }
+
+    /// Whether calls to the vault at `vaultURL`'s host are being refused without being sent.
+    public func isCircuitOpen(vaultURL: String) -> Bool {
+        let authority = VaultKeyID(vaultURL: vaultURL, name: "x").vaultAuthority
+        return breakers.withLock { $0[authority]?.isOpen ?? false }
     }
 
     static func error(from response: AzureHTTP.Response, clientRequestID: String, now: Date) -> KeyVaultError {

@@ -20,6 +20,8 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
         case tlsFailed
         /// The local per-vault budget has no room before the deadline.
         case budgetExhausted
+        /// The vault failed repeatedly; calls to it are refused without being sent for a while.
+        case circuitOpen
         /// The vault URL is not https on an allowed vault domain: no token is sent to it.
         case invalidVaultURL
         case other

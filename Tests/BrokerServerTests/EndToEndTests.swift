@@ -19,16 +19,22 @@ import Testing
         let store: SQLBrokerStore
         let audit: AuditWriter
         let server: BrokerTransportServer
-        let pki: TestPKI
+        let service: BrokerService
+        let pki: LocalPKI
         let tenants: [TenantID]
 
-        func client(_ name: String) throws -> FedBrokerClient {
-            FedBrokerClient(configuration: .init(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: name), serverHostname: "localhost"))
+        /// `retrying: false` shows the broker's own answer: no client-side retry hides it.
+        func client(_ name: String, retrying: Bool = true) throws -> FedBrokerClient {
+            var configuration = FedBrokerClient.Configuration(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: name), serverHostname: "localhost")
+            if !retrying { configuration.backoff = Backoff(initial: 0.05, maximum: 0.05, maxRetries: 0) }
+            return FedBrokerClient(configuration: configuration)
         }
         func counter(_ name: String) -> Int { emulator.state.counters.snapshot[name] ?? 0 }
     }
 
-    func withWorld(_ body: (World) async throws -> Void) async throws {
+    func withWorld(
+        configure: (inout BrokerService.Configuration) -> Void = { _ in }, _ body: (World) async throws -> Void
+    ) async throws {
         RSAKeyMaterial.reuse(true)
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
@@ -75,12 +81,13 @@ import Testing
             // Attempt timeouts guard production against hung servers; a loaded 2-core test run can
             // take longer than 10 s to answer, and a retried attempt would count twice below.
             serviceConfiguration.azureAttemptTimeout = 120
+            configure(&serviceConfiguration)
             let service = try BrokerService(configuration: serviceConfiguration, store: store, audit: audit, httpClient: http, logger: logger)
-            let pki = try TestPKI()
+            let pki = try LocalPKI()
             var serverConfiguration = BrokerTransportServer.Configuration()
             serverConfiguration.tls = try pki.serverTLS()
             let server = try await BrokerTransportServer.bind(configuration: serverConfiguration, service: service, logger: logger)
-            let world = World(emulator: emulator, store: store, audit: audit, server: server, pki: pki, tenants: tenants)
+            let world = World(emulator: emulator, store: store, audit: audit, server: server, service: service, pki: pki, tenants: tenants)
             do {
                 try await body(world)
             } catch {
@@ -221,6 +228,115 @@ import Testing
             #expect(operations.filter { $0 == "key.generate_data_key" }.count == 2)
             #expect(records.contains { $0.operation == "key.unwrap" && !$0.outcome.isSuccess })
             #expect(records.contains { $0.operation == "key.unwrap" && $0.outcome.isSuccess && $0.clientRequestID != nil })
+        }
+    }
+
+    /// The broker's answer to a call that must fail.
+    func refusal(_ call: () async throws -> Void) async -> WireStatus? {
+        do {
+            try await call()
+            Issue.record("the call succeeded")
+        } catch let BrokerCallError.status(status) {
+            return status
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+        return nil
+    }
+
+    @Test func aFailingVaultOpensItsCircuitAndOtherVaultsAreServed() async throws {
+        try await withWorld(configure: { $0.circuitBreaker = .init(failureThreshold: 3, openSeconds: 600) }) { w in
+            let a = try w.client("svc-a", retrying: false)
+            let b = try w.client("svc-b", retrying: false)
+            let (_, blobA, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            let (_, blobB, _) = try await b.generateDataKey(tenant: "customer-2", deadline: deadline())
+            let rule = FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", status: 503, remaining: 100)
+            w.emulator.state.faults.add(rule)
+            func vaultAttempts() -> Int { 100 - (w.emulator.state.faults.all.first { $0.id == rule.id }?.remaining ?? 0) }
+
+            // Three 503s in a row (the broker's own retries) open the circuit; the retry after
+            // them is refused without being sent.
+            let first = await refusal { _ = try await a.unwrap(blobA, deadline: deadline()) }
+            #expect(first?.reason == .vaultUnavailable)
+            #expect(first?.retryable == true)
+            #expect(vaultAttempts() == 3)
+            // While open: refused at once, nothing reaches the vault, and the caller is told when to retry.
+            let second = await refusal { _ = try await a.unwrap(blobA, deadline: deadline()) }
+            #expect(second?.reason == .vaultUnavailable)
+            #expect(second?.code == .unavailable)
+            #expect((second?.retryAfterMs ?? 0) > 500_000)
+            #expect(vaultAttempts() == 3)
+            // The tenant is not suspended: an unhealthy vault is not a revocation.
+            #expect(try await w.store.tenant(w.tenants[0]).state == .active)
+            // Another customer's vault is unaffected.
+            #expect(try await b.unwrap(blobB, deadline: deadline()).count == 32)
+        }
+    }
+
+    @Test func aTenantOverItsConcurrencyLimitIsRefusedAtOnceWhileOthersAreServed() async throws {
+        try await withWorld(configure: { $0.tenantConcurrency = 2 }) { w in
+            let a = try w.client("svc-a", retrying: false)
+            let b = try w.client("svc-b", retrying: false)
+            // Three distinct blobs (no single flight), a slow vault for tenant 1 only.
+            var blobs: [[UInt8]] = []
+            for _ in 0..<3 { blobs.append(try await a.generateDataKey(tenant: "customer-1", deadline: deadline()).blob) }
+            let (_, blobB, _) = try await b.generateDataKey(tenant: "customer-2", deadline: deadline())
+            w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", latencyMilliseconds: 3000))
+
+            let outcomes = await withTaskGroup(of: WireReason?.self) { group in
+                for blob in blobs {
+                    group.addTask {
+                        do {
+                            _ = try await a.unwrap(blob, deadline: deadline())
+                            return nil
+                        } catch let BrokerCallError.status(status) {
+                            #expect(status.retryable)
+                            #expect(status.code == .resourceExhausted)
+                            return status.reason
+                        } catch {
+                            return .unspecified
+                        }
+                    }
+                }
+                // Tenant 2 is served while tenant 1's vault holds both of its permits.
+                group.addTask {
+                    (try? await b.unwrap(blobB, deadline: deadline()).count) == 32 ? nil : .unspecified
+                }
+                return await group.reduce(into: [WireReason?]()) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == nil }.count == 3)  // two of tenant 1's, and tenant 2's
+            #expect(outcomes.filter { $0 == .overloaded }.count == 1)
+            #expect(w.service.tenantLimitInFlight("customer-1") == 0)  // every permit came back
+        }
+    }
+
+    @Test func aTenantSuspendedInTheStoreLosesItsCachedKeysThroughTheChangeFeed() async throws {
+        try await withWorld { w in
+            let (events, applied) = AsyncStream<(ChangeEvent, Int)>.makeStream()
+            let start = try await w.store.latestChangeSequence()
+            let follower = Task { await w.service.followChanges(after: start, pollInterval: .milliseconds(50)) { applied.yield(($0, $1)) } }
+            defer { follower.cancel() }
+            let a = try w.client("svc-a")
+            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(try await a.unwrap(blob, deadline: deadline()) == plaintext)
+            #expect(w.counter("keyvault.unwrapkey") == 1)
+            #expect(w.service.cache.count == 1)
+
+            // Staff (or another replica) suspends the tenant: the follower purges its keys.
+            var tenant = try await w.store.tenant(w.tenants[0])
+            tenant = try await w.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRevoked(.roleRemoved), actor: "replica-2")
+            var purged = 0
+            for await (event, count) in events where event.kind == .tenant && event.entityID == tenant.id.rawValue {
+                purged = count
+                break
+            }
+            #expect(purged == 1)
+            #expect(w.service.cache.count == 0)
+
+            // Restored: the next unwrap goes to the vault again, the key was not kept.
+            _ = try await w.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRestored, actor: "sre")
+            #expect(try await a.unwrap(blob, deadline: deadline()) == plaintext)
+            #expect(w.counter("keyvault.unwrapkey") == 2)
         }
     }
 }

@@ -1,0 +1,60 @@
+import FedBrokerCore
+import Foundation
+import Synchronization
+
+/// Store records (callers, tenants, slots) the hot path reads on every request, kept for at
+/// most `maximumAge` seconds so a cached unwrap costs no database round trip. Staleness is
+/// bounded twice: by the age, and by the change-feed follower, which drops a record as soon as
+/// the store says it changed. The broker's own writes (a tenant it suspends) drop theirs at
+/// once. Failures are not cached: an unknown tenant is looked up again next time.
+final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private struct Entry {
+        var value: Value
+        var loadedAt: Date
+    }
+
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        /// Bumped by every invalidation, so a load that started before one cannot put back the
+        /// record it removed.
+        var generation: UInt64 = 0
+    }
+
+    let maximumAge: Double
+    private let clock: any WallClock
+    private let state = Mutex(State())
+
+    init(maximumAge: Double, clock: any WallClock) {
+        self.maximumAge = maximumAge
+        self.clock = clock
+    }
+
+    func value(for key: Key, load: () async throws -> Value) async throws -> Value {
+        let now = clock.now
+        let (cached, generation) = state.withLock { state -> (Value?, UInt64) in
+            if let entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge { return (entry.value, state.generation) }
+            return (nil, state.generation)
+        }
+        if let cached { return cached }
+        let value = try await load()
+        guard maximumAge > 0 else { return value }
+        state.withLock { state in
+            if state.generation == generation { state.entries[key] = Entry(value: value, loadedAt: now) }
+        }
+        return value
+    }
+
+    func invalidate(_ key: Key) {
+        state.withLock {
+            $0.entries[key] = nil
+            $0.generation &+= 1
+        }
+    }
+
+    func invalidateAll() {
+        state.withLock {
+            $0.entries.removeAll()
+            $0.generation &+= 1
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import AzureEmulator
+import AzureIdentity
+import BrokerClient
+import BrokerServer
+import BrokerStore
+import FedBrokerCore
+import Foundation
+import KeyVault
+import Logging
+
+/// `fedbroker bench`: the broker measured against baselines taken in the same run, on this
+/// machine, over real sockets and TLS against the emulator. Figures are ratios to the baseline
+/// so they travel between machines better than absolute numbers do.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmark the broker against same-run baselines; prints a table and writes JSON.",
+        discussion: """
+            1. cached: Unwrap of a cached key through client + broker over mTLS, at each --concurrency, \
+            beside an echo server with the same transport and TLS that answers with a canned Unwrap (no broker logic).
+            2. uncached: Unwrap that misses the cache (a fresh blob each time), one at a time, through the broker \
+            vs the Key Vault client calling the emulator directly with the same token.
+            3. cold-start: `fedbroker serve` started as a new process on a store of --tenants tenants over --slots slots: \
+            time until it served its first Unwrap, and its resident memory then.
+            Build with -c release first; a debug build measures the compiler, not the broker.
+            """
+    )
+
+    enum Part: String, ExpressibleByArgument, CaseIterable { case cached, uncached, coldStart = "cold-start" }
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start.")
+    var parts: [Part] = Part.allCases
+    @Option(name: .long, parsing: .upToNextOption, help: "Concurrent callers for the cached part.")
+    var concurrency: [Int] = [1, 16, 64, 256]
+    @Option(name: .long, help: "Seconds measured per point (after a warm-up of a quarter of it).")
+    var seconds: Double = 3
+    @Option(name: .long, help: "Client connections to the broker (and to the echo server).")
+    var connections: Int = 2
+    @Option(name: .long, help: "Uncached unwraps measured (each pair: broker, then direct).")
+    var uncachedSamples: Int = 300
+    @Option(name: .long, help: "Tenants registered for the cold start.")
+    var tenants: Int = 10_000
+    @Option(name: .long, help: "FIC slots for the cold start (at most 20).")
+    var slots: Int = 20
+    @Option(name: .long, help: "Where the cold-start store is made (and removed after); tmpfs keeps seeding fast.")
+    var coldStartDir: String = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/fedbroker-bench" : NSTemporaryDirectory() + "fedbroker-bench"
+    @Option(name: .long, help: "Where the JSON results go.")
+    var output: String = "bench-results.json"
+
+    func validate() throws {
+        guard seconds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --connections, --uncached-samples must be positive") }
+        guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
+        guard concurrency.allSatisfy({ $0 > 0 }) else { throw ValidationError("--concurrency values must be positive") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "fedbroker.bench")
+        logger.logLevel = .error
+        var results = BenchResults(machine: .current)
+        #if DEBUG
+        note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
+        results.debugBuild = true
+        #endif
+        if parts.contains(.cached) || parts.contains(.uncached) {
+            try await BenchWorld.withWorld(logger: logger) { world in
+                if parts.contains(.cached) { results.cached = try await cached(world) }
+                if parts.contains(.uncached) { results.uncached = try await uncached(world) }
+            }
+        }
+        if parts.contains(.coldStart) {
+            results.coldStart = try await ColdStart(tenants: tenants, slots: slots, directory: coldStartDir, logger: logger, note: note).run()
+        }
+        print(results.table())
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(results).write(to: URL(fileURLWithPath: output))
+        note("results written to \(output)")
+    }
+
+    func note(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+    // MARK: Parts
+
+    func cached(_ world: BenchWorld) async throws -> [BenchResults.CachedPoint] {
+        let broker = try world.client(port: world.broker.port, connections: connections)
+        let echo = try world.client(port: world.echo.port, connections: connections)
+        defer { Task { await broker.close(); await echo.close() } }
+        let deadline: @Sendable () -> Date = { Date().addingTimeInterval(30) }
+        let (plaintext, blob, _) = try await broker.generateDataKey(tenant: "customer-1", deadline: deadline())
+        guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }
+        var points: [BenchResults.CachedPoint] = []
+        for level in concurrency {
+            note("cached unwrap, concurrency \(level): echo baseline …")
+            let baseline = await measure(concurrency: level, seconds: seconds, warmup: seconds / 4) {
+                _ = try await echo.unwrap(blob, deadline: deadline())
+            }
+            note("cached unwrap, concurrency \(level): broker …")
+            let measured = await measure(concurrency: level, seconds: seconds, warmup: seconds / 4) {
+                _ = try await broker.unwrap(blob, deadline: deadline())
+            }
+            points.append(.init(concurrency: level, broker: measured, echo: baseline))
+        }
+        return points
+    }
+
+    func uncached(_ world: BenchWorld) async throws -> BenchResults.UncachedResult {
+        let broker = try world.client(port: world.broker.port, connections: 1)
+        defer { Task { await broker.close() } }
+        let deadline: @Sendable () -> Date = { Date().addingTimeInterval(60) }
+        note("uncached unwrap: \(uncachedSamples) fresh blobs …")
+        var blobs: [[UInt8]] = []
+        for _ in 0..<(uncachedSamples + 10) { blobs.append(try await broker.generateDataKey(tenant: "customer-1", deadline: deadline()).blob) }
+
+        // The direct path: the same vault client, token provider and identity the broker uses.
+        let customer = world.scenario.customers[0]
+        let vault = KeyVaultClient(httpClient: world.http, configuration: .init(environment: world.environment))
+        let tokens = CrossTenantTokenProvider(
+            exchange: ClientAssertionExchange(authority: world.environment.authorityURL, applicationClientID: world.scenario.appClientID, httpClient: world.http))
+        let source = IMDSAssertionSource(clientID: world.scenario.managedIdentities[0].clientId, endpoint: world.environment.imdsURL, httpClient: world.http)
+        let token = tokens.vaultTokenProvider(tenantID: customer.tenantID, source: source)
+        func direct(_ blob: [UInt8]) async throws {
+            let envelope = try WrappedKeyEnvelope(parsing: blob)
+            let key = VaultKeyID(vaultURL: envelope.vaultURL, name: envelope.keyName, version: envelope.keyVersion)
+            _ = try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: token, deadline: deadline(), expectedTenantID: customer.tenantID)
+        }
+        // Warm both paths (connections, tokens) on blobs not measured.
+        for blob in blobs.suffix(10) {
+            _ = try await broker.unwrap(blob, deadline: deadline())
+            try await direct(blob)
+        }
+        var viaBroker: [UInt64] = []
+        var viaDirect: [UInt64] = []
+        for blob in blobs.prefix(uncachedSamples) {
+            var start = DispatchTime.now().uptimeNanoseconds
+            _ = try await broker.unwrap(blob, deadline: deadline())
+            viaBroker.append(DispatchTime.now().uptimeNanoseconds - start)
+            start = DispatchTime.now().uptimeNanoseconds
+            try await direct(blob)
+            viaDirect.append(DispatchTime.now().uptimeNanoseconds - start)
+        }
+        let total = { (samples: [UInt64]) in Double(samples.reduce(0, +)) / 1e9 }
+        return .init(
+            broker: LatencySample(nanoseconds: viaBroker, seconds: total(viaBroker), errors: 0),
+            direct: LatencySample(nanoseconds: viaDirect, seconds: total(viaDirect), errors: 0))
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+
+/// Everything one `fedbroker bench` run measured, as written to the JSON file.
+struct BenchResults: Codable {
+    struct Machine: Codable {
+        var cores: Int
+        var memoryGiB: Double
+        var date: Date
+        static var current: Machine {
+            .init(cores: ProcessInfo.processInfo.activeProcessorCount, memoryGiB: Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824, date: Date())
+        }
+    }
+
+    struct CachedPoint: Codable {
+        var concurrency: Int
+        var broker: LatencySample
+        var echo: LatencySample
+        /// Broker throughput as a fraction of the echo's: the cost of broker logic (target ≥ 0.6 at 64).
+        var ratio: Double { echo.throughput > 0 ? broker.throughput / echo.throughput : 0 }
+    }
+
+    struct UncachedResult: Codable {
+        var broker: LatencySample
+        var direct: LatencySample
+        /// What the broker adds to a vault round trip at the median (target ≤ 500 µs).
+        var addedP50Microseconds: Double { broker.p50Microseconds - direct.p50Microseconds }
+    }
+
+    struct ColdStartResult: Codable {
+        var tenants: Int
+        var slots: Int
+        var secondsToListen: Double
+        /// Process start to the first GenerateDataKey answered: IMDS, Entra and the vault included (target < 2 s).
+        var secondsToFirstKeyOperation: Double
+        var residentMegabytes: Double
+        var peakResidentMegabytes: Double
+        var exitStatus: Int
+    }
+
+    var machine: Machine
+    var debugBuild = false
+    var cached: [CachedPoint]?
+    var uncached: UncachedResult?
+    var coldStart: ColdStartResult?
+
+    init(machine: Machine) { self.machine = machine }
+
+    func table() -> String {
+        func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
+        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")"]
+        if let cached {
+            lines.append("")
+            lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")
+            lines.append("   conc   broker ops/s   echo ops/s   ratio   broker p50/p99/p99.9 µs    echo p50/p99/p99.9 µs   errors")
+            for p in cached {
+                lines.append(
+                    "   \(pad(p.concurrency, 4))   \(pad(f(p.broker.throughput), 12))   \(pad(f(p.echo.throughput), 10))   \(pad(f(p.ratio, 2), 5))   "
+                        + "\(pad("\(f(p.broker.p50Microseconds))/\(f(p.broker.p99Microseconds))/\(f(p.broker.p999Microseconds))", 23))   "
+                        + "\(pad("\(f(p.echo.p50Microseconds))/\(f(p.echo.p99Microseconds))/\(f(p.echo.p999Microseconds))", 21))   \(p.broker.errors + p.echo.errors)")
+            }
+        }
+        if let uncached {
+            lines.append("")
+            lines.append("2. Uncached Unwrap, one at a time: broker vs Key Vault client direct to the emulator (\(uncached.broker.operations) each)")
+            lines.append("   broker p50 \(f(uncached.broker.p50Microseconds)) µs, p99 \(f(uncached.broker.p99Microseconds)) µs")
+            lines.append("   direct p50 \(f(uncached.direct.p50Microseconds)) µs, p99 \(f(uncached.direct.p99Microseconds)) µs")
+            lines.append("   added by the broker at p50: \(f(uncached.addedP50Microseconds)) µs (ratio \(f(uncached.broker.p50Microseconds / max(uncached.direct.p50Microseconds, 1), 2)))")
+        }
+        if let c = coldStart {
+            lines.append("")
+            lines.append("3. Cold start: \(c.tenants) tenants on \(c.slots) slots")
+            lines.append("   listening after \(f(c.secondsToListen, 3)) s; first GenerateDataKey answered after \(f(c.secondsToFirstKeyOperation, 3)) s")
+            lines.append("   resident memory \(f(c.residentMegabytes, 1)) MiB (peak \(f(c.peakResidentMegabytes, 1)) MiB); exit status after SIGTERM \(c.exitStatus)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func pad(_ value: Any, _ width: Int) -> String {
+        let text = "\(value)"
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+}
+
+/// A benchmark that could not measure what it set out to (the setup or a check failed).
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

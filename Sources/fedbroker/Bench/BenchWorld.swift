@@ -1,0 +1,138 @@
+import AsyncHTTPClient
+import AzureEmulator
+import AzureIdentity
+import BrokerClient
+import BrokerServer
+import BrokerStore
+import BrokerWire
+import FedBrokerCore
+import Foundation
+import Logging
+import NIOSSL
+import SwiftProtobuf
+
+/// What the in-process benchmarks stand on: the emulator, a SQLite store with the default
+/// scenario's two customers on two slots, the broker over mTLS, and beside it an echo server
+/// with the same transport and TLS that answers every request with a canned Unwrap response
+/// (the baseline: frames, TLS and the client library, no broker logic).
+struct BenchWorld {
+    let emulator: AzureEmulator
+    let scenario: DefaultScenario
+    let environment: AzureEnvironment
+    let http: HTTPClient
+    let store: SQLBrokerStore
+    let audit: AuditWriter
+    let service: BrokerService
+    let broker: BrokerTransportServer
+    let echo: BrokerTransportServer
+    let pki: LocalPKI
+    let directory: URL
+
+    static let callerName = "bench"
+
+    func client(port: Int, connections: Int) throws -> FedBrokerClient {
+        var configuration = FedBrokerClient.Configuration(host: "127.0.0.1", port: port, tls: try pki.clientTLS(commonName: Self.callerName), serverHostname: "localhost")
+        configuration.connections = connections
+        return FedBrokerClient(configuration: configuration)
+    }
+
+    static func withWorld<T: Sendable>(logger: Logger, _ body: (BenchWorld) async throws -> T) async throws -> T {
+        RSAKeyMaterial.reuse(true)
+        var emulatorConfiguration = AzureEmulator.Configuration()
+        emulatorConfiguration.seedDefaultScenario = true
+        return try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
+            guard let scenario = emulator.defaultScenario else { throw BenchError("the emulator seeded no scenario") }
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedbroker-bench-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let caPath = directory.appendingPathComponent("emulator-ca.pem").path
+            try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
+
+            let store = try await SQLBrokerStore.open(.sqlite(path: directory.appendingPathComponent("broker.db").path), logger: logger)
+            _ = try await store.migrate()
+            try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
+            _ = try await store.createCaller(
+                Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]), actor: "bench")
+
+            var environment = AzureEnvironment(
+                imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
+                vaultHostSuffixes: ["localhost"])
+            environment.graphURL = endpoints.graph
+            let http = try environment.makeHTTPClient()
+            let audit = AuditWriter(store: store, logger: logger)
+            let auditTask = Task { await audit.run() }
+            let service = try BrokerService(configuration: .init(environment: environment), store: store, audit: audit, httpClient: http, logger: logger)
+            let pki = try LocalPKI()
+            var transport = BrokerTransportServer.Configuration()
+            transport.tls = try pki.serverTLS()
+            let broker = try await BrokerTransportServer.bind(configuration: transport, service: service, logger: logger)
+            let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
+            let world = BenchWorld(
+                emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: audit, service: service,
+                broker: broker, echo: echo, pki: pki, directory: directory)
+            let result: Result<T, any Error>
+            do { result = .success(try await body(world)) } catch { result = .failure(error) }
+            try? await broker.close()
+            try? await echo.close()
+            auditTask.cancel()
+            try? await audit.shutdown()
+            try? await http.shutdown()
+            try? await store.close()
+            return try result.get()
+        }
+    }
+
+    /// Slots for the scenario's managed identities (and made-up ones up to `slotCount`), the
+    /// scenario's customers as active tenants `customer-N`, and `extraTenants` more active
+    /// tenants spread over the slots (their vaults are never called).
+    static func seed(
+        _ store: SQLBrokerStore, scenario: DefaultScenario, extraTenants: Int, slotCount: Int, progress: ((Int) -> Void)?
+    ) async throws {
+        var slots: [FICSlotID] = []
+        for index in 0..<slotCount {
+            let mi = index < scenario.managedIdentities.count ? scenario.managedIdentities[index] : nil
+            let clientID = mi?.clientId ?? UUID().uuidString.lowercased()
+            let principalID = mi?.principalId ?? UUID().uuidString.lowercased()
+            let identity = try FICSlotIdentity(
+                applicationID: scenario.appClientID, managedIdentityClientID: clientID, managedIdentityPrincipalID: principalID,
+                issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: principalID)
+            let slot = try await store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "bench")
+            _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "bench")
+            slots.append(slot.id)
+        }
+        var registrations: [TenantRegistration] = []
+        for (index, customer) in scenario.customers.enumerated() {
+            registrations.append(try TenantRegistration(
+                id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
+                displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName)))
+        }
+        for index in 0..<extraTenants {
+            registrations.append(try TenantRegistration(
+                id: TenantID(rawValue: "tenant-\(index + 1)")!, entraTenantID: EntraTenantID(validating: UUID().uuidString.lowercased()),
+                displayName: "Tenant \(index + 1)", geo: "europe",
+                key: KeyReference(vaultURL: "https://tenant-\(index + 1).vault.azure.net", keyName: "cmk")))
+        }
+        for (index, registration) in registrations.enumerated() {
+            var tenant = try await store.registerTenant(registration, actor: "bench")
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "bench")
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "bench")
+            // The scenario's customers trust the scenario's identities: customer-N on fic-N.
+            if index < scenario.customers.count, tenant.slotID != slots[index] {
+                _ = try await store.assignTenant(tenant.id, expectedVersion: tenant.version, to: slots[index], actor: "bench")
+            }
+            if (index + 1) % 500 == 0 { progress?(index + 1) }
+        }
+    }
+}
+
+/// The baseline server's handler: the same response an Unwrap gets, with no work behind it.
+struct CannedUnwrapHandler: BrokerRequestHandler {
+    let response: WireResponse = .with {
+        $0.status = .ok
+        $0.unwrap = .with {
+            $0.plaintext = Data(repeating: 7, count: 32)
+            $0.keyID = "https://localhost:1/keys/cmk/00000000000000000000000000000000"
+        }
+    }
+    func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse { response }
+}

@@ -1,0 +1,151 @@
+import AzureIdentity
+import BrokerServer
+import Configuration
+import FedBrokerCore
+import Foundation
+import SystemPackage
+
+extension ServeConfiguration {
+    /// Reads the broker's configuration. Every key, as `key (type, default): meaning`; in the
+    /// environment a key is `FEDBROKER_` + the key in upper snake case (`server.maxStreams` →
+    /// `FEDBROKER_SERVER_MAX_STREAMS`); in the JSON file it is the nested path
+    /// (`{"server": {"maxStreams": 512}}`). docs/configuration.md has the same table.
+    ///
+    /// - server.listen (string, 127.0.0.1:7443): HOST:PORT to listen on.
+    /// - server.tlsCert / server.tlsKey (string): PEM certificate chain and key the broker presents.
+    /// - server.clientCA (string): PEM CA that issues callers' client certificates.
+    /// - server.plaintext (bool, false): no TLS; loopback only, every caller anonymous.
+    /// - server.maxStreams (int, 256): requests one connection may have in flight.
+    /// - server.drainSeconds (double, 10): how long in-flight calls may take to finish on SIGTERM.
+    /// - store.databaseURL (string, secret): postgres://… or sqlite:PATH; default SQLite in store.dataDir.
+    /// - store.dataDir (string, fedbroker-data): directory of the embedded SQLite store.
+    /// - store.recordMaxAgeSeconds (double, 1): how long a caller/tenant/slot record is reused.
+    /// - cache.maxAgeSeconds (double, 300): the revocation bound for cached plaintext keys.
+    /// - cache.maxEntries (int, 100000), cache.maxUses (int, 100000): the other cache bounds.
+    /// - vault.tenantConcurrency (int, 64): vault calls in flight per tenant before OVERLOADED.
+    /// - vault.circuitFailureThreshold (int, 5): consecutive vault failures that open its circuit.
+    /// - vault.circuitOpenSeconds (double, 5): how long an open circuit refuses before one probe.
+    /// - vault.attemptTimeoutSeconds (double, 10): the longest one Azure request may take.
+    /// - azure.imdsURL, azure.authorityURL, azure.graphURL, azure.appClientID, azure.caBundle
+    ///   (string), azure.vaultHostSuffixes (string, comma-separated): the Azure endpoints; the
+    ///   older variables FEDBROKER_IMDS_URL, FEDBROKER_AUTHORITY_URL, FEDBROKER_GRAPH_URL,
+    ///   FEDBROKER_APP_CLIENT_ID, FEDBROKER_CA_BUNDLE and FEDBROKER_VAULT_HOST_SUFFIXES still work.
+    /// - log.level (string, info): trace, debug, info, notice, warning, error, critical.
+    init(reader: ConfigReader) throws {
+        self.init()
+        let r = StrictConfigReader(reader: reader)
+        if let listen = try r.string("server.listen") {
+            guard let (host, port) = ServeCommand.split(listen) else { throw ConfigurationError(key: "server.listen", "'\(listen)' is not HOST:PORT") }
+            (listenHost, listenPort) = (host, port)
+        }
+        tlsCertificatePath = try r.string("server.tlsCert")
+        tlsKeyPath = try r.string("server.tlsKey")
+        clientCAPath = try r.string("server.clientCA")
+        plaintext = try r.bool("server.plaintext") ?? plaintext
+        if let streams = try r.int("server.maxStreams") {
+            guard let value = UInt32(exactly: streams) else { throw ConfigurationError(key: "server.maxStreams", "\(streams) is out of range") }
+            maximumConcurrentStreams = value
+        }
+        drainSeconds = try r.double("server.drainSeconds") ?? drainSeconds
+        databaseURL = try r.string("store.databaseURL", secret: true)
+        dataDirectory = try r.string("store.dataDir") ?? dataDirectory
+        logLevel = try r.string("log.level") ?? logLevel
+
+        var azure = AzureEnvironment()
+        if let v = try r.string("azure.imdsURL") { azure.imdsURL = v }
+        if let v = try r.string("azure.authorityURL") { azure.authorityURL = v }
+        if let v = try r.string("azure.graphURL") { azure.graphURL = v }
+        azure.applicationClientID = try r.string("azure.appClientID")
+        azure.caBundlePath = try r.string("azure.caBundle")
+        if let v = try r.string("azure.vaultHostSuffixes") {
+            azure.vaultHostSuffixes = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        self.azure = azure
+
+        var service = BrokerService.Configuration(environment: azure)
+        service.cache.maximumAge = try r.double("cache.maxAgeSeconds") ?? service.cache.maximumAge
+        service.cache.maximumEntries = try r.int("cache.maxEntries") ?? service.cache.maximumEntries
+        service.cache.maximumUses = try r.int("cache.maxUses") ?? service.cache.maximumUses
+        service.recordMaximumAge = try r.double("store.recordMaxAgeSeconds") ?? service.recordMaximumAge
+        service.tenantConcurrency = try r.int("vault.tenantConcurrency") ?? service.tenantConcurrency
+        service.azureAttemptTimeout = try r.double("vault.attemptTimeoutSeconds") ?? service.azureAttemptTimeout
+        let threshold = try r.int("vault.circuitFailureThreshold") ?? service.circuitBreaker.failureThreshold
+        let openSeconds = try r.double("vault.circuitOpenSeconds") ?? service.circuitBreaker.openSeconds
+        guard threshold > 0, openSeconds > 0 else {
+            throw ConfigurationError(key: "vault.circuitFailureThreshold", "the circuit's threshold and open seconds must be positive")
+        }
+        service.circuitBreaker = .init(failureThreshold: threshold, openSeconds: openSeconds)
+        self.service = service
+    }
+
+    /// The reader `serve` uses: flags first, then the environment, then the file, then defaults.
+    ///
+    /// - Parameters:
+    ///   - flags: values given on the command line, by key (only those given, so an unset flag
+    ///     does not hide the layers below).
+    ///   - file: a JSON file; nil for none. A named file that does not exist is an error.
+    static func reader(flags: [String: ConfigContent], file: String?, environment: [String: String]) async throws -> ConfigReader {
+        let secretKeys: Set<String> = ["store.databaseURL"]
+        var providers: [any ConfigProvider] = []
+        providers.append(InMemoryProvider(name: "flags", values: Dictionary(uniqueKeysWithValues: flags.map { key, value in
+            (AbsoluteConfigKey(key.split(separator: ".").map(String.init)), ConfigValue(value, isSecret: secretKeys.contains(key)))
+        })))
+        providers.append(
+            EnvironmentVariablesProvider(
+                environmentVariables: environment,
+                secretsSpecifier: .dynamic { name, _ in name.hasSuffix("DATABASE_URL") }
+            ).prefixKeys(with: "fedbroker"))
+        // The variables that predate the configuration file keep their names.
+        let legacy = ["FEDBROKER_IMDS_URL": "azure.imdsURL", "FEDBROKER_AUTHORITY_URL": "azure.authorityURL", "FEDBROKER_GRAPH_URL": "azure.graphURL",
+                      "FEDBROKER_APP_CLIENT_ID": "azure.appClientID", "FEDBROKER_CA_BUNDLE": "azure.caBundle",
+                      "FEDBROKER_VAULT_HOST_SUFFIXES": "azure.vaultHostSuffixes"]
+        var legacyValues: [AbsoluteConfigKey: ConfigValue] = [:]
+        for (variable, key) in legacy {
+            if let value = environment[variable], !value.isEmpty {
+                legacyValues[AbsoluteConfigKey(key.split(separator: ".").map(String.init))] = ConfigValue(.string(value), isSecret: false)
+            }
+        }
+        providers.append(InMemoryProvider(name: "environment (FEDBROKER_*)", values: legacyValues))
+        if let file {
+            guard FileManager.default.isReadableFile(atPath: file) else { throw ConfigurationError(key: "--config", "\(file) does not exist or is not readable") }
+            do {
+                providers.append(
+                    try await FileProvider<JSONSnapshot>(
+                        parsingOptions: .init(secretsSpecifier: .specific(secretKeys)), filePath: FilePath(file), allowMissing: false))
+            } catch {
+                throw ConfigurationError(key: "--config", "\(file) is not a JSON configuration: \(error)")
+            }
+        }
+        return ConfigReader(providers: providers)
+    }
+}
+
+/// Reads a key that may be absent, but refuses one that is present with the wrong type (the
+/// plain `ConfigReader` reads would silently fall back to the default).
+struct StrictConfigReader {
+    let reader: ConfigReader
+
+    func string(_ key: String, secret: Bool = false) throws -> String? {
+        try read(key) { reader.string(forKey: ConfigKey($0), isSecret: secret) } required: { try reader.requiredString(forKey: ConfigKey($0), isSecret: secret) }
+    }
+    func int(_ key: String) throws -> Int? {
+        try read(key) { reader.int(forKey: ConfigKey($0)) } required: { try reader.requiredInt(forKey: ConfigKey($0)) }
+    }
+    func double(_ key: String) throws -> Double? {
+        try read(key) { reader.double(forKey: ConfigKey($0)) } required: { try reader.requiredDouble(forKey: ConfigKey($0)) }
+    }
+    func bool(_ key: String) throws -> Bool? {
+        try read(key) { reader.bool(forKey: ConfigKey($0)) } required: { try reader.requiredBool(forKey: ConfigKey($0)) }
+    }
+
+    private func read<T>(_ key: String, _ optional: (String) -> T?, required: (String) throws -> T) throws -> T? {
+        if let value = optional(key) { return value }
+        do {
+            return try required(key)
+        } catch {
+            // swift-configuration's error type is not public: "missing" is told apart by its text.
+            if "\(error)".contains("Missing required") { return nil }
+            throw ConfigurationError(key: key, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import AzureIdentity
+import BrokerServer
+import FedBrokerCore
+import Foundation
+
+/// Everything `fedbroker serve` is configured with, after flags, environment, config file and
+/// defaults were merged (see `ServeConfiguration+ConfigReader.swift` for the keys). One value,
+/// so what the process runs with can be logged at start and checked before anything binds.
+struct ServeConfiguration: Sendable {
+    var listenHost = "127.0.0.1"
+    var listenPort = 7443
+    var tlsCertificatePath: String?
+    var tlsKeyPath: String?
+    var clientCAPath: String?
+    var plaintext = false
+    var maximumConcurrentStreams: UInt32 = 256
+    var drainSeconds: Double = 10
+    var databaseURL: String?
+    var dataDirectory = "fedbroker-data"
+    var logLevel = "info"
+    var azure = AzureEnvironment()
+    var service: BrokerService.Configuration
+
+    init() { service = BrokerService.Configuration(environment: AzureEnvironment()) }
+
+    /// Checks what no single key can: TLS is all or nothing, and plaintext only on loopback.
+    func validated() throws -> ServeConfiguration {
+        if plaintext {
+            guard [tlsCertificatePath, tlsKeyPath, clientCAPath].allSatisfy({ $0 == nil }) else {
+                throw ConfigurationError(key: "server.plaintext", "plaintext excludes server.tlsCert, server.tlsKey and server.clientCA")
+            }
+            guard ["127.0.0.1", "::1", "localhost"].contains(listenHost) else {
+                throw ConfigurationError(key: "server.listen", "plaintext is allowed on loopback only, not on \(listenHost)")
+            }
+        } else {
+            guard tlsCertificatePath != nil, tlsKeyPath != nil, clientCAPath != nil else {
+                throw ConfigurationError(
+                    key: "server.tlsCert", "give server.tlsCert, server.tlsKey and server.clientCA (mutual TLS), or server.plaintext on loopback")
+            }
+        }
+        guard service.cache.maximumAge > 0, service.cache.maximumEntries >= 0, service.cache.maximumUses > 0 else {
+            throw ConfigurationError(key: "cache", "cache.maxAgeSeconds and cache.maxUses must be positive, cache.maxEntries not negative")
+        }
+        guard maximumConcurrentStreams > 0, service.tenantConcurrency > 0 else {
+            throw ConfigurationError(key: "server.maxStreams", "server.maxStreams and vault.tenantConcurrency must be positive")
+        }
+        guard azure.applicationClientID != nil else {
+            throw ConfigurationError(key: "azure.appClientID", "no application client id: set azure.appClientID or FEDBROKER_APP_CLIENT_ID")
+        }
+        return self
+    }
+}
+
+/// A configuration value that cannot be used, named by its key so the operator knows what to fix.
+struct ConfigurationError: Error, CustomStringConvertible {
+    let key: String
+    let message: String
+    init(key: String, _ message: String) {
+        self.key = key
+        self.message = message
+    }
+    var description: String { "configuration \(key): \(message)" }
+}
