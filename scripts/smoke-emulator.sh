@@ -70,6 +70,27 @@ check "fedbroker client explains a refusal (exit 1)" bash -c "! '$bin' client ke
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "fedbroker serve stops cleanly on SIGTERM (exit 0)" test "$serve_status" -eq 0
 
+# Configuration (docs/configuration.md): a wrong type stops the broker at start (exit 64) naming
+# the key, whichever layer it came from; serve from a JSON file, with a flag overriding it.
+printf '{"server": {"maxStreams": "many"}}\n' >"$dir/bad.json"
+"$bin" serve --config "$dir/bad.json" --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "a wrong type in the file is refused (exit 64)" test "$bad_status" -eq 64
+check "the refusal names server.maxStreams" grep -q "server.maxStreams" "$dir/bad.err"
+FEDBROKER_SERVER_MAX_STREAMS=abc "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "a wrong type in the environment is refused (exit 64)" test "$bad_status" -eq 64
+check "the refusal names the key" grep -q "server.maxStreams" "$dir/bad.err"
+check "plaintext off loopback is refused" bash -c "! '$bin' serve --plaintext --listen 0.0.0.0:0 --data-dir '$dir/bad' 2>/dev/null"
+check "a missing --config file is refused" bash -c "! '$bin' serve --config '$dir/absent.json' --plaintext --listen 127.0.0.1:0 2>/dev/null"
+printf '{"server": {"listen": "127.0.0.1:1", "plaintext": true, "maxStreams": 8}, "store": {"dataDir": "%s"}}\n' "$dir/fromfile" >"$dir/serve.json"
+"$bin" serve --config "$dir/serve.json" --listen 127.0.0.1:0 >"$dir/serve2.out" 2>"$dir/serve2.log" &
+serve_pid=$!
+for _ in $(seq 1 300); do grep -q serving "$dir/serve2.out" 2>/dev/null && break; kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+serve_port=$(sed -nE 's/.*serving on [^:]+:([0-9]+).*/\1/p' "$dir/serve2.out")
+check "serve from --config (flag overrides listen) answers health" grep -q SERVING <<<"$("$bin" client health --plaintext --connect "127.0.0.1:${serve_port:-1}")"
+check "the file's store.dataDir holds the SQLite store" test -s "$dir/fromfile/broker.db"
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
+check "serve from --config stops cleanly (exit 0)" test "$serve_status" -eq 0
+
 if [ -n "$sdk_python" ]; then
   if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one

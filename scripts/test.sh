@@ -44,6 +44,10 @@ as_postgres "$PGBIN/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 30 -o "
 export FEDBROKER_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres?sslmode=disable"
 echo "test.sh: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port ($pg_data)"
 
+# The transport tests hold thousands of sockets open in one process: raise the soft descriptor
+# limit to the hard one (a no-op where it already is).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 # One build of sources and tests, then the tests without a rebuild (avoids the trait flip-flop
 # between `swift build` and `swift test`, see SWIFT-STACK.md pitfall 2).
 swift build --build-tests

@@ -20,8 +20,10 @@ extension BrokerService {
             do {
                 if last == nil { last = try await store.latestChangeSequence() }
                 for try await event in store.changeFeed(after: last!, pollInterval: pollInterval) {
+                    // Moved past only once applied: an event whose purge failed is applied again.
+                    let purged = try await apply(event)
                     last = event.sequence
-                    applied?(event, try await apply(event))
+                    applied?(event, purged)
                 }
             } catch is CancellationError {
                 return

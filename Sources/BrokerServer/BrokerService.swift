@@ -270,6 +270,9 @@ public final class BrokerService: BrokerRequestHandler {
         } catch {
             throw Refusal(status: .failure(.invalidArgument, .blobInvalid, "not a wrapped key: \(error)"), tenant: nil)
         }
+        // Read before the tenant is checked: a purge from here on (the tenant revoked or
+        // suspended while this call is under way) keeps its key out of the cache.
+        let epoch = cache.purgeEpoch
         // The blob names its tenant; the caller must be granted that tenant.
         let tenant = try await authorizedTenant(envelope.tenantID, for: operation, caller: caller)
         guard tenant.key.vaultURL == envelope.vaultURL.lowercased(), tenant.key.keyName.lowercased() == envelope.keyName.lowercased() else {
@@ -302,7 +305,7 @@ public final class BrokerService: BrokerRequestHandler {
             } catch {
                 throw Refusal(status: .failure(.invalidArgument, envelope.flags.contains(.contextBound) ? .contextMismatch : .blobInvalid, "the blob does not open: altered, or presented under another context"), tenant: tenant.id)
             }
-            cache.put(cacheKey, plaintext)
+            cache.put(cacheKey, plaintext, ifNotPurgedSince: epoch)
             return plaintext
         }
         return (plaintext, envelope, requestID.withLock { $0 })

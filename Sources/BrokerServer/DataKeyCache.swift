@@ -51,6 +51,9 @@ public final class DataKeyCache: Sendable {
         var entries: [Key: Entry] = [:]
         var nextSequence: UInt64 = 0
         var evictions = 0
+        /// Bumped by every purge: a vault call that began before a purge must not put its key
+        /// back afterwards (the tenant was revoked meanwhile).
+        var purges: UInt64 = 0
     }
 
     public let policy: Policy
@@ -78,10 +81,17 @@ public final class DataKeyCache: Sendable {
         }
     }
 
+    /// Taken before a vault call and handed to `put`, so a purge in between wins.
+    public var purgeEpoch: UInt64 { state.withLock { $0.purges } }
+
     /// Stores a plaintext just obtained from the vault, evicting the oldest entry when full.
-    public func put(_ key: Key, _ secret: SecretBytes) {
+    ///
+    /// - Parameter epoch: `purgeEpoch` read before the vault call; if any purge happened since,
+    ///   the key is not stored (the caller still gets it: it was the vault's answer at the time).
+    public func put(_ key: Key, _ secret: SecretBytes, ifNotPurgedSince epoch: UInt64? = nil) {
         let now = clock.now
         state.withLock { s in
+            if let epoch, epoch != s.purges { return }
             if s.entries[key] == nil, s.entries.count >= policy.maximumEntries,
                 let oldest = s.entries.min(by: { $0.value.sequence < $1.value.sequence })?.key
             {
@@ -97,13 +107,19 @@ public final class DataKeyCache: Sendable {
     @discardableResult
     public func purge(tenantID: String) -> Int {
         state.withLock { s in
+            s.purges &+= 1
             let before = s.entries.count
             s.entries = s.entries.filter { $0.key.tenantID != tenantID }
             return before - s.entries.count
         }
     }
 
-    public func purgeAll() { state.withLock { $0.entries.removeAll() } }
+    public func purgeAll() {
+        state.withLock { s in
+            s.purges &+= 1
+            s.entries.removeAll()
+        }
+    }
 
     public var count: Int { state.withLock { $0.entries.count } }
     public var evictions: Int { state.withLock { $0.evictions } }

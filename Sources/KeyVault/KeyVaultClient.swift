@@ -203,11 +203,6 @@ public final class KeyVaultClient: Sendable {
             isRetryable: { ($0 as? KeyVaultError)?.isRetryable ?? false }
         ) { () async throws -> [String: Any] in
             while true {
-                guard try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline) else {
-                    throw KeyVaultError(
-                        kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
-                        clientRequestID: clientRequestID)
-                }
                 let admission = breakers.withLock { all -> CircuitBreaker.Admission in
                     var breaker = all[id.vaultAuthority] ?? CircuitBreaker(policy: configuration.circuitBreaker)
                     defer { all[id.vaultAuthority] = breaker }
@@ -217,6 +212,19 @@ public final class KeyVaultClient: Sendable {
                     throw KeyVaultError(
                         kind: .circuitOpen, serviceMessage: "the vault failed repeatedly; calls to it are refused for \(Int(retryAfter.rounded(.up))) s",
                         retryAfter: retryAfter, clientRequestID: clientRequestID)
+                }
+                let admitted: Bool
+                do {
+                    admitted = try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline)
+                } catch {
+                    if admission == .probe { release(probeOf: id.vaultAuthority) }
+                    throw error
+                }
+                guard admitted else {
+                    if admission == .probe { release(probeOf: id.vaultAuthority) }
+                    throw KeyVaultError(
+                        kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
+                        clientRequestID: clientRequestID)
                 }
                 let bearer: String
                 do {
@@ -238,15 +246,29 @@ public final class KeyVaultClient: Sendable {
                     request.body = .bytes(ByteBuffer(string: body))
                 }
                 let response: AzureHTTP.Response
+                // A timeout is the vault's failure only when the attempt had its full time: a
+                // caller that came with (or spent on pacing and tokens) a nearly spent deadline
+                // says nothing about the vault.
+                let fullAttempt = clock.remaining(until: deadline) >= configuration.attemptTimeout
                 do {
                     response = try await AzureHTTP.send(
                         request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
                 } catch let failure as TransportFailure {
                     let error = KeyVaultError.transport(failure, clientRequestID: clientRequestID)
-                    observe(error.kind == .invalidVaultURL ? .answered : .failed, vault: id.vaultAuthority)
+                    if error.kind == .invalidVaultURL {
+                        observe(.answered, vault: id.vaultAuthority, probe: admission == .probe)
+                    } else if failure == .deadlineExceeded && !fullAttempt {
+                        if admission == .probe { release(probeOf: id.vaultAuthority) }
+                    } else {
+                        observe(.failed, vault: id.vaultAuthority, probe: admission == .probe)
+                    }
+                    throw error
+                } catch {
+                    // Cancelled: the vault was not judged; a probe goes back for the next caller.
+                    if admission == .probe { release(probeOf: id.vaultAuthority) }
                     throw error
                 }
-                observe(response.status >= 500 ? .failed : .answered, vault: id.vaultAuthority)
+                observe(response.status >= 500 ? .failed : .answered, vault: id.vaultAuthority, probe: admission == .probe)
                 if (200..<300).contains(response.status) { return response.json ?? [:] }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
                 if error.kind == .unauthorized {
@@ -271,11 +293,11 @@ public final class KeyVaultClient: Sendable {
         return (json, clientRequestID)
     }
 
-    private func observe(_ outcome: CircuitBreaker.Outcome, vault: String) {
+    private func observe(_ outcome: CircuitBreaker.Outcome, vault: String, probe: Bool) {
         let changed = breakers.withLock { all -> (Bool, Bool) in
             var breaker = all[vault] ?? CircuitBreaker(policy: configuration.circuitBreaker)
             defer { all[vault] = breaker }
-            return (breaker.record(outcome, at: clock.now), breaker.isOpen)
+            return (breaker.record(outcome, at: clock.now, probe: probe), breaker.isOpen)
         }
         guard changed.0 else { return }
         if changed.1 {

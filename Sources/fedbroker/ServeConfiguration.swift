@@ -1,7 +1,9 @@
 import AzureIdentity
 import BrokerServer
+import BrokerStore
 import FedBrokerCore
 import Foundation
+import Logging
 
 /// Everything `fedbroker serve` is configured with, after flags, environment, config file and
 /// defaults were merged (see `ServeConfiguration+ConfigReader.swift` for the keys). One value,
@@ -43,6 +45,24 @@ struct ServeConfiguration: Sendable {
         }
         guard maximumConcurrentStreams > 0, service.tenantConcurrency > 0 else {
             throw ConfigurationError(key: "server.maxStreams", "server.maxStreams and vault.tenantConcurrency must be positive")
+        }
+        guard service.azureAttemptTimeout > 0 else {
+            throw ConfigurationError(key: "vault.attemptTimeoutSeconds", "must be positive (every Azure call would time out at once)")
+        }
+        guard drainSeconds >= 0, drainSeconds.isFinite else {
+            throw ConfigurationError(key: "server.drainSeconds", "must be zero or more")
+        }
+        guard service.recordMaximumAge >= 0 else {
+            throw ConfigurationError(key: "store.recordMaxAgeSeconds", "must be zero or more")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ConfigurationError(key: "log.level", "'\(logLevel)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let databaseURL {
+            // The URL may hold a password: the message names the key, never the value.
+            guard (try? StoreConfiguration(databaseURL: databaseURL)) != nil else {
+                throw ConfigurationError(key: "store.databaseURL", "not a postgres://USER@HOST:PORT/DB?sslmode=… or sqlite:PATH URL")
+            }
         }
         guard azure.applicationClientID != nil else {
             throw ConfigurationError(key: "azure.appClientID", "no application client id: set azure.appClientID or FEDBROKER_APP_CLIENT_ID")

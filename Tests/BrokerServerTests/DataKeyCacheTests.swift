@@ -47,6 +47,17 @@ import Testing
         #expect(cache.get(key("t2", context: Array("a".utf8)))?.bytes == [2])
     }
 
+    @Test func aKeyUnwrappedAcrossAPurgeIsNotStored() {
+        let cache = DataKeyCache(clock: clock)
+        let before = cache.purgeEpoch  // a vault call starts
+        cache.purge(tenantID: "t1")  // the tenant is revoked while it is under way
+        cache.put(key(), SecretBytes([9]), ifNotPurgedSince: before)
+        #expect(cache.get(key()) == nil)
+        let after = cache.purgeEpoch  // a call that starts after the purge may store
+        cache.put(key(), SecretBytes([9]), ifNotPurgedSince: after)
+        #expect(cache.get(key())?.bytes == [9])
+    }
+
     @Test func secretsNeverPrintTheirBytes() {
         let secret = SecretBytes([0xde, 0xad, 0xbe, 0xef])
         #expect("\(secret)" == "SecretBytes(<4 bytes>)")

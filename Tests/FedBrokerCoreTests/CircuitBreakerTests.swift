@@ -41,13 +41,13 @@ import Testing
         let v8 = b.admit(at: at(5.1))
         #expect(refused(v8, after: 4.9))  // only one probe at a time
         // The probe fails: open for another period.
-        let v9 = b.record(.failed, at: at(6))
+        let v9 = b.record(.failed, at: at(6), probe: true)
         #expect(!v9)
         let v10 = b.admit(at: at(10))
         #expect(refused(v10, after: 1))
         let v11 = b.admit(at: at(11))
         #expect(v11 == .probe)
-        let v12 = b.record(.answered, at: at(11.2))
+        let v12 = b.record(.answered, at: at(11.2), probe: true)
         #expect(v12)  // recovered: closed
         #expect(!b.isOpen)
         let v13 = b.admit(at: at(11.3))
@@ -67,6 +67,24 @@ import Testing
         b.abandonProbe(at: at(10.5))
         let v17 = b.admit(at: at(10.5))
         #expect(v17 == .probe)
+    }
+
+    @Test func whileHalfOpenOnlyTheProbeDecides() {
+        var b = CircuitBreaker(policy: .init(failureThreshold: 1, openSeconds: 5))
+        b.record(.failed, at: at(0))
+        let probe = b.admit(at: at(5))
+        #expect(probe == .probe)
+        // A call admitted before the circuit opened times out now: it does not reopen it…
+        let late = b.record(.failed, at: at(5.2))
+        #expect(!late)
+        #expect(b.state == .halfOpen(probeStartedAt: at(5)))
+        // …nor does a late success close it; the probe's own answer does.
+        let lateSuccess = b.record(.answered, at: at(5.25))
+        #expect(!lateSuccess)
+        #expect(b.isOpen)
+        let closed = b.record(.answered, at: at(5.3), probe: true)
+        #expect(closed)
+        #expect(!b.isOpen)
     }
 
     @Test func lateReportsWhileOpenChangeNothing() {

@@ -65,8 +65,12 @@ public struct CircuitBreaker: Sendable, Equatable {
 
     /// Reports how a call admitted by `admit` ended. Returns true when this report changed
     /// whether the circuit is open (for the log line an SRE reads).
+    ///
+    /// - Parameter probe: whether this call was admitted as `.probe`. While half-open only the
+    ///   probe decides: a call admitted long before the circuit opened, timing out now, says
+    ///   nothing about whether the vault has recovered since.
     @discardableResult
-    public mutating func record(_ outcome: Outcome, at now: Date) -> Bool {
+    public mutating func record(_ outcome: Outcome, at now: Date, probe: Bool = false) -> Bool {
         switch (state, outcome) {
         case (.closed, .answered):
             state = .closed(consecutiveFailures: 0)
@@ -77,6 +81,8 @@ public struct CircuitBreaker: Sendable, Equatable {
                 return true
             }
             state = .closed(consecutiveFailures: failures + 1)
+            return false
+        case (.halfOpen, _) where !probe:
             return false
         case (.halfOpen, .answered):
             state = .closed(consecutiveFailures: 0)

@@ -42,6 +42,12 @@ struct BenchWorld {
         emulatorConfiguration.seedDefaultScenario = true
         return try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
             guard let scenario = emulator.defaultScenario else { throw BenchError("the emulator seeded no scenario") }
+            // Latency is measured here, not throttling: the customers' vaults get a budget the
+            // benchmark cannot spend, so no call waits on a 429 (the broker's own pacing of
+            // 800 per 10 s per vault stays, and the default sample counts stay under it).
+            for customer in scenario.customers {
+                try emulator.state.setVaultBudget(vault: customer.vaultName, budget: 1_000_000, windowSeconds: 10)
+            }
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedbroker-bench-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
@@ -61,7 +67,11 @@ struct BenchWorld {
             let http = try environment.makeHTTPClient()
             let audit = AuditWriter(store: store, logger: logger)
             let auditTask = Task { await audit.run() }
-            let service = try BrokerService(configuration: .init(environment: environment), store: store, audit: audit, httpClient: http, logger: logger)
+            // The cached part serves one blob hundreds of thousands of times: with the default
+            // use bound some "cached" samples would be vault calls.
+            var serviceConfiguration = BrokerService.Configuration(environment: environment)
+            serviceConfiguration.cache.maximumUses = Int.max
+            let service = try BrokerService(configuration: serviceConfiguration, store: store, audit: audit, httpClient: http, logger: logger)
             let pki = try LocalPKI()
             var transport = BrokerTransportServer.Configuration()
             transport.tls = try pki.serverTLS()

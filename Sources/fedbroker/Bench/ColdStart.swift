@@ -58,7 +58,9 @@ struct ColdStart {
                 "serve", "--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--client-ca", clientCA,
                 "--data-dir", dir.path, "--log-level", "warning",
             ]
-            var environment = ProcessInfo.processInfo.environment
+            // Only the scenario's settings: a FEDBROKER_* variable of the shell (a database URL,
+            // say) must not point the broker at another store or Azure.
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FEDBROKER_") }
             for (name, value) in scenario.environment(endpoints: endpoints, caBundlePath: emulatorCA) { environment[name] = value }
             process.environment = environment
             let stdout = Pipe()

@@ -29,7 +29,7 @@ struct LatencySample: Codable, Sendable {
 }
 
 /// Runs `concurrency` loops of `call` for `seconds` (after `warmup` seconds not counted) and
-/// records each call's latency.
+/// records each successful call's latency; failures in the window are counted apart.
 func measure(
     concurrency: Int, seconds: Double, warmup: Double, _ call: @escaping @Sendable () async throws -> Void
 ) async -> LatencySample {
@@ -45,9 +45,17 @@ func measure(
                 while true {
                     let before = DispatchTime.now().uptimeNanoseconds
                     if before >= end { break }
-                    do { try await call() } catch { errors += 1 }
+                    let succeeded: Bool
+                    do {
+                        try await call()
+                        succeeded = true
+                    } catch {
+                        succeeded = false
+                    }
                     let after = DispatchTime.now().uptimeNanoseconds
-                    if before >= measureFrom && after <= end { latencies.append(after - before) }
+                    guard before >= measureFrom && after <= end else { continue }
+                    // Only answers count: a fast refusal must not pass for throughput.
+                    if succeeded { latencies.append(after - before) } else { errors += 1 }
                 }
                 return (latencies, errors)
             }
