@@ -23,6 +23,10 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     let maximumAge: Double
     private let clock: any WallClock
     private let state = Mutex(State())
+    /// When a hot record expires, every request in flight misses at once: one of them reads the
+    /// store, the others wait for it (without this, hundreds of identical reads every
+    /// `maximumAge`, and a latency spike each time).
+    private let loads = SingleFlight<Key, Value>()
 
     init(maximumAge: Double, clock: any WallClock) {
         self.maximumAge = maximumAge
@@ -36,7 +40,7 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             return (nil, state.generation)
         }
         if let cached { return cached }
-        let value = try await load()
+        let value = try await loads.run(key, load)
         guard maximumAge > 0 else { return value }
         state.withLock { state in
             if state.generation == generation { state.entries[key] = Entry(value: value, loadedAt: now) }

@@ -1,5 +1,6 @@
 import FedBrokerCore
 import Logging
+import Synchronization
 
 /// Appends audit records to the store in batches, off the request path.
 ///
@@ -22,10 +23,14 @@ import Logging
 ///
 /// Batches are the unit of atomicity: each batch is one transaction, so a crash leaves every batch
 /// wholly committed or wholly absent.
+///
+/// `append` is on every key operation's path, so its common case does not enter the actor: the
+/// record goes into a locked inbox (`Inbox`) that the actor drains, in order, before each batch.
+/// Only the appender that fills a batch, or one that finds no room or the writer closed, hops in.
 public actor AuditWriter {
     public struct Configuration: Sendable {
         /// Records per transaction.
-        public var batchSize: Int = 200
+        public var batchSize: Int = 500
         /// How often `run()` flushes a partial batch.
         public var flushInterval: Duration = .seconds(1)
         /// At this many pending records, `append` waits for a flush (back-pressure, not loss).
@@ -48,8 +53,20 @@ public actor AuditWriter {
         var waiter: CheckedContinuation<Void, any Error>?
     }
 
+    /// Records appended without entering the actor, and what the actor tells appenders about
+    /// itself. Whatever lands here before `closed` is set is flushed by `shutdown()`.
+    private struct Inbox {
+        var records: [AuditRecord] = []
+        var closed = false
+        /// `pending` + `inFlight`, as of the actor's last change: with `records`, the back-pressure count.
+        var backlog = 0
+        /// A full batch was reported to the actor and not drained yet: one appender hops in, not all.
+        var flushRequested = false
+    }
+
+    private nonisolated let inbox = Mutex(Inbox())
     private let store: any BrokerStore
-    private let configuration: Configuration
+    private nonisolated let configuration: Configuration
     private let logger: Logger
     private var pending: [Entry] = []
     /// Records of the batch being written (out of `pending` until it commits or goes back).
@@ -74,7 +91,7 @@ public actor AuditWriter {
     /// metrics and for an operator to inspect or re-insert once fixed.
     public private(set) var quarantinedRecords: [AuditRecord] = []
     /// Records accepted but not yet committed.
-    public var pendingCount: Int { self.pending.count }
+    public var pendingCount: Int { self.pending.count + self.inbox.withLock { $0.records.count } }
     /// Appends waiting for room (back-pressure). Exposed for metrics and tests.
     public var appendsWaitingForRoom: Int { self.roomWaiters.count }
 
@@ -90,7 +107,35 @@ public actor AuditWriter {
     ///
     /// - Throws: `storeTimeout` when no room opened within `appendTimeout` (the record was not
     ///   accepted); after `shutdown()`, the error of the synchronous write.
-    public func append(_ record: AuditRecord) async throws {
+    public nonisolated func append(_ record: AuditRecord) async throws {
+        let batchSize = configuration.batchSize
+        let maximumPending = configuration.maximumPending
+        let (accepted, batchFull) = inbox.withLock { inbox -> (Bool, Bool) in
+            guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
+            inbox.records.append(record)
+            guard inbox.records.count + inbox.backlog >= batchSize, !inbox.flushRequested else { return (true, false) }
+            inbox.flushRequested = true
+            return (true, true)
+        }
+        if accepted {
+            if batchFull { await flushFullBatch() }
+            return
+        }
+        try await appendWaitingForRoom(record)
+    }
+
+    /// The appender that filled a batch writes it (as before the inbox: a full batch flushes on
+    /// its own, without waiting for `run()`'s interval).
+    private func flushFullBatch() async {
+        drainInbox()
+        if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
+            await self.flush()
+        }
+    }
+
+    /// No room, or the writer closed: wait for room in the actor, or write through.
+    private func appendWaitingForRoom(_ record: AuditRecord) async throws {
+        drainInbox()
         if self.isClosed { return try await self.writeThrough(record) }
         self.appendsUnderWay += 1
         do {
@@ -103,11 +148,29 @@ public actor AuditWriter {
             self.appendDone()
             return try await self.writeThrough(record)
         }
+        drainInbox()
         self.pending.append(Entry(record: record))
+        publishBacklog()
         self.appendDone()
         if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
             await self.flush()
         }
+    }
+
+    /// Moves the inbox's records to `pending`, after those already there (append order).
+    private func drainInbox() {
+        let records = inbox.withLock { inbox -> [AuditRecord] in
+            inbox.flushRequested = false
+            defer { inbox.records.removeAll(keepingCapacity: true) }
+            return inbox.records
+        }
+        self.pending.append(contentsOf: records.map { Entry(record: $0) })
+        publishBacklog()
+    }
+
+    private func publishBacklog() {
+        let backlog = self.pending.count + self.inFlight
+        inbox.withLock { $0.backlog = backlog }
     }
 
     /// Queues a record and returns once the batch holding it has committed (group commit: records
@@ -117,6 +180,7 @@ public actor AuditWriter {
     ///   and is retried, so it may still be stored later); `invalidData` when it was quarantined;
     ///   `storeTimeout` as `append`.
     public func appendDurably(_ record: AuditRecord) async throws {
+        drainInbox()
         if self.isClosed { return try await self.writeThrough(record) }
         self.appendsUnderWay += 1
         do {
@@ -129,8 +193,10 @@ public actor AuditWriter {
             self.appendDone()
             return try await self.writeThrough(record)
         }
+        drainInbox()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             self.pending.append(Entry(record: record, waiter: continuation))
+            self.publishBacklog()
             self.appendDone()
             if !self.isFlushing {
                 Task { await self.flush() }
@@ -152,14 +218,18 @@ public actor AuditWriter {
             self.flushWaiters = []
             for waiter in waiters { waiter.resume() }
         }
-        while !self.pending.isEmpty {
+        while true {
+            drainInbox()
+            guard !self.pending.isEmpty else { break }
             let batch = Array(self.pending.prefix(self.configuration.batchSize))
             self.pending.removeFirst(batch.count)
             self.inFlight = batch.count
             let (unresolved, error) = await self.write(batch)
             self.inFlight = 0
+            publishBacklog()
             if let error {
                 self.pending.insert(contentsOf: unresolved, at: 0)
+                publishBacklog()
                 self.failedFlushes += 1
                 self.consecutiveFailures += 1
                 self.lastError = error
@@ -201,6 +271,8 @@ public actor AuditWriter {
     ///   `invalidData` when records were quarantined (they are in `quarantinedRecords`).
     public func shutdown() async throws {
         self.isClosed = true
+        inbox.withLock { $0.closed = true }
+        drainInbox()
         self.wakeRoomWaiters()
         while self.appendsUnderWay > 0 {
             await withCheckedContinuation { self.idleWaiters.append($0) }
@@ -287,9 +359,10 @@ public actor AuditWriter {
     /// Waits until fewer than `maximumPending` records are pending (or the writer closed).
     private func waitForRoom() async throws {
         let maximum = self.configuration.maximumPending
-        guard self.pending.count + self.inFlight >= maximum else { return }
+        func backlog() -> Int { self.pending.count + self.inFlight + self.inbox.withLock { $0.records.count } }
+        guard backlog() >= maximum else { return }
         let deadline = ContinuousClock.now.advanced(by: self.configuration.appendTimeout)
-        while self.pending.count + self.inFlight >= maximum, !self.isClosed {
+        while backlog() >= maximum, !self.isClosed {
             guard ContinuousClock.now < deadline else {
                 throw BrokerError(
                     .storeTimeout,

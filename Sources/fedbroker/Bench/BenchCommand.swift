@@ -33,8 +33,10 @@ struct BenchCommand: AsyncParsableCommand {
     var parts: [Part] = Part.allCases
     @Option(name: .long, parsing: .upToNextOption, help: "Concurrent callers for the cached part.")
     var concurrency: [Int] = [1, 16, 64, 256]
-    @Option(name: .long, help: "Seconds measured per point (after a warm-up of a quarter of it).")
+    @Option(name: .long, help: "Seconds measured per point and server (after a warm-up of a quarter of it).")
     var seconds: Double = 3
+    @Option(name: .long, help: "The cached part alternates echo and broker this many times per point, so a machine's drift hits both alike.")
+    var rounds: Int = 3
     @Option(name: .long, help: "Client connections to the broker (and to the echo server).")
     var connections: Int = 2
     @Option(name: .long, help: "Uncached unwraps measured (each pair: broker, then direct). The broker paces a vault at 800 calls per 10 s, and each sample costs it two (a wrap to make the blob, the unwrap).")
@@ -49,7 +51,7 @@ struct BenchCommand: AsyncParsableCommand {
     var output: String = "bench-results.json"
 
     func validate() throws {
-        guard seconds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --connections, --uncached-samples must be positive") }
+        guard seconds > 0, rounds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --rounds, --connections, --uncached-samples must be positive") }
         guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
         guard concurrency.allSatisfy({ $0 > 0 }) else { throw ValidationError("--concurrency values must be positive") }
     }
@@ -91,15 +93,19 @@ struct BenchCommand: AsyncParsableCommand {
         guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }
         var points: [BenchResults.CachedPoint] = []
         for level in concurrency {
-            note("cached unwrap, concurrency \(level): echo baseline …")
-            let baseline = await measure(concurrency: level, seconds: seconds, warmup: seconds / 4) {
-                _ = try await echo.unwrap(blob, deadline: deadline())
+            note("cached unwrap, concurrency \(level): echo and broker, \(rounds) rounds …")
+            var baseline = RawSample()
+            var measured = RawSample()
+            let window = seconds / Double(rounds)
+            for _ in 0..<rounds {
+                baseline = baseline + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
+                    _ = try await echo.unwrap(blob, deadline: deadline())
+                })
+                measured = measured + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
+                    _ = try await broker.unwrap(blob, deadline: deadline())
+                })
             }
-            note("cached unwrap, concurrency \(level): broker …")
-            let measured = await measure(concurrency: level, seconds: seconds, warmup: seconds / 4) {
-                _ = try await broker.unwrap(blob, deadline: deadline())
-            }
-            points.append(.init(concurrency: level, broker: measured, echo: baseline))
+            points.append(.init(concurrency: level, broker: measured.summary, echo: baseline.summary))
         }
         return points
     }

@@ -28,11 +28,23 @@ struct LatencySample: Codable, Sendable {
     }
 }
 
+/// The raw latencies of one or more measured windows, merged before percentiles are taken.
+struct RawSample: Sendable {
+    var nanoseconds: [UInt64] = []
+    var seconds: Double = 0
+    var errors = 0
+
+    static func + (a: RawSample, b: RawSample) -> RawSample {
+        .init(nanoseconds: a.nanoseconds + b.nanoseconds, seconds: a.seconds + b.seconds, errors: a.errors + b.errors)
+    }
+    var summary: LatencySample { LatencySample(nanoseconds: nanoseconds, seconds: seconds, errors: errors) }
+}
+
 /// Runs `concurrency` loops of `call` for `seconds` (after `warmup` seconds not counted) and
 /// records each successful call's latency; failures in the window are counted apart.
 func measure(
     concurrency: Int, seconds: Double, warmup: Double, _ call: @escaping @Sendable () async throws -> Void
-) async -> LatencySample {
+) async -> RawSample {
     let start = DispatchTime.now().uptimeNanoseconds
     let measureFrom = start + UInt64(warmup * 1e9)
     let end = measureFrom + UInt64(seconds * 1e9)
@@ -62,5 +74,5 @@ func measure(
         }
         return await group.reduce(into: ([UInt64](), 0)) { $0.0 += $1.0; $0.1 += $1.1 }
     }
-    return LatencySample(nanoseconds: results.0, seconds: seconds, errors: results.1)
+    return RawSample(nanoseconds: results.0, seconds: seconds, errors: results.1)
 }
