@@ -186,9 +186,16 @@ public final class BrokerService: BrokerRequestHandler {
             logger.error("unexpected failure", metadata: ["fb.error": "\(String(reflecting: error))"])
         }
         if let operation {
-            await record(
+            // Invariant 4: the answer leaves only once its audit record is committed (group
+            // commit: records of concurrent requests share a transaction). No key is released
+            // unaudited; a refusal is returned either way.
+            let stored = await record(
                 operation, caller: caller, tenant: tenantID, keyVersion: keyVersion, response: response,
                 clientRequestID: clientRequestID, started: started)
+            if !stored, response.status.code == .ok {
+                return .failure(
+                    .failure(.unavailable, .auditUnavailable, "the audit record of this \(operation.rawValue) could not be stored, so its result is withheld; retry", retryable: true))
+            }
         }
         return response
     }
@@ -372,10 +379,11 @@ public final class BrokerService: BrokerRequestHandler {
 
     func kid(_ e: WrappedKeyEnvelope) -> String { "\(e.vaultURL)/keys/\(e.keyName)/\(e.keyVersion)" }
 
+    /// Stores the operation's audit record, returning once it is committed; false if it was not.
     func record(
         _ operation: KeyOperation, caller: CallerIdentity, tenant: TenantID?, keyVersion: String?, response: WireResponse,
         clientRequestID: String?, started: Date
-    ) async {
+    ) async -> Bool {
         let ok = response.status.code == .ok
         let record = AuditRecord(
             time: started, actor: caller.description, tenantID: tenant, operation: "key.\(operation.rawValue)", keyVersion: keyVersion,
@@ -383,9 +391,11 @@ public final class BrokerService: BrokerRequestHandler {
             latencyMicroseconds: Int64(clock.now.timeIntervalSince(started) * 1_000_000), requestID: UUID().uuidString.lowercased(),
             clientRequestID: clientRequestID, detail: ok ? nil : response.status.message)
         do {
-            try await audit.append(record)
+            try await audit.appendDurably(record)
+            return true
         } catch {
-            logger.error("audit record refused", metadata: ["fb.error": "\(error)"])
+            logger.error("audit record not stored; the operation's result is withheld", metadata: ["fb.error": "\(error)", "fb.operation": "\(operation.rawValue)"])
+            return false
         }
     }
 }

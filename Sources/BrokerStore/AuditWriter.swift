@@ -24,9 +24,10 @@ import Synchronization
 /// Batches are the unit of atomicity: each batch is one transaction, so a crash leaves every batch
 /// wholly committed or wholly absent.
 ///
-/// `append` is on every key operation's path, so its common case does not enter the actor: the
-/// record goes into a locked inbox (`Inbox`) that the actor drains, in order, before each batch.
-/// Only the appender that fills a batch, or one that finds no room or the writer closed, hops in.
+/// `appendDurably` is on every key operation's path (and `append` on others'), so their common
+/// case does not enter the actor: the record (with its waiter) goes into a locked inbox that the
+/// actor drains, in order, before each batch. Only the appender that asks for a flush, or one
+/// that finds no room or the writer closed, involves the actor.
 public actor AuditWriter {
     public struct Configuration: Sendable {
         /// Records per transaction.
@@ -56,7 +57,7 @@ public actor AuditWriter {
     /// Records appended without entering the actor, and what the actor tells appenders about
     /// itself. Whatever lands here before `closed` is set is flushed by `shutdown()`.
     private struct Inbox {
-        var records: [AuditRecord] = []
+        var records: [Entry] = []
         var closed = false
         /// `pending` + `inFlight`, as of the actor's last change: with `records`, the back-pressure count.
         var backlog = 0
@@ -112,7 +113,7 @@ public actor AuditWriter {
         let maximumPending = configuration.maximumPending
         let (accepted, batchFull) = inbox.withLock { inbox -> (Bool, Bool) in
             guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
-            inbox.records.append(record)
+            inbox.records.append(Entry(record: record))
             guard inbox.records.count + inbox.backlog >= batchSize, !inbox.flushRequested else { return (true, false) }
             inbox.flushRequested = true
             return (true, true)
@@ -159,12 +160,12 @@ public actor AuditWriter {
 
     /// Moves the inbox's records to `pending`, after those already there (append order).
     private func drainInbox() {
-        let records = inbox.withLock { inbox -> [AuditRecord] in
+        let entries = inbox.withLock { inbox -> [Entry] in
             inbox.flushRequested = false
             defer { inbox.records.removeAll(keepingCapacity: true) }
             return inbox.records
         }
-        self.pending.append(contentsOf: records.map { Entry(record: $0) })
+        self.pending.append(contentsOf: entries)
         publishBacklog()
     }
 
@@ -179,7 +180,40 @@ public actor AuditWriter {
     /// - Throws: the flush's error when its batch could not be written (the record stays pending
     ///   and is retried, so it may still be stored later); `invalidData` when it was quarantined;
     ///   `storeTimeout` as `append`.
-    public func appendDurably(_ record: AuditRecord) async throws {
+    public nonisolated func appendDurably(_ record: AuditRecord) async throws {
+        // The common case, on every key operation: into the inbox with its waiter, without
+        // entering the actor; the first such appender since the last drain asks for a flush.
+        let maximumPending = configuration.maximumPending
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let queued = inbox.withLock { inbox -> (accepted: Bool, requestFlush: Bool) in
+                    guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
+                    inbox.records.append(Entry(record: record, waiter: continuation))
+                    guard !inbox.flushRequested else { return (true, false) }
+                    inbox.flushRequested = true
+                    return (true, true)
+                }
+                if !queued.accepted {
+                    continuation.resume(throwing: NoRoomInInbox())
+                } else if queued.requestFlush {
+                    Task { await self.flushIfIdle() }
+                }
+            }
+        } catch is NoRoomInInbox {
+            try await appendDurablyWaitingForRoom(record)
+        }
+    }
+
+    /// The inbox was full or the writer closed: `appendDurably` goes the actor's way.
+    private struct NoRoomInInbox: Error {}
+
+    /// Waits for a flush under way (it may end in failure before it drains the inbox again),
+    /// then flushes: every waiter in the inbox is answered, with success or the flush's error.
+    private func flushIfIdle() async {
+        await self.flush()
+    }
+
+    private func appendDurablyWaitingForRoom(_ record: AuditRecord) async throws {
         drainInbox()
         if self.isClosed { return try await self.writeThrough(record) }
         self.appendsUnderWay += 1

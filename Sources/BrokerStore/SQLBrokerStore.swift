@@ -509,7 +509,7 @@ public final class SQLBrokerStore: BrokerStore {
 extension SQLBrokerStore {
     /// Runs raw SQL in a transaction. Tests only: they break the schema on purpose to make flushes
     /// fail, or plant a newer schema version.
-    func executeForTesting(_ sql: String) async throws {
+    package func executeForTesting(_ sql: String) async throws {
         try await self.backend.withTransaction { session in
             _ = try await session.query(sql, [])
         }

@@ -310,6 +310,30 @@ import Testing
         }
     }
 
+    @Test func noKeyLeavesBeforeItsAuditRecordIsStored() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(try await a.unwrap(blob, deadline: deadline()) == plaintext)
+            // Both answers came after their records committed: no flush, no shutdown needed to see them.
+            let stored = try await w.store.auditRecords(tenant: w.tenants[0], from: .distantPast, to: .distantFuture, limit: 100)
+            #expect(stored.map(\.operation).filter { $0.hasPrefix("key.") } == ["key.generate_data_key", "key.unwrap"])
+
+            // The store stops taking audit records: the cached key is not released.
+            try await w.store.executeForTesting("ALTER TABLE audit_records RENAME TO audit_records_away")
+            let refused = await refusal { _ = try await a.unwrap(blob, deadline: deadline()) }
+            #expect(refused?.code == .unavailable)
+            #expect(refused?.reason == .auditUnavailable)
+            #expect(refused?.retryable == true)
+
+            // Back: the same blob unwraps again, and the withheld operation's record was kept, not lost.
+            try await w.store.executeForTesting("ALTER TABLE audit_records_away RENAME TO audit_records")
+            #expect(try await a.unwrap(blob, deadline: deadline()) == plaintext)
+            let after = try await w.store.auditRecords(tenant: w.tenants[0], from: .distantPast, to: .distantFuture, limit: 100)
+            #expect(after.filter { $0.operation == "key.unwrap" }.count == 3)
+        }
+    }
+
     @Test func aTenantSuspendedInTheStoreLosesItsCachedKeysThroughTheChangeFeed() async throws {
         try await withWorld { w in
             let (events, applied) = AsyncStream<(ChangeEvent, Int)>.makeStream()

@@ -141,6 +141,9 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
   case identityUnavailable // = 11
   case contextMismatch // = 12
   case shuttingDown // = 13
+
+  /// The key operation's audit record could not be stored: no key is released unaudited.
+  case auditUnavailable // = 14
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -163,6 +166,7 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     case 11: self = .identityUnavailable
     case 12: self = .contextMismatch
     case 13: self = .shuttingDown
+    case 14: self = .auditUnavailable
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -183,6 +187,7 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     case .identityUnavailable: return 11
     case .contextMismatch: return 12
     case .shuttingDown: return 13
+    case .auditUnavailable: return 14
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -203,6 +208,7 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     .identityUnavailable,
     .contextMismatch,
     .shuttingDown,
+    .auditUnavailable,
   ]
 
 }
@@ -618,7 +624,7 @@ nonisolated extension Fedbroker_V1_StatusCode: SwiftProtobuf._ProtoNameProviding
 }
 
 nonisolated extension Fedbroker_V1_Reason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}TENANT_UNKNOWN\0\u{1}TENANT_SUSPENDED\0\u{1}KEY_DISABLED\0\u{1}ACCESS_REVOKED_BY_CUSTOMER\0\u{1}VAULT_THROTTLED\0\u{1}VAULT_UNAVAILABLE\0\u{1}BLOB_INVALID\0\u{1}NOT_AUTHORIZED\0\u{1}PROTOCOL_ERROR\0\u{1}OVERLOADED\0\u{1}IDENTITY_UNAVAILABLE\0\u{1}CONTEXT_MISMATCH\0\u{1}SHUTTING_DOWN\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}TENANT_UNKNOWN\0\u{1}TENANT_SUSPENDED\0\u{1}KEY_DISABLED\0\u{1}ACCESS_REVOKED_BY_CUSTOMER\0\u{1}VAULT_THROTTLED\0\u{1}VAULT_UNAVAILABLE\0\u{1}BLOB_INVALID\0\u{1}NOT_AUTHORIZED\0\u{1}PROTOCOL_ERROR\0\u{1}OVERLOADED\0\u{1}IDENTITY_UNAVAILABLE\0\u{1}CONTEXT_MISMATCH\0\u{1}SHUTTING_DOWN\0\u{1}AUDIT_UNAVAILABLE\0")
 }
 
 nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
