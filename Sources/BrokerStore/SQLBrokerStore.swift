@@ -404,6 +404,10 @@ public final class SQLBrokerStore: BrokerStore {
 
     public func appendAudit(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
+        if records.count <= 200 {
+            // One multi-row INSERT: atomic on its own.
+            return try await self.backend.withSingleStatement { session in try await self.insertAudit(session, records) }
+        }
         try await self.backend.withTransaction { session in
             for chunk in stride(from: 0, to: records.count, by: 200).map({ records[$0..<min($0 + 200, records.count)] }) {
                 try await self.insertAudit(session, Array(chunk))

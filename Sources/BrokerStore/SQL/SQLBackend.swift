@@ -34,6 +34,13 @@ protocol SQLBackend: Sendable {
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result
 
+    /// Runs `body`, which must issue exactly one writing statement, as its own atomic statement:
+    /// where a backend can skip BEGIN and COMMIT (SQLite's autocommit) that saves two round trips
+    /// per audit batch, which every key operation waits for.
+    func withSingleStatement<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
     /// Runs a read-only `body` without taking the write lock: PostgreSQL `READ ONLY`, SQLite a
     /// `BEGIN DEFERRED` on a separate reader connection (WAL), so the authorization read path does
     /// not queue behind writers.
@@ -50,6 +57,15 @@ protocol SQLBackend: Sendable {
 
 /// The advisory locks fedbroker takes. Fixed 64-bit keys (`fedbrkr` in ASCII, plus a small
 /// discriminator), so they never collide with another application's locks on a shared server.
+extension SQLBackend {
+    /// By default one statement is one transaction like any other.
+    func withSingleStatement<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await withTransaction(body)
+    }
+}
+
 struct AdvisoryLockKey: Hashable, Sendable {
     let rawValue: Int64
 

@@ -134,6 +134,20 @@ final class SQLiteBackend: SQLBackend {
         }
     }
 
+    /// Autocommit: the one statement is its own transaction, durable as any commit
+    /// (`synchronous=FULL`), under the same writer lock.
+    func withSingleStatement<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await self.lock.withLock {
+                try await body(SQLiteSession(connection: self.writer.withLock { $0 }))
+            }
+        } catch {
+            throw SQLiteBackend.map(error, context: "statement")
+        }
+    }
+
     func withReadTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {

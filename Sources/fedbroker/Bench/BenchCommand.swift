@@ -47,6 +47,8 @@ struct BenchCommand: AsyncParsableCommand {
     var slots: Int = 20
     @Option(name: .long, help: "Where the cold-start store is made (and removed after); tmpfs keeps seeding fast.")
     var coldStartDir: String = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/fedbroker-bench" : NSTemporaryDirectory() + "fedbroker-bench"
+    @Option(name: .long, help: "Where the cached and uncached parts keep their SQLite store. Every key operation commits its audit record (fsync) before it answers, so this disk's fsync latency is in every figure; /dev/shm takes it out.")
+    var storeDir: String = NSTemporaryDirectory()
     @Option(name: .long, help: "Where the JSON results go.")
     var output: String = "bench-results.json"
 
@@ -60,12 +62,13 @@ struct BenchCommand: AsyncParsableCommand {
         var logger = Logger(label: "fedbroker.bench")
         logger.logLevel = .error
         var results = BenchResults(machine: .current)
+        results.storeDirectory = storeDir
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger) { world in
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir) { world in
                 if parts.contains(.cached) { results.cached = try await cached(world) }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }

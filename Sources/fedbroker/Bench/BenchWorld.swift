@@ -36,7 +36,9 @@ struct BenchWorld {
         return FedBrokerClient(configuration: configuration)
     }
 
-    static func withWorld<T: Sendable>(logger: Logger, _ body: (BenchWorld) async throws -> T) async throws -> T {
+    /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation
+    ///   commits before it answers) lives; its disk's fsync latency is part of every figure.
+    static func withWorld<T: Sendable>(logger: Logger, storeDirectory: String, _ body: (BenchWorld) async throws -> T) async throws -> T {
         RSAKeyMaterial.reuse(true)
         var emulatorConfiguration = AzureEmulator.Configuration()
         emulatorConfiguration.seedDefaultScenario = true
@@ -48,7 +50,7 @@ struct BenchWorld {
             for customer in scenario.customers {
                 try emulator.state.setVaultBudget(vault: customer.vaultName, budget: 1_000_000, windowSeconds: 10)
             }
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedbroker-bench-\(UUID().uuidString)")
+            let directory = URL(fileURLWithPath: storeDirectory).appendingPathComponent("fedbroker-bench-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
             let caPath = directory.appendingPathComponent("emulator-ca.pem").path
