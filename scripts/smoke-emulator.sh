@@ -61,10 +61,16 @@ check "probe fails (exit 1) for the ungranted key" test "$probe_status" -eq 1
 check "probe names ForbiddenByRbac for it" grep -q '"code" : "ForbiddenByRbac"' <<<"$probe_json"
 
 # The broker itself: serve (plaintext on loopback, SQLite in a temp dir), a health call, a clean SIGTERM.
-"$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/broker" >"$dir/serve.out" 2>"$dir/serve.log" &
-serve_pid=$!
-for _ in $(seq 1 300); do grep -q serving "$dir/serve.out" 2>/dev/null && break; kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-serve_port=$(sed -nE 's/.*serving on [^:]+:([0-9]+).*/\1/p' "$dir/serve.out")
+# start_serve NAME ARGS...: starts `fedbroker serve` in the background, waits (bounded) for its
+# "serving on" line; sets serve_pid and serve_port (empty if it never served).
+start_serve() {
+  local name=$1; shift
+  "$bin" serve "$@" >"$dir/$name.out" 2>"$dir/$name.log" &
+  serve_pid=$!
+  for _ in $(seq 1 300); do grep -q serving "$dir/$name.out" 2>/dev/null && break; kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+  serve_port=$(sed -nE 's/.*serving on [^:]+:([0-9]+).*/\1/p' "$dir/$name.out")
+}
+start_serve serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/broker"
 check "fedbroker serve answers health" grep -q SERVING <<<"$("$bin" client health --plaintext --connect "127.0.0.1:${serve_port:-1}")"
 check "fedbroker client explains a refusal (exit 1)" bash -c "! '$bin' client key-status --tenant customer-1 --plaintext --connect 127.0.0.1:${serve_port:-1} 2>/dev/null"
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
@@ -82,10 +88,7 @@ check "the refusal names the key" grep -q "server.maxStreams" "$dir/bad.err"
 check "plaintext off loopback is refused" bash -c "! '$bin' serve --plaintext --listen 0.0.0.0:0 --data-dir '$dir/bad' 2>/dev/null"
 check "a missing --config file is refused" bash -c "! '$bin' serve --config '$dir/absent.json' --plaintext --listen 127.0.0.1:0 2>/dev/null"
 printf '{"server": {"listen": "127.0.0.1:1", "plaintext": true, "maxStreams": 8}, "store": {"dataDir": "%s"}}\n' "$dir/fromfile" >"$dir/serve.json"
-"$bin" serve --config "$dir/serve.json" --listen 127.0.0.1:0 >"$dir/serve2.out" 2>"$dir/serve2.log" &
-serve_pid=$!
-for _ in $(seq 1 300); do grep -q serving "$dir/serve2.out" 2>/dev/null && break; kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-serve_port=$(sed -nE 's/.*serving on [^:]+:([0-9]+).*/\1/p' "$dir/serve2.out")
+start_serve serve2 --config "$dir/serve.json" --listen 127.0.0.1:0
 check "serve from --config (flag overrides listen) answers health" grep -q SERVING <<<"$("$bin" client health --plaintext --connect "127.0.0.1:${serve_port:-1}")"
 check "the file's store.dataDir holds the SQLite store" test -s "$dir/fromfile/broker.db"
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?

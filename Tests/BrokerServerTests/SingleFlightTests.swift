@@ -24,13 +24,19 @@ import Testing
         func release() { gate.withLock { $0.take() }?.resume() }
     }
 
-    @Test func identicalCallsShareOneRun() async throws {
+    /// A first caller running the gated work, and a second one waiting on it.
+    func twoCallers() async -> (SingleFlight<String, Int>, GatedWork, Task<Int, any Error>, Task<Int, any Error>) {
         let flight = SingleFlight<String, Int>()
         let work = GatedWork()
         let first = Task { try await flight.run("k") { try await work() } }
         while !work.started { await Task.yield() }
         let second = Task { try await flight.run("k") { try await work() } }
         while flight.waiters(for: "k") == 0 { await Task.yield() }
+        return (flight, work, first, second)
+    }
+
+    @Test func identicalCallsShareOneRun() async throws {
+        let (flight, work, first, second) = await twoCallers()
         work.release()
         #expect(try await first.value == 42)
         #expect(try await second.value == 42)
@@ -39,12 +45,7 @@ import Testing
     }
 
     @Test func aCancelledFirstCallerDoesNotFailTheOthers() async throws {
-        let flight = SingleFlight<String, Int>()
-        let work = GatedWork()
-        let first = Task { try await flight.run("k") { try await work() } }
-        while !work.started { await Task.yield() }
-        let second = Task { try await flight.run("k") { try await work() } }
-        while flight.waiters(for: "k") == 0 { await Task.yield() }
+        let (_, work, first, second) = await twoCallers()
         first.cancel()
         await #expect(throws: CancellationError.self) { try await first.value }
         #expect(try await second.value == 42)  // it ran the work itself
