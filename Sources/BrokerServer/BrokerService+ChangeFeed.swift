@@ -42,9 +42,10 @@ extension BrokerService {
         switch event.kind {
         case .caller: callerRecords.invalidateAll()  // cached by certificate identity, not id
         case .slot: FICSlotID(rawValue: event.entityID).map(slotRecords.invalidate)
-        case .tenant: TenantID(rawValue: event.entityID).map(tenantRecords.invalidate)
+        case .tenant: break
         }
         guard event.kind == .tenant, let id = TenantID(rawValue: event.entityID) else { return 0 }
+        tenantRecords.invalidate(id)
         let active: Bool
         do {
             active = try await store.tenant(id).state == .active

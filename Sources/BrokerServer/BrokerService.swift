@@ -261,9 +261,7 @@ public final class BrokerService: BrokerRequestHandler {
             return (version, result.value)
         }
         do {
-            guard let envelope = try await tenantLimit.withPermit(tenant.id.rawValue, { try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping) }) else {
-                throw overloaded(tenant)
-            }
+            let envelope = try await tenantLimit.withPermit(tenant.id.rawValue) { try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping) }
             return (envelope, requestID.withLock { $0 })
         } catch {
             throw await refusal(for: error, tenant: tenant)
@@ -297,11 +295,9 @@ public final class BrokerService: BrokerRequestHandler {
             if let cached = cache.get(cacheKey) { return cached }
             let unwrapped: KeyOperationResult
             do {
-                let result = try await tenantLimit.withPermit(tenant.id.rawValue) {
+                unwrapped = try await tenantLimit.withPermit(tenant.id.rawValue) {
                     try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
                 }
-                guard let result else { throw self.overloaded(tenant) }
-                unwrapped = result
             } catch {
                 throw await self.refusal(for: error, tenant: tenant)
             }
@@ -318,19 +314,18 @@ public final class BrokerService: BrokerRequestHandler {
         return (plaintext, envelope, requestID.withLock { $0 })
     }
 
-    func overloaded(_ tenant: Tenant) -> Refusal {
-        Refusal(
-            status: .failure(
-                .resourceExhausted, .overloaded,
-                "tenant \(tenant.id) already has \(tenantLimit.limit) vault calls in flight (its vault is slow or the load is high); retry shortly",
-                retryable: true, retryAfterMilliseconds: 100),
-            tenant: tenant.id)
-    }
-
     /// Maps a failure of the identity chain or the vault to a status; a customer's refusal
     /// also purges the tenant's cached keys and suspends it.
     func refusal(for error: any Error, tenant: Tenant) async -> Refusal {
         if let refusal = error as? Refusal { return refusal }
+        if error is TenantConcurrencyLimit.Exceeded {
+            return Refusal(
+                status: .failure(
+                    .resourceExhausted, .overloaded,
+                    "tenant \(tenant.id) already has \(tenantLimit.limit) vault calls in flight (its vault is slow or the load is high); retry shortly",
+                    retryable: true, retryAfterMilliseconds: 100),
+                tenant: tenant.id)
+        }
         if let e = error as? KeyVaultError {
             if e.isCustomerRevocation {
                 await revoke(tenant, reason: e.kind == .keyDisabled ? .keyDisabled : .roleRemoved)
@@ -367,7 +362,7 @@ public final class BrokerService: BrokerRequestHandler {
     /// Stops serving the tenant at once: cached keys gone, state suspended (detected, not typed in).
     func revoke(_ tenant: Tenant, reason: SuspensionReason) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
-        tenantRecords.invalidate(tenant.id)
+        // After the transition (or its failure): a load racing it cannot keep the active record.
         defer { tenantRecords.invalidate(tenant.id) }
         logger.warning("customer revoked access; tenant suspended", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
         do {

@@ -13,15 +13,18 @@ final class TenantConcurrencyLimit: Sendable {
         self.limit = limit
     }
 
-    /// Runs `work` if the tenant has room, else returns nil without running it.
-    func withPermit<T>(_ tenant: String, _ work: () async throws -> T) async throws -> T? {
+    /// The tenant had no room: the work was not run (`BrokerService.refusal(for:)` answers OVERLOADED).
+    struct Exceeded: Error {}
+
+    /// Runs `work` if the tenant has room, else throws `Exceeded` without running it.
+    func withPermit<T>(_ tenant: String, _ work: () async throws -> T) async throws -> T {
         let admitted = inFlight.withLock { counts -> Bool in
             let current = counts[tenant, default: 0]
             guard current < limit else { return false }
             counts[tenant] = current + 1
             return true
         }
-        guard admitted else { return nil }
+        guard admitted else { throw Exceeded() }
         defer {
             inFlight.withLock { counts in
                 let remaining = counts[tenant, default: 1] - 1

@@ -109,20 +109,49 @@ public actor AuditWriter {
     /// - Throws: `storeTimeout` when no room opened within `appendTimeout` (the record was not
     ///   accepted); after `shutdown()`, the error of the synchronous write.
     public nonisolated func append(_ record: AuditRecord) async throws {
-        let batchSize = configuration.batchSize
+        let queued = enqueue(Entry(record: record), requestFlushAt: configuration.batchSize)
+        guard queued.accepted else { return try await appendWaitingForRoom(record, durable: false) }
+        if queued.requestFlush { await flushFullBatch() }
+    }
+
+    /// Queues a record and returns once the batch holding it has committed (group commit: records
+    /// appended while a batch is being written go together in the next one).
+    ///
+    /// - Throws: the flush's error when its batch could not be written (the record stays pending
+    ///   and is retried, so it may still be stored later); `invalidData` when it was quarantined;
+    ///   `storeTimeout` as `append`.
+    public nonisolated func appendDurably(_ record: AuditRecord) async throws {
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                // The first appender since the last drain asks for a flush. It waits for one under
+                // way (which may fail before draining the inbox again), so every waiter is answered.
+                let queued = enqueue(Entry(record: record, waiter: continuation), requestFlushAt: 1)
+                if !queued.accepted {
+                    continuation.resume(throwing: NoRoomInInbox())
+                } else if queued.requestFlush {
+                    Task { await self.flush() }
+                }
+            }
+        } catch is NoRoomInInbox {
+            try await appendWaitingForRoom(record, durable: true)
+        }
+    }
+
+    /// The inbox was full or the writer closed: `appendDurably` goes the actor's way.
+    private struct NoRoomInInbox: Error {}
+
+    /// The common case of both appends, without entering the actor: into the inbox if it is open
+    /// and has room. `requestFlush` is true for the one appender that brought the backlog to
+    /// `threshold` since the last drain: it sees that a flush happens.
+    private nonisolated func enqueue(_ entry: Entry, requestFlushAt threshold: Int) -> (accepted: Bool, requestFlush: Bool) {
         let maximumPending = configuration.maximumPending
-        let (accepted, batchFull) = inbox.withLock { inbox -> (Bool, Bool) in
+        return inbox.withLock { inbox in
             guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
-            inbox.records.append(Entry(record: record))
-            guard inbox.records.count + inbox.backlog >= batchSize, !inbox.flushRequested else { return (true, false) }
+            inbox.records.append(entry)
+            guard inbox.records.count + inbox.backlog >= threshold, !inbox.flushRequested else { return (true, false) }
             inbox.flushRequested = true
             return (true, true)
         }
-        if accepted {
-            if batchFull { await flushFullBatch() }
-            return
-        }
-        try await appendWaitingForRoom(record)
     }
 
     /// The appender that filled a batch writes it (as before the inbox: a full batch flushes on
@@ -134,8 +163,9 @@ public actor AuditWriter {
         }
     }
 
-    /// No room, or the writer closed: wait for room in the actor, or write through.
-    private func appendWaitingForRoom(_ record: AuditRecord) async throws {
+    /// No room in the inbox, or the writer closed: waits in the actor for room, or writes the
+    /// record through once the writer is closed. `durable`: returns once its batch committed.
+    private func appendWaitingForRoom(_ record: AuditRecord, durable: Bool) async throws {
         drainInbox()
         if self.isClosed { return try await self.writeThrough(record) }
         self.appendsUnderWay += 1
@@ -150,11 +180,22 @@ public actor AuditWriter {
             return try await self.writeThrough(record)
         }
         drainInbox()
-        self.pending.append(Entry(record: record))
-        publishBacklog()
-        self.appendDone()
-        if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
-            await self.flush()
+        guard durable else {
+            self.pending.append(Entry(record: record))
+            publishBacklog()
+            self.appendDone()
+            if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
+                await self.flush()
+            }
+            return
+        }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            self.pending.append(Entry(record: record, waiter: continuation))
+            self.publishBacklog()
+            self.appendDone()
+            if !self.isFlushing {
+                Task { await self.flush() }
+            }
         }
     }
 
@@ -172,70 +213,6 @@ public actor AuditWriter {
     private func publishBacklog() {
         let backlog = self.pending.count + self.inFlight
         inbox.withLock { $0.backlog = backlog }
-    }
-
-    /// Queues a record and returns once the batch holding it has committed (group commit: records
-    /// appended while a batch is being written go together in the next one).
-    ///
-    /// - Throws: the flush's error when its batch could not be written (the record stays pending
-    ///   and is retried, so it may still be stored later); `invalidData` when it was quarantined;
-    ///   `storeTimeout` as `append`.
-    public nonisolated func appendDurably(_ record: AuditRecord) async throws {
-        // The common case, on every key operation: into the inbox with its waiter, without
-        // entering the actor; the first such appender since the last drain asks for a flush.
-        let maximumPending = configuration.maximumPending
-        do {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let queued = inbox.withLock { inbox -> (accepted: Bool, requestFlush: Bool) in
-                    guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
-                    inbox.records.append(Entry(record: record, waiter: continuation))
-                    guard !inbox.flushRequested else { return (true, false) }
-                    inbox.flushRequested = true
-                    return (true, true)
-                }
-                if !queued.accepted {
-                    continuation.resume(throwing: NoRoomInInbox())
-                } else if queued.requestFlush {
-                    Task { await self.flushIfIdle() }
-                }
-            }
-        } catch is NoRoomInInbox {
-            try await appendDurablyWaitingForRoom(record)
-        }
-    }
-
-    /// The inbox was full or the writer closed: `appendDurably` goes the actor's way.
-    private struct NoRoomInInbox: Error {}
-
-    /// Waits for a flush under way (it may end in failure before it drains the inbox again),
-    /// then flushes: every waiter in the inbox is answered, with success or the flush's error.
-    private func flushIfIdle() async {
-        await self.flush()
-    }
-
-    private func appendDurablyWaitingForRoom(_ record: AuditRecord) async throws {
-        drainInbox()
-        if self.isClosed { return try await self.writeThrough(record) }
-        self.appendsUnderWay += 1
-        do {
-            try await self.waitForRoom()
-        } catch {
-            self.appendDone()
-            throw error
-        }
-        if self.isClosed {
-            self.appendDone()
-            return try await self.writeThrough(record)
-        }
-        drainInbox()
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            self.pending.append(Entry(record: record, waiter: continuation))
-            self.publishBacklog()
-            self.appendDone()
-            if !self.isFlushing {
-                Task { await self.flush() }
-            }
-        }
     }
 
     /// Writes everything pending, batch by batch. Returns `false` if a batch failed; its records

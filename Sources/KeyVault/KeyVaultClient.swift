@@ -213,27 +213,22 @@ public final class KeyVaultClient: Sendable {
                         kind: .circuitOpen, serviceMessage: "the vault failed repeatedly; calls to it are refused for \(Int(retryAfter.rounded(.up))) s",
                         retryAfter: retryAfter, clientRequestID: clientRequestID)
                 }
-                let admitted: Bool
-                do {
-                    admitted = try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline)
-                } catch {
-                    if admission == .probe { release(probeOf: id.vaultAuthority) }
-                    throw error
+                let probe = admission == .probe
+                // Whether this attempt told the breaker anything. A probe that ends without a
+                // verdict (no budget, no token, cancelled, a deadline spent before the vault had
+                // its time) goes back, so the next caller probes at once.
+                var judged = false
+                defer { if probe, !judged { release(probeOf: id.vaultAuthority) } }
+                func judge(_ outcome: CircuitBreaker.Outcome) {
+                    observe(outcome, vault: id.vaultAuthority, probe: probe)
+                    judged = true
                 }
-                guard admitted else {
-                    if admission == .probe { release(probeOf: id.vaultAuthority) }
+                guard try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline) else {
                     throw KeyVaultError(
                         kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
                         clientRequestID: clientRequestID)
                 }
-                let bearer: String
-                do {
-                    bearer = try await token(rejected, deadline)
-                } catch {
-                    // No vault call was made: a probe slot goes back unused.
-                    if admission == .probe { release(probeOf: id.vaultAuthority) }
-                    throw error
-                }
+                let bearer = try await token(rejected, deadline)
                 rejected = nil
                 var request = HTTPClientRequest(url: "\(id.vaultURL)\(path)?api-version=\(configuration.apiVersion)")
                 request.method = method
@@ -256,19 +251,13 @@ public final class KeyVaultClient: Sendable {
                 } catch let failure as TransportFailure {
                     let error = KeyVaultError.transport(failure, clientRequestID: clientRequestID)
                     if error.kind == .invalidVaultURL {
-                        observe(.answered, vault: id.vaultAuthority, probe: admission == .probe)
-                    } else if failure == .deadlineExceeded && !fullAttempt {
-                        if admission == .probe { release(probeOf: id.vaultAuthority) }
-                    } else {
-                        observe(.failed, vault: id.vaultAuthority, probe: admission == .probe)
+                        judge(.answered)
+                    } else if failure != .deadlineExceeded || fullAttempt {
+                        judge(.failed)
                     }
                     throw error
-                } catch {
-                    // Cancelled: the vault was not judged; a probe goes back for the next caller.
-                    if admission == .probe { release(probeOf: id.vaultAuthority) }
-                    throw error
                 }
-                observe(response.status >= 500 ? .failed : .answered, vault: id.vaultAuthority, probe: admission == .probe)
+                judge(response.status >= 500 ? .failed : .answered)
                 if (200..<300).contains(response.status) { return response.json ?? [:] }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
                 if error.kind == .unauthorized {
@@ -312,12 +301,6 @@ public final class KeyVaultClient: Sendable {
     /// A half-open probe that never reached the vault: let the next caller probe at once.
     private func release(probeOf vault: String) {
         breakers.withLock { $0[vault]?.abandonProbe(at: clock.now) }
-    }
-
-    /// Whether calls to the vault at `vaultURL`'s host are being refused without being sent.
-    public func isCircuitOpen(vaultURL: String) -> Bool {
-        let authority = VaultKeyID(vaultURL: vaultURL, name: "x").vaultAuthority
-        return breakers.withLock { $0[authority]?.isOpen ?? false }
     }
 
     static func error(from response: AzureHTTP.Response, clientRequestID: String, now: Date) -> KeyVaultError {

@@ -55,8 +55,6 @@ protocol SQLBackend: Sendable {
     func close() async throws
 }
 
-/// The advisory locks fedbroker takes. Fixed 64-bit keys (`fedbrkr` in ASCII, plus a small
-/// discriminator), so they never collide with another application's locks on a shared server.
 extension SQLBackend {
     /// By default one statement is one transaction like any other.
     func withSingleStatement<Result: Sendable>(
@@ -66,6 +64,8 @@ extension SQLBackend {
     }
 }
 
+/// The advisory locks fedbroker takes. Fixed 64-bit keys (`fedbrkr` in ASCII, plus a small
+/// discriminator), so they never collide with another application's locks on a shared server.
 struct AdvisoryLockKey: Hashable, Sendable {
     let rawValue: Int64
 
