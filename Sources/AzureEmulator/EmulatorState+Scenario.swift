@@ -180,13 +180,14 @@ extension EmulatorState {
     /// Rotation: a new current version with the previous one's attributes; old versions stay usable.
     @discardableResult
     public func rotateKey(vault: String, name: String, size: Int? = nil) throws -> Directory.KeyVersion {
-        guard let current = read({ $0.vaults[vault.lowercased()]?.keys[name.lowercased()]?.latest }) else {
+        guard let key = read({ $0.vaults[vault.lowercased()]?.keys[name.lowercased()] }), let current = key.latest else {
             throw ScenarioError.notFound("Key \(name) in \(vault)")
         }
         var options = KeyOptions()
         options.size = size ?? current.keySize
         options.keyOps = current.keyOps
-        let version = try Self.makeVersion(options: options, now: clock.unixSeconds)
+        // New key material, never one of this key's earlier versions (old ciphertexts must not open under it).
+        let version = try Self.makeVersion(options: options, now: clock.unixSeconds, avoiding: Set(key.versions.map(\.privateKeyDER)))
         try mutate { dir in
             guard dir.vaults[vault.lowercased()]?.keys[name.lowercased()] != nil else { throw ScenarioError.notFound("Key \(name) in \(vault)") }
             dir.vaults[vault.lowercased()]!.keys[name.lowercased()]!.versions.append(version)
@@ -262,11 +263,11 @@ extension EmulatorState {
 
     static let subscriptionID = "00000000-0000-0000-0000-0000000000e1"
 
-    static func makeVersion(options: KeyOptions, now: Int64) throws -> Directory.KeyVersion {
+    static func makeVersion(options: KeyOptions, now: Int64, avoiding used: Set<Data> = []) throws -> Directory.KeyVersion {
         guard [2048, 3072, 4096].contains(options.size) else { throw ScenarioError.invalid("RSA key size must be 2048, 3072 or 4096.") }
         let valid: Set<String> = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import", "export"]
         guard options.keyOps.allSatisfy(valid.contains) else { throw ScenarioError.invalid("Unknown key operation in \(options.keyOps).") }
-        let der = try RSAKeyMaterial.privateKeyDER(bits: options.size)
+        let der = try RSAKeyMaterial.privateKeyDER(bits: options.size, avoiding: used)
         return Directory.KeyVersion(
             version: UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased(),
             privateKeyDER: der, keySize: options.size, keyOps: options.keyOps, enabled: options.enabled,
@@ -276,8 +277,9 @@ extension EmulatorState {
 
 /// Where emulated vault keys come from. Generating an RSA-3072 key costs 0.2–0.6 s of CPU in a
 /// debug build; a test suite that starts dozens of emulators in parallel spends most of its time
-/// there. With `reuse` on (tests only), keys are drawn from a small rotating pool per size:
-/// consecutive keys always differ, so rotation still yields new key material.
+/// there. With `reuse` on (tests only), keys are drawn from a small rotating pool per size. Tests
+/// running in parallel draw from the same pool, so a draw may return a key that one vault key
+/// already has as an earlier version: rotation passes those in `avoiding`.
 public enum RSAKeyMaterial {
     private struct Pool {
         var keys: [Int: [Data]] = [:]
@@ -290,15 +292,18 @@ public enum RSAKeyMaterial {
     /// Turns pooling on or off for the process (off by default: `fedbroker emulator` makes fresh keys).
     public static func reuse(_ on: Bool) { reuseFlag.withLock { $0 = on } }
 
-    static func privateKeyDER(bits: Int) throws -> Data {
+    static func privateKeyDER(bits: Int, avoiding used: Set<Data> = []) throws -> Data {
         guard reuseFlag.withLock({ $0 }) else {
             return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
         }
         if let reused = pool.withLock({ p -> Data? in
             guard let keys = p.keys[bits], keys.count >= poolSize else { return nil }
-            let index = p.next[bits, default: 0]
-            p.next[bits] = (index + 1) % keys.count
-            return keys[index]
+            for _ in 0..<keys.count {
+                let index = p.next[bits, default: 0]
+                p.next[bits] = (index + 1) % keys.count
+                if !used.contains(keys[index]) { return keys[index] }
+            }
+            return nil  // every pooled key is in use by this vault key: a fresh one
         }) {
             return reused
         }
