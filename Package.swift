@@ -7,6 +7,9 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Generated code (OpenAPI) compiles under the generator's own assumptions.
+let generatedSwiftSettings: [SwiftSetting] = []
+
 // Tests import what they use without re-declaring every transitive module.
 let testSwiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -23,6 +26,11 @@ let package = Package(
         .library(name: "KeyVault", targets: ["KeyVault"]),
         .library(name: "BrokerStore", targets: ["BrokerStore"]),
         .library(name: "BrokerWire", targets: ["BrokerWire"]),
+        // What internal services link to call the broker.
+        .library(name: "BrokerClient", targets: ["BrokerClient"]),
+        // The admin API's generated client, for tools that onboard tenants from code.
+        .library(name: "AdminClient", targets: ["AdminClient"]),
+        .library(name: "BrokerApp", targets: ["BrokerApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
@@ -42,6 +50,11 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["JSON"]),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime.git", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird.git", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client.git", from: "1.5.0"),
+        // Tests read the OpenAPI document to hold the server to it.
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // Domain types and pure logic. No NIO, no HTTP, no SQL: CI greps for it.
@@ -164,6 +177,69 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The admin API's types, generated from openapi.yaml (scripts/generate-openapi.sh; committed).
+        .target(
+            name: "AdminAPIModel",
+            dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")],
+            exclude: ["openapi.yaml"],
+            swiftSettings: generatedSwiftSettings
+        ),
+        // The admin API: onboarding, callers and audit over HTTPS, staff authenticated by Entra ID.
+        .target(
+            name: "AdminAPI",
+            dependencies: [
+                "AdminAPIModel",
+                "FedBrokerCore",
+                "BrokerStore",
+                "AzureIdentity",
+                "KeyVault",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: generatedSwiftSettings
+        ),
+        // The admin API's generated client over AsyncHTTPClient: what the staff CLI speaks.
+        .target(
+            name: "AdminClient",
+            dependencies: [
+                "AdminAPIModel",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: generatedSwiftSettings
+        ),
+        // The one assembly: store, audit, Azure clients, service, framed transport, admin listener
+        // and change-feed follower as Services of one ServiceGroup. serve, bench and tests call it.
+        .target(
+            name: "BrokerApp",
+            dependencies: [
+                "FedBrokerCore",
+                "BrokerStore",
+                "BrokerServer",
+                "AdminAPI",
+                "AzureIdentity",
+                "KeyVault",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "fedbroker",
             dependencies: [
@@ -174,6 +250,13 @@ let package = Package(
                 "BrokerServer",
                 "BrokerClient",
                 "BrokerWire",
+                "BrokerApp",
+                "AdminClient",
+                "AdminAPIModel",
+                "AdminAPI",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -187,6 +270,31 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "AdminAPITests",
+            dependencies: [
+                "AdminAPI",
+                "AdminAPIModel",
+                "AdminClient",
+                "AzureEmulator",
+                "AzureIdentity",
+                "BrokerApp",
+                "BrokerClient",
+                "BrokerServer",
+                "BrokerStore",
+                "FedBrokerCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: testSwiftSettings
         ),
         .testTarget(
             name: "FedBrokerCoreTests",

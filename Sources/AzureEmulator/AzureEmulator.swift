@@ -128,7 +128,8 @@ public final class AzureEmulator: Service, Sendable {
                     seeded.withLock { $0 = scenario }
                     logger.info("seeded the default scenario", metadata: ["isvTenant": "\(scenario.isvTenantID)", "app": "\(scenario.appClientID)"])
                 } else if configuration.seedDefaultScenario {
-                    seeded.withLock { $0 = Self.recoverScenario(state) }
+                    let recovered = try Self.recoverScenario(state)
+                    seeded.withLock { $0 = recovered }
                 }
                 try writeEnvironmentFile()
                 readiness.succeed(state.currentEndpoints)
@@ -226,8 +227,12 @@ public final class AzureEmulator: Service, Sendable {
     }
 
     /// After a restart from a state dir, rebuilds the scenario description from the directory.
-    private static func recoverScenario(_ state: EmulatorState) -> DefaultScenario? {
-        state.read { dir in
+    private static func recoverScenario(_ state: EmulatorState) throws -> DefaultScenario? {
+        guard let isvTenantID = state.read({ $0.applications.values.first { $0.displayName == "fabrikam-cmk" }?.homeTenantId }) else {
+            return nil
+        }
+        let staff = try DefaultScenario.recoverStaff(from: state, isvTenantID: isvTenantID)
+        return state.read { dir in
             guard let app = dir.applications.values.first(where: { $0.displayName == "fabrikam-cmk" }) else { return nil }
             let identities = dir.managedIdentities.values.filter { $0.name.hasPrefix("fedbroker-fic-") }.sorted { $0.name < $1.name }
             let customers = ["contoso-kv", "northwind-kv"].compactMap { name -> DefaultScenario.Customer? in
@@ -237,7 +242,8 @@ public final class AzureEmulator: Service, Sendable {
             }
             return DefaultScenario(
                 isvTenantID: app.homeTenantId, appClientID: app.appId, appObjectID: app.objectId, managedIdentities: identities,
-                customers: customers, ungrantedKeyName: "cmk-ungranted")
+                customers: customers, ungrantedKeyName: "cmk-ungranted", adminAppID: staff.appID,
+                adminAudience: DefaultScenario.adminAudienceURI, staffUserObjectIDs: staff.users)
         }
     }
 

@@ -116,6 +116,10 @@ public struct AADSTSFailure: Sendable, Equatable, Error {
               message: "The app requested an unsupported grant type '\(grant)'.")
     }
 
+    public static let invalidRedirectURI = Self(
+        code: 90102, error: "invalid_request", status: 400,
+        message: "'redirect_uri' value must be a valid absolute URI.")
+
     public static let temporarilyUnavailable = Self(
         code: 90006, error: "temporarily_unavailable", status: 503,
         message: "The service is temporarily unavailable.")

@@ -29,13 +29,19 @@ enum ControlService {
             }
         }
         api.post("applications") { request, context in
-            struct Body: Decodable { var homeTenantId: String; var displayName: String; var appId: String? }
+            struct Body: Decodable {
+                var homeTenantId: String; var displayName: String; var appId: String?
+                var identifierUris: [String]?; var appRoles: [AppRoleInput]?
+            }
             return try await handle {
                 let b = try await request.decode(as: Body.self, context: context)
-                let a = try state.createApplication(homeTenantID: b.homeTenantId, displayName: b.displayName, appID: b.appId)
-                return (201, .object([("appId", .string(a.appId)), ("objectId", .string(a.objectId)), ("homeTenantId", .string(a.homeTenantId))]))
+                let a = try state.createApplication(
+                    homeTenantID: b.homeTenantId, displayName: b.displayName, appID: b.appId,
+                    identifierUris: b.identifierUris ?? [], appRoles: (b.appRoles ?? []).map(\.role))
+                return (201, applicationJSON(a))
             }
         }
+        addStaffRoutes(to: api, state: state)
         api.post("service-principals") { request, context in
             struct Body: Decodable { var tenantId: String; var appId: String }
             return try await handle {
@@ -128,14 +134,17 @@ enum ControlService {
             }
         }
         api.patch("vaults/:vault/keys/:key") { request, context in
-            struct Body: Decodable { var version: String?; var enabled: Bool?; var keyOps: [String]?; var nbf: Int64?; var exp: Int64? }
+            struct Body: Decodable {
+                var version: String?; var enabled: Bool?; var keyOps: [String]?; var nbf: Int64?; var exp: Int64?
+                var tags: [String: String]?
+            }
             return try await handle {
                 let vault = try context.parameters.require("vault")
                 let key = try context.parameters.require("key")
                 let b = try await request.decode(as: Body.self, context: context)
                 try state.updateKey(
                     vault: vault, name: key, version: b.version, enabled: b.enabled, keyOps: b.keyOps,
-                    notBefore: b.nbf.map { .some($0) }, expires: b.exp.map { .some($0) })
+                    notBefore: b.nbf.map { .some($0) }, expires: b.exp.map { .some($0) }, tags: b.tags)
                 return (200, .object([("updated", true)]))
             }
         }
@@ -237,7 +246,7 @@ enum ControlService {
     }
 
     /// Runs a control operation and turns its failure into a JSON error with a stable code.
-    private static func handle(_ body: () async throws -> (Int, JSONValue)) async throws -> Response {
+    static func handle(_ body: () async throws -> (Int, JSONValue)) async throws -> Response {
         do {
             let (status, json) = try await body()
             return Reply.json(status, json)
@@ -274,13 +283,13 @@ enum ControlService {
                 ("tenants", .array(dir.tenants.values.sorted { $0.displayName < $1.displayName }.map {
                     .object([("id", .string($0.id)), ("displayName", .string($0.displayName)), ("domain", .string($0.domain))])
                 })),
-                ("applications", .array(dir.applications.values.map { app in
-                    .object([
-                        ("appId", .string(app.appId)), ("objectId", .string(app.objectId)), ("homeTenantId", .string(app.homeTenantId)),
-                        ("displayName", .string(app.displayName)),
-                        ("federatedIdentityCredentials", .array(app.federatedCredentials.filter(FederatedCredentialMatcher.isListed).map(GraphService.json))),
-                    ])
+                ("applications", .array(dir.applications.values.sorted { $0.displayName < $1.displayName }.map { app in
+                    guard case .object(var members) = applicationJSON(app) else { return .null }
+                    members.append(("federatedIdentityCredentials", .array(app.federatedCredentials.filter(FederatedCredentialMatcher.isListed).map(GraphService.json))))
+                    return .object(members)
                 })),
+                ("users", .array(dir.users.values.sorted { $0.userPrincipalName < $1.userPrincipalName }.map(userJSON))),
+                ("appRoleAssignments", .array(dir.appRoleAssignments.map { appRoleAssignmentJSON($0, in: dir) })),
                 ("servicePrincipals", .array(dir.servicePrincipals.map {
                     .object([("objectId", .string($0.objectId)), ("appId", .string($0.appId)), ("tenantId", .string($0.tenantId))])
                 })),
@@ -297,6 +306,7 @@ enum ControlService {
                         ("keys", .array(vault.keys.values.sorted { $0.name < $1.name }.map { key in
                             .object([
                                 ("name", .string(key.name)),
+                                ("tags", .object(key.tags.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
                                 ("versions", .array(key.versions.map {
                                     .object([("version", .string($0.version)), ("size", .int(Int64($0.keySize))), ("enabled", .bool($0.enabled)), ("keyOps", .strings($0.keyOps))])
                                 })),

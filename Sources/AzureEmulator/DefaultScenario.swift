@@ -3,7 +3,9 @@ import Foundation
 /// The scenario `fedbroker emulator` seeds: an ISV tenant with one multi-tenant application
 /// trusting two user-assigned identities as its FICs; two consented customer tenants, each
 /// with a purge-protected vault holding an RSA-3072 wrapKey/unwrapKey key granted to the
-/// application; and one key in the first vault with no role granted.
+/// application; and one key in the first vault with no role granted. In the ISV tenant also
+/// the admin API's application (`fedbroker-admin`, five app roles) and its staff users
+/// (DefaultScenario+Staff.swift).
 public struct DefaultScenario: Sendable {
     public struct Customer: Sendable {
         public var tenantID: String
@@ -19,10 +21,18 @@ public struct DefaultScenario: Sendable {
     public var managedIdentities: [Directory.ManagedIdentity]
     public var customers: [Customer]
     public var ungrantedKeyName: String
+    /// The admin API's application (appId) in the ISV tenant.
+    public var adminAppID: String
+    /// What staff request tokens for and the admin API expects as `aud`: `api://fedbroker-admin`.
+    public var adminAudience: String
+    /// Staff user name (`onboarder`, `suspender`, `caller-admin`, `auditor`, `sre`, `admin`,
+    /// `nobody`) → the user's object id; `staffRoster` says which roles each holds.
+    public var staffUserObjectIDs: [String: String]
 
     public static func seed(into state: EmulatorState) async throws -> DefaultScenario {
         let isv = try state.createTenant(displayName: "Fabrikam ISV", domain: "fabrikam.onmicrosoft.com")
         let app = try state.createApplication(homeTenantID: isv.id, displayName: "fabrikam-cmk")
+        let staff = try seedStaff(into: state, isvTenantID: isv.id)
         var identities: [Directory.ManagedIdentity] = []
         for index in 1...2 {
             let mi = try state.createManagedIdentity(tenantID: isv.id, name: "fedbroker-fic-\(index)")
@@ -46,7 +56,8 @@ public struct DefaultScenario: Sendable {
         }
         return DefaultScenario(
             isvTenantID: isv.id, appClientID: app.appId, appObjectID: app.objectId, managedIdentities: identities,
-            customers: customers, ungrantedKeyName: "cmk-ungranted")
+            customers: customers, ungrantedKeyName: "cmk-ungranted", adminAppID: staff.appID, adminAudience: adminAudienceURI,
+            staffUserObjectIDs: staff.users)
     }
 
     /// Shell exports for the scenario (DIR/env.sh).
@@ -77,6 +88,12 @@ public struct DefaultScenario: Sendable {
             env.append(("FEDBROKER_EMU_C\(index + 1)_KEY_NAME", customer.keyName))
         }
         env.append(("FEDBROKER_EMU_C1_UNGRANTED_KEY_NAME", ungrantedKeyName))
+        env.append(("FEDBROKER_EMU_ADMIN_APP_ID", adminAppID))
+        env.append(("FEDBROKER_EMU_ADMIN_AUDIENCE", adminAudience))
+        for (name, _) in Self.staffRoster {
+            guard let objectID = staffUserObjectIDs[name] else { continue }
+            env.append((Self.staffVariable(name), objectID))
+        }
         return env
     }
 }

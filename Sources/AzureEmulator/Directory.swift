@@ -1,14 +1,16 @@
 import Foundation
 
 /// Everything the emulated cloud knows: tenants, the ISV's application and its federated
-/// credentials, service principals (consent), managed identities, vaults, keys and role
-/// assignments. A plain value: the HTTP services read and change it under one lock, and the
-/// whole of it is what `--state-dir` persists.
+/// credentials, service principals (consent), managed identities, staff users and their app
+/// roles, vaults, keys and role assignments. A plain value: the HTTP services read and change
+/// it under one lock, and the whole of it is what `--state-dir` persists.
 public struct Directory: Codable, Sendable {
     public var tenants: [String: Tenant] = [:]
     public var applications: [String: Application] = [:]  // by appId
     public var servicePrincipals: [ServicePrincipal] = []
     public var managedIdentities: [String: ManagedIdentity] = [:]  // by clientId
+    public var users: [String: User] = [:]  // by objectId
+    public var appRoleAssignments: [AppRoleAssignment] = []
     public var vaults: [String: Vault] = [:]  // by lowercased name
     /// "tenantId|appId" pairs whose token requests a Conditional Access policy blocks (AADSTS53003).
     public var conditionalAccessBlocks: Set<String> = []
@@ -46,6 +48,10 @@ public struct Directory: Codable, Sendable {
         public var homeTenantId: String
         public var displayName: String
         public var federatedCredentials: [FederatedCredential] = []
+        /// Application ID URIs (`api://fedbroker-admin`): what a client names as the resource.
+        public var identifierUris: [String] = []
+        /// The roles the application defines; assignments put their `value`s in `roles`.
+        public var appRoles: [AppRole] = []
     }
 
     public struct FederatedCredential: Codable, Sendable {
@@ -162,5 +168,40 @@ extension Directory {
     public func applicationKey(for id: String) -> String? {
         let needle = id.lowercased()
         return applications.first { $0.value.appId.lowercased() == needle || $0.value.objectId.lowercased() == needle }?.key
+    }
+}
+
+extension Directory {
+    /// Decodes a state file written by an older emulator too: collections added since then
+    /// (users, app role assignments) start empty instead of failing the restart with CorruptState.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        tenants = try c.decodeIfPresent([String: Tenant].self, forKey: .tenants) ?? [:]
+        applications = try c.decodeIfPresent([String: Application].self, forKey: .applications) ?? [:]
+        servicePrincipals = try c.decodeIfPresent([ServicePrincipal].self, forKey: .servicePrincipals) ?? []
+        managedIdentities = try c.decodeIfPresent([String: ManagedIdentity].self, forKey: .managedIdentities) ?? [:]
+        users = try c.decodeIfPresent([String: User].self, forKey: .users) ?? [:]
+        appRoleAssignments = try c.decodeIfPresent([AppRoleAssignment].self, forKey: .appRoleAssignments) ?? []
+        vaults = try c.decodeIfPresent([String: Vault].self, forKey: .vaults) ?? [:]
+        conditionalAccessBlocks = try c.decodeIfPresent(Set<String>.self, forKey: .conditionalAccessBlocks) ?? []
+        externalIssuers = try c.decodeIfPresent([String: ExternalIssuer].self, forKey: .externalIssuers) ?? [:]
+        settings = try c.decodeIfPresent(Settings.self, forKey: .settings) ?? Settings()
+        listenerPorts = try c.decodeIfPresent([String: Int].self, forKey: .listenerPorts) ?? [:]
+    }
+}
+
+extension Directory.Application {
+    /// As `Directory.init(from:)`: applications persisted before identifier URIs and app roles
+    /// existed load with none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        appId = try c.decode(String.self, forKey: .appId)
+        objectId = try c.decode(String.self, forKey: .objectId)
+        homeTenantId = try c.decode(String.self, forKey: .homeTenantId)
+        displayName = try c.decode(String.self, forKey: .displayName)
+        federatedCredentials = try c.decodeIfPresent([Directory.FederatedCredential].self, forKey: .federatedCredentials) ?? []
+        identifierUris = try c.decodeIfPresent([String].self, forKey: .identifierUris) ?? []
+        appRoles = try c.decodeIfPresent([Directory.AppRole].self, forKey: .appRoles) ?? []
     }
 }

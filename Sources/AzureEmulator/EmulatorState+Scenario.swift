@@ -51,14 +51,21 @@ extension EmulatorState {
         return tenant
     }
 
+    /// A multi-tenant application, optionally exposing an API: `identifierUris` name it as a
+    /// resource, `appRoles` are what staff tokens for it carry in `roles`.
     @discardableResult
-    public func createApplication(homeTenantID: String, displayName: String, appID: String? = nil) throws -> Directory.Application {
+    public func createApplication(
+        homeTenantID: String, displayName: String, appID: String? = nil, identifierUris: [String] = [],
+        appRoles: [Directory.AppRole] = []
+    ) throws -> Directory.Application {
+        try ApplicationRules.check(identifierUris: identifierUris, appRoles: appRoles)
         let app = Directory.Application(
             appId: (appID ?? newGUID()).lowercased(), objectId: newGUID(), homeTenantId: homeTenantID.lowercased(),
-            displayName: displayName)
+            displayName: displayName, identifierUris: identifierUris, appRoles: appRoles)
         try mutate { dir in
             guard dir.tenants[app.homeTenantId] != nil else { throw ScenarioError.notFound("Tenant \(homeTenantID)") }
             guard dir.applications[app.appId] == nil else { throw ScenarioError.conflict("Application \(app.appId) already exists.") }
+            try ApplicationRules.checkUnique(identifierUris: identifierUris, in: dir)
             dir.applications[app.appId] = app
             // The home tenant always has the application's own service principal.
             dir.servicePrincipals.append(.init(objectId: newGUID(), appId: app.appId, tenantId: app.homeTenantId))
@@ -195,10 +202,11 @@ extension EmulatorState {
         return version
     }
 
-    /// Updates attributes of one version (the current one when `version` is nil).
+    /// Updates attributes of one version (the current one when `version` is nil). `tags`
+    /// replaces the key's tags, which this emulator keeps per key rather than per version.
     public func updateKey(
         vault: String, name: String, version: String? = nil, enabled: Bool? = nil, keyOps: [String]? = nil,
-        notBefore: Int64?? = nil, expires: Int64?? = nil
+        notBefore: Int64?? = nil, expires: Int64?? = nil, tags: [String: String]? = nil
     ) throws {
         let now = clock.unixSeconds
         try mutate { dir in
@@ -211,6 +219,7 @@ extension EmulatorState {
             if let keyOps { key.versions[index].keyOps = keyOps }
             if let notBefore { key.versions[index].notBefore = notBefore }
             if let expires { key.versions[index].expires = expires }
+            if let tags { key.tags = tags }
             key.versions[index].updated = now
             dir.vaults[vault.lowercased()]!.keys[name.lowercased()] = key
         }

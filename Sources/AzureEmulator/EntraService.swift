@@ -4,7 +4,8 @@ import Hummingbird
 import Logging
 
 /// Entra ID's v2 endpoints (HTTPS): the token endpoint for client credentials with a federated
-/// client assertion, OpenID discovery and the signing keys (WIRE.md §2, §3).
+/// client assertion, OpenID discovery, the signing keys (WIRE.md §2, §3) and the admin
+/// consent URL a customer's administrator opens.
 struct EntraService: HTTPResponder {
     typealias Context = EmulatorRequestContext
     let state: EmulatorState
@@ -33,6 +34,8 @@ struct EntraService: HTTPResponder {
             return Reply.json(200, state.authority.jwks(issuer: issuer), headers: Self.standardHeaders(requestID: newGUID()))
         case (.get, "discovery/instance") where tenantName == "common":
             return instanceDiscovery()
+        case (.get, "adminconsent"):
+            return try await adminConsent(request: request, tenantName: tenantName, context: context)
         default:
             return notFound()
         }
@@ -199,7 +202,7 @@ struct EntraService: HTTPResponder {
     }
 
     /// An AADSTS error. `trace_id` equals `x-ms-request-id`, as in the recorded bodies.
-    private func failure(_ failure: AADSTSFailure, status: Int? = nil, retryAfter: Int? = nil) -> Response {
+    func failure(_ failure: AADSTSFailure, status: Int? = nil, retryAfter: Int? = nil) -> Response {
         let traceID = newGUID()
         var headers = Self.standardHeaders(requestID: traceID)
         if let retryAfter { headers.append(("Retry-After", String(retryAfter))) }

@@ -65,6 +65,23 @@ enum Reply {
         return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: bytes))
     }
 
+    /// A non-JSON body (the HTML page a browser flow ends on).
+    static func text(_ status: Int, _ body: String, contentType: String, headers: [(String, String)] = []) -> Response {
+        var fields = HTTPFields()
+        fields[.contentType] = contentType
+        for (name, value) in headers {
+            if let n = HTTPField.Name(name) { fields.append(HTTPField(name: n, value: value)) }
+        }
+        let bytes = ByteBuffer(string: body)
+        fields[.contentLength] = String(bytes.readableBytes)
+        return Response(status: .init(code: status), headers: fields, body: .init(byteBuffer: bytes))
+    }
+
+    /// A 302 to `location`, empty-bodied, as Entra ends a browser flow at the redirect URI.
+    static func redirect(to location: String, headers: [(String, String)] = []) -> Response {
+        empty(302, headers: headers + [("Location", location)])
+    }
+
     /// An empty-bodied response (Graph's 204).
     static func empty(_ status: Int, headers: [(String, String)] = []) -> Response {
         var fields = HTTPFields()

@@ -7,8 +7,8 @@ import Hummingbird
 import NIOCore
 
 /// One Key Vault's keys data plane (HTTPS, one listener per vault so each vault has its own
-/// `https://localhost:PORT` and the `kid` it returns is a usable URL): get key, wrapkey,
-/// unwrapkey, with the challenge, token checks, RBAC, key attributes and the vault's
+/// `https://localhost:PORT` and the `kid` it returns is a usable URL): get key, update key,
+/// wrapkey, unwrapkey, with the challenge, token checks, RBAC, key attributes and the vault's
 /// transaction budget (WIRE.md §4, §5).
 struct KeyVaultService: HTTPResponder {
     typealias Context = EmulatorRequestContext
@@ -25,18 +25,21 @@ struct KeyVaultService: HTTPResponder {
         case getKey(name: String, version: String?)
         case wrap(name: String, version: String?)
         case unwrap(name: String, version: String?)
+        case update(name: String, version: String?)
 
         var name: String {
             switch self {
             case .getKey: "getkey"
+            case .update: "updatekey"
             case .wrap: "wrapkey"
             case .unwrap: "unwrapkey"
             }
         }
     }
 
-    /// Parses `/keys/{name}[/{version}][/wrapkey|/unwrapkey]`; the operation segment is
-    /// case-insensitive, and an empty or missing version means the current one.
+    /// Parses `/keys/{name}[/{version}][/wrapkey|/unwrapkey]` (GET, PATCH for Update Key,
+    /// POST); the operation segment is case-insensitive, and an empty or missing version means
+    /// the current one.
     static func route(method: HTTPRequest.Method, path: String) -> Operation? {
         var segments = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard segments.first == "" else { return nil }
@@ -44,13 +47,11 @@ struct KeyVaultService: HTTPResponder {
         guard segments.count >= 2, segments[0].lowercased() == "keys", !segments[1].isEmpty else { return nil }
         let name = segments[1]
         var rest = Array(segments.dropFirst(2))
-        if method == .get {
+        if method == .get || method == .patch {
             if rest.last == "" { rest.removeLast() }
-            switch rest.count {
-            case 0: return .getKey(name: name, version: nil)
-            case 1: return .getKey(name: name, version: rest[0].isEmpty ? nil : rest[0])
-            default: return nil
-            }
+            guard rest.count <= 1 else { return nil }
+            let version = rest.first.flatMap { $0.isEmpty ? nil : $0 }
+            return method == .get ? .getKey(name: name, version: version) : .update(name: name, version: version)
         }
         guard method == .post, let op = rest.last?.lowercased(), op == "wrapkey" || op == "unwrapkey" else { return nil }
         rest.removeLast()
@@ -112,6 +113,7 @@ struct KeyVaultService: HTTPResponder {
             case .getKey(let n, let v): (n, v, .read)
             case .wrap(let n, let v): (n, v, .wrap)
             case .unwrap(let n, let v): (n, v, .unwrap)
+            case .update(let n, let v): (n, v, .update)
             }
         guard let assignment = RoleBasedAccess.authorizingAssignment(
             principalID: caller.objectID, action: action, keyName: keyName, assignments: vault.roleAssignments, now: state.now)
@@ -130,6 +132,14 @@ struct KeyVaultService: HTTPResponder {
         switch operation {
         case .getKey:
             return rbac.ok(KeyBundle.json(key: key, version: keyVersion, vault: vault, baseURL: vaultBaseURL))
+        case .update:
+            switch KeyUpdateRequest.parse(try await request.bodyString()) {
+            case .success(let update):
+                let updated = try applyUpdate(update, key: key.name, version: keyVersion.version)
+                return rbac.ok(KeyBundle.json(key: updated.0, version: updated.1, vault: vault, baseURL: vaultBaseURL))
+            case .failure(let failure):
+                return rbac.failure(failure, tenantID: vault.tenantId)
+            }
         case .wrap, .unwrap:
             let body = try await request.bodyString()
             let result = Self.cryptoOperation(
@@ -145,6 +155,18 @@ struct KeyVaultService: HTTPResponder {
     }
 
     private var vaultBaseURL: String { state.vaultURL(vaultName) ?? "https://localhost" }
+
+    /// Applies Update Key to one version and returns the key as it now is, for the KeyBundle.
+    private func applyUpdate(_ update: KeyUpdateRequest, key: String, version: String) throws -> (Directory.Key, Directory.KeyVersion) {
+        try state.updateKey(
+            vault: vaultName, name: key, version: version, enabled: update.attributes?.enabled, keyOps: update.keyOps,
+            notBefore: update.attributes?.nbf.map { .some($0) }, expires: update.attributes?.exp.map { .some($0) },
+            tags: update.tags)
+        guard let updated = state.read({ $0.vaults[vaultName.lowercased()]?.keys[key.lowercased()] }),
+            let current = updated.version(version)
+        else { throw ScenarioError.notFound("Key \(key) in \(vaultName)") }
+        return (updated, current)
+    }
 
     // MARK: Authentication
 

@@ -7,6 +7,8 @@ public enum RoleBasedAccess {
         case read = "Microsoft.KeyVault/vaults/keys/read"
         case wrap = "Microsoft.KeyVault/vaults/keys/wrap/action"
         case unwrap = "Microsoft.KeyVault/vaults/keys/unwrap/action"
+        /// Update Key (attributes, key_ops, tags): the access-policy "keys/update" permission.
+        case update = "Microsoft.KeyVault/vaults/keys/update/action"
     }
 
     public struct Role: Sendable {
@@ -19,7 +21,8 @@ public enum RoleBasedAccess {
         id: "e147488a-f6f5-4113-8e2d-b22465e65bf6", name: "Key Vault Crypto Service Encryption User",
         grants: [.read, .wrap, .unwrap])
     public static let cryptoUser = Role(
-        id: "12338af0-0e69-4776-bea7-57ae8d297424", name: "Key Vault Crypto User", grants: [.read, .wrap, .unwrap])
+        id: "12338af0-0e69-4776-bea7-57ae8d297424", name: "Key Vault Crypto User", grants: [.read, .update, .wrap, .unwrap])
+    /// Officer (`keys/*`) and Administrator (`vaults/*`) hold every key data action.
     public static let cryptoOfficer = Role(
         id: "14b46e9e-c2b7-41b4-b07b-48a6ebf60603", name: "Key Vault Crypto Officer", grants: Set(DataAction.allCases))
     public static let administrator = Role(

@@ -42,10 +42,12 @@ final class TokenAuthority: Sendable {
         return .object([("keys", .array([.object(key)]))])
     }
 
-    func sign(_ claims: some JWTPayload) async throws -> String {
+    /// Signs with the one key (`kid` in the header). `thumbprint` adds `x5t`, which v1.0
+    /// tokens carry and v2.0 access tokens do not.
+    func sign(_ claims: some JWTPayload, thumbprint: Bool = true) async throws -> String {
         var header = JWTHeader()
         header.typ = "JWT"
-        header.x5t = keyID
+        if thumbprint { header.x5t = keyID }
         return try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)
     }
 

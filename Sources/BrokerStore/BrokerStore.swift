@@ -46,6 +46,34 @@ public protocol BrokerStore: Sendable {
         _ id: TenantID, expectedVersion: RecordVersion, to slot: FICSlotID, actor: String
     ) async throws -> Tenant
 
+    // MARK: Onboarding
+
+    /// Registers a customer for onboarding: the tenant and its binding value in one transaction,
+    /// placed on the least-loaded active slot. Unlike `registerTenant(_:actor:)`, a registration
+    /// with no active slot fails (`noActiveSlot`): onboarding staff must not get a tenant that
+    /// can never validate.
+    ///
+    /// With `idempotency`, a key already used for the same fingerprint returns that tenant
+    /// (`created == false`); for another fingerprint it throws `idempotencyKeyReused`.
+    /// - Throws: `uniqueConflict` when the customer's Entra tenant is already registered.
+    func registerTenant(
+        _ registration: TenantRegistration, bindingValue: String, idempotency: RegistrationIdempotency?, actor: String
+    ) async throws -> RegistrationResult
+    /// The onboarding record of a tenant registered through `registerTenant(_:bindingValue:…)`;
+    /// nil for tenants written before onboarding existed.
+    func onboarding(_ id: TenantID) async throws -> TenantOnboarding?
+    /// Records a validation on the tenant and, when it succeeded and the tenant is `registered`,
+    /// moves it to `validated`, in one transaction with its audit record.
+    func recordValidation(
+        _ id: TenantID, expectedVersion: RecordVersion, result: ValidationRecord, actor: String
+    ) async throws -> Tenant
+    /// Applies `event` and keeps `reason` (an operator's suspension reason, or nil to clear it).
+    func transitionTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, reason: String?, actor: String
+    ) async throws -> Tenant
+    /// A page of tenants, ordered by id.
+    func tenants(matching query: TenantQuery) async throws -> [Tenant]
+
     // MARK: FIC slots
 
     /// Creates a slot in `provisioning`. Throws `slotLimitReached` past 20 non-retired per application.
@@ -80,6 +108,11 @@ public protocol BrokerStore: Sendable {
     /// Throws `notFound`.
     func caller(_ id: String) async throws -> Caller
     func caller(identity: String) async throws -> Caller?
+    /// Every caller, ordered by id.
+    func callers() async throws -> [Caller]
+    /// Removes a caller at `expectedVersion`. Its audit records stay.
+    /// - Throws: `notFound`, `versionConflict`.
+    func deleteCaller(_ id: String, expectedVersion: RecordVersion, actor: String) async throws
 
     // MARK: Audit
 
@@ -88,6 +121,8 @@ public protocol BrokerStore: Sendable {
     func appendAudit(_ records: [AuditRecord]) async throws
     /// A tenant's records with `from <= time < to`, oldest first, at most `limit`.
     func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord]
+    /// A page of the audit trail matching `query`, in sequence order.
+    func auditEntries(_ query: AuditQuery) async throws -> [AuditEntry]
 
     // MARK: Change feed
 

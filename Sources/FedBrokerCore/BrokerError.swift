@@ -31,6 +31,7 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
             case transactionConflict = "transaction_conflict"
             case storeTimeout = "store_timeout"
             case invalidData = "invalid_data"
+            case idempotencyKeyReused = "idempotency_key_reused"
         }
 
         private let wrapped: Wrapped
@@ -80,6 +81,9 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
         /// e.g. 22021 for a NUL byte in text, or a class 23 integrity violation other than a unique
         /// key; SQLite constraint or type errors). Not retryable as is: the record must change.
         public static let invalidData = Code(.invalidData)
+        /// An `Idempotency-Key` was sent again with a different request: the first request's answer
+        /// cannot be replayed for it, and a second record must not be created.
+        public static let idempotencyKeyReused = Code(.idempotencyKeyReused)
     }
 
     public let code: Code

@@ -31,6 +31,8 @@ public struct ChainProbe: Sendable {
         public var servicePrincipalObjectID: String?
         /// Every step passed, the wrap/unwrap round trip included.
         public var succeeded: Bool { !steps.isEmpty && steps.allSatisfy(\.ok) && steps.last?.name == "round trip" }
+        /// The first failed step, the one to act on.
+        public var firstFailure: Step? { steps.first { !$0.ok } }
     }
 
     public let environment: AzureEnvironment
@@ -43,8 +45,21 @@ public struct ChainProbe: Sendable {
         self.clock = clock
     }
 
-    /// Probes `key` in `tenantID` through the FIC slot whose assertions `source` provides.
-    public func run(tenantID: String, key: VaultKeyID, source: any AssertionSource, timeout: Double = 30) async -> Report {
+    /// The tag that proves a key belongs to the registration that issued its value.
+    public struct Binding: Sendable, Equatable {
+        public var tagName: String
+        public var value: String
+        public init(tagName: String, value: String) {
+            self.tagName = tagName
+            self.value = value
+        }
+    }
+
+    /// Probes `key` in `tenantID` through the FIC slot whose assertions `source` provides. With
+    /// `binding`, the key must also carry that tag (onboarding's proof of ownership).
+    public func run(
+        tenantID: String, key: VaultKeyID, source: any AssertionSource, binding: Binding? = nil, timeout: Double = 30
+    ) async -> Report {
         var report = Report(tenantID: tenantID, key: key)
         let deadline = clock.now.addingTimeInterval(timeout)
         let vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: .init(environment: environment))
@@ -103,6 +118,7 @@ public struct ChainProbe: Sendable {
 
         // 5. What the broker needs of the key.
         for check in Self.checks(bundle, now: clock.now) { report.steps.append(check) }
+        if let binding { report.steps.append(Self.bindingCheck(bundle, key: key, binding: binding)) }
 
         // 6. The round trip.
         _ = await step("round trip", into: &report, { () -> (Bool, String) in
@@ -141,6 +157,28 @@ public struct ChainProbe: Sendable {
             check("purge protection", bundle.purgeProtected, bundle.recoveryLevel ?? "unknown", code: "PURGE_PROTECTION_OFF", responsible: "customer",
                   remedy: "Enable purge protection on the vault (az keyvault update --enable-purge-protection true): without it a deleted key can be purged and the data lost."),
         ]
+    }
+
+    /// The binding tag: present, and equal to the value registration issued.
+    static func bindingCheck(_ bundle: KeyBundle, key: VaultKeyID, binding: Binding) -> Step {
+        let vaultName = URL(string: key.vaultURL)?.host?.split(separator: ".").first.map(String.init) ?? "<vault>"
+        let command = "az keyvault key set-attributes --vault-name \(vaultName) --name \(key.name) --tags \(binding.tagName)=\(binding.value)"
+        switch bundle.tags[binding.tagName] {
+        case binding.value?:
+            return Step(name: "binding tag", ok: true, milliseconds: 0, detail: "\(binding.tagName)=\(binding.value)")
+        case nil:
+            return Step(
+                name: "binding tag", ok: false, milliseconds: 0, detail: "the key has no \(binding.tagName) tag",
+                code: "BINDING_TAG_MISSING", responsible: "customer",
+                remedy: "Tag the key to prove it is the one registered: \(command)")
+        case let other?:
+            let shown = other.count > 80 ? String(other.prefix(80)) + "…" : other
+            return Step(
+                name: "binding tag", ok: false, milliseconds: 0,
+                detail: "\(binding.tagName) is \(shown.debugDescription), not this registration's value",
+                code: "BINDING_TAG_MISMATCH", responsible: "customer",
+                remedy: "The tag belongs to another registration, or was mistyped. Set this registration's value: \(command)")
+        }
     }
 
     /// Runs one step, timing it and turning its failure into a classified report line.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import AzureIdentity
+import BrokerApp
 import BrokerServer
 import BrokerStore
 import Configuration
@@ -62,6 +63,18 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level (log.level; default info).")
     var logLevel: String?
 
+    @Option(name: .long, help: "The ISV's Entra tenant id; turns the admin API on (admin.staffTenantID).")
+    var staffTenant: String?
+
+    @Option(name: .long, help: "HOST:PORT of the admin API (admin.listen; default 127.0.0.1:8443).")
+    var adminListen: String?
+
+    @Flag(name: .long, help: "Serve the admin API over plain HTTP (admin.plaintext). Loopback only.")
+    var adminPlaintext = false
+
+    @Option(name: .long, help: "Also serve the admin API on this Unix socket, mode 0600, all roles to whoever opens it (admin.unixSocket). Off by default.")
+    var adminSocket: String?
+
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
@@ -86,6 +99,10 @@ struct ServeCommand: AsyncParsableCommand {
         if let maxStreams { values["server.maxStreams"] = .int(maxStreams) }
         if let cacheMaxAge { values["cache.maxAgeSeconds"] = .double(cacheMaxAge) }
         if let logLevel { values["log.level"] = .string(logLevel) }
+        if let staffTenant { values["admin.staffTenantID"] = .string(staffTenant) }
+        if let adminListen { values["admin.listen"] = .string(adminListen) }
+        if adminPlaintext { values["admin.plaintext"] = .bool(true) }
+        if let adminSocket { values["admin.unixSocket"] = .string(adminSocket) }
         if let v = azure.imdsURL { values["azure.imdsURL"] = .string(v) }
         if let v = azure.authorityURL { values["azure.authorityURL"] = .string(v) }
         if let v = azure.appClientID { values["azure.appClientID"] = .string(v) }
@@ -107,90 +124,70 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "fedbroker")
-        let (host, port) = (settings.listenHost, settings.listenPort)
-
-        let storeConfiguration: StoreConfiguration
-        if let databaseURL = settings.databaseURL {
-            storeConfiguration = try StoreConfiguration(databaseURL: databaseURL)
-        } else {
-            try FileManager.default.createDirectory(atPath: settings.dataDirectory, withIntermediateDirectories: true)
-            storeConfiguration = .sqlite(path: (settings.dataDirectory as NSString).appendingPathComponent("broker.db"))
-        }
-        let store = try await SQLBrokerStore.open(storeConfiguration, logger: logger)
-        let report = try await store.migrate()
-        logger.info("store ready", metadata: ["fb.store": "\(storeConfiguration)", "fb.schema": "\(report.currentVersion)"])
-
-        let http = try settings.azure.makeHTTPClient()
-        let audit = AuditWriter(store: store, logger: logger)
-        let service = try BrokerService(configuration: settings.service, store: store, audit: audit, httpClient: http, logger: logger)
-
-        var transport = BrokerTransportServer.Configuration()
-        transport.host = host
-        transport.port = port
-        transport.connection.maximumConcurrentStreams = settings.maximumConcurrentStreams
-        if !settings.plaintext, let certificate = settings.tlsCertificatePath, let key = settings.tlsKeyPath, let clientCA = settings.clientCAPath {
-            let chain = try NIOSSLCertificate.fromPEMFile(certificate)
-            var tls = TLSConfiguration.makeServerConfiguration(
-                certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            tls.certificateVerification = .noHostnameVerification
-            tls.trustRoots = .file(clientCA)
-            tls.minimumTLSVersion = .tlsv13
-            transport.tls = tls
-        }
-        let server = try await BrokerTransportServer.bind(configuration: transport, service: service, logger: logger)
-        FileHandle.standardOutput.write(Data("fedbroker serving on \(host):\(server.port)\(settings.plaintext ? " (plaintext, loopback)" : " (mTLS)")\n".utf8))
+        let app = try await BrokerApp.build(try settings.appConfiguration(), logger: logger)
+        FileHandle.standardOutput.write(
+            Data("fedbroker serving on \(settings.listenHost):\(app.port)\(settings.plaintext ? " (plaintext, loopback)" : " (mTLS)")\n".utf8))
         logger.info(
             "serving",
             metadata: [
-                "fb.listen": "\(host):\(server.port)", "fb.tls": "\(!settings.plaintext)", "fb.cacheMaxAge": "\(settings.service.cache.maximumAge)",
+                "fb.listen": "\(settings.listenHost):\(app.port)", "fb.tls": "\(!settings.plaintext)",
+                "fb.cacheMaxAge": "\(settings.service.cache.maximumAge)",
                 "fb.tenantConcurrency": "\(settings.service.tenantConcurrency)", "fb.config": "\(config ?? "none")",
+                "fb.admin": "\(settings.admin.map { "\($0.listenHost):\($0.listenPort)" } ?? "off")",
             ])
-
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    ListenerService(server: server, drainSeconds: settings.drainSeconds), AuditService(writer: audit),
-                    ChangeFollowerService(service: service),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
-        try? await audit.shutdown()
-        try await http.shutdown()
-        try await store.close()
-        logger.info("fedbroker stopped")
-    }
-}
-
-/// Runs until graceful shutdown, then drains: GOAWAY on every connection, in-flight calls
-/// finish (bounded by server.drainSeconds), then the listener and connections close.
-struct ListenerService: Service {
-    let server: BrokerTransportServer
-    let drainSeconds: Double
-    func run() async throws {
-        let drained = Synchronization.Mutex<Task<Void, Never>?>(nil)
-        try await withGracefulShutdownHandler {
-            try await server.channel.closeFuture.get()
-        } onGracefulShutdown: {
-            drained.withLock { $0 = Task { await server.drain(timeout: drainSeconds) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            if settings.admin != nil {
+                group.addTask {
+                    if let port = await app.adminPort() {
+                        FileHandle.standardOutput.write(Data("fedbroker admin API on \(settings.admin?.listenHost ?? ""):\(port)\n".utf8))
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
-        await drained.withLock { $0 }?.value
     }
 }
 
-/// Purges cached keys of tenants the store says were suspended or disabled (by staff, or by
-/// another replica), until graceful shutdown.
-struct ChangeFollowerService: Service {
-    let service: BrokerService
-    func run() async throws {
-        await cancelWhenGracefulShutdown { await service.followChanges() }
+extension ServeConfiguration {
+    /// The assembly's configuration: certificates and keys read, the store resolved.
+    func appConfiguration() throws -> BrokerAppConfiguration {
+        let storeConfiguration: StoreConfiguration
+        if let databaseURL {
+            storeConfiguration = try StoreConfiguration(databaseURL: databaseURL)
+        } else {
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+            storeConfiguration = .sqlite(path: (dataDirectory as NSString).appendingPathComponent("broker.db"))
+        }
+        var configuration = BrokerAppConfiguration(store: storeConfiguration, service: service)
+        configuration.drainSeconds = drainSeconds
+        configuration.transport.host = listenHost
+        configuration.transport.port = listenPort
+        configuration.transport.connection.maximumConcurrentStreams = maximumConcurrentStreams
+        if !plaintext, let certificate = tlsCertificatePath, let key = tlsKeyPath, let clientCA = clientCAPath {
+            var tls = try Self.serverTLS(certificate: certificate, key: key)
+            tls.certificateVerification = .noHostnameVerification
+            tls.trustRoots = .file(clientCA)
+            configuration.transport.tls = tls
+        }
+        if let admin {
+            var listener = BrokerAppConfiguration.Admin(api: admin.api)
+            listener.host = admin.listenHost
+            listener.port = admin.listenPort
+            listener.unixSocketPath = admin.unixSocketPath
+            if !admin.plaintext, let certificate = admin.tlsCertificatePath, let key = admin.tlsKeyPath {
+                listener.tls = try Self.serverTLS(certificate: certificate, key: key)
+            }
+            configuration.admin = listener
+        }
+        return configuration
     }
-}
 
-/// The audit writer's periodic flush; it stops on graceful shutdown, and `serve` flushes the
-/// rest once the listener is closed.
-struct AuditService: Service {
-    let writer: AuditWriter
-    func run() async throws {
-        await cancelWhenGracefulShutdown { await writer.run() }
+    static func serverTLS(certificate: String, key: String) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate)
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        tls.minimumTLSVersion = .tlsv13
+        return tls
     }
 }

@@ -1,3 +1,4 @@
+import AdminAPI
 import AzureIdentity
 import BrokerServer
 import Configuration
@@ -31,6 +32,17 @@ extension ServeConfiguration {
     ///   older variables FEDBROKER_IMDS_URL, FEDBROKER_AUTHORITY_URL, FEDBROKER_GRAPH_URL,
     ///   FEDBROKER_APP_CLIENT_ID, FEDBROKER_CA_BUNDLE and FEDBROKER_VAULT_HOST_SUFFIXES still work.
     /// - log.level (string, info): trace, debug, info, notice, warning, error, critical.
+    /// - admin.staffTenantID (string): the ISV's Entra tenant; setting it turns the admin API on.
+    /// - admin.listen (string, 127.0.0.1:8443): HOST:PORT of the admin HTTPS listener.
+    /// - admin.tlsCert / admin.tlsKey (string, default server.tlsCert / server.tlsKey).
+    /// - admin.plaintext (bool, false): admin API over plain HTTP; loopback only.
+    /// - admin.audiences (string, api://fedbroker-admin): accepted token audiences, comma-separated.
+    /// - admin.unixSocket (string): also serve the admin API on this Unix socket (mode 0600), where
+    ///   the local user acts with every role. Off by default.
+    /// - admin.validationFreshnessSeconds (double, 86400): how long a validation allows activation.
+    /// - admin.geos (string, comma-separated): accepted geos (default: Azure's geographies).
+    /// - admin.applicationDisplayName (string, fedbroker): the ISV application's name, as customers see it.
+    /// - admin.consentRedirectURI (string): where the customer's admin lands after consenting.
     init(reader: ConfigReader) throws {
         self.init()
         let r = StrictConfigReader(reader: reader)
@@ -76,6 +88,28 @@ extension ServeConfiguration {
         }
         service.circuitBreaker = .init(failureThreshold: threshold, openSeconds: openSeconds)
         self.service = service
+
+        if let staffTenant = try r.string("admin.staffTenantID") {
+            let audiences = (try r.string("admin.audiences") ?? "api://fedbroker-admin")
+                .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            var api = AdminAPIConfiguration(staffTenantID: staffTenant, audiences: Set(audiences))
+            api.validationFreshness = try r.double("admin.validationFreshnessSeconds") ?? api.validationFreshness
+            if let geos = try r.string("admin.geos") {
+                api.geos = Set(geos.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
+            }
+            api.applicationDisplayName = try r.string("admin.applicationDisplayName") ?? api.applicationDisplayName
+            api.consentRedirectURI = try r.string("admin.consentRedirectURI")
+            var admin = AdminSettings(api: api)
+            if let listen = try r.string("admin.listen") {
+                guard let (host, port) = ServeCommand.split(listen) else { throw ConfigurationError(key: "admin.listen", "'\(listen)' is not HOST:PORT") }
+                (admin.listenHost, admin.listenPort) = (host, port)
+            }
+            admin.plaintext = try r.bool("admin.plaintext") ?? false
+            admin.tlsCertificatePath = try r.string("admin.tlsCert") ?? (admin.plaintext ? nil : tlsCertificatePath)
+            admin.tlsKeyPath = try r.string("admin.tlsKey") ?? (admin.plaintext ? nil : tlsKeyPath)
+            admin.unixSocketPath = try r.string("admin.unixSocket")
+            self.admin = admin
+        }
     }
 
     /// The reader `serve` uses: flags first, then the environment, then the file, then defaults.

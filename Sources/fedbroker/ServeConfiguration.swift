@@ -1,3 +1,4 @@
+import AdminAPI
 import AzureIdentity
 import BrokerServer
 import BrokerStore
@@ -22,6 +23,18 @@ struct ServeConfiguration: Sendable {
     var logLevel = "info"
     var azure = AzureEnvironment()
     var service: BrokerService.Configuration
+    /// The admin listener; nil when no staff tenant is configured (a serving-only replica).
+    var admin: AdminSettings?
+
+    struct AdminSettings: Sendable {
+        var listenHost = "127.0.0.1"
+        var listenPort = 8443
+        var tlsCertificatePath: String?
+        var tlsKeyPath: String?
+        var plaintext = false
+        var unixSocketPath: String?
+        var api: AdminAPIConfiguration
+    }
 
     init() { service = BrokerService.Configuration(environment: AzureEnvironment()) }
 
@@ -62,6 +75,24 @@ struct ServeConfiguration: Sendable {
             // The URL may hold a password: the message names the key, never the value.
             guard (try? StoreConfiguration(databaseURL: databaseURL)) != nil else {
                 throw ConfigurationError(key: "store.databaseURL", "not a postgres://USER@HOST:PORT/DB?sslmode=… or sqlite:PATH URL")
+            }
+        }
+        if let admin {
+            if admin.plaintext {
+                guard ["127.0.0.1", "::1", "localhost"].contains(admin.listenHost) else {
+                    throw ConfigurationError(key: "admin.plaintext", "plaintext is allowed on loopback only, not on \(admin.listenHost)")
+                }
+            } else if admin.tlsCertificatePath == nil || admin.tlsKeyPath == nil {
+                throw ConfigurationError(key: "admin.tlsCert", "give admin.tlsCert and admin.tlsKey (or server.tlsCert/tlsKey), or admin.plaintext on loopback")
+            }
+            guard EntraTenantID(rawValue: admin.api.staffTenantID) != nil else {
+                throw ConfigurationError(key: "admin.staffTenantID", "must be the ISV's Entra tenant id (a GUID)")
+            }
+            guard !admin.api.audiences.isEmpty else {
+                throw ConfigurationError(key: "admin.audiences", "name the admin API's app id URI and/or client id")
+            }
+            guard admin.api.validationFreshness > 0 else {
+                throw ConfigurationError(key: "admin.validationFreshnessSeconds", "must be positive")
             }
         }
         guard azure.applicationClientID != nil else {

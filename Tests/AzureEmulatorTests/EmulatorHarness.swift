@@ -125,7 +125,9 @@ func withEmulator(
     try await AzureEmulator.withRunning(configuration: configuration, clock: clock, logger: logger) { emulator, endpoints in
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(emulator.pki.caCertificatePEM.utf8)))
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        // Redirects are not followed: tests assert on the 302 itself (admin consent), as curl does.
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls, redirectConfiguration: .disallow))
         do {
             try await body(Harness(emulator: emulator, endpoints: endpoints, http: http, clock: clock))
         } catch {

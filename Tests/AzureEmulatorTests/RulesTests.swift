@@ -50,10 +50,24 @@ import Testing
 
     @Test func serviceEncryptionUserGrantsReadWrapUnwrapAtVaultScope() {
         let a = [assignment(role: RoleBasedAccess.cryptoServiceEncryptionUser.id)]
-        for action in RoleBasedAccess.DataAction.allCases {
+        for action in [RoleBasedAccess.DataAction.read, .wrap, .unwrap] {
             #expect(RoleBasedAccess.authorizingAssignment(principalID: "SP-1", action: action, keyName: "any", assignments: a, now: t0) != nil)
         }
+        // Update Key (tags, attributes) is not in the role: the broker's identity cannot retag keys.
+        #expect(RoleBasedAccess.authorizingAssignment(principalID: "sp-1", action: .update, keyName: "any", assignments: a, now: t0) == nil)
         #expect(RoleBasedAccess.authorizingAssignment(principalID: "sp-2", action: .unwrap, keyName: "any", assignments: a, now: t0) == nil)
+    }
+
+    /// `keys/update/action`: in Crypto User's data actions, and in Officer's `keys/*` and
+    /// Administrator's `vaults/*`; never in Reader's or Crypto Service Encryption User's.
+    @Test func updateKeyIsGrantedAsAzuresBuiltInRolesGrantIt() {
+        let granting = [RoleBasedAccess.cryptoUser, RoleBasedAccess.cryptoOfficer, RoleBasedAccess.administrator].map(\.id)
+        for role in RoleBasedAccess.builtInRoles {
+            let a = [assignment(role: role.id)]
+            let allowed = RoleBasedAccess.authorizingAssignment(principalID: "sp-1", action: .update, keyName: "cmk", assignments: a, now: t0) != nil
+            #expect(allowed == granting.contains(role.id), "\(role.name)")
+        }
+        #expect(RoleBasedAccess.DataAction.update.rawValue == "Microsoft.KeyVault/vaults/keys/update/action")
     }
 
     @Test func keyScopeCoversOnlyThatKey() {

@@ -1,0 +1,228 @@
+import AdminAPI
+import AsyncHTTPClient
+import AzureIdentity
+import BrokerServer
+import BrokerStore
+import FedBrokerCore
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+import Synchronization
+
+/// The broker, assembled once: store, audit writer, Azure HTTP client, service, framed-TCP
+/// listener, admin listener and change-feed follower, each a `Service` of one `ServiceGroup`.
+///
+/// `fedbroker serve`, the end-to-end tests and the benchmarks all build it here, so what is
+/// tested is what runs. `build` opens and binds everything (so a port in use or a store that does
+/// not answer fails before anything serves); `run` serves until a signal or `shutdown()`, then
+/// drains and releases everything in order.
+public final class BrokerApp: Sendable {
+    public let store: SQLBrokerStore
+    public let service: BrokerService
+    public let audit: AuditWriter
+    public let transport: BrokerTransportServer
+    let httpClient: HTTPClient
+    let group: ServiceGroup
+    let logger: Logger
+    private let adminPorts: AdminPorts
+
+    /// The framed-TCP listener's port.
+    public var port: Int { transport.port }
+
+    /// The admin listener's port, once it listens (nil when there is none, or it failed).
+    public func adminPort() async -> Int? { await adminPorts.port() }
+
+    private init(
+        store: SQLBrokerStore, service: BrokerService, audit: AuditWriter, transport: BrokerTransportServer,
+        httpClient: HTTPClient, group: ServiceGroup, adminPorts: AdminPorts, logger: Logger
+    ) {
+        self.store = store
+        self.service = service
+        self.audit = audit
+        self.transport = transport
+        self.httpClient = httpClient
+        self.group = group
+        self.adminPorts = adminPorts
+        self.logger = logger
+    }
+
+    /// Opens the store (and migrates it), builds the service and binds the framed listener.
+    /// `signals` are the ones that start a graceful shutdown (none in tests: call `shutdown()`).
+    public static func build(
+        _ configuration: BrokerAppConfiguration, clock: any WallClock = SystemWallClock(),
+        signals: [UnixSignal] = [.sigterm, .sigint], logger: Logger
+    ) async throws -> BrokerApp {
+        let store = try await SQLBrokerStore.open(configuration.store, clock: clock, logger: logger)
+        do {
+            if configuration.migrateOnStart {
+                let report = try await store.migrate()
+                logger.info("store ready", metadata: ["fb.store": "\(configuration.store)", "fb.schema": "\(report.currentVersion)"])
+            }
+            let http = try configuration.service.environment.makeHTTPClient()
+            do {
+                let audit = AuditWriter(store: store, logger: logger)
+                let service = try BrokerService(
+                    configuration: configuration.service, store: store, audit: audit, httpClient: http, clock: clock, logger: logger)
+                let transport = try await BrokerTransportServer.bind(
+                    configuration: configuration.transport, service: service, logger: logger)
+                let adminPorts = AdminPorts(expected: configuration.admin == nil ? 0 : 1)
+                var services: [any Service] = [
+                    ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
+                    ChangeFollowerService(service: service),
+                ]
+                if let admin = configuration.admin {
+                    services += try Self.adminServices(
+                        admin, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
+                        ports: adminPorts, logger: logger)
+                }
+                let group = ServiceGroup(
+                    configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+                return BrokerApp(
+                    store: store, service: service, audit: audit, transport: transport, httpClient: http, group: group,
+                    adminPorts: adminPorts, logger: logger)
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    /// Serves until a shutdown signal or `shutdown()`: the listeners drain, the audit writer
+    /// flushes what is left, then the HTTP client and the store close.
+    public func run() async throws {
+        var failure: (any Error)?
+        do {
+            try await group.run()
+        } catch {
+            failure = error
+        }
+        await adminPorts.finish()
+        try? await audit.shutdown()
+        try? await httpClient.shutdown()
+        try? await store.close()
+        logger.info("fedbroker stopped")
+        if let failure { throw failure }
+    }
+
+    /// Starts the graceful shutdown `run()` finishes.
+    public func shutdown() async {
+        await group.triggerGracefulShutdown()
+    }
+
+    static func adminServices(
+        _ admin: BrokerAppConfiguration.Admin, store: SQLBrokerStore, environment: AzureEnvironment, httpClient: HTTPClient,
+        clock: any WallClock, ports: AdminPorts, logger: Logger
+    ) throws -> [any Service] {
+        let verifier = EntraTokenVerifier(
+            authorityURL: environment.authorityURL, configuration: admin.api, httpClient: httpClient, clock: clock, logger: logger)
+        let router = try AdminRouter.make(
+            store: store, environment: environment, configuration: admin.api, authentication: .entra(verifier),
+            httpClient: httpClient, clock: clock, logger: logger)
+        var services: [any Service] = []
+        let onRunning: @Sendable (any Channel) async -> Void = { channel in
+            await ports.bound(channel.localAddress?.port)
+            logger.info("admin API listening", metadata: ["fb.admin": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        }
+        let address = BindAddress.hostname(admin.host, port: admin.port)
+        if let tls = admin.tls {
+            services.append(
+                Application(
+                    router: router, server: try .tls(.http1(), tlsConfiguration: tls),
+                    configuration: .init(address: address, serverName: "fedbroker-admin"), onServerRunning: onRunning,
+                    logger: logger))
+        } else {
+            guard ["127.0.0.1", "::1", "localhost"].contains(admin.host) else {
+                throw BrokerError(.invalidArgument, "the admin listener serves plaintext on loopback only, not on \(admin.host)")
+            }
+            services.append(
+                Application(
+                    router: router, configuration: .init(address: address, serverName: "fedbroker-admin"),
+                    onServerRunning: onRunning, logger: logger))
+        }
+        if let path = admin.unixSocketPath {
+            let local = StaffPrincipal(objectID: "local-socket", name: "local admin socket", roles: Set(AdminRole.allCases))
+            let socketRouter = try AdminRouter.make(
+                store: store, environment: environment, configuration: admin.api, authentication: .localSocket(local),
+                httpClient: httpClient, clock: clock, logger: logger)
+            try? FileManager.default.removeItem(atPath: path)
+            services.append(
+                Application(
+                    router: socketRouter, configuration: .init(address: .unixDomainSocket(path: path), serverName: "fedbroker-admin"),
+                    onServerRunning: { _ in
+                        // Owner only: the file mode is the socket's whole access control.
+                        _ = chmod(path, 0o600)
+                        logger.info("admin API listening on a Unix socket (owner only)", metadata: ["fb.socket": "\(path)"])
+                    }, logger: logger))
+        }
+        return services
+    }
+}
+
+/// Runs until graceful shutdown, then drains: GOAWAY on every connection, in-flight calls
+/// finish (bounded by drainSeconds), then the listener and connections close.
+struct ListenerService: Service {
+    let server: BrokerTransportServer
+    let drainSeconds: Double
+    func run() async throws {
+        let drained = Mutex<Task<Void, Never>?>(nil)
+        try await withGracefulShutdownHandler {
+            try await server.channel.closeFuture.get()
+        } onGracefulShutdown: {
+            drained.withLock { $0 = Task { await server.drain(timeout: drainSeconds) } }
+        }
+        await drained.withLock { $0 }?.value
+    }
+}
+
+/// Purges cached keys of tenants the store says were suspended, disabled or offboarded (by
+/// staff, or through another replica), until graceful shutdown.
+struct ChangeFollowerService: Service {
+    let service: BrokerService
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await service.followChanges() }
+    }
+}
+
+/// The audit writer's periodic flush; it stops on graceful shutdown, and `run()` flushes the
+/// rest once the listeners are closed.
+struct AuditService: Service {
+    let writer: AuditWriter
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await writer.run() }
+    }
+}
+
+/// The admin listener's port, for whoever asks before it is bound.
+actor AdminPorts {
+    private var value: Int?
+    private var done: Bool
+    private var waiters: [CheckedContinuation<Int?, Never>] = []
+
+    init(expected: Int) { self.done = expected == 0 }
+
+    func bound(_ port: Int?) {
+        guard value == nil else { return }
+        value = port
+        done = true
+        for waiter in waiters { waiter.resume(returning: port) }
+        waiters.removeAll()
+    }
+
+    func finish() {
+        done = true
+        for waiter in waiters { waiter.resume(returning: value) }
+        waiters.removeAll()
+    }
+
+    func port() async -> Int? {
+        if done { return value }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}

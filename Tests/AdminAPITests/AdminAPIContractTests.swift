@@ -1,0 +1,170 @@
+import AdminAPI
+import AdminAPIModel
+import AdminClient
+import AzureEmulator
+import Foundation
+import NIOHTTP1
+import Testing
+import Yams
+
+/// Authorization, bad input, concurrency and the document-versus-server contract.
+@Suite(.serialized) struct AdminAPIContractTests {
+    static func registration(_ tenantID: String, vault: String, geo: String = "europe") -> [String: Any] {
+        ["display_name": "Customer", "geo": geo, "provider_config": ["type": "azure", "tenant_id": tenantID, "vault_uri": vault, "key_name": "cmk"]]
+    }
+
+    @Test("No token, an expired token, the wrong audience, the wrong issuer and a missing role: 401/403 problem+json; each role does exactly its operations")
+    func authorization() async throws {
+        try await AdminWorld.with { world in
+            let customer = world.scenario.customers[0]
+            let url = "\(world.adminURL)/v1/tenants"
+            let body = Self.registration(customer.tenantID, vault: customer.vaultURL)
+            func register(_ token: String?) async throws -> AdminWorld.Reply {
+                try await world.send(.POST, url, json: body, headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [])
+            }
+            let none = try await register(nil)
+            #expect(none.status == 401)
+            #expect(none.headers[.contentType] == "application/problem+json")
+            #expect(none.object["type"] as? String == "urn:fedbroker:problem:unauthenticated")
+
+            let expired = try await register(try await world.token("onboarder", issuedAtOffsetSeconds: -7200))
+            #expect(expired.status == 401)
+            #expect((expired.object["detail"] as? String)?.contains("expired") == true)
+
+            let wrongAudience = try await register(try await world.token("onboarder", resource: "https://vault.azure.net"))
+            #expect(wrongAudience.status == 401)
+
+            // A user of another tenant with a token for the same application (consented there, as a
+            // multi-tenant application can be): a valid Entra token, but not from the ISV's tenant.
+            _ = try world.emulator.state.createServicePrincipal(tenantID: customer.tenantID, appID: world.scenario.adminAppID)
+            let outsider = try world.emulator.state.createUser(tenantID: customer.tenantID, displayName: "mallory")
+            let outsiderToken = try await world.send(
+                .POST, "\(world.endpoints.control)/control/users/\(outsider.objectId)/token", json: ["resource": world.scenario.adminAudience])
+            let wrongIssuer = try await register(try #require(outsiderToken.object["access_token"] as? String, "\(outsiderToken.body)"))
+            #expect(wrongIssuer.status == 401)
+            #expect((wrongIssuer.object["detail"] as? String)?.contains("ISV's tenant") == true)
+
+            let forged = try await register("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUifQ.eyJ4IjoxfQ.c2ln")
+            #expect(forged.status == 401)
+
+            let noRole = try await register(try await world.token("nobody"))
+            #expect(noRole.status == 403)
+            #expect(noRole.object["type"] as? String == "urn:fedbroker:problem:forbidden")
+            #expect(try await world.send(.POST, url, json: body, headers: [("Authorization", "Bearer \(try await world.token("suspender"))")]).status == 403)
+            #expect(try await world.send(.GET, "\(world.adminURL)/v1/audit", headers: [("Authorization", "Bearer \(try await world.token("onboarder"))")]).status == 403)
+            #expect(try await world.send(.GET, "\(world.adminURL)/v1/audit", headers: [("Authorization", "Bearer \(try await world.token("auditor"))")]).status == 200)
+            #expect(try await world.send(.POST, "\(world.adminURL)/v1/callers", json: ["id": "x", "identity": "x", "grants": []], headers: [("Authorization", "Bearer \(try await world.token("onboarder"))")]).status == 403)
+            #expect(try await world.send(.POST, "\(world.adminURL)/v1/callers", json: ["id": "x", "identity": "x", "grants": []], headers: [("Authorization", "Bearer \(try await world.token("caller-admin"))")]).status == 201)
+            #expect(try await world.send(.GET, "\(world.adminURL)/v1/tenants", headers: [("Authorization", "Bearer \(try await world.token("nobody"))")]).status == 200)
+            // Health needs no token.
+            #expect(try await world.send(.GET, "\(world.adminURL)/readyz").status == 200)
+
+            // The role table: every role can do exactly the operations the document gives it.
+            for (operation, requirement) in AdminRequirement.byOperation {
+                guard case .role(let role) = requirement else { continue }
+                for (user, roles) in DefaultScenario.staffRoster.map({ ($0.name, $0.roles) }) where user != "admin" {
+                    let principal = StaffPrincipal(objectID: "x", name: user, roles: Set(roles.compactMap(AdminRole.init(rawValue:))))
+                    #expect(principal.satisfies(requirement) == roles.contains(role.rawValue), "\(user) on \(operation)")
+                }
+            }
+        }
+    }
+
+    @Test("Bad input is a 4xx problem and stores nothing")
+    func badInput() async throws {
+        try await AdminWorld.with { world in
+            let customer = world.scenario.customers[0]
+            let token = try await world.token("onboarder")
+            let auth = [("Authorization", "Bearer \(token)")]
+            let url = "\(world.adminURL)/v1/tenants"
+            var cases: [(String, AdminWorld.Reply, Int)] = []
+            cases.append(("malformed JSON", try await world.send(.POST, url, raw: "{\"display_name\": ", headers: auth), 400))
+            var unknown = Self.registration(customer.tenantID, vault: customer.vaultURL)
+            unknown["color"] = "blue"
+            cases.append(("unknown field", try await world.send(.POST, url, json: unknown, headers: auth), 400))
+            var unknownNested = Self.registration(customer.tenantID, vault: customer.vaultURL)
+            unknownNested["provider_config"] = ["type": "azure", "tenant_id": customer.tenantID, "vault_uri": customer.vaultURL, "key_name": "cmk", "x": 1]
+            cases.append(("unknown nested field", try await world.send(.POST, url, json: unknownNested, headers: auth), 400))
+            cases.append(("vault not https", try await world.send(.POST, url, json: Self.registration(customer.tenantID, vault: "http://localhost:1"), headers: auth), 422))
+            cases.append(("vault not a Key Vault host", try await world.send(.POST, url, json: Self.registration(customer.tenantID, vault: "https://example.com"), headers: auth), 422))
+            cases.append(("tenant id not a GUID", try await world.send(.POST, url, json: Self.registration("contoso", vault: customer.vaultURL), headers: auth), 422))
+            cases.append(("unknown geo", try await world.send(.POST, url, json: Self.registration(customer.tenantID, vault: customer.vaultURL, geo: "atlantis"), headers: auth), 422))
+            let huge = String(repeating: "x", count: 70 * 1024)
+            cases.append(("oversized body", try await world.send(.POST, url, raw: "{\"display_name\": \"\(huge)\"}", headers: auth), 413))
+            cases.append(("unknown route", try await world.send(.GET, "\(world.adminURL)/v1/nothing", headers: auth), 404))
+            for (name, reply, status) in cases {
+                #expect(reply.status == status, "\(name): \(reply.body)")
+                #expect(reply.headers[.contentType] == "application/problem+json", "\(name)")
+                #expect((reply.object["type"] as? String)?.hasPrefix("urn:fedbroker:problem:") == true, "\(name)")
+            }
+            #expect(try await world.app.store.tenants().isEmpty)
+        }
+    }
+
+    @Test("20 concurrent registrations of one customer: exactly one tenant, the others 409; a retry with the same key returns it")
+    func concurrentRegistrations() async throws {
+        try await AdminWorld.with { world in
+            let customer = world.scenario.customers[1]
+            let token = try await world.token("onboarder")
+            let tenantID = customer.tenantID, vaultURL = customer.vaultURL
+            let body = Self.registration(tenantID, vault: vaultURL)
+            let replies = try await withThrowingTaskGroup(of: (String, AdminWorld.Reply).self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        ("key-\(index)", try await world.send(
+                            .POST, "\(world.adminURL)/v1/tenants", json: Self.registration(tenantID, vault: vaultURL),
+                            headers: [("Authorization", "Bearer \(token)"), ("Idempotency-Key", "key-\(index)")]))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let created = replies.filter { $0.1.status == 201 }
+            #expect(created.count == 1)
+            #expect(replies.filter { $0.1.status == 409 }.count == 19)
+            #expect(try await world.app.store.tenants().count == 1)
+            let (winningKey, first) = try #require(created.first)
+            let retry = try await world.send(
+                .POST, "\(world.adminURL)/v1/tenants", json: body, headers: [("Authorization", "Bearer \(token)"), ("Idempotency-Key", winningKey)])
+            #expect(retry.status == 201)
+            #expect(retry.object["id"] as? String == first.object["id"] as? String)
+            // The same key for a different request is refused.
+            var other = body
+            other["display_name"] = "Someone else"
+            let reused = try await world.send(
+                .POST, "\(world.adminURL)/v1/tenants", json: other, headers: [("Authorization", "Bearer \(token)"), ("Idempotency-Key", winningKey)])
+            #expect(reused.status == 422)
+            #expect(try await world.app.store.tenants().count == 1)
+        }
+    }
+
+    @Test("Every route in the OpenAPI document is served and every served operation is in it, with the same roles")
+    func documentMatchesServer() async throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/AdminAPIModel/openapi.yaml").path
+        let document = try #require(try Yams.load(yaml: String(contentsOfFile: path, encoding: .utf8)) as? [String: Any])
+        let paths = try #require(document["paths"] as? [String: Any])
+        var documented: [String: String] = [:]
+        for (_, item) in paths {
+            for (method, operation) in try #require(item as? [String: Any]) where ["get", "post", "put", "patch", "delete"].contains(method) {
+                let operation = try #require(operation as? [String: Any])
+                documented[try #require(operation["operationId"] as? String)] = operation["x-fedbroker-role"] as? String
+            }
+        }
+        #expect(Set(documented.keys) == Set(AdminRequirement.byOperation.keys))
+        for (operation, role) in documented {
+            #expect(AdminRequirement.byOperation[operation]?.description == role, "\(operation)")
+        }
+        // And the server answers each documented route (not 404), without a token where one is needed.
+        try await AdminWorld.with { world in
+            for (route, item) in paths {
+                let concrete = route.replacingOccurrences(of: "{tenant_id}", with: "tnt_x").replacingOccurrences(of: "{caller_id}", with: "x")
+                for (method, _) in try #require(item as? [String: Any]) where ["get", "post", "put", "patch", "delete"].contains(method) {
+                    let reply = try await world.send(HTTPMethod(rawValue: method.uppercased()), "\(world.adminURL)\(concrete)", raw: method == "get" || method == "delete" ? nil : "{}")
+                    #expect(reply.status != 404 && reply.status != 405, "\(method) \(route): \(reply.status)")
+                    #expect([200, 401].contains(reply.status), "\(method) \(route): \(reply.status) \(reply.body)")
+                }
+            }
+        }
+    }
+}
+
