@@ -94,6 +94,55 @@ check "the file's store.dataDir holds the SQLite store" test -s "$dir/fromfile/b
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "serve from --config stops cleanly (exit 0)" test "$serve_status" -eq 0
 
+# Onboarding from the shell, the way the README shows it: serve with the admin API and two
+# bootstrap slots, a staff token from the emulator's sign-in stand-in, then `fedbroker tenant …`
+# through register, three classified validation failures fixed by playing the customer, validate,
+# activate, a caller, offboard, and the audit trail.
+json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+control() { curl -sf -X "$1" -H 'Content-Type: application/json' "$FEDBROKER_EMU_CONTROL_URL/control/$2" ${3:+-d "$3"}; }
+mis=(${FEDBROKER_EMU_MI_CLIENT_IDS//,/ }); pids=(${FEDBROKER_EMU_MI_PRINCIPAL_IDS//,/ })
+start_serve admin --plaintext --listen 127.0.0.1:0 --data-dir "$dir/admin" --staff-tenant "$FEDBROKER_EMU_ISV_TENANT_ID" \
+  --admin-plaintext --admin-listen 127.0.0.1:0 --bootstrap-slots "${mis[0]}:${pids[0]},${mis[1]}:${pids[1]}"
+for _ in $(seq 1 300); do grep -q "admin API on" "$dir/admin.out" 2>/dev/null && break; sleep 0.1; done
+admin_port=$(sed -nE 's/.*admin API on [^:]+:([0-9]+).*/\1/p' "$dir/admin.out")
+check "serve announces the admin API" test -n "$admin_port"
+export FEDBROKER_ADMIN_URL="http://127.0.0.1:${admin_port:-1}"
+control POST "users/$FEDBROKER_EMU_STAFF_ADMIN_OID/token" "{\"resource\":\"$FEDBROKER_EMU_ADMIN_AUDIENCE\"}" | json_field '["access_token"]' >"$dir/token"
+export FEDBROKER_ADMIN_TOKEN_FILE="$dir/token"
+check "fedbroker tenant --help explains itself" "$bin" tenant --help
+cust=$(control POST tenants '{"displayName":"Adatum"}' | json_field '["id"]')
+vault_url=$(control POST vaults "{\"tenantId\":\"$cust\",\"name\":\"adatum-kv\"}" | json_field '["url"]')
+control POST vaults/adatum-kv/keys '{"name":"cmk"}' >/dev/null
+"$bin" tenant register --name Adatum --geo europe --entra-tenant "$cust" --vault-uri "$vault_url" --key cmk --json >"$dir/reg.json"
+check "tenant register succeeds" test -s "$dir/reg.json"
+tid=$(json_field '["id"]' <"$dir/reg.json"); binding=$(json_field '["binding"]["tag_value"]' <"$dir/reg.json")
+"$bin" tenant validate "$tid" >"$dir/v1.out"; v1=$?
+check "validate before consent fails (exit 1)" test "$v1" -eq 1
+check "it says consent is missing (AADSTS, the customer acts)" grep -q "cause: AADSTS.*who acts: customer" "$dir/v1.out"
+curl -sf -o /dev/null --cacert "$FEDBROKER_EMU_CA_BUNDLE" "$(json_field '["customer"]["consent_url"]' <"$dir/reg.json")"
+check "the consent URL grants consent" test $? -eq 0
+"$bin" tenant validate "$tid" >"$dir/v2.out"; v2=$?
+check "validate without the role fails with ForbiddenByRbac" bash -c "[ $v2 -eq 1 ] && grep -q 'cause: ForbiddenByRbac' '$dir/v2.out'"
+sp=$(control GET state | python3 -c 'import json,sys; d=json.load(sys.stdin); print(next(s["objectId"] for s in d["servicePrincipals"] if s["tenantId"]==sys.argv[1] and s["appId"]==sys.argv[2]))' "$cust" "$FEDBROKER_APP_CLIENT_ID" 2>/dev/null)
+control POST vaults/adatum-kv/role-assignments "{\"principalId\":\"$sp\",\"keyName\":\"cmk\"}" >/dev/null
+"$bin" tenant validate "$tid" >"$dir/v3.out"; v3=$?
+check "validate without the tag fails with BINDING_TAG_MISSING" bash -c "[ $v3 -eq 1 ] && grep -q 'cause: BINDING_TAG_MISSING' '$dir/v3.out'"
+control PATCH vaults/adatum-kv/keys/cmk "{\"tags\":{\"fedbroker-binding\":\"$binding\"}}" >/dev/null
+check "validate passes once the customer is done" "$bin" tenant validate "$tid"
+check "activate without --yes and no answer aborts (exit 6)" bash -c "'$bin' tenant activate '$tid' </dev/null >/dev/null 2>&1; [ \$? -eq 6 ]"
+check "activate --yes says it cannot be undone" grep -q "cannot be undone" <<<"$("$bin" tenant activate "$tid" --yes)"
+check "tenant list shows it active" grep -q "$tid.*active" <<<"$("$bin" tenant list --state active)"
+check "caller add" "$bin" caller add billing --identity billing-api --grant "generate_data_key,unwrap:$tid"
+check "caller revoke takes unwrap away" bash -c "'$bin' caller revoke billing --operation unwrap | grep -q 'generate_data_key:$tid'"
+check "a missing tenant exits 3" bash -c "'$bin' tenant show tnt_nope >/dev/null 2>&1; [ \$? -eq 3 ]"
+check "set-key after activation is a conflict (exit 2)" bash -c "'$bin' tenant set-key '$tid' --vault-uri '$vault_url' --key other >/dev/null 2>&1; [ \$? -eq 2 ]"
+check "tenant offboard --yes" "$bin" tenant offboard "$tid" --yes
+check "audit query shows the staff's actions" grep -q "tenant.offboarded" <<<"$("$bin" audit query --tenant "$tid")"
+check "no token is exit 4" bash -c "FEDBROKER_ADMIN_TOKEN_FILE= FEDBROKER_ADMIN_TOKEN=x '$bin' tenant list >/dev/null 2>&1; [ \$? -eq 4 ]"
+kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
+check "serve with the admin API stops cleanly (exit 0)" test "$serve_status" -eq 0
+unset FEDBROKER_ADMIN_URL FEDBROKER_ADMIN_TOKEN_FILE
+
 if [ -n "$sdk_python" ]; then
   if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one

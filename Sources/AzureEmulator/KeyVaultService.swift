@@ -136,7 +136,7 @@ struct KeyVaultService: HTTPResponder {
             switch KeyUpdateRequest.parse(try await request.bodyString()) {
             case .success(let update):
                 let updated = try applyUpdate(update, key: key.name, version: keyVersion.version)
-                return rbac.ok(KeyBundle.json(key: updated.0, version: updated.1, vault: vault, baseURL: vaultBaseURL))
+                return rbac.ok(KeyBundle.json(key: updated.key, version: updated.version, vault: vault, baseURL: vaultBaseURL))
             case .failure(let failure):
                 return rbac.failure(failure, tenantID: vault.tenantId)
             }
@@ -157,7 +157,9 @@ struct KeyVaultService: HTTPResponder {
     private var vaultBaseURL: String { state.vaultURL(vaultName) ?? "https://localhost" }
 
     /// Applies Update Key to one version and returns the key as it now is, for the KeyBundle.
-    private func applyUpdate(_ update: KeyUpdateRequest, key: String, version: String) throws -> (Directory.Key, Directory.KeyVersion) {
+    private func applyUpdate(
+        _ update: KeyUpdateRequest, key: String, version: String
+    ) throws -> (key: Directory.Key, version: Directory.KeyVersion) {
         try state.updateKey(
             vault: vaultName, name: key, version: version, enabled: update.attributes?.enabled, keyOps: update.keyOps,
             notBefore: update.attributes?.nbf.map { .some($0) }, expires: update.attributes?.exp.map { .some($0) },

@@ -62,6 +62,7 @@ public final class BrokerApp: Sendable {
                 let report = try await store.migrate()
                 logger.info("store ready", metadata: ["fb.store": "\(configuration.store)", "fb.schema": "\(report.currentVersion)"])
             }
+            try await Self.bootstrap(configuration.bootstrapSlots, in: store, logger: logger)
             let http = try configuration.service.environment.makeHTTPClient()
             do {
                 let audit = AuditWriter(store: store, logger: logger)
@@ -91,6 +92,25 @@ public final class BrokerApp: Sendable {
         } catch {
             try? await store.close()
             throw error
+        }
+    }
+
+    /// Creates and activates the configured slots that the store does not have yet.
+    static func bootstrap(_ identities: [FICSlotIdentity], in store: any BrokerStore, logger: Logger) async throws {
+        guard !identities.isEmpty else { return }
+        let existing = try await store.slots()
+        for (index, identity) in identities.enumerated()
+        where !existing.contains(where: { $0.identity.managedIdentityClientID == identity.managedIdentityClientID }) {
+            var id = FICSlotID(rawValue: "fic-\(index + 1)")
+            if let candidate = id, existing.contains(where: { $0.id == candidate }) {
+                id = FICSlotID(rawValue: "fic-\(identity.managedIdentityClientID.prefix(8))")
+            }
+            guard let id else { continue }
+            let slot = try await store.createSlot(id, identity: identity, actor: "fedbroker:bootstrap")
+            _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "fedbroker:bootstrap")
+            logger.notice(
+                "bootstrap FIC slot created and activated",
+                metadata: ["fb.slot": "\(id)", "fb.identity": "\(identity.managedIdentityClientID)"])
         }
     }
 

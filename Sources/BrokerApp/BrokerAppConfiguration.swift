@@ -28,6 +28,10 @@ public struct BrokerAppConfiguration: Sendable {
     public var drainSeconds: Double = 10
     /// nil: no admin listener (a pure serving replica).
     public var admin: Admin?
+    /// FIC slots `serve` makes sure exist and are active at start, named `fic-1`, `fic-2`, … in
+    /// order: the bootstrap until SREs have the slot commands. A slot whose managed identity is
+    /// already recorded is left as it is.
+    public var bootstrapSlots: [FICSlotIdentity] = []
     /// Apply missing migrations at start (a deployment with a migration job turns this off).
     public var migrateOnStart = true
 

@@ -75,6 +75,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Also serve the admin API on this Unix socket, mode 0600, all roles to whoever opens it (admin.unixSocket). Off by default.")
     var adminSocket: String?
 
+    @Option(name: .long, help: "clientId:principalId,… managed identities to create and activate as FIC slots at start (slots.bootstrap).")
+    var bootstrapSlots: String?
+
     @OptionGroup var azure: AzureOptions
 
     func validate() throws {
@@ -103,6 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         if let adminListen { values["admin.listen"] = .string(adminListen) }
         if adminPlaintext { values["admin.plaintext"] = .bool(true) }
         if let adminSocket { values["admin.unixSocket"] = .string(adminSocket) }
+        if let bootstrapSlots { values["slots.bootstrap"] = .string(bootstrapSlots) }
         if let v = azure.imdsURL { values["azure.imdsURL"] = .string(v) }
         if let v = azure.authorityURL { values["azure.authorityURL"] = .string(v) }
         if let v = azure.appClientID { values["azure.appClientID"] = .string(v) }
@@ -169,6 +173,13 @@ extension ServeConfiguration {
             tls.certificateVerification = .noHostnameVerification
             tls.trustRoots = .file(clientCA)
             configuration.transport.tls = tls
+        }
+        if let isvTenantID, let appID = azure.applicationClientID {
+            configuration.bootstrapSlots = try bootstrapSlots.map {
+                try FICSlotIdentity(
+                    applicationID: appID, managedIdentityClientID: $0.clientID, managedIdentityPrincipalID: $0.principalID,
+                    issuer: "https://login.microsoftonline.com/\(isvTenantID)/v2.0", subject: $0.principalID)
+            }
         }
         if let admin {
             var listener = BrokerAppConfiguration.Admin(api: admin.api)

@@ -32,6 +32,9 @@ extension ServeConfiguration {
     ///   older variables FEDBROKER_IMDS_URL, FEDBROKER_AUTHORITY_URL, FEDBROKER_GRAPH_URL,
     ///   FEDBROKER_APP_CLIENT_ID, FEDBROKER_CA_BUNDLE and FEDBROKER_VAULT_HOST_SUFFIXES still work.
     /// - log.level (string, info): trace, debug, info, notice, warning, error, critical.
+    /// - azure.isvTenantID (string, default admin.staffTenantID): the ISV's tenant, the FICs' issuer.
+    /// - slots.bootstrap (string): `clientId:principalId,…` managed identities to create and activate
+    ///   as FIC slots at start if the store has none for them (until the SRE slot commands exist).
     /// - admin.staffTenantID (string): the ISV's Entra tenant; setting it turns the admin API on.
     /// - admin.listen (string, 127.0.0.1:8443): HOST:PORT of the admin HTTPS listener.
     /// - admin.tlsCert / admin.tlsKey (string, default server.tlsCert / server.tlsKey).
@@ -109,6 +112,16 @@ extension ServeConfiguration {
             admin.tlsKeyPath = try r.string("admin.tlsKey") ?? (admin.plaintext ? nil : tlsKeyPath)
             admin.unixSocketPath = try r.string("admin.unixSocket")
             self.admin = admin
+        }
+        isvTenantID = try r.string("azure.isvTenantID") ?? admin?.api.staffTenantID
+        if let slots = try r.string("slots.bootstrap") {
+            for pair in slots.split(separator: ",") {
+                let parts = pair.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw ConfigurationError(key: "slots.bootstrap", "expected clientId:principalId pairs, comma-separated")
+                }
+                bootstrapSlots.append((parts[0], parts[1]))
+            }
         }
     }
 

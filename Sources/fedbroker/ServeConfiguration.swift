@@ -25,6 +25,10 @@ struct ServeConfiguration: Sendable {
     var service: BrokerService.Configuration
     /// The admin listener; nil when no staff tenant is configured (a serving-only replica).
     var admin: AdminSettings?
+    /// `clientId:principalId` of managed identities to bootstrap as active FIC slots.
+    var bootstrapSlots: [(clientID: String, principalID: String)] = []
+    /// The ISV's Entra tenant (the FICs' issuer); defaults to admin.staffTenantID.
+    var isvTenantID: String?
 
     struct AdminSettings: Sendable {
         var listenHost = "127.0.0.1"
@@ -94,6 +98,9 @@ struct ServeConfiguration: Sendable {
             guard admin.api.validationFreshness > 0 else {
                 throw ConfigurationError(key: "admin.validationFreshnessSeconds", "must be positive")
             }
+        }
+        if !bootstrapSlots.isEmpty, isvTenantID.flatMap(EntraTenantID.init(rawValue:)) == nil {
+            throw ConfigurationError(key: "azure.isvTenantID", "slots.bootstrap needs the ISV's tenant id (azure.isvTenantID or admin.staffTenantID)")
         }
         guard azure.applicationClientID != nil else {
             throw ConfigurationError(key: "azure.appClientID", "no application client id: set azure.appClientID or FEDBROKER_APP_CLIENT_ID")

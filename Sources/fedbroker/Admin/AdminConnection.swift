@@ -55,7 +55,9 @@ struct AdminConnection {
     let http: HTTPClient
     let options: AdminOptions
 
-    static func open(_ options: AdminOptions, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AdminConnection {
+    static func open(_ options: AdminOptions, environment allVariables: [String: String] = ProcessInfo.processInfo.environment) throws -> AdminConnection {
+        // A variable set to the empty string counts as unset.
+        let environment = allVariables.filter { !$0.value.isEmpty }
         var tls = TLSConfiguration.makeClientConfiguration()
         if let bundle = options.caBundle ?? environment["FEDBROKER_ADMIN_CA_BUNDLE"] {
             tls.additionalTrustRoots = [.file(bundle)]
