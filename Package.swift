@@ -304,6 +304,7 @@ let package = Package(
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
+                "BrokerApp",
                 "BrokerServer",
                 "BrokerClient",
                 "BrokerStore",

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import AzureEmulator
 import AzureIdentity
+import BrokerApp
 import BrokerClient
 import BrokerServer
 import BrokerStore
@@ -48,57 +49,58 @@ import Testing
             let caPath = dir.appendingPathComponent("ca.pem").path
             try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
 
-            // The store: two active slots (the scenario's identities), two active tenants, two callers.
-            let store = try await SQLBrokerStore.open(.sqlite(path: dir.appendingPathComponent("broker.db").path), logger: logger)
-            _ = try await store.migrate()
-            for (index, mi) in scenario.managedIdentities.enumerated() {
-                let identity = try FICSlotIdentity(
-                    applicationID: scenario.appClientID, managedIdentityClientID: mi.clientId, managedIdentityPrincipalID: mi.principalId,
-                    issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: mi.principalId)
-                let slot = try await store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "sre")
-                _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "sre")
-            }
-            var tenants: [TenantID] = []
-            for (index, customer) in scenario.customers.enumerated() {
-                let registration = try TenantRegistration(
-                    id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
-                    displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName))
-                var tenant = try await store.registerTenant(registration, actor: "onboarding")
-                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
-                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
-                tenants.append(tenant.id)
-            }
-            _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
-            _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
-
+            // The broker as `serve` builds it (BrokerApp): SQLite store, mTLS framed listener.
             var environment = AzureEnvironment(
                 imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
                 vaultHostSuffixes: ["localhost"])
             environment.graphURL = endpoints.graph
-            let http = try environment.makeHTTPClient()
-            let audit = AuditWriter(store: store, logger: logger)
             var serviceConfiguration = BrokerService.Configuration(environment: environment)
             // Attempt timeouts guard production against hung servers; a loaded 2-core test run can
             // take longer than 10 s to answer, and a retried attempt would count twice below.
             serviceConfiguration.azureAttemptTimeout = 120
             configure(&serviceConfiguration)
-            let service = try BrokerService(configuration: serviceConfiguration, store: store, audit: audit, httpClient: http, logger: logger)
             let pki = try LocalPKI()
-            var serverConfiguration = BrokerTransportServer.Configuration()
-            serverConfiguration.tls = try pki.serverTLS()
-            let server = try await BrokerTransportServer.bind(configuration: serverConfiguration, service: service, logger: logger)
-            let world = World(emulator: emulator, store: store, audit: audit, server: server, service: service, pki: pki, tenants: tenants)
-            do {
-                try await body(world)
-            } catch {
-                try? await server.close()
-                try? await http.shutdown()
-                throw error
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: dir.appendingPathComponent("broker.db").path), service: serviceConfiguration)
+            configuration.transport.tls = try pki.serverTLS()
+            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            let store = app.store
+
+            // The store: two active slots (the scenario's identities), two active tenants, two callers.
+            var failure: (any Error)?
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await app.run() }
+                do {
+                    for (index, mi) in scenario.managedIdentities.enumerated() {
+                        let identity = try FICSlotIdentity(
+                            applicationID: scenario.appClientID, managedIdentityClientID: mi.clientId, managedIdentityPrincipalID: mi.principalId,
+                            issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: mi.principalId)
+                        let slot = try await store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "sre")
+                        _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "sre")
+                    }
+                    var tenants: [TenantID] = []
+                    for (index, customer) in scenario.customers.enumerated() {
+                        let registration = try TenantRegistration(
+                            id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
+                            displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName))
+                        var tenant = try await store.registerTenant(registration, actor: "onboarding")
+                        tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
+                        tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
+                        tenants.append(tenant.id)
+                    }
+                    _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
+                    _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
+                    let world = World(
+                        emulator: emulator, store: store, audit: app.audit, server: app.transport, service: app.service, pki: pki,
+                        tenants: tenants)
+                    try await body(world)
+                } catch {
+                    failure = error
+                }
+                await app.shutdown()
+                do { try await group.waitForAll() } catch { failure = failure ?? error }
             }
-            try await server.close()
-            try await audit.shutdown()
-            try await http.shutdown()
-            try await store.close()
+            if let failure { throw failure }
         }
     }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import AzureEmulator
 import AzureIdentity
+import BrokerApp
 import BrokerClient
 import BrokerServer
 import BrokerStore
@@ -56,40 +57,43 @@ struct BenchWorld {
             let caPath = directory.appendingPathComponent("emulator-ca.pem").path
             try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
 
-            let store = try await SQLBrokerStore.open(.sqlite(path: directory.appendingPathComponent("broker.db").path), logger: logger)
-            _ = try await store.migrate()
-            try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
-            _ = try await store.createCaller(
-                Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]), actor: "bench")
-
             var environment = AzureEnvironment(
                 imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
                 vaultHostSuffixes: ["localhost"])
             environment.graphURL = endpoints.graph
-            let http = try environment.makeHTTPClient()
-            let audit = AuditWriter(store: store, logger: logger)
-            let auditTask = Task { await audit.run() }
             // The cached part serves one blob hundreds of thousands of times: with the default
             // use bound some "cached" samples would be vault calls.
             var serviceConfiguration = BrokerService.Configuration(environment: environment)
             serviceConfiguration.cache.maximumUses = Int.max
-            let service = try BrokerService(configuration: serviceConfiguration, store: store, audit: audit, httpClient: http, logger: logger)
             let pki = try LocalPKI()
-            var transport = BrokerTransportServer.Configuration()
-            transport.tls = try pki.serverTLS()
-            let broker = try await BrokerTransportServer.bind(configuration: transport, service: service, logger: logger)
-            let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
-            let world = BenchWorld(
-                emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: audit, service: service,
-                broker: broker, echo: echo, pki: pki, directory: directory)
+            // The broker exactly as `serve` assembles it; the echo baseline is a bare listener.
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: directory.appendingPathComponent("broker.db").path), service: serviceConfiguration)
+            configuration.transport.tls = try pki.serverTLS()
+            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            let running = Task { try await app.run() }
+            let store = app.store
+            let http = try environment.makeHTTPClient()  // the bench's own direct Key Vault calls
             let result: Result<T, any Error>
-            do { result = .success(try await body(world)) } catch { result = .failure(error) }
-            try? await broker.close()
-            try? await echo.close()
-            auditTask.cancel()
-            try? await audit.shutdown()
+            do {
+                try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
+                _ = try await store.createCaller(
+                    Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
+                    actor: "bench")
+                var transport = BrokerTransportServer.Configuration()
+                transport.tls = configuration.transport.tls
+                let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
+                let world = BenchWorld(
+                    emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: app.audit,
+                    service: app.service, broker: app.transport, echo: echo, pki: pki, directory: directory)
+                do { result = .success(try await body(world)) } catch { result = .failure(error) }
+                try? await echo.close()
+            } catch {
+                result = .failure(error)
+            }
+            await app.shutdown()
+            _ = await running.result
             try? await http.shutdown()
-            try? await store.close()
             return try result.get()
         }
     }
