@@ -254,6 +254,7 @@ let package = Package(
                 "AdminClient",
                 "AdminAPIModel",
                 "AdminAPI",
+                "FedBrokerTestSupport",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -271,9 +272,28 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What the tests (and, until it moves to the developer executable, the bench) share: the
+        // manual clock, the test PKI, the running emulator with the broker's environment.
+        .target(
+            name: "FedBrokerTestSupport",
+            dependencies: [
+                "FedBrokerCore",
+                "AzureEmulator",
+                "AzureIdentity",
+                "BrokerStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "AdminAPITests",
             dependencies: [
+                "FedBrokerTestSupport",
                 "AdminAPI",
                 "AdminAPIModel",
                 "AdminClient",
@@ -298,12 +318,14 @@ let package = Package(
         ),
         .testTarget(
             name: "FedBrokerCoreTests",
-            dependencies: ["FedBrokerCore", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "FedBrokerTestSupport","FedBrokerCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: testSwiftSettings
         ),
         .testTarget(
             name: "BrokerServerTests",
             dependencies: [
+                "FedBrokerTestSupport",
                 "BrokerApp",
                 "BrokerServer",
                 "BrokerClient",
@@ -348,6 +370,7 @@ let package = Package(
         .testTarget(
             name: "AzureClientTests",
             dependencies: [
+                "FedBrokerTestSupport",
                 "AzureIdentity",
                 "KeyVault",
                 "AzureEmulator",
@@ -366,6 +389,7 @@ let package = Package(
         .testTarget(
             name: "BrokerStoreTests",
             dependencies: [
+                "FedBrokerTestSupport",
                 "BrokerStore",
                 "FedBrokerCore",
                 .product(name: "Logging", package: "swift-log"),
@@ -375,6 +399,7 @@ let package = Package(
         .testTarget(
             name: "AzureEmulatorTests",
             dependencies: [
+                "FedBrokerTestSupport",
                 "AzureEmulator",
                 "FedBrokerCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

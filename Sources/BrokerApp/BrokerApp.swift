@@ -70,7 +70,7 @@ public final class BrokerApp: Sendable {
                     configuration: configuration.service, store: store, audit: audit, httpClient: http, clock: clock, logger: logger)
                 let transport = try await BrokerTransportServer.bind(
                     configuration: configuration.transport, service: service, logger: logger)
-                let adminPorts = AdminPorts(expected: configuration.admin == nil ? 0 : 1)
+                let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
                 var services: [any Service] = [
                     ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
                     ChangeFollowerService(service: service),
@@ -147,7 +147,7 @@ public final class BrokerApp: Sendable {
             httpClient: httpClient, clock: clock, logger: logger)
         var services: [any Service] = []
         let onRunning: @Sendable (any Channel) async -> Void = { channel in
-            await ports.bound(channel.localAddress?.port)
+            await ports.listening(port: channel.localAddress?.port)
             logger.info("admin API listening", metadata: ["fb.admin": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         }
         let address = BindAddress.hostname(admin.host, port: admin.port)
@@ -178,6 +178,7 @@ public final class BrokerApp: Sendable {
                     onServerRunning: { _ in
                         // Owner only: the file mode is the socket's whole access control.
                         _ = chmod(path, 0o600)
+                        await ports.listening(port: nil)
                         logger.info("admin API listening on a Unix socket (owner only)", metadata: ["fb.socket": "\(path)"])
                     }, logger: logger))
         }
@@ -219,30 +220,30 @@ struct AuditService: Service {
     }
 }
 
-/// The admin listener's port, for whoever asks before it is bound.
+/// The admin listener's port, for whoever asks before it is bound: answered once every admin
+/// listener (HTTPS, and the Unix socket when configured) is listening.
 actor AdminPorts {
     private var value: Int?
-    private var done: Bool
+    private var remaining: Int
     private var waiters: [CheckedContinuation<Int?, Never>] = []
 
-    init(expected: Int) { self.done = expected == 0 }
+    init(expected: Int) { self.remaining = expected }
 
-    func bound(_ port: Int?) {
-        guard value == nil else { return }
-        value = port
-        done = true
-        for waiter in waiters { waiter.resume(returning: port) }
-        waiters.removeAll()
+    /// One listener is up; `port` is the TCP listener's (nil for the socket).
+    func listening(port: Int?) {
+        if let port, value == nil { value = port }
+        remaining -= 1
+        if remaining <= 0 { finish() }
     }
 
     func finish() {
-        done = true
+        remaining = 0
         for waiter in waiters { waiter.resume(returning: value) }
         waiters.removeAll()
     }
 
     func port() async -> Int? {
-        if done { return value }
+        if remaining <= 0 { return value }
         return await withCheckedContinuation { waiters.append($0) }
     }
 }

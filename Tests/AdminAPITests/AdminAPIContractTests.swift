@@ -137,6 +137,25 @@ import Yams
         }
     }
 
+    @Test("The Unix socket (off by default) is owner-only, needs no token and audits its actions as the local socket")
+    func unixSocket() async throws {
+        try await AdminWorld.with { world in
+            // AdminWorld waited for every admin listener (the socket included) to be up.
+            let attributes = try FileManager.default.attributesOfItem(atPath: world.socketPath)
+            #expect(attributes[.posixPermissions] as? Int == 0o600)
+            let encoded = try #require(world.socketPath.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+            let base = "http+unix://\(encoded)"
+            let customer = world.scenario.customers[0]
+            let created = try await world.send(.POST, "\(base)/v1/tenants", json: Self.registration(customer.tenantID, vault: customer.vaultURL))
+            #expect(created.status == 201, "\(created.body)")
+            let audit = try await world.send(.GET, "\(base)/v1/audit?operation=tenant.registered")
+            let items = try #require(audit.object["items"] as? [[String: Any]])
+            #expect(items.first?["actor"] as? String == "staff:local-socket (local admin socket)")
+            // The HTTPS listener still wants a token.
+            #expect(try await world.send(.GET, "\(world.adminURL)/v1/tenants").status == 401)
+        }
+    }
+
     @Test("Every route in the OpenAPI document is served and every served operation is in it, with the same roles")
     func documentMatchesServer() async throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

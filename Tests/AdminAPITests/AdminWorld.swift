@@ -18,6 +18,7 @@ import NIOSSL
 import OpenAPIAsyncHTTPClient
 import OpenAPIRuntime
 import Testing
+import FedBrokerTestSupport
 
 /// The emulator and a whole broker built by `BrokerApp` (store, service, framed mTLS listener,
 /// admin HTTPS listener), over real sockets. Two active FIC slots; no tenants, no callers: the
@@ -27,31 +28,20 @@ struct AdminWorld {
     let endpoints: EmulatorState.Endpoints
     let app: BrokerApp
     let adminURL: String
+    /// The admin API's Unix socket (every role to whoever can open it).
+    let socketPath: String
     let pki: LocalPKI
     /// Trusts the emulator's CA and the broker's test CA.
     let http: HTTPClient
     var scenario: DefaultScenario { emulator.defaultScenario! }
 
     static func with(_ body: (AdminWorld) async throws -> Void) async throws {
-        RSAKeyMaterial.reuse(true)
         var logger = Logger(label: "admin-tests")
         logger.logLevel = .warning
-        var emulatorConfiguration = AzureEmulator.Configuration()
-        emulatorConfiguration.seedDefaultScenario = true
-        try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
-            let scenario = try #require(emulator.defaultScenario)
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("admin-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let caPath = dir.appendingPathComponent("ca.pem").path
-            try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
-
+        try await RunningEmulator.with(logger: logger) { running in
+            let (emulator, endpoints, scenario, dir) = (running.emulator, running.endpoints, running.scenario, running.directory)
             let pki = try LocalPKI()
-            var environment = AzureEnvironment(
-                imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID,
-                caBundlePath: caPath, vaultHostSuffixes: ["localhost"])
-            environment.graphURL = endpoints.graph
-            var service = BrokerService.Configuration(environment: environment)
+            var service = BrokerService.Configuration(environment: running.environment)
             service.azureAttemptTimeout = 120
             service.recordMaximumAge = 0  // every request reads the store: state changes show at once
             service.cache = .init(maximumEntries: 16, maximumAge: 0.001)  // nothing is served from memory: revocation shows at once
@@ -63,16 +53,11 @@ struct AdminWorld {
             admin.port = 0
             let (certificate, key) = try pki.leaf("localhost", server: true)
             admin.tls = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(certificate)], privateKey: .privateKey(key))
+            admin.unixSocketPath = dir.appendingPathComponent("admin.sock").path
             configuration.admin = admin
 
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
-            for (index, mi) in scenario.managedIdentities.enumerated() {
-                let identity = try FICSlotIdentity(
-                    applicationID: scenario.appClientID, managedIdentityClientID: mi.clientId, managedIdentityPrincipalID: mi.principalId,
-                    issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: mi.principalId)
-                let slot = try await app.store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "sre")
-                _ = try await app.store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "sre")
-            }
+            try await running.activateSlots(in: app.store)
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .certificates([try pki.caCertificate, try NIOSSLCertificate(bytes: Array(try emulator.pki.caCertificatePEM.utf8), format: .pem)])
             let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
@@ -80,7 +65,8 @@ struct AdminWorld {
                 group.addTask { try await app.run() }
                 let port = try #require(await app.adminPort())
                 let world = AdminWorld(
-                    emulator: emulator, endpoints: endpoints, app: app, adminURL: "https://localhost:\(port)", pki: pki, http: http)
+                    emulator: emulator, endpoints: endpoints, app: app, adminURL: "https://localhost:\(port)",
+                    socketPath: dir.appendingPathComponent("admin.sock").path, pki: pki, http: http)
                 // Whatever the body does, the broker shuts down and closes its store before we go on.
                 var failure: (any Error)?
                 do { try await body(world) } catch { failure = error }

@@ -8,6 +8,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import Testing
+import FedBrokerTestSupport
 
 /// The production clients wired against a running emulator, sharing one manual clock: backoff
 /// sleeps move the emulator's time too, so propagation delays and Retry-After play out at once.

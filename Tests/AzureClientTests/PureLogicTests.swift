@@ -3,6 +3,7 @@ import FedBrokerCore
 import Foundation
 @testable import KeyVault
 import Testing
+import FedBrokerTestSupport
 
 @Suite struct TokenCacheStateMachineTests {
     let t0 = Date(timeIntervalSince1970: 10_000)

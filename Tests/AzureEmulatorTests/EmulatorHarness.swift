@@ -8,6 +8,7 @@ import NIOHTTP1
 import NIOSSL
 import ServiceLifecycle
 import Testing
+import FedBrokerTestSupport
 
 /// A running emulator on loopback with a manual clock, and an HTTP client that trusts its CA.
 /// Every integration test talks to it over real sockets (TLS where Azure uses TLS).

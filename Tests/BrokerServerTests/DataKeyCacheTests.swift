@@ -2,6 +2,7 @@ import BrokerServer
 import FedBrokerCore
 import Foundation
 import Testing
+import FedBrokerTestSupport
 
 @Suite struct DataKeyCacheTests {
     let clock = ManualWallClock(Date(timeIntervalSince1970: 10_000))

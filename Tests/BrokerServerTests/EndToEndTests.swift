@@ -11,6 +11,7 @@ import Foundation
 import Logging
 import NIOSSL
 import Testing
+import FedBrokerTestSupport
 
 /// Emulator + store + broker + client, over real sockets: HTTP(S) to the emulator, mTLS between
 /// client and broker, SQLite for the store. Two customer tenants on two FIC slots.
@@ -36,25 +37,11 @@ import Testing
     func withWorld(
         configure: (inout BrokerService.Configuration) -> Void = { _ in }, _ body: (World) async throws -> Void
     ) async throws {
-        RSAKeyMaterial.reuse(true)
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
-        var emulatorConfiguration = AzureEmulator.Configuration()
-        emulatorConfiguration.seedDefaultScenario = true
-        try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
-            let scenario = try #require(emulator.defaultScenario)
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let caPath = dir.appendingPathComponent("ca.pem").path
-            try emulator.pki.caCertificatePEM.write(toFile: caPath, atomically: true, encoding: .utf8)
-
-            // The broker as `serve` builds it (BrokerApp): SQLite store, mTLS framed listener.
-            var environment = AzureEnvironment(
-                imdsURL: endpoints.imds, authorityURL: endpoints.authority, applicationClientID: scenario.appClientID, caBundlePath: caPath,
-                vaultHostSuffixes: ["localhost"])
-            environment.graphURL = endpoints.graph
-            var serviceConfiguration = BrokerService.Configuration(environment: environment)
+        try await RunningEmulator.with(logger: logger) { running in
+            let (emulator, scenario, dir) = (running.emulator, running.scenario, running.directory)
+            var serviceConfiguration = BrokerService.Configuration(environment: running.environment)
             // Attempt timeouts guard production against hung servers; a loaded 2-core test run can
             // take longer than 10 s to answer, and a retried attempt would count twice below.
             serviceConfiguration.azureAttemptTimeout = 120
@@ -71,13 +58,7 @@ import Testing
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await app.run() }
                 do {
-                    for (index, mi) in scenario.managedIdentities.enumerated() {
-                        let identity = try FICSlotIdentity(
-                            applicationID: scenario.appClientID, managedIdentityClientID: mi.clientId, managedIdentityPrincipalID: mi.principalId,
-                            issuer: "https://login.microsoftonline.com/\(scenario.isvTenantID)/v2.0", subject: mi.principalId)
-                        let slot = try await store.createSlot(FICSlotID(rawValue: "fic-\(index + 1)")!, identity: identity, actor: "sre")
-                        _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "sre")
-                    }
+                    try await running.activateSlots(in: store)
                     var tenants: [TenantID] = []
                     for (index, customer) in scenario.customers.enumerated() {
                         let registration = try TenantRegistration(

@@ -12,6 +12,7 @@ import SwiftASN1
 import SwiftProtobuf
 import Testing
 import X509
+import FedBrokerTestSupport
 
 /// Answers Health with the caller's name, so tests see who the server thinks is calling.
 struct EchoCallerService: BrokerRequestHandler {

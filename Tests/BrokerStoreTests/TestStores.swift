@@ -4,6 +4,7 @@ import Logging
 import Testing
 
 @testable import BrokerStore
+import FedBrokerTestSupport
 
 /// The two implementations the conformance suite runs against.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {

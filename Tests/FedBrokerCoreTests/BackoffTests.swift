@@ -1,6 +1,7 @@
 import FedBrokerCore
 import Foundation
 import Testing
+import FedBrokerTestSupport
 
 @Suite struct BackoffTests {
     let now = Date(timeIntervalSince1970: 1_000)

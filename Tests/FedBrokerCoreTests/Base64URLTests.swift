@@ -1,6 +1,7 @@
 import FedBrokerCore
 import Foundation
 import Testing
+import FedBrokerTestSupport
 
 @Suite struct Base64URLTests {
     @Test(arguments: ["", "f", "fo", "foo", "foob", "fooba", "foobar", "\u{00ff}\u{00fe}?>"])

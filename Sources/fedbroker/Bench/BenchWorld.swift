@@ -11,6 +11,7 @@ import Foundation
 import Logging
 import NIOSSL
 import SwiftProtobuf
+import FedBrokerTestSupport
 
 /// What the in-process benchmarks stand on: the emulator, a SQLite store with the default
 /// scenario's two customers on two slots, the broker over mTLS, and beside it an echo server

@@ -4,6 +4,7 @@ import BrokerStore
 import FedBrokerCore
 import Foundation
 import Logging
+import FedBrokerTestSupport
 
 /// Starts `fedbroker serve` as a fresh process on a store of many tenants and measures how long
 /// it takes to serve its first key operation (the whole chain: IMDS, Entra, the vault) and how
