@@ -17,6 +17,9 @@ extension AdminHandler {
             guard let id = TenantID(rawValue: raw) else { throw AdminProblem.invalid("tenant must be a tenant id") }
             tenant = id
         }
+        if (query.caller?.utf8.count ?? 0) > 512 || (query.operation?.utf8.count ?? 0) > 128 {
+            throw AdminProblem.invalid("caller is at most 512 and operation at most 128 bytes")
+        }
         if let from = query.from, let to = query.to, from >= to { throw AdminProblem.invalid("from must be before to") }
         let entries = try await store.auditEntries(
             AuditQuery(

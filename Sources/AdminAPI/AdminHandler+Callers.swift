@@ -14,7 +14,7 @@ extension AdminHandler {
             id: body.id, identity: try Self.identity(body.identity), grants: try Self.grants(body.grants),
             enabled: body.enabled ?? true)
         let created = try await store.createCaller(caller, actor: actor)
-        logger.info("caller created", metadata: ["fb.caller": "\(created.id)", "fb.actor": "\(actor)"])
+        logger.info("caller created", metadata: ["fb.caller": "\(created.id)", "fb.actor": "\(logActor)"])
         return .created(
             .init(
                 headers: .init(eTag: Self.etag(created.version), location: "/v1/callers/\(created.id)"),
@@ -40,7 +40,7 @@ extension AdminHandler {
         if let grants = body.grants { caller.grants = try Self.grants(grants) }
         if let enabled = body.enabled { caller.enabled = enabled }
         let updated = try await store.updateCaller(caller, actor: actor)
-        logger.info("caller updated", metadata: ["fb.caller": "\(updated.id)", "fb.actor": "\(actor)"])
+        logger.info("caller updated", metadata: ["fb.caller": "\(updated.id)", "fb.actor": "\(logActor)"])
         return .ok(.init(headers: .init(eTag: Self.etag(updated.version)), body: .json(Self.schema(updated))))
     }
 
@@ -48,7 +48,7 @@ extension AdminHandler {
         let actor = try self.actor
         guard let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true) else { throw AdminProblem.ifMatchRequired }
         try await store.deleteCaller(input.path.callerId, expectedVersion: expected, actor: actor)
-        logger.info("caller removed", metadata: ["fb.caller": "\(input.path.callerId.prefix(128))", "fb.actor": "\(actor)"])
+        logger.info("caller removed", metadata: ["fb.caller": "\(input.path.callerId.prefix(128))", "fb.actor": "\(logActor)"])
         return .noContent(.init())
     }
 

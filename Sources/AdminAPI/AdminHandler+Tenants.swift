@@ -28,7 +28,7 @@ extension AdminHandler {
             registration, bindingValue: TenantOnboarding.newBindingValue(), idempotency: idempotency, actor: actor)
         logger.info(
             result.created ? "tenant registered" : "tenant registration replayed",
-            metadata: ["fb.tenant": "\(result.tenant.id)", "fb.slot": "\(result.tenant.slotID?.rawValue ?? "none")", "fb.actor": "\(actor)"])
+            metadata: ["fb.tenant": "\(result.tenant.id)", "fb.slot": "\(result.tenant.slotID?.rawValue ?? "none")", "fb.actor": "\(logActor)"])
         return .created(
             .init(
                 headers: .init(eTag: Self.etag(result.tenant.version), location: "/v1/tenants/\(result.tenant.id)"),
@@ -37,6 +37,7 @@ extension AdminHandler {
 
     func listTenants(_ input: Operations.ListTenants.Input) async throws -> Operations.ListTenants.Output {
         let limit = try Self.limit(input.query.limit)
+        if (input.query.geo?.utf8.count ?? 0) > 64 { throw AdminProblem.invalid("geo is at most 64 characters") }
         let after = try Self.position(ofCursor: input.query.cursor).map { raw throws(AdminProblem) in
             guard let id = TenantID(rawValue: raw) else { throw AdminProblem.badRequest("cursor is not one this API issued") }
             return id
@@ -79,7 +80,7 @@ extension AdminHandler {
 
     func activateTenant(_ input: Operations.ActivateTenant.Input) async throws -> Operations.ActivateTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: false)
+        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
         let (tenant, onboarding) = try await self.load(input.path.tenantId)
         try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
         guard tenant.state == .validated else {
@@ -109,12 +110,12 @@ extension AdminHandler {
         let actor = try self.actor
         let reason = body.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...512).contains(reason.count) else { throw AdminProblem.invalid("reason must be 1-512 characters") }
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: false)
+        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
         let (tenant, onboarding) = try await self.load(input.path.tenantId)
         try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
         let updated = try await store.transitionTenant(
             tenant.id, expectedVersion: tenant.version, event: .disable, reason: AdminProblem.bounded(reason), actor: actor)
-        logger.notice("tenant suspended by an operator", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(actor)"])
+        logger.notice("tenant suspended by an operator", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(logActor)"])
         var stored = onboarding
         stored.suspensionReason = AdminProblem.bounded(reason)
         return .ok(.init(headers: .init(eTag: Self.etag(updated.version)), body: .json(schema(updated, stored))))
@@ -122,7 +123,7 @@ extension AdminHandler {
 
     func restoreTenant(_ input: Operations.RestoreTenant.Input) async throws -> Operations.RestoreTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: false)
+        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
         var (tenant, onboarding) = try await self.load(input.path.tenantId)
         try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
         guard tenant.state == .disabled || tenant.state == .suspended else {
@@ -162,7 +163,7 @@ extension AdminHandler {
         try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
         let updated = try await store.transitionTenant(
             tenant.id, expectedVersion: tenant.version, event: .offboard, reason: nil, actor: actor)
-        logger.notice("tenant offboarded", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(actor)"])
+        logger.notice("tenant offboarded", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(logActor)"])
         return .ok(.init(headers: .init(eTag: Self.etag(updated.version)), body: .json(schema(updated, onboarding))))
     }
 

@@ -42,6 +42,10 @@ struct AdminHandler: APIProtocol {
         }
     }
 
+    /// Who is asking, for log lines: the object id only (names are personal data; the audit
+    /// trail has them).
+    var logActor: String { StaffPrincipal.current.map { "staff:\($0.objectID)" } ?? "-" }
+
     // MARK: Health
 
     func livez(_ input: Operations.Livez.Input) async throws -> Operations.Livez.Output {

@@ -39,12 +39,15 @@ struct AdminMiddleware: ServerMiddleware {
             return try await StaffPrincipal.$current.withValue(principal) { try await next(request, body, metadata) }
         } catch {
             let problem = Self.problem(for: error)
+            // Never the error itself: a ServerError describes the whole request, Authorization
+            // header and body included. The cause's type and stable code are enough to act on.
             if problem.status.code >= 500 {
                 logger.error(
                     "admin request failed",
-                    metadata: ["fb.operation": "\(operationID)", "fb.problem": "\(problem.code)", "error": "\(String(reflecting: error))"])
+                    metadata: ["fb.operation": "\(operationID)", "fb.problem": "\(problem.code)", "fb.cause": "\(Self.cause(of: error))"])
             } else if problem.status == .unauthorized || problem.status == .forbidden {
-                logger.notice("admin request refused", metadata: ["fb.operation": "\(operationID)", "fb.problem": "\(problem)"])
+                logger.notice(
+                    "admin request refused", metadata: ["fb.operation": "\(operationID)", "fb.problem": "\(problem.code)"])
             }
             return Self.response(problem, instance: request.path)
         }
@@ -64,6 +67,14 @@ struct AdminMiddleware: ServerMiddleware {
             }
             return try await verifier.principal(bearer: String(parts[1]))
         }
+    }
+
+    /// What caused a failure, safe to log: a stable code or a type name, never a description.
+    static func cause(of error: any Error) -> String {
+        let underlying = (error as? ServerError)?.underlyingError ?? error
+        if let broker = underlying as? BrokerError { return broker.code.rawValue }
+        if let problem = underlying as? AdminProblem { return problem.code }
+        return String(describing: type(of: underlying))
     }
 
     /// Every error as the problem it stands for.

@@ -16,7 +16,9 @@ public enum AdminRole: String, CaseIterable, Hashable, Sendable, Codable {
 public enum AdminRequirement: Hashable, Sendable, CustomStringConvertible {
     /// Health probes: no token.
     case none
-    /// Any authenticated staff member (reading tenants and callers).
+    /// Any staff member holding at least one of the admin API's app roles (reading tenants and
+    /// callers). A bare token of the ISV's tenant is not enough: without "assignment required"
+    /// on the application, every user of the tenant can get one.
     case anyStaff
     case role(AdminRole)
 
@@ -64,7 +66,8 @@ public struct StaffPrincipal: Hashable, Sendable {
 
     public func satisfies(_ requirement: AdminRequirement) -> Bool {
         switch requirement {
-        case .none, .anyStaff: true
+        case .none: true
+        case .anyStaff: !self.roles.isEmpty
         case .role(let role): self.roles.contains(role)
         }
     }

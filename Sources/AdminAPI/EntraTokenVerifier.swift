@@ -26,6 +26,10 @@ public actor EntraTokenVerifier {
         var name: String?
         var preferred_username: String?
         var roles: [String]?
+        /// The client the access token was issued to (v2.0 `azp`, v1.0 `appid`). ID tokens have
+        /// neither, so requiring one keeps an ID token from passing as an access token.
+        var azp: String?
+        var appid: String?
 
         public func verify(using algorithm: some JWTAlgorithm) async throws {}
     }
@@ -44,6 +48,7 @@ public actor EntraTokenVerifier {
     private var knownKeyIDs: Set<String> = []
     private var issuer: String?
     private var lastFetch: Date?
+    private var fetching: Task<Void, Never>?
 
     public init(
         authorityURL: String, configuration: AdminAPIConfiguration, httpClient: HTTPClient,
@@ -79,8 +84,16 @@ public actor EntraTokenVerifier {
         if let nbf = claims.nbf?.value, nbf.addingTimeInterval(-skew) > now {
             throw .unauthenticated("the token is not valid yet")
         }
-        guard claims.iss.value == issuer, claims.tid?.lowercased() == configuration.staffTenantID.lowercased() else {
+        // Entra issues v2.0 tokens with the discovery document's issuer and v1.0 tokens (what
+        // `az account get-access-token --resource` gets unless the app asks for v2) with the STS one.
+        let v1Issuer = "https://sts.windows.net/\(configuration.staffTenantID.lowercased())/"
+        guard claims.iss.value == issuer || claims.iss.value.lowercased() == v1Issuer,
+            claims.tid?.lowercased() == configuration.staffTenantID.lowercased()
+        else {
             throw .unauthenticated("the token was not issued by the ISV's tenant")
+        }
+        guard claims.azp != nil || claims.appid != nil else {
+            throw .unauthenticated("the token is not an access token (no azp or appid)")
         }
         guard claims.aud.value.contains(where: { configuration.audiences.contains($0) }) else {
             throw .unauthenticated("the token is not for the admin API (wrong audience)")
@@ -93,22 +106,35 @@ public actor EntraTokenVerifier {
 
     private func ensureKeys(knowing kid: String) async throws(AdminProblem) {
         if self.keys != nil, self.knownKeyIDs.contains(kid) { return }
-        if self.keys != nil, let last = self.lastFetch, clock.now.timeIntervalSince(last) < configuration.jwksRefetchInterval {
-            throw .unauthenticated("the token's signing key is unknown")
+        // One fetch at a time, shared by every request that needs it, and at most one per
+        // interval whether or not keys were ever loaded: unknown kids and an unreachable
+        // authority must not turn into a flood of requests to it.
+        if let fetching = self.fetching {
+            await fetching.value
+        } else if let last = self.lastFetch, clock.now.timeIntervalSince(last) < configuration.jwksRefetchInterval {
+            // Too soon to ask again: decide with what we have.
+        } else {
+            let task = Task { await self.refresh() }
+            self.fetching = task
+            await task.value
+            self.fetching = nil
         }
+        guard self.keys != nil else {
+            throw AdminProblem(
+                status: .serviceUnavailable, code: "authority_unavailable", title: "Authority unavailable",
+                detail: "the signing keys of the staff tenant could not be fetched; try again")
+        }
+        guard self.knownKeyIDs.contains(kid) else { throw .unauthenticated("the token's signing key is unknown") }
+    }
+
+    private func refresh() async {
         do {
             try await self.fetchKeys()
         } catch {
             logger.error(
                 "fetching the staff tenant's signing keys failed",
-                metadata: ["fb.authority": "\(authorityURL)", "error": "\(error)"])
-            if self.keys == nil {
-                throw AdminProblem(
-                    status: .serviceUnavailable, code: "authority_unavailable", title: "Authority unavailable",
-                    detail: "the signing keys of the staff tenant could not be fetched; try again")
-            }
+                metadata: ["fb.authority": "\(authorityURL)", "fb.cause": "\(String(describing: type(of: error)))"])
         }
-        guard self.knownKeyIDs.contains(kid) else { throw .unauthenticated("the token's signing key is unknown") }
     }
 
     private func fetchKeys() async throws {

@@ -68,18 +68,19 @@ public final class BrokerApp: Sendable {
                 let audit = AuditWriter(store: store, logger: logger)
                 let service = try BrokerService(
                     configuration: configuration.service, store: store, audit: audit, httpClient: http, clock: clock, logger: logger)
+                let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
+                // The admin services first: what can fail in building them fails before a port is bound.
+                let adminServices = try configuration.admin.map {
+                    try Self.adminServices(
+                        $0, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
+                        ports: adminPorts, logger: logger)
+                } ?? []
                 let transport = try await BrokerTransportServer.bind(
                     configuration: configuration.transport, service: service, logger: logger)
-                let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
-                var services: [any Service] = [
+                let services: [any Service] = [
                     ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
                     ChangeFollowerService(service: service),
-                ]
-                if let admin = configuration.admin {
-                    services += try Self.adminServices(
-                        admin, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
-                        ports: adminPorts, logger: logger)
-                }
+                ] + adminServices
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
                 return BrokerApp(
@@ -95,22 +96,35 @@ public final class BrokerApp: Sendable {
         }
     }
 
-    /// Creates and activates the configured slots that the store does not have yet.
+    /// Makes sure every configured slot exists and is active. Idempotent, so a restart after a
+    /// crash between creating and activating a slot finishes the job, and replicas starting
+    /// together (racing on the same names) all end up with the same slots.
     static func bootstrap(_ identities: [FICSlotIdentity], in store: any BrokerStore, logger: Logger) async throws {
-        guard !identities.isEmpty else { return }
-        let existing = try await store.slots()
-        for (index, identity) in identities.enumerated()
-        where !existing.contains(where: { $0.identity.managedIdentityClientID == identity.managedIdentityClientID }) {
-            var id = FICSlotID(rawValue: "fic-\(index + 1)")
-            if let candidate = id, existing.contains(where: { $0.id == candidate }) {
-                id = FICSlotID(rawValue: "fic-\(identity.managedIdentityClientID.prefix(8))")
+        for (index, identity) in identities.enumerated() {
+            guard let id = FICSlotID(rawValue: "fic-\(index + 1)") else { continue }
+            var slot = try await store.slots().first { $0.identity.managedIdentityClientID == identity.managedIdentityClientID }
+            if slot == nil {
+                do {
+                    slot = try await store.createSlot(id, identity: identity, actor: "fedbroker:bootstrap")
+                } catch let error as BrokerError where error.code == .uniqueConflict {
+                    slot = try await store.slot(id)  // another replica created it a moment ago
+                }
             }
-            guard let id else { continue }
-            let slot = try await store.createSlot(id, identity: identity, actor: "fedbroker:bootstrap")
-            _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .activate, actor: "fedbroker:bootstrap")
-            logger.notice(
-                "bootstrap FIC slot created and activated",
-                metadata: ["fb.slot": "\(id)", "fb.identity": "\(identity.managedIdentityClientID)"])
+            guard var current = slot else { continue }
+            guard current.identity.managedIdentityClientID == identity.managedIdentityClientID else {
+                throw BrokerError(
+                    .uniqueConflict, "slot \(id) exists for another managed identity; slots.bootstrap cannot create \(identity.managedIdentityClientID) under that name")
+            }
+            if current.state == .provisioning {
+                do {
+                    current = try await store.transitionSlot(current.id, expectedVersion: current.version, event: .activate, actor: "fedbroker:bootstrap")
+                    logger.notice(
+                        "bootstrap FIC slot created and activated",
+                        metadata: ["fb.slot": "\(current.id)", "fb.identity": "\(identity.managedIdentityClientID)"])
+                } catch let error as BrokerError where error.code == .versionConflict {
+                    // Another replica activated it.
+                }
+            }
         }
     }
 
@@ -171,13 +185,25 @@ public final class BrokerApp: Sendable {
             let socketRouter = try AdminRouter.make(
                 store: store, environment: environment, configuration: admin.api, authentication: .localSocket(local),
                 httpClient: httpClient, clock: clock, logger: logger)
-            try? FileManager.default.removeItem(atPath: path)
+            // Replace a socket left by an earlier run, never any other file.
+            if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType {
+                guard type == .typeSocket else {
+                    throw BrokerError(.invalidArgument, "admin.unixSocket \(path) exists and is not a socket")
+                }
+                try FileManager.default.removeItem(atPath: path)
+            }
             services.append(
                 Application(
                     router: socketRouter, configuration: .init(address: .unixDomainSocket(path: path), serverName: "fedbroker-admin"),
-                    onServerRunning: { _ in
-                        // Owner only: the file mode is the socket's whole access control.
-                        _ = chmod(path, 0o600)
+                    onServerRunning: { channel in
+                        // Owner only: the file mode is the socket's whole access control, so a
+                        // socket that cannot be restricted is closed rather than served.
+                        guard chmod(path, 0o600) == 0 else {
+                            logger.critical("cannot restrict the admin socket to its owner; closing it", metadata: ["fb.socket": "\(path)"])
+                            try? await channel.close()
+                            await ports.listening(port: nil)
+                            return
+                        }
                         await ports.listening(port: nil)
                         logger.info("admin API listening on a Unix socket (owner only)", metadata: ["fb.socket": "\(path)"])
                     }, logger: logger))

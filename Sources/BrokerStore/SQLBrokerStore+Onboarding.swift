@@ -178,8 +178,11 @@ extension SQLBrokerStore {
             binds.append(.text(tenant.rawValue))
         }
         if let actor = query.actor {
-            conditions.append("actor = ?")
-            binds.append(.text(actor))
+            // Staff actors are recorded as `staff:<oid> (<name>)`: `staff:<oid>` finds them too.
+            conditions.append("(actor = ? OR actor LIKE ? ESCAPE '!')")
+            let escaped = actor.replacingOccurrences(of: "!", with: "!!").replacingOccurrences(of: "%", with: "!%")
+                .replacingOccurrences(of: "_", with: "!_")
+            binds += [.text(actor), .text(escaped + " (%")]
         }
         if let operation = query.operation {
             conditions.append("operation = ?")
@@ -217,7 +220,11 @@ extension SQLBrokerStore {
         if let json = try row.optionalText("validation_json") {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .iso8601
-            validation = try? decoder.decode(ValidationRecord.self, from: Data(json.utf8))
+            do {
+                validation = try decoder.decode(ValidationRecord.self, from: Data(json.utf8))
+            } catch {
+                throw BrokerError(.storeFailure, "tenant \(id)'s recorded validation is unreadable", underlying: error)
+            }
         }
         return TenantOnboarding(
             bindingValue: try row.text("binding_value"), lastValidation: validation,

@@ -2,6 +2,7 @@ import AdminAPI
 import AdminAPIModel
 import AdminClient
 import AzureEmulator
+import FedBrokerCore
 import Foundation
 import NIOHTTP1
 import Testing
@@ -46,6 +47,13 @@ import Yams
 
             let forged = try await register("eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUifQ.eyJ4IjoxfQ.c2ln")
             #expect(forged.status == 401)
+            // alg none and HS256 (a classic confusion attack with the public key as the secret).
+            for header in [#"{"alg":"none","kid":"x"}"#, #"{"alg":"HS256","kid":"x"}"#] {
+                let token = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(#"{"roles":["Tenants.Onboard"]}"#.utf8)) + ".c2ln"
+                let reply = try await register(token)
+                #expect(reply.status == 401)
+                #expect((reply.object["detail"] as? String)?.contains("RS256") == true)
+            }
 
             let noRole = try await register(try await world.token("nobody"))
             #expect(noRole.status == 403)
@@ -55,16 +63,30 @@ import Yams
             #expect(try await world.send(.GET, "\(world.adminURL)/v1/audit", headers: [("Authorization", "Bearer \(try await world.token("auditor"))")]).status == 200)
             #expect(try await world.send(.POST, "\(world.adminURL)/v1/callers", json: ["id": "x", "identity": "x", "grants": []], headers: [("Authorization", "Bearer \(try await world.token("onboarder"))")]).status == 403)
             #expect(try await world.send(.POST, "\(world.adminURL)/v1/callers", json: ["id": "x", "identity": "x", "grants": []], headers: [("Authorization", "Bearer \(try await world.token("caller-admin"))")]).status == 201)
-            #expect(try await world.send(.GET, "\(world.adminURL)/v1/tenants", headers: [("Authorization", "Bearer \(try await world.token("nobody"))")]).status == 200)
+            // A token of the ISV's tenant with none of the app roles reads nothing either.
+            #expect(try await world.send(.GET, "\(world.adminURL)/v1/tenants", headers: [("Authorization", "Bearer \(try await world.token("nobody"))")]).status == 403)
             // Health needs no token.
             #expect(try await world.send(.GET, "\(world.adminURL)/readyz").status == 200)
+        }
+    }
 
-            // The role table: every role can do exactly the operations the document gives it.
-            for (operation, requirement) in AdminRequirement.byOperation {
-                guard case .role(let role) = requirement else { continue }
-                for (user, roles) in DefaultScenario.staffRoster.map({ ($0.name, $0.roles) }) where user != "admin" {
-                    let principal = StaffPrincipal(objectID: "x", name: user, roles: Set(roles.compactMap(AdminRole.init(rawValue:))))
-                    #expect(principal.satisfies(requirement) == roles.contains(role.rawValue), "\(user) on \(operation)")
+    @Test("Each role can call exactly its operations: every documented operation × every staff member, over HTTPS")
+    func roleMatrix() async throws {
+        try await AdminWorld.with { world in
+            var tokens: [String: String] = [:]
+            for (user, _) in DefaultScenario.staffRoster { tokens[user] = try await world.token(user) }
+            for route in try Self.documentedRoutes() where route.requirement != "none" {
+                for (user, roles) in DefaultScenario.staffRoster {
+                    let allowed = route.requirement == "any" ? !roles.isEmpty : roles.contains(route.requirement)
+                    let reply = try await world.send(
+                        route.method, "\(world.adminURL)\(route.path)", raw: route.method == .GET || route.method == .DELETE ? nil : "{}",
+                        headers: [("Authorization", "Bearer \(tokens[user]!)")])
+                    if allowed {
+                        #expect(reply.status != 403 && reply.status != 401, "\(user) \(route.method) \(route.path): \(reply.body)")
+                    } else {
+                        #expect(reply.status == 403, "\(user) \(route.method) \(route.path): \(reply.status)")
+                        #expect(reply.object["type"] as? String == "urn:fedbroker:problem:forbidden")
+                    }
                 }
             }
         }
@@ -127,6 +149,19 @@ import Yams
                 .POST, "\(world.adminURL)/v1/tenants", json: body, headers: [("Authorization", "Bearer \(token)"), ("Idempotency-Key", winningKey)])
             #expect(retry.status == 201)
             #expect(retry.object["id"] as? String == first.object["id"] as? String)
+            // Ten concurrent retries with the winning key: all the same tenant, none a new one.
+            let retries = try await withThrowingTaskGroup(of: AdminWorld.Reply.self) { group in
+                for _ in 0..<10 {
+                    group.addTask {
+                        try await world.send(
+                            .POST, "\(world.adminURL)/v1/tenants", json: Self.registration(tenantID, vault: vaultURL),
+                            headers: [("Authorization", "Bearer \(token)"), ("Idempotency-Key", winningKey)])
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(retries.allSatisfy { $0.status == 201 && $0.object["id"] as? String == first.object["id"] as? String })
+            #expect(try await world.app.store.tenants().count == 1)
             // The same key for a different request is refused.
             var other = body
             other["display_name"] = "Someone else"
@@ -156,34 +191,59 @@ import Yams
         }
     }
 
-    @Test("Every route in the OpenAPI document is served and every served operation is in it, with the same roles")
-    func documentMatchesServer() async throws {
+    struct Route {
+        var method: HTTPMethod
+        var path: String
+        var operationID: String
+        var requirement: String
+    }
+
+    /// Every operation of the OpenAPI document, with its path filled in with placeholder ids.
+    static func documentedRoutes() throws -> [Route] {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources/AdminAPIModel/openapi.yaml").path
         let document = try #require(try Yams.load(yaml: String(contentsOfFile: path, encoding: .utf8)) as? [String: Any])
         let paths = try #require(document["paths"] as? [String: Any])
-        var documented: [String: String] = [:]
-        for (_, item) in paths {
+        var routes: [Route] = []
+        for (template, item) in paths {
+            let concrete = template.replacingOccurrences(of: "{tenant_id}", with: "tnt_x").replacingOccurrences(of: "{caller_id}", with: "x")
             for (method, operation) in try #require(item as? [String: Any]) where ["get", "post", "put", "patch", "delete"].contains(method) {
                 let operation = try #require(operation as? [String: Any])
-                documented[try #require(operation["operationId"] as? String)] = operation["x-fedbroker-role"] as? String
+                routes.append(Route(
+                    method: HTTPMethod(rawValue: method.uppercased()), path: concrete,
+                    operationID: try #require(operation["operationId"] as? String),
+                    requirement: try #require(operation["x-fedbroker-role"] as? String)))
             }
         }
-        #expect(Set(documented.keys) == Set(AdminRequirement.byOperation.keys))
-        for (operation, role) in documented {
-            #expect(AdminRequirement.byOperation[operation]?.description == role, "\(operation)")
+        return routes.sorted { $0.operationID < $1.operationID }
+    }
+
+    @Test("Every route in the OpenAPI document is served and every served route is in it, with the roles it states")
+    func documentMatchesServer() async throws {
+        let routes = try Self.documentedRoutes()
+        #expect(Set(routes.map(\.operationID)) == Set(AdminRequirement.byOperation.keys))
+        for route in routes {
+            #expect(AdminRequirement.byOperation[route.operationID]?.description == route.requirement, "\(route.operationID)")
         }
-        // And the server answers each documented route (not 404), without a token where one is needed.
         try await AdminWorld.with { world in
-            for (route, item) in paths {
-                let concrete = route.replacingOccurrences(of: "{tenant_id}", with: "tnt_x").replacingOccurrences(of: "{caller_id}", with: "x")
-                for (method, _) in try #require(item as? [String: Any]) where ["get", "post", "put", "patch", "delete"].contains(method) {
-                    let reply = try await world.send(HTTPMethod(rawValue: method.uppercased()), "\(world.adminURL)\(concrete)", raw: method == "get" || method == "delete" ? nil : "{}")
-                    #expect(reply.status != 404 && reply.status != 405, "\(method) \(route): \(reply.status)")
-                    #expect([200, 401].contains(reply.status), "\(method) \(route): \(reply.status) \(reply.body)")
+            // Each documented route is served: anything but 404/405 (a missing token is 401).
+            for route in routes {
+                let reply = try await world.send(
+                    route.method, "\(world.adminURL)\(route.path)", raw: route.method == .GET || route.method == .DELETE ? nil : "{}")
+                #expect([200, 401].contains(reply.status), "\(route.method) \(route.path): \(reply.status) \(reply.body)")
+            }
+            // And nothing else is: other paths and other methods on documented paths are 404/405.
+            let documented = Set(routes.map { "\($0.method) \($0.path)" })
+            let token = try await world.token("admin")
+            for path in Set(routes.map(\.path)) + ["/v1", "/v1/slots", "/v1/tenants/tnt_x/other", "/metrics", "/v2/tenants"] {
+                for method in [HTTPMethod.GET, .POST, .PUT, .PATCH, .DELETE] where !documented.contains("\(method) \(path)") {
+                    let reply = try await world.send(
+                        method, "\(world.adminURL)\(path)", raw: method == .GET || method == .DELETE ? nil : "{}",
+                        headers: [("Authorization", "Bearer \(token)")])
+                    #expect([404, 405].contains(reply.status), "\(method) \(path) is served but not documented: \(reply.status)")
+                    #expect(reply.headers[.contentType] == "application/problem+json", "\(method) \(path)")
                 }
             }
         }
     }
 }
-

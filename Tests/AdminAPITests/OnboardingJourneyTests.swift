@@ -74,8 +74,11 @@ import Testing
             #expect(failed.code == "BINDING_TAG_MISSING", "\(validation.steps)")
             #expect(failed.remediation?.contains("fedbroker-binding=\(tenant.binding.tagValue)") == true)
             // Activation is refused while the tenant is not validated.
-            let early = try await onboarder.activateTenant(path: .init(tenantId: tenant.id))
+            let current = try await Self.get(onboarder, tenant.id)
+            let early = try await onboarder.activateTenant(path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(current.version)\""))
             #expect(Self.status(early) == 409)
+            let unconditional = try await onboarder.activateTenant(path: .init(tenantId: tenant.id))
+            #expect(Self.status(unconditional) == 428)
 
             let tag = try await world.send(
                 .PATCH, "\(world.endpoints.control)/control/vaults/\(customer.vaultName)/keys/\(customer.keyName)",
@@ -121,13 +124,14 @@ import Testing
             #expect(tenant.state == .suspended)
 
             // Restore validates first: refused while the key is still disabled.
-            let refused = try await suspender.restoreTenant(path: .init(tenantId: tenant.id))
+            let refused = try await suspender.restoreTenant(path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(tenant.version)\""))
             #expect(try refused.ok.body.json.validation.succeeded == false)
             #expect(try await Self.get(onboarder, tenant.id).state == .suspended)
 
             _ = try await world.send(
                 .PATCH, "\(world.endpoints.control)/control/vaults/\(customer.vaultName)/keys/\(customer.keyName)", json: ["enabled": true])
-            let restored = try await suspender.restoreTenant(path: .init(tenantId: tenant.id))
+            tenant = try await Self.get(onboarder, tenant.id)
+            let restored = try await suspender.restoreTenant(path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(tenant.version)\""))
             let restoredOutcome = try restored.ok.body.json
             #expect(restoredOutcome.validation.succeeded, "\(restoredOutcome.validation.steps)")
             #expect(restoredOutcome.tenant.state == .active)
@@ -153,7 +157,11 @@ import Testing
                 #expect(operations.contains(expected), "\(operations)")
             }
             let onboarderOID = try #require(world.scenario.staffUserObjectIDs["onboarder"])
-            #expect(audit.items.first { $0.operation == "tenant.activated" }?.actor.hasPrefix("staff:\(onboarderOID)") == true)
+            #expect(audit.items.first { $0.operation == "tenant.activated" }?.actor.hasPrefix("staff:\(onboarderOID) (") == true)
+            // Filtering by the staff member's `staff:<oid>` finds their actions.
+            let mine = try await auditor.queryAudit(query: .init(caller: "staff:\(onboarderOID)", limit: 500)).ok.body.json
+            #expect(Set(mine.items.map(\.operation)).isSuperset(of: ["tenant.registered", "tenant.activated"]))
+            #expect(mine.items.allSatisfy { $0.actor.hasPrefix("staff:\(onboarderOID) (") })
         }
     }
 

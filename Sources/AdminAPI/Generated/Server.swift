@@ -833,7 +833,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     ifMatch: try converter.getOptionalHeaderFieldAsURI(
                         in: request.headerFields,
                         name: "If-Match",
-                        as: Components.Parameters.IfMatch.self
+                        as: Components.Parameters.IfMatchRequired.self
                     ),
                     accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
                 )
@@ -916,7 +916,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     ifMatch: try converter.getOptionalHeaderFieldAsURI(
                         in: request.headerFields,
                         name: "If-Match",
-                        as: Components.Parameters.IfMatch.self
+                        as: Components.Parameters.IfMatchRequired.self
                     ),
                     accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
                 )
@@ -1020,7 +1020,7 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
                     ifMatch: try converter.getOptionalHeaderFieldAsURI(
                         in: request.headerFields,
                         name: "If-Match",
-                        as: Components.Parameters.IfMatch.self
+                        as: Components.Parameters.IfMatchRequired.self
                     ),
                     accept: try converter.extractAcceptHeaderIfPresent(in: request.headerFields)
                 )

@@ -1229,18 +1229,18 @@ public enum Operations {
             public var path: Operations.ActivateTenant.Input.Path
             /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/activate/POST/header`.
             public struct Headers: Sendable, Hashable {
-                /// The ETag the change was decided on; when given, a newer version answers 412.
+                /// Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///
                 /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/activate/POST/header/If-Match`.
-                public var ifMatch: Components.Parameters.IfMatch?
+                public var ifMatch: Components.Parameters.IfMatchRequired?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ActivateTenant.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: The ETag the change was decided on; when given, a newer version answers 412.
+                ///   - ifMatch: Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///   - accept:
                 public init(
-                    ifMatch: Components.Parameters.IfMatch? = nil,
+                    ifMatch: Components.Parameters.IfMatchRequired? = nil,
                     accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ActivateTenant.AcceptableContentType>] = .defaultValues()
                 ) {
                     self.ifMatch = ifMatch
@@ -1412,18 +1412,18 @@ public enum Operations {
             public var path: Operations.SuspendTenant.Input.Path
             /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/suspend/POST/header`.
             public struct Headers: Sendable, Hashable {
-                /// The ETag the change was decided on; when given, a newer version answers 412.
+                /// Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///
                 /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/suspend/POST/header/If-Match`.
-                public var ifMatch: Components.Parameters.IfMatch?
+                public var ifMatch: Components.Parameters.IfMatchRequired?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.SuspendTenant.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: The ETag the change was decided on; when given, a newer version answers 412.
+                ///   - ifMatch: Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///   - accept:
                 public init(
-                    ifMatch: Components.Parameters.IfMatch? = nil,
+                    ifMatch: Components.Parameters.IfMatchRequired? = nil,
                     accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.SuspendTenant.AcceptableContentType>] = .defaultValues()
                 ) {
                     self.ifMatch = ifMatch
@@ -1604,18 +1604,18 @@ public enum Operations {
             public var path: Operations.RestoreTenant.Input.Path
             /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/restore/POST/header`.
             public struct Headers: Sendable, Hashable {
-                /// The ETag the change was decided on; when given, a newer version answers 412.
+                /// Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///
                 /// - Remark: Generated from `#/paths/v1/tenants/{tenant_id}/restore/POST/header/If-Match`.
-                public var ifMatch: Components.Parameters.IfMatch?
+                public var ifMatch: Components.Parameters.IfMatchRequired?
                 public var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RestoreTenant.AcceptableContentType>]
                 /// Creates a new `Headers`.
                 ///
                 /// - Parameters:
-                ///   - ifMatch: The ETag the change was decided on; when given, a newer version answers 412.
+                ///   - ifMatch: Required (checked by the server, so that a missing one answers 428, not 400). The ETag the change was decided on; a newer version answers 412.
                 ///   - accept:
                 public init(
-                    ifMatch: Components.Parameters.IfMatch? = nil,
+                    ifMatch: Components.Parameters.IfMatchRequired? = nil,
                     accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RestoreTenant.AcceptableContentType>] = .defaultValues()
                 ) {
                     self.ifMatch = ifMatch

@@ -28,7 +28,8 @@ public import AdminAPIModel
 ///
 /// Authentication: a Microsoft Entra access token (RS256) issued in the ISV's tenant for the
 /// admin API's application, as `Authorization: Bearer …`. Authorization: the app roles in the
-/// token's `roles` claim; each operation names the role it needs in `x-fedbroker-role`.
+/// token's `roles` claim; each operation names the role it needs in `x-fedbroker-role` (`any`:
+/// any one of the admin API's app roles; a token with none is refused everywhere).
 ///
 /// Errors are RFC 9457 problem details (`application/problem+json`) whose `type` is stable
 /// (`urn:fedbroker:problem:<code>`). 400: the request is malformed (bad JSON, unknown field, wrong

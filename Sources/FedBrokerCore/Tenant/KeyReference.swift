@@ -12,8 +12,11 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
     public init(vaultURL: String, keyName: String, keyVersion: String? = nil) throws {
         var url = vaultURL.trimmingCharacters(in: .whitespaces)
         while url.hasSuffix("/") { url.removeLast() }
-        guard let parsed = URL(string: url), parsed.scheme == "https", let host = parsed.host, !host.isEmpty,
-            parsed.path.isEmpty || parsed.path == "/"
+        // Only scheme, host and (for emulators and private endpoints) port: a query, fragment or
+        // user info would be carried into every request URL built from it.
+        guard let parsed = URLComponents(string: url), parsed.scheme == "https", let host = parsed.host, !host.isEmpty,
+            parsed.path.isEmpty || parsed.path == "/", parsed.query == nil, parsed.fragment == nil, parsed.user == nil,
+            parsed.password == nil
         else {
             throw BrokerError(.invalidArgument, "vault URL must be https://<host> with no path")
         }

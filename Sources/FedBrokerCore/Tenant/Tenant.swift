@@ -47,6 +47,10 @@ public struct TenantRegistration: Hashable, Sendable {
         guard (1...256).contains(name.count) else {
             throw BrokerError(.invalidArgument, "display name must be 1-256 characters")
         }
+        // Shown on terminals and in confirmation prompts: no control or format characters.
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }) else {
+            throw BrokerError(.invalidArgument, "display name must not contain control characters")
+        }
         guard (1...64).contains(geo.count) else {
             throw BrokerError(.invalidArgument, "geo must be 1-64 characters")
         }
