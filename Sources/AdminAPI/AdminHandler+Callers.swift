@@ -7,7 +7,7 @@ extension AdminHandler {
     func createCaller(_ input: Operations.CreateCaller.Input) async throws -> Operations.CreateCaller.Output {
         guard case .json(let body) = input.body else { throw AdminProblem.badRequest("expected application/json") }
         let actor = try self.actor
-        guard TenantID(rawValue: body.id) != nil else {
+        guard Caller.isValidID(body.id) else {
             throw AdminProblem.invalid("id must be 1-128 characters of [A-Za-z0-9._-]")
         }
         let caller = Caller(

@@ -5,15 +5,6 @@ import Logging
 import OpenAPIRuntime
 import AdminAPIModel
 
-/// How a request proves who sent it.
-public enum StaffAuthentication: Sendable {
-    /// A Microsoft Entra access token (the HTTPS listener).
-    case entra(EntraTokenVerifier)
-    /// Whoever can open the Unix socket is trusted with every role: its file permissions are the
-    /// guard. Documented as the single-node alternative; off by default.
-    case localSocket(StaffPrincipal)
-}
-
 /// Authenticates and authorizes every operation, and turns every error into problem+json.
 ///
 /// It sits around the generated server, so it also catches what the generated code throws
@@ -125,26 +116,5 @@ struct AdminMiddleware: ServerMiddleware {
 
     static func response(_ problem: AdminProblem, instance: String?) -> (HTTPResponse, HTTPBody?) {
         (problem.responseHead, HTTPBody(problem.json(instance: instance)))
-    }
-}
-
-extension AdminProblem {
-    /// The problem+json document.
-    func json(instance: String?) -> Data {
-        let body = Components.Schemas.Problem(
-            _type: self.type, title: self.title, status: self.status.code, detail: self.detail,
-            instance: instance.map { String($0.prefix(256)) }, code: self.code)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (try? encoder.encode(body)) ?? Data("{}".utf8)
-    }
-
-    var responseHead: HTTPResponse {
-        var response = HTTPResponse(status: self.status)
-        response.headerFields[.contentType] = "application/problem+json"
-        if self.status == .unauthorized {
-            response.headerFields[.wwwAuthenticate] = "Bearer error=\"invalid_token\""
-        }
-        return response
     }
 }

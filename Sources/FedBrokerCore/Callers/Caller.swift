@@ -33,6 +33,23 @@ public struct CallerGrant: Hashable, Codable, Sendable {
     }
 }
 
+extension Caller {
+    /// Whether `id` is a valid caller id: 1-128 characters of `[A-Za-z0-9._-]`. Caller ids appear
+    /// in URLs, logs and the audit trail, so they never need escaping.
+    public static func isValidID(_ id: String) -> Bool {
+        (1...128).contains(id.utf8.count)
+            && id.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                    true
+                default:
+                    false
+                }
+            }
+    }
+}
+
 /// An internal service allowed to talk to fedbroker, identified by its mTLS client identity.
 public struct Caller: Hashable, Sendable {
     /// Stable name (`billing-api`).

@@ -1,21 +1,5 @@
 import Foundation
 
-/// A page request for the tenant list: filters, the last id of the previous page, a size.
-public struct TenantQuery: Hashable, Sendable {
-    public var state: TenantState?
-    public var geo: String?
-    /// Tenants with ids after this one (the previous page's last id).
-    public var after: TenantID?
-    public var limit: Int
-
-    public init(state: TenantState? = nil, geo: String? = nil, after: TenantID? = nil, limit: Int = 100) {
-        self.state = state
-        self.geo = geo
-        self.after = after
-        self.limit = max(1, min(limit, 1_000))
-    }
-}
-
 /// A page request for the audit trail. Every filter is optional; records come oldest first.
 public struct AuditQuery: Hashable, Sendable {
     public var tenant: TenantID?
@@ -39,16 +23,5 @@ public struct AuditQuery: Hashable, Sendable {
         self.to = to
         self.afterSequence = max(0, afterSequence)
         self.limit = max(1, min(limit, 1_000))
-    }
-}
-
-/// An audit record with its position in the trail (the cursor of the next page).
-public struct AuditEntry: Hashable, Sendable {
-    public var sequence: Int64
-    public var record: AuditRecord
-
-    public init(sequence: Int64, record: AuditRecord) {
-        self.sequence = sequence
-        self.record = record
     }
 }
