@@ -27,35 +27,12 @@ extension SQLBrokerStore {
                     return RegistrationResult(tenant: tenant, onboarding: onboarding, created: false)
                 }
             }
-            if try await self.fetchTenant(session, registration.id, forUpdate: false) != nil {
-                throw BrokerError(.uniqueConflict, "tenant id \(registration.id) is already registered")
-            }
-            if let existing = try await self.fetchTenant(session, entraTenantID: registration.entraTenantID) {
-                throw BrokerError(
-                    .uniqueConflict,
-                    "customer tenant \(registration.entraTenantID) is already registered as \(existing.id)")
-            }
+            try await self.checkUnregistered(session, registration)
             guard let slotID = try await self.placeTenant(session) else {
                 throw BrokerError(
-                    .noActiveSlot, "no active FIC slot to place the tenant on: an SRE must add one (fedbroker slot add)")
+                    .noActiveSlot, "no active FIC slot to place the tenant on: an SRE must add and activate one")
             }
-            let tenant = Tenant(
-                id: registration.id, entraTenantID: registration.entraTenantID, displayName: registration.displayName,
-                geo: registration.geo, lifecycle: TenantLifecycle(key: registration.key), slotID: slotID,
-                createdAt: now, updatedAt: now, version: .initial)
-            _ = try await session.query(
-                """
-                INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
-                    was_activated, slot_id, created_at_us, updated_at_us, version)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    .text(tenant.id.rawValue), .text(tenant.entraTenantID.rawValue), .text(tenant.displayName),
-                    .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
-                    .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(false),
-                    .text(slotID.rawValue), .integer(self.micros(now)), .integer(self.micros(now)),
-                    .integer(tenant.version.rawValue),
-                ])
+            let tenant = try await self.insertTenant(session, registration, slot: slotID, at: now)
             _ = try await session.query(
                 """
                 INSERT INTO tenant_onboarding (tenant_id, binding_value, idempotency_key, request_fingerprint)
@@ -208,6 +185,41 @@ extension SQLBrokerStore {
     }
 
     // MARK: Helpers
+
+    /// Refuses a registration whose id or customer tenant is taken.
+    func checkUnregistered(_ session: any SQLSession, _ registration: TenantRegistration) async throws {
+        if try await self.fetchTenant(session, registration.id, forUpdate: false) != nil {
+            throw BrokerError(.uniqueConflict, "tenant id \(registration.id) is already registered")
+        }
+        if let existing = try await self.fetchTenant(session, entraTenantID: registration.entraTenantID) {
+            throw BrokerError(
+                .uniqueConflict, "customer tenant \(registration.entraTenantID) is already registered as \(existing.id)")
+        }
+    }
+
+    /// Writes a new tenant row, `registered`, on `slot`.
+    func insertTenant(
+        _ session: any SQLSession, _ registration: TenantRegistration, slot slotID: FICSlotID?, at now: Date
+    ) async throws -> Tenant {
+        let tenant = Tenant(
+            id: registration.id, entraTenantID: registration.entraTenantID, displayName: registration.displayName,
+            geo: registration.geo, lifecycle: TenantLifecycle(key: registration.key), slotID: slotID,
+            createdAt: now, updatedAt: now, version: .initial)
+        _ = try await session.query(
+            """
+            INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
+                was_activated, slot_id, created_at_us, updated_at_us, version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            [
+                .text(tenant.id.rawValue), .text(tenant.entraTenantID.rawValue), .text(tenant.displayName),
+                .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
+                .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(false),
+                .text(slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(now)),
+                .integer(tenant.version.rawValue),
+            ])
+        return tenant
+    }
 
     func fetchOnboarding(_ session: any SQLSession, _ id: TenantID) async throws -> TenantOnboarding? {
         guard

@@ -122,32 +122,9 @@ public final class SQLBrokerStore: BrokerStore {
             // Placement reads every slot's load; the lock keeps concurrent registrations from all
             // picking the same "least loaded" slot.
             try await session.lock(.slotAllocation)
-            if try await self.fetchTenant(session, registration.id, forUpdate: false) != nil {
-                throw BrokerError(.uniqueConflict, "tenant id \(registration.id) is already registered")
-            }
-            if let existing = try await self.fetchTenant(session, entraTenantID: registration.entraTenantID) {
-                throw BrokerError(
-                    .uniqueConflict,
-                    "customer tenant \(registration.entraTenantID) is already registered as \(existing.id)")
-            }
+            try await self.checkUnregistered(session, registration)
             let slotID = try await self.placeTenant(session)
-            let tenant = Tenant(
-                id: registration.id, entraTenantID: registration.entraTenantID, displayName: registration.displayName,
-                geo: registration.geo, lifecycle: TenantLifecycle(key: registration.key), slotID: slotID,
-                createdAt: now, updatedAt: now, version: .initial)
-            _ = try await session.query(
-                """
-                INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
-                    was_activated, slot_id, created_at_us, updated_at_us, version)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
-                [
-                    .text(tenant.id.rawValue), .text(tenant.entraTenantID.rawValue), .text(tenant.displayName),
-                    .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
-                    .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(false),
-                    .text(slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(now)),
-                    .integer(tenant.version.rawValue),
-                ])
+            let tenant = try await self.insertTenant(session, registration, slot: slotID, at: now)
             try await self.audit(
                 session, actor: actor, tenant: tenant.id, operation: "tenant.registered",
                 detail: slotID.map { "slot=\($0)" } ?? "slot=none", at: now)

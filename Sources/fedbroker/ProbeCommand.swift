@@ -81,15 +81,9 @@ struct ProbeCommand: AsyncParsableCommand {
 
     static func render(_ report: ChainProbe.Report) -> String {
         var lines = ["Probing \(report.key) in tenant \(report.tenantID)"]
-        for step in report.steps {
-            let mark = step.ok ? "ok  " : "FAIL"
-            let time = step.milliseconds > 0 ? String(format: "%8.1f ms", step.milliseconds) : "           "
-            lines.append("  \(mark) \(step.name.padding(toLength: 17, withPad: " ", startingAt: 0)) \(time)  \(step.detail)")
-            if !step.ok {
-                if let code = step.code { lines.append("       cause: \(code)" + (step.responsible.map { " (who acts: \($0))" } ?? "")) }
-                if let remedy = step.remedy { lines.append("       to do: \(remedy)") }
-            }
-        }
+        lines += StepsText.render(report.steps.map {
+            .init(name: $0.name, ok: $0.ok, milliseconds: $0.milliseconds, detail: $0.detail, code: $0.code, responsible: $0.responsible, remedy: $0.remedy)
+        })
         if let tags = report.bundle?.tags, !tags.isEmpty {
             lines.append("  tags: " + tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
         }

@@ -97,7 +97,7 @@ struct AdminWorld {
     func client(token: String?) -> Client {
         Client(
             serverURL: URL(string: adminURL)!, transport: AsyncHTTPClientTransport(configuration: .init(client: http)),
-            middlewares: token.map { [Bearer(token: $0)] } ?? [])
+            middlewares: token.map { [BearerTokenMiddleware(token: $0)] } ?? [])
     }
 
     func broker(_ commonName: String) throws -> FedBrokerClient {
@@ -141,17 +141,5 @@ struct AdminWorld {
         let url = try await emulator.state.createVault(tenantID: tenant.id, name: vaultName, purgeProtection: true)
         _ = try emulator.state.createKey(vault: vaultName, name: "cmk")
         return (tenant.id, vaultName, url, "cmk")
-    }
-}
-
-struct Bearer: ClientMiddleware {
-    let token: String
-    func intercept(
-        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
-        next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
-    ) async throws -> (HTTPResponse, HTTPBody?) {
-        var request = request
-        request.headerFields[.authorization] = "Bearer \(token)"
-        return try await next(request, body, baseURL)
     }
 }

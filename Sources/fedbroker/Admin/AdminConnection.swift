@@ -90,7 +90,7 @@ struct AdminConnection {
                     AdminExit.usage,
                     "no staff token: give --token-file, FEDBROKER_ADMIN_TOKEN_FILE or FEDBROKER_ADMIN_TOKEN (az account get-access-token --resource api://fedbroker-admin --query accessToken -o tsv)")
             }
-            middlewares.append(BearerMiddleware(token: token))
+            middlewares.append(BearerTokenMiddleware(token: token))
         }
         let transport = AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120)))
         return AdminConnection(
@@ -147,19 +147,6 @@ struct AdminCLIError: Error {
     func exit() -> ExitCode {
         FileHandle.standardError.write(Data("fedbroker: \(message)\n".utf8))
         return ExitCode(code)
-    }
-}
-
-/// Sends the staff token with every request.
-struct BearerMiddleware: ClientMiddleware {
-    let token: String
-    func intercept(
-        _ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
-        next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)
-    ) async throws -> (HTTPResponse, HTTPBody?) {
-        var request = request
-        request.headerFields[.authorization] = "Bearer \(token)"
-        return try await next(request, body, baseURL)
     }
 }
 

@@ -288,16 +288,11 @@ enum TenantText {
     }
 
     static func validation(_ v: Components.Schemas.ValidationResult) -> String {
-        var lines: [String] = []
-        for step in v.steps {
-            let mark = step.ok ? "ok  " : "FAIL"
-            let time = step.milliseconds > 0 ? String(format: "%8.1f ms", step.milliseconds) : "           "
-            lines.append("  \(mark) \(step.name.padding(toLength: 17, withPad: " ", startingAt: 0)) \(time)  \(step.detail)")
-            if !step.ok {
-                if let code = step.code { lines.append("       cause: \(code)" + (step.responsible.map { " (who acts: \($0.rawValue))" } ?? "")) }
-                if let remedy = step.remediation { lines.append("       to do: \(remedy)") }
-            }
-        }
+        var lines = StepsText.render(v.steps.map {
+            .init(
+                name: $0.name, ok: $0.ok, milliseconds: $0.milliseconds, detail: $0.detail, code: $0.code,
+                responsible: $0.responsible?.rawValue, remedy: $0.remediation)
+        })
         lines.append(v.succeeded ? "Result: validated." : "Result: FAILED.")
         return lines.joined(separator: "\n")
     }
