@@ -139,6 +139,16 @@ check "set-key after activation is a conflict (exit 2)" bash -c "'$bin' tenant s
 check "tenant offboard --yes" "$bin" tenant offboard "$tid" --yes
 check "audit query shows the staff's actions" grep -q "tenant.offboarded" <<<"$("$bin" audit query --tenant "$tid")"
 check "no token is exit 4" bash -c "FEDBROKER_ADMIN_TOKEN_FILE= FEDBROKER_ADMIN_TOKEN=x '$bin' tenant list >/dev/null 2>&1; [ \$? -eq 4 ]"
+if [ -n "$sdk_python" ]; then
+  # Every kind of answer the admin API gives, validated against the document's schemas.
+  if openapi_out=$("$sdk_python" scripts/openapi-check.py "$FEDBROKER_ADMIN_URL" "$dir/token" Sources/AdminAPIModel/openapi.yaml \
+      "$FEDBROKER_EMU_C2_TENANT_ID" "$FEDBROKER_EMU_C2_VAULT_URL" "$FEDBROKER_EMU_C2_KEY_NAME" 2>&1); then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+  fi
+  printf '%s\n' "$openapi_out"
+fi
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "serve with the admin API stops cleanly (exit 0)" test "$serve_status" -eq 0
 unset FEDBROKER_ADMIN_URL FEDBROKER_ADMIN_TOKEN_FILE

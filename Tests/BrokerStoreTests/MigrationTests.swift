@@ -147,7 +147,7 @@ import Testing
                 .map { $0.split(separator: " ")[2].lowercased() }
         }
         #expect(tables(.postgres) == tables(.sqlite))
-        #expect(tables(.postgres) == ["fic_slots", "tenants", "audit_records", "callers", "change_feed"])
+        #expect(tables(.postgres) == ["fic_slots", "tenants", "audit_records", "callers", "change_feed", "tenant_onboarding"])
     }
 }
 
