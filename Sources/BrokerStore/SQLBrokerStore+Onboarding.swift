@@ -138,7 +138,7 @@ extension SQLBrokerStore {
                 "DELETE FROM callers WHERE id = ? AND version = ? RETURNING id", [.text(id), .integer(expectedVersion.rawValue)])
             try await self.audit(
                 session, actor: actor, tenant: nil, operation: "caller.deleted",
-                detail: "caller=\(id) before=\(try Self.encodeGrants(caller.grants)) identity=\(Self.quoted(caller.identity))",
+                detail: "caller=\(id) before=\(try Self.summary(caller))",
                 at: now)
             // Followers re-read the caller, find it gone, and drop it from their caches.
             try await self.recordChange(session, .caller, id, expectedVersion.next, at: now)
@@ -241,6 +241,11 @@ extension SQLBrokerStore {
         return TenantOnboarding(
             bindingValue: try row.text("binding_value"), lastValidation: validation,
             suspensionReason: try row.optionalText("suspension_reason"))
+    }
+
+    /// A caller as an audit detail shows it: identity, enabled, grants.
+    static func summary(_ caller: Caller) throws -> String {
+        "{identity=\(quoted(caller.identity)) enabled=\(caller.enabled) grants=\(try encodeGrants(caller.grants))}"
     }
 
     /// A free-text value inside an audit detail, quoted and bounded so it cannot forge fields.

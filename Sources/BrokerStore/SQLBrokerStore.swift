@@ -326,7 +326,8 @@ public final class SQLBrokerStore: BrokerStore {
                     .integer(self.micros(now)), .integer(self.micros(now)), .integer(created.version.rawValue),
                 ])
             try await self.audit(
-                session, actor: actor, tenant: nil, operation: "caller.created", detail: "caller=\(caller.id)", at: now)
+                session, actor: actor, tenant: nil, operation: "caller.created",
+                detail: "caller=\(caller.id) after=\(try Self.summary(caller))", at: now)
             try await self.recordChange(session, .caller, caller.id, created.version, at: now)
             return created
         }
@@ -338,6 +339,8 @@ public final class SQLBrokerStore: BrokerStore {
         var updated = caller
         updated.version = caller.version.next
         return try await self.backend.withTransaction { [updated] session in
+            let before = try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE id = ?", [.text(caller.id)])
+                .first.map(Self.caller(from:))
             let rows = try await session.query(
                 """
                 UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
@@ -356,7 +359,8 @@ public final class SQLBrokerStore: BrokerStore {
                     "caller \(caller.id) is at \(RecordVersion(rawValue: try stored.integer("version"))), not \(caller.version)")
             }
             try await self.audit(
-                session, actor: actor, tenant: nil, operation: "caller.updated", detail: "caller=\(caller.id)", at: now)
+                session, actor: actor, tenant: nil, operation: "caller.updated",
+                detail: "caller=\(caller.id) before=\(try before.map(Self.summary) ?? "none") after=\(try Self.summary(updated))", at: now)
             try await self.recordChange(session, .caller, caller.id, updated.version, at: now)
             return updated
         }
