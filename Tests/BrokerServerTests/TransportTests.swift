@@ -235,12 +235,13 @@ final class RawClient {
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
         let client = FedBrokerClient(configuration: .init(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "svc"), serverHostname: "localhost"))
 
-        let ok = try await client.keyStatus(tenant: "flaky-1", deadline: Date().addingTimeInterval(10))
+        // Deadlines are generous: a fully parallel suite on 2 cores can take seconds to connect.
+        let ok = try await client.keyStatus(tenant: "flaky-1", deadline: Date().addingTimeInterval(120))
         #expect(ok.keyStatus.state == "active")
         #expect(service.count("flaky-1") == 3)  // two throttled answers, retried
 
         await #expect(throws: BrokerCallError.status(.failure(.permissionDenied, .accessRevokedByCustomer, "the customer removed the role"))) {
-            _ = try await client.keyStatus(tenant: "revoked", deadline: Date().addingTimeInterval(10))
+            _ = try await client.keyStatus(tenant: "revoked", deadline: Date().addingTimeInterval(120))
         }
         #expect(service.count("revoked") == 1)  // a revocation is never retried
 
