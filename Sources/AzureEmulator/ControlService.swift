@@ -31,13 +31,14 @@ enum ControlService {
         api.post("applications") { request, context in
             struct Body: Decodable {
                 var homeTenantId: String; var displayName: String; var appId: String?
-                var identifierUris: [String]?; var appRoles: [AppRoleInput]?
+                var identifierUris: [String]?; var appRoles: [AppRoleInput]?; var requestedAccessTokenVersion: Int?
             }
             return try await handle {
                 let b = try await request.decode(as: Body.self, context: context)
                 let a = try state.createApplication(
                     homeTenantID: b.homeTenantId, displayName: b.displayName, appID: b.appId,
-                    identifierUris: b.identifierUris ?? [], appRoles: (b.appRoles ?? []).map(\.role))
+                    identifierUris: b.identifierUris ?? [], appRoles: (b.appRoles ?? []).map(\.role),
+                    requestedAccessTokenVersion: b.requestedAccessTokenVersion)
                 return (201, applicationJSON(a))
             }
         }

@@ -52,6 +52,10 @@ public struct Directory: Codable, Sendable {
         public var identifierUris: [String] = []
         /// The roles the application defines; assignments put their `value`s in `roles`.
         public var appRoles: [AppRole] = []
+        /// Graph's `api.requestedAccessTokenVersion`: nil or 1 (an app registration's default)
+        /// gets v1.0 access tokens (`aud` as requested, `sts.windows.net` issuer, `appid`); 2 gets
+        /// v2.0 ones (`aud` = the appId, the v2.0 issuer, `azp`).
+        public var requestedAccessTokenVersion: Int?
     }
 
     public struct FederatedCredential: Codable, Sendable {
@@ -203,5 +207,6 @@ extension Directory.Application {
         federatedCredentials = try c.decodeIfPresent([Directory.FederatedCredential].self, forKey: .federatedCredentials) ?? []
         identifierUris = try c.decodeIfPresent([String].self, forKey: .identifierUris) ?? []
         appRoles = try c.decodeIfPresent([Directory.AppRole].self, forKey: .appRoles) ?? []
+        requestedAccessTokenVersion = try c.decodeIfPresent(Int.self, forKey: .requestedAccessTokenVersion)
     }
 }

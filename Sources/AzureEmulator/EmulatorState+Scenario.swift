@@ -56,12 +56,16 @@ extension EmulatorState {
     @discardableResult
     public func createApplication(
         homeTenantID: String, displayName: String, appID: String? = nil, identifierUris: [String] = [],
-        appRoles: [Directory.AppRole] = []
+        appRoles: [Directory.AppRole] = [], requestedAccessTokenVersion: Int? = nil
     ) throws -> Directory.Application {
         try ApplicationRules.check(identifierUris: identifierUris, appRoles: appRoles)
+        guard [nil, 1, 2].contains(requestedAccessTokenVersion) else {
+            throw ScenarioError.invalid("requestedAccessTokenVersion must be 1 or 2.")
+        }
         let app = Directory.Application(
             appId: (appID ?? newGUID()).lowercased(), objectId: newGUID(), homeTenantId: homeTenantID.lowercased(),
-            displayName: displayName, identifierUris: identifierUris, appRoles: appRoles)
+            displayName: displayName, identifierUris: identifierUris, appRoles: appRoles,
+            requestedAccessTokenVersion: requestedAccessTokenVersion)
         try mutate { dir in
             guard dir.tenants[app.homeTenantId] != nil else { throw ScenarioError.notFound("Tenant \(homeTenantID)") }
             guard dir.applications[app.appId] == nil else { throw ScenarioError.conflict("Application \(app.appId) already exists.") }

@@ -40,15 +40,24 @@ extension EmulatorState {
         let aio = Base64URL.encode(Array(newGUID().utf8.prefix(24)))
 
         let token: String
-        if let (app, roles) = try resolveApplication(resource, user: user) {
-            // v2.0 (see docs/emulator.md on `aud`): the identifier URI as requested, else the appId.
-            let aud = resource.lowercased() == app.appId ? app.appId : resource
+        if let (app, roles) = try resolveApplication(resource, user: user), app.requestedAccessTokenVersion == 2 {
+            // v2.0: `aud` is always the appId, whatever form the resource was requested in.
             let claims = StaffAccessTokenClaims(
-                aud: aud, iss: "https://login.microsoftonline.com/\(tenant)/v2.0", iat: issuedAt, nbf: issuedAt, exp: exp,
+                aud: app.appId, iss: "https://login.microsoftonline.com/\(tenant)/v2.0", iat: issuedAt, nbf: issuedAt, exp: exp,
                 aio: aio, azp: Self.azureCLIClientID, name: user.displayName, oid: user.objectId,
                 preferred_username: user.userPrincipalName, rh: "0.emulated", roles: roles.isEmpty ? nil : roles,
                 sub: Self.pairwiseSubject(user: user.objectId, resource: app.appId), tid: tenant, uti: newGUID())
             token = try await authority.sign(claims, thumbprint: false)
+        } else if let (app, roles) = try resolveApplication(resource, user: user) {
+            // v1.0, an app registration's default: `aud` as requested (the identifier URI or the
+            // appId), the STS issuer, `appid`; app roles in `roles`, no delegated `scp`.
+            let aud = resource.lowercased() == app.appId ? app.appId : resource
+            let claims = StaffAccessTokenV1Claims(
+                aud: aud, iss: "https://sts.windows.net/\(tenant)/", iat: issuedAt, nbf: issuedAt, exp: exp, aio: aio,
+                appid: Self.azureCLIClientID, name: user.displayName, oid: user.objectId, rh: "0.emulated",
+                roles: roles.isEmpty ? nil : roles, scp: nil, sub: Self.pairwiseSubject(user: user.objectId, resource: app.appId),
+                tid: tenant, unique_name: user.userPrincipalName, upn: user.userPrincipalName, uti: newGUID())
+            token = try await authority.sign(claims)
         } else {
             let normalized = resource.hasSuffix("/") ? String(resource.dropLast()) : resource
             guard EntraService.knownResources.contains(normalized) else {
@@ -57,7 +66,7 @@ extension EmulatorState {
             let claims = StaffAccessTokenV1Claims(
                 aud: normalized, iss: "https://sts.windows.net/\(tenant)/", iat: issuedAt, nbf: issuedAt, exp: exp, aio: aio,
                 appid: Self.azureCLIClientID, name: user.displayName, oid: user.objectId, rh: "0.emulated",
-                sub: Self.pairwiseSubject(user: user.objectId, resource: normalized), tid: tenant,
+                roles: nil, scp: "user_impersonation", sub: Self.pairwiseSubject(user: user.objectId, resource: normalized), tid: tenant,
                 unique_name: user.userPrincipalName, upn: user.userPrincipalName, uti: newGUID())
             token = try await authority.sign(claims)
         }
@@ -130,7 +139,10 @@ struct StaffAccessTokenV1Claims: JWTPayload {
     var name: String
     var oid: String
     var rh: String
-    var scp = "user_impersonation"
+    var roles: [String]?
+    /// Delegated scopes; first-party resources get `user_impersonation`, an app exposing only
+    /// app roles gets none.
+    var scp: String?
     var sub: String
     var tid: String
     var unique_name: String

@@ -47,7 +47,7 @@ import Testing
 
             let token = try #require(try await h.staffToken(user: oid, resource: "api://admin-api").json["access_token"] as? String)
             #expect(try Harness.jwtSegment(token, 1)["roles"] as? [String] == ["Audit.Read"])
-            #expect(try Harness.jwtSegment(token, 1)["preferred_username"] as? String == "ada.auditor@isv.example")
+            #expect(try Harness.jwtSegment(token, 1)["upn"] as? String == "ada.auditor@isv.example")
 
             // Removing the assignment takes the role out of the next token.
             #expect(try await h.send(.DELETE, "\(control)/app-role-assignments/\(assignmentID)").status == 200)

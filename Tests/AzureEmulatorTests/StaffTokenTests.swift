@@ -21,28 +21,52 @@ import Testing
             let header = try Harness.jwtSegment(token, 0)
             #expect(header["typ"] as? String == "JWT")
             #expect(header["alg"] as? String == "RS256")
-            #expect(header["x5t"] == nil)  // v2.0 access tokens carry kid only
             let jwks = try await StaffTokenValidator(harness: h).discover(tenant: s.isvTenantID).jwks
             let served = try #require(try JSONSerialization.jsonObject(with: Data(jwks.utf8)) as? [String: Any])
             let kids = (served["keys"] as? [[String: Any]])?.compactMap { $0["kid"] as? String }
             #expect(kids == [try #require(header["kid"] as? String)])
 
             let claims = try await StaffTokenValidator(harness: h).validate(token, tenant: s.isvTenantID, audience: s.adminAudience)
+            // The admin application keeps an app registration's default: v1.0 access tokens.
             #expect(claims.aud.value == ["api://fedbroker-admin"])
-            #expect(claims.iss.value == "https://login.microsoftonline.com/\(s.isvTenantID)/v2.0")
+            #expect(claims.iss.value == "https://sts.windows.net/\(s.isvTenantID)/")
             #expect(claims.roles == DefaultScenario.adminRoles.map(\.value).sorted())
             #expect(claims.oid == oid)
             #expect(claims.tid == s.isvTenantID)
-            #expect(claims.ver == "2.0")
-            #expect(claims.azp == EmulatorState.azureCLIClientID)
-            #expect(claims.azpacr == "0")
+            #expect(claims.ver == "1.0")
+            #expect(claims.appid == EmulatorState.azureCLIClientID)
+            #expect(claims.appidacr == "0")
+            #expect(claims.azp == nil)
             #expect(claims.name == "admin")
-            #expect(claims.preferred_username == "admin@fabrikam.onmicrosoft.com")
+            #expect(claims.upn == "admin@fabrikam.onmicrosoft.com")
             #expect(claims.scp == nil)
             #expect(claims.sub.count == 43 && claims.sub != oid)  // pairwise, not the object id
             #expect(!claims.aio.isEmpty && !claims.rh.isEmpty && !claims.uti.isEmpty)
             #expect(claims.iat.value == h.clock.now.rounded && claims.nbf.value == claims.iat.value)
             #expect(claims.exp.value.timeIntervalSince(claims.iat.value) == 3600)
+        }
+    }
+
+    @Test("An application that asks for v2.0 tokens gets them: aud is its appId however it was named, the v2.0 issuer, azp")
+    func versionTwoApplications() async throws {
+        try await withEmulator { h in
+            let s = h.scenario
+            let app = try h.state.createApplication(
+                homeTenantID: s.isvTenantID, displayName: "v2-api", identifierUris: ["api://v2-api"],
+                appRoles: [.init(value: "Reader", displayName: "Reader", description: "reads")], requestedAccessTokenVersion: 2)
+            let oid = try #require(s.staffUserObjectIDs["nobody"])
+            _ = try h.state.assignAppRole(appID: app.appId, principalID: oid, role: "Reader")
+            let reply = try await h.staffToken(user: oid, resource: "api://v2-api")
+            let token = try #require(reply.json["access_token"] as? String, "\(reply.body)")
+            #expect(try Harness.jwtSegment(token, 0)["x5t"] == nil)  // v2.0 access tokens carry kid only
+            let claims = try await StaffTokenValidator(harness: h).validate(token, tenant: s.isvTenantID, audience: app.appId)
+            #expect(claims.aud.value == [app.appId])
+            #expect(claims.iss.value == "https://login.microsoftonline.com/\(s.isvTenantID)/v2.0")
+            #expect(claims.ver == "2.0")
+            #expect(claims.azp == EmulatorState.azureCLIClientID)
+            #expect(claims.appid == nil)
+            #expect(claims.roles == ["Reader"])
+            #expect(claims.preferred_username == "nobody@fabrikam.onmicrosoft.com")
         }
     }
 

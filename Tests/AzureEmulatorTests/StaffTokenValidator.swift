@@ -18,11 +18,15 @@ struct StaffTokenValidator {
         var nbf: NotBeforeClaim
         var exp: ExpirationClaim
         var aio: String
-        var azp: String
-        var azpacr: String
+        /// v2.0 tokens name the client in `azp`, v1.0 tokens in `appid`.
+        var azp: String?
+        var azpacr: String?
+        var appid: String?
+        var appidacr: String?
         var name: String
         var oid: String
-        var preferred_username: String
+        var preferred_username: String?
+        var upn: String?
         var rh: String
         var roles: [String]?
         var scp: String?
@@ -54,7 +58,10 @@ struct StaffTokenValidator {
         let (issuer, jwks) = try await discover(tenant: tenant)
         let keys = try await JWTKeyCollection().add(jwksJSON: jwks)
         let claims = try await keys.verify(token, as: Claims.self)
-        guard claims.iss.value == issuer else { throw Invalid(description: "issuer \(claims.iss.value) is not \(issuer)") }
+        // v2.0 tokens carry the discovery document's issuer, v1.0 tokens the STS one.
+        guard claims.iss.value == issuer || claims.iss.value == "https://sts.windows.net/\(tenant)/" else {
+            throw Invalid(description: "issuer \(claims.iss.value) is not \(issuer)")
+        }
         try claims.aud.verifyIntendedAudience(includes: audience)
         try claims.exp.verifyNotExpired(currentDate: harness.clock.now)
         try claims.nbf.verifyNotBefore(currentDate: harness.clock.now)
