@@ -33,7 +33,7 @@ extension AdminHandler {
     func updateCaller(_ input: Operations.UpdateCaller.Input) async throws -> Operations.UpdateCaller.Output {
         guard case .json(let body) = input.body else { throw AdminProblem.badRequest("expected application/json") }
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
+        let expected = try Self.requiredVersion(ifMatch: input.headers.ifMatch)
         var caller = try await store.caller(input.path.callerId)
         try Self.check(expected, against: caller.version, "caller \(caller.id)")
         if let identity = body.identity { caller.identity = try Self.identity(identity) }
@@ -46,7 +46,7 @@ extension AdminHandler {
 
     func deleteCaller(_ input: Operations.DeleteCaller.Input) async throws -> Operations.DeleteCaller.Output {
         let actor = try self.actor
-        guard let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true) else { throw AdminProblem.ifMatchRequired }
+        let expected = try Self.requiredVersion(ifMatch: input.headers.ifMatch)
         try await store.deleteCaller(input.path.callerId, expectedVersion: expected, actor: actor)
         logger.info("caller removed", metadata: ["fb.caller": "\(input.path.callerId.prefix(128))", "fb.actor": "\(logActor)"])
         return .noContent(.init())

@@ -1,6 +1,7 @@
 import AdminAPIModel
 import FedBrokerCore
 import Foundation
+import KeyVault
 
 /// Domain records as the document's schemas.
 extension AdminHandler {
@@ -40,17 +41,16 @@ extension AdminHandler {
         {
             consent += "&redirect_uri=\(encoded)"
         }
-        let vaultName = URL(string: tenant.key.vaultURL)?.host?.split(separator: ".").first.map(String.init) ?? "<vault>"
+        let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
         let role = "Key Vault Crypto Service Encryption User"
         return .init(
             consentUrl: consent, applicationClientId: appID, applicationDisplayName: configuration.applicationDisplayName,
             roleName: role,
             roleCommand: """
                 az role assignment create --role "\(role)" --assignee-object-id "$(az ad sp show --id \(appID) --query id -o tsv)" \
-                --assignee-principal-type ServicePrincipal --scope "$(az keyvault show --name \(vaultName) --query id -o tsv)/keys/\(tenant.key.keyName)"
+                --assignee-principal-type ServicePrincipal --scope "$(az keyvault show --name \(key.vaultName) --query id -o tsv)/keys/\(key.name)"
                 """,
-            tagCommand:
-                "az keyvault key set-attributes --vault-name \(vaultName) --name \(tenant.key.keyName) --tags \(TenantOnboarding.bindingTagName)=\(binding)"
+            tagCommand: ChainProbe.Binding(tagName: TenantOnboarding.bindingTagName, value: binding).tagCommand(for: key)
         )
     }
 

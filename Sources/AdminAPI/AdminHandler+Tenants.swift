@@ -46,8 +46,8 @@ extension AdminHandler {
             state: input.query.state.flatMap { TenantState(rawValue: $0.rawValue) }, geo: input.query.geo, after: after,
             limit: limit + 1)
         let page = try await store.tenants(matching: query)
-        var items: [Components.Schemas.Tenant] = []
-        for tenant in page.prefix(limit) { items.append(schema(tenant, try await store.onboarding(tenant.id))) }
+        let onboardings = try await store.onboardings(page.prefix(limit).map(\.id))
+        let items = page.prefix(limit).map { schema($0, onboardings[$0.id]) }
         let next = page.count > limit ? page.prefix(limit).last.map { Self.cursor($0.id.rawValue) } : nil
         return .ok(.init(body: .json(.init(items: items, nextCursor: next))))
     }
@@ -59,11 +59,10 @@ extension AdminHandler {
 
     func validateTenant(_ input: Operations.ValidateTenant.Input) async throws -> Operations.ValidateTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: false)
-        let (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        let (tenant, onboarding) = try await self.load(
+            input.path.tenantId, expected: try Self.version(ifMatch: input.headers.ifMatch))
         guard tenant.state != .offboarded else {
-            throw AdminProblem.conflict("illegal_tenant_transition", "tenant \(tenant.id) is offboarded")
+            throw AdminProblem(BrokerError(.illegalTenantTransition, "tenant \(tenant.id) is offboarded"))
         }
         let record = try await self.runValidation(tenant, onboarding)
         let updated = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: record, actor: actor)
@@ -80,12 +79,11 @@ extension AdminHandler {
 
     func activateTenant(_ input: Operations.ActivateTenant.Input) async throws -> Operations.ActivateTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
-        let (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        let (tenant, onboarding) = try await self.load(
+            input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
         guard tenant.state == .validated else {
-            throw AdminProblem.conflict(
-                "illegal_tenant_transition", "only a validated tenant can be activated; \(tenant.id) is \(tenant.state)")
+            throw AdminProblem(
+                BrokerError(.illegalTenantTransition, "only a validated tenant can be activated; \(tenant.id) is \(tenant.state)"))
         }
         guard onboarding.allowsActivation(now: clock.now, freshness: configuration.validationFreshness) else {
             throw AdminProblem.conflict(
@@ -110,9 +108,8 @@ extension AdminHandler {
         let actor = try self.actor
         let reason = body.reason.trimmingCharacters(in: .whitespacesAndNewlines)
         guard (1...512).contains(reason.count) else { throw AdminProblem.invalid("reason must be 1-512 characters") }
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
-        let (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        let (tenant, onboarding) = try await self.load(
+            input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
         let updated = try await store.transitionTenant(
             tenant.id, expectedVersion: tenant.version, event: .disable, reason: AdminProblem.bounded(reason), actor: actor)
         logger.notice("tenant suspended by an operator", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(logActor)"])
@@ -123,12 +120,11 @@ extension AdminHandler {
 
     func restoreTenant(_ input: Operations.RestoreTenant.Input) async throws -> Operations.RestoreTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
-        var (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        var (tenant, onboarding) = try await self.load(
+            input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
         guard tenant.state == .disabled || tenant.state == .suspended else {
-            throw AdminProblem.conflict(
-                "illegal_tenant_transition", "only a suspended or disabled tenant can be restored; \(tenant.id) is \(tenant.state)")
+            throw AdminProblem(
+                BrokerError(.illegalTenantTransition, "only a suspended or disabled tenant can be restored; \(tenant.id) is \(tenant.state)"))
         }
         let record = try await self.runValidation(tenant, onboarding)
         if record.succeeded {
@@ -158,9 +154,8 @@ extension AdminHandler {
 
     func offboardTenant(_ input: Operations.OffboardTenant.Input) async throws -> Operations.OffboardTenant.Output {
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
-        let (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        let (tenant, onboarding) = try await self.load(
+            input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
         let updated = try await store.transitionTenant(
             tenant.id, expectedVersion: tenant.version, event: .offboard, reason: nil, actor: actor)
         logger.notice("tenant offboarded", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(logActor)"])
@@ -170,12 +165,11 @@ extension AdminHandler {
     func setTenantKey(_ input: Operations.SetTenantKey.Input) async throws -> Operations.SetTenantKey.Output {
         guard case .json(let body) = input.body else { throw AdminProblem.badRequest("expected application/json") }
         let actor = try self.actor
-        let expected = try Self.version(ifMatch: input.headers.ifMatch, required: true)
+        let expected = try Self.requiredVersion(ifMatch: input.headers.ifMatch)
         let key = try keyReference(vaultURI: body.vaultUri, keyName: body.keyName)
-        let (tenant, onboarding) = try await self.load(input.path.tenantId)
-        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
+        let (tenant, onboarding) = try await self.load(input.path.tenantId, expected: expected)
         guard !tenant.lifecycle.wasActivated else {
-            throw AdminProblem.conflict("key_locked", "tenant \(tenant.id) was activated: its key is locked for good")
+            throw AdminProblem(BrokerError(.keyLocked, "tenant \(tenant.id) was activated: its key is locked for good"))
         }
         let updated = try await store.changeTenantKey(tenant.id, expectedVersion: tenant.version, to: key, actor: actor)
         return .ok(.init(headers: .init(eTag: Self.etag(updated.version)), body: .json(schema(updated, onboarding))))
@@ -183,9 +177,12 @@ extension AdminHandler {
 
     // MARK: Helpers
 
-    func load(_ rawID: String) async throws -> (Tenant, TenantOnboarding) {
+    /// The tenant and its onboarding record; with `expected` (from `If-Match`), 412 when the
+    /// tenant moved past it.
+    func load(_ rawID: String, expected: RecordVersion? = nil) async throws -> (Tenant, TenantOnboarding) {
         let id = try Self.tenantID(rawID)
         let tenant = try await store.tenant(id)
+        try Self.check(expected, against: tenant.version, "tenant \(tenant.id)")
         let onboarding = try await store.onboarding(id) ?? TenantOnboarding(bindingValue: "")
         return (tenant, onboarding)
     }
@@ -193,7 +190,7 @@ extension AdminHandler {
     /// The validation through the tenant's own slot, which must be serving.
     func runValidation(_ tenant: Tenant, _ onboarding: TenantOnboarding) async throws -> ValidationRecord {
         guard let slotID = tenant.slotID else {
-            throw AdminProblem.conflict("no_active_slot", "tenant \(tenant.id) is on no FIC slot: an SRE must add an active slot")
+            throw AdminProblem(BrokerError(.noActiveSlot, "tenant \(tenant.id) is on no FIC slot: an SRE must add an active slot"))
         }
         let slot = try await store.slot(slotID)
         guard slot.state.isServing else {

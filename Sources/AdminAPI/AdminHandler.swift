@@ -63,21 +63,22 @@ struct AdminHandler: APIProtocol {
 
     // MARK: Shared checks
 
-    /// The version an `If-Match` names (`"v7"`), or 428/412 problems.
-    static func version(ifMatch: String?, required: Bool) throws(AdminProblem) -> RecordVersion? {
-        guard let ifMatch else {
-            if required { throw .ifMatchRequired }
-            return nil
-        }
+    /// The version an `If-Match` names (`"v7"`), nil without one; 412 for one this API did not issue.
+    static func version(ifMatch: String?) throws(AdminProblem) -> RecordVersion? {
+        guard let ifMatch else { return nil }
         let trimmed = ifMatch.trimmingCharacters(in: .whitespaces)
         guard trimmed.hasPrefix("\"v"), trimmed.hasSuffix("\""), trimmed.count > 3, trimmed.count < 24,
             let number = Int64(trimmed.dropFirst(2).dropLast()), number >= 1
         else {
-            throw AdminProblem(
-                status: .preconditionFailed, code: "version_conflict", title: "Version mismatch",
-                detail: "If-Match must be an ETag this API issued, like \"v3\"")
+            throw AdminProblem(BrokerError(.versionConflict, "If-Match must be an ETag this API issued, like \"v3\""))
         }
         return RecordVersion(rawValue: number)
+    }
+
+    /// As `version(ifMatch:)`, for the changes that need one: 428 without it.
+    static func requiredVersion(ifMatch: String?) throws(AdminProblem) -> RecordVersion {
+        guard let version = try version(ifMatch: ifMatch) else { throw .ifMatchRequired }
+        return version
     }
 
     static func etag(_ version: RecordVersion) -> String { "\"v\(version.rawValue)\"" }
@@ -86,8 +87,7 @@ struct AdminHandler: APIProtocol {
     static func check(_ expected: RecordVersion?, against current: RecordVersion, _ what: String) throws(AdminProblem) {
         if let expected, expected != current {
             throw AdminProblem(
-                status: .preconditionFailed, code: "version_conflict", title: "Version mismatch",
-                detail: "\(what) is at \(etag(current)), not \(etag(expected)): read it again and decide again")
+                BrokerError(.versionConflict, "\(what) is at \(etag(current)), not \(etag(expected)): read it again and decide again"))
         }
     }
 

@@ -68,30 +68,21 @@ struct AdminMiddleware: ServerMiddleware {
         return String(describing: type(of: underlying))
     }
 
-    /// Every error as the problem it stands for.
+    /// Every error as the problem it stands for. The generated server wraps what a handler or
+    /// its own decoding throws in a `ServerError`: the cause inside decides.
     static func problem(for error: any Error) -> AdminProblem {
-        switch error {
-        case let problem as AdminProblem: return problem
-        case let error as BrokerError: return AdminProblem(error)
-        case let error as ServerError: return Self.problem(forServerError: error)
-        default:
-            return AdminProblem(status: .internalServerError, code: "internal", title: "Internal error", detail: "the request failed")
-        }
-    }
-
-    private static func problem(forServerError error: ServerError) -> AdminProblem {
-        switch error.underlyingError {
+        let server = error as? ServerError
+        switch server?.underlyingError ?? error {
         case let problem as AdminProblem: return problem
         case let error as BrokerError: return AdminProblem(error)
         case let error as DecodingError: return .badRequest(Self.describe(error))
         default:
             // The runtime's own refusals (a missing parameter, a wrong content type, a value that
             // does not convert) are the request's fault.
-            let status = error.httpStatus
-            if (400..<500).contains(status.code) || error.operationInput == nil {
-                return .badRequest(AdminProblem.bounded(error.causeDescription))
+            if let server, (400..<500).contains(server.httpStatus.code) || server.operationInput == nil {
+                return .badRequest(AdminProblem.bounded(server.causeDescription))
             }
-            return AdminProblem(status: .internalServerError, code: "internal", title: "Internal error", detail: "the request failed")
+            return .internalError
         }
     }
 

@@ -45,6 +45,9 @@ public struct AdminProblem: Error, Hashable, Sendable, CustomStringConvertible {
         self.init(status: status, code: error.code.rawValue, title: title, detail: detail)
     }
 
+    public static let internalError = AdminProblem(
+        status: .internalServerError, code: "internal", title: "Internal error", detail: "the request failed")
+
     public static func badRequest(_ detail: String) -> AdminProblem {
         AdminProblem(status: .badRequest, code: "invalid_request", title: "Malformed request", detail: detail)
     }

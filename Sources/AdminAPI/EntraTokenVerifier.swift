@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureIdentity
 import FedBrokerCore
 import Foundation
 import JWTKit
@@ -67,9 +68,9 @@ public actor EntraTokenVerifier {
     /// keys cannot be had).
     public func principal(bearer token: String) async throws(AdminProblem) -> StaffPrincipal {
         guard token.utf8.count <= 16 * 1024 else { throw .unauthenticated("the token is too long") }
-        guard let header = Self.header(of: token) else { throw .unauthenticated("the bearer token is not a JWT") }
-        guard header.alg == "RS256" else { throw .unauthenticated("tokens must be signed with RS256") }
-        guard let kid = header.kid else { throw .unauthenticated("the token names no signing key (kid)") }
+        guard let header = JWTPeek.header(of: token) else { throw .unauthenticated("the bearer token is not a JWT") }
+        guard header["alg"] as? String == "RS256" else { throw .unauthenticated("tokens must be signed with RS256") }
+        guard let kid = header["kid"] as? String else { throw .unauthenticated("the token names no signing key (kid)") }
         try await self.ensureKeys(knowing: kid)
         guard let keys, let issuer else { throw .unauthenticated("no signing keys") }
         let claims: Claims
@@ -160,17 +161,6 @@ public actor EntraTokenVerifier {
         let response = try await httpClient.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
         guard response.status == .ok else { throw AdminProblem.unauthenticated("the authority answered \(response.status.code)") }
         return Data(buffer: try await response.body.collect(upTo: 1 << 20))
-    }
-
-    struct Header: Decodable {
-        var alg: String?
-        var kid: String?
-    }
-
-    static func header(of token: String) -> Header? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let bytes = Base64URL.decode(String(parts[0])) else { return nil }
-        return try? JSONDecoder().decode(Header.self, from: Data(bytes))
     }
 
     static func isPrintableID(_ text: String) -> Bool {

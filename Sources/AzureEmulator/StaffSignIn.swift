@@ -40,7 +40,8 @@ extension EmulatorState {
         let aio = Base64URL.encode(Array(newGUID().utf8.prefix(24)))
 
         let token: String
-        if let (app, roles) = try resolveApplication(resource, user: user), app.requestedAccessTokenVersion == 2 {
+        let resolved = try resolveApplication(resource, user: user)
+        if let (app, roles) = resolved, app.requestedAccessTokenVersion == 2 {
             // v2.0: `aud` is always the appId, whatever form the resource was requested in.
             let claims = StaffAccessTokenClaims(
                 aud: app.appId, iss: "https://login.microsoftonline.com/\(tenant)/v2.0", iat: issuedAt, nbf: issuedAt, exp: exp,
@@ -48,25 +49,26 @@ extension EmulatorState {
                 preferred_username: user.userPrincipalName, rh: "0.emulated", roles: roles.isEmpty ? nil : roles,
                 sub: Self.pairwiseSubject(user: user.objectId, resource: app.appId), tid: tenant, uti: newGUID())
             token = try await authority.sign(claims, thumbprint: false)
-        } else if let (app, roles) = try resolveApplication(resource, user: user) {
-            // v1.0, an app registration's default: `aud` as requested (the identifier URI or the
-            // appId), the STS issuer, `appid`; app roles in `roles`, no delegated `scp`.
-            let aud = resource.lowercased() == app.appId ? app.appId : resource
-            let claims = StaffAccessTokenV1Claims(
-                aud: aud, iss: "https://sts.windows.net/\(tenant)/", iat: issuedAt, nbf: issuedAt, exp: exp, aio: aio,
-                appid: Self.azureCLIClientID, name: user.displayName, oid: user.objectId, rh: "0.emulated",
-                roles: roles.isEmpty ? nil : roles, scp: nil, sub: Self.pairwiseSubject(user: user.objectId, resource: app.appId),
-                tid: tenant, unique_name: user.userPrincipalName, upn: user.userPrincipalName, uti: newGUID())
-            token = try await authority.sign(claims)
         } else {
-            let normalized = resource.hasSuffix("/") ? String(resource.dropLast()) : resource
-            guard EntraService.knownResources.contains(normalized) else {
-                throw ScenarioError.invalid(AADSTSFailure.resourceNotFound(resource, tenant: tenant).wireMessage)
+            // v1.0: an app registration's default (`aud` as requested, the identifier URI or the
+            // appId; app roles in `roles`, no delegated `scp`), and what first-party resources get
+            // (`scp` user_impersonation, no roles).
+            let (aud, roles, scp, subjectResource): (String, [String]?, String?, String)
+            if let (app, held) = resolved {
+                (aud, roles, scp, subjectResource) = (
+                    resource.lowercased() == app.appId ? app.appId : resource, held.isEmpty ? nil : held, nil, app.appId
+                )
+            } else {
+                let normalized = resource.hasSuffix("/") ? String(resource.dropLast()) : resource
+                guard EntraService.knownResources.contains(normalized) else {
+                    throw ScenarioError.invalid(AADSTSFailure.resourceNotFound(resource, tenant: tenant).wireMessage)
+                }
+                (aud, roles, scp, subjectResource) = (normalized, nil, "user_impersonation", normalized)
             }
             let claims = StaffAccessTokenV1Claims(
-                aud: normalized, iss: "https://sts.windows.net/\(tenant)/", iat: issuedAt, nbf: issuedAt, exp: exp, aio: aio,
-                appid: Self.azureCLIClientID, name: user.displayName, oid: user.objectId, rh: "0.emulated",
-                roles: nil, scp: "user_impersonation", sub: Self.pairwiseSubject(user: user.objectId, resource: normalized), tid: tenant,
+                aud: aud, iss: "https://sts.windows.net/\(tenant)/", iat: issuedAt, nbf: issuedAt, exp: exp, aio: aio,
+                appid: Self.azureCLIClientID, name: user.displayName, oid: user.objectId, rh: "0.emulated", roles: roles, scp: scp,
+                sub: Self.pairwiseSubject(user: user.objectId, resource: subjectResource), tid: tenant,
                 unique_name: user.userPrincipalName, upn: user.userPrincipalName, uti: newGUID())
             token = try await authority.sign(claims)
         }

@@ -6,6 +6,7 @@ import BrokerStore
 import FedBrokerCore
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
@@ -110,14 +111,14 @@ public final class BrokerApp: Sendable {
                     slot = try await store.slot(id)  // another replica created it a moment ago
                 }
             }
-            guard var current = slot else { continue }
+            guard let current = slot else { continue }
             guard current.identity.managedIdentityClientID == identity.managedIdentityClientID else {
                 throw BrokerError(
                     .uniqueConflict, "slot \(id) exists for another managed identity; slots.bootstrap cannot create \(identity.managedIdentityClientID) under that name")
             }
             if current.state == .provisioning {
                 do {
-                    current = try await store.transitionSlot(current.id, expectedVersion: current.version, event: .activate, actor: "fedbroker:bootstrap")
+                    _ = try await store.transitionSlot(current.id, expectedVersion: current.version, event: .activate, actor: "fedbroker:bootstrap")
                     logger.notice(
                         "bootstrap FIC slot created and activated",
                         metadata: ["fb.slot": "\(current.id)", "fb.identity": "\(identity.managedIdentityClientID)"])
@@ -145,6 +146,19 @@ public final class BrokerApp: Sendable {
         if let failure { throw failure }
     }
 
+    /// Serves while `body` runs, then shuts down and waits until everything is released, whether
+    /// `body` returned or threw: for tests, the bench and the demo, which drive a broker of their own.
+    public func serving<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        let running = Task { try await self.run() }
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        await self.shutdown()
+        let stopped = await running.result
+        let value = try result.get()
+        try stopped.get()
+        return value
+    }
+
     /// Starts the graceful shutdown `run()` finishes.
     public func shutdown() async {
         await group.triggerGracefulShutdown()
@@ -164,22 +178,15 @@ public final class BrokerApp: Sendable {
             await ports.listening(port: channel.localAddress?.port)
             logger.info("admin API listening", metadata: ["fb.admin": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         }
-        let address = BindAddress.hostname(admin.host, port: admin.port)
-        if let tls = admin.tls {
-            services.append(
-                Application(
-                    router: router, server: try .tls(.http1(), tlsConfiguration: tls),
-                    configuration: .init(address: address, serverName: "fedbroker-admin"), onServerRunning: onRunning,
-                    logger: logger))
-        } else {
-            guard ["127.0.0.1", "::1", "localhost"].contains(admin.host) else {
-                throw BrokerError(.invalidArgument, "the admin listener serves plaintext on loopback only, not on \(admin.host)")
-            }
-            services.append(
-                Application(
-                    router: router, configuration: .init(address: address, serverName: "fedbroker-admin"),
-                    onServerRunning: onRunning, logger: logger))
+        guard admin.tls != nil || LoopbackHost.contains(admin.host) else {
+            throw BrokerError(.invalidArgument, "the admin listener serves plaintext on loopback only, not on \(admin.host)")
         }
+        let server: HTTPServerBuilder = try admin.tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1()
+        services.append(
+            Application(
+                router: router, server: server,
+                configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: "fedbroker-admin"),
+                onServerRunning: onRunning, logger: logger))
         if let path = admin.unixSocketPath {
             let local = StaffPrincipal(objectID: "local-socket", name: "local admin socket", roles: Set(AdminRole.allCases))
             let socketRouter = try AdminRouter.make(
@@ -198,14 +205,13 @@ public final class BrokerApp: Sendable {
                     onServerRunning: { channel in
                         // Owner only: the file mode is the socket's whole access control, so a
                         // socket that cannot be restricted is closed rather than served.
-                        guard chmod(path, 0o600) == 0 else {
+                        if chmod(path, 0o600) == 0 {
+                            logger.info("admin API listening on a Unix socket (owner only)", metadata: ["fb.socket": "\(path)"])
+                        } else {
                             logger.critical("cannot restrict the admin socket to its owner; closing it", metadata: ["fb.socket": "\(path)"])
                             try? await channel.close()
-                            await ports.listening(port: nil)
-                            return
                         }
                         await ports.listening(port: nil)
-                        logger.info("admin API listening on a Unix socket (owner only)", metadata: ["fb.socket": "\(path)"])
                     }, logger: logger))
         }
         return services

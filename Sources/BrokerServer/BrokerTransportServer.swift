@@ -1,4 +1,5 @@
 import BrokerWire
+import FedBrokerCore
 import Foundation
 import Logging
 import NIOCore
@@ -32,7 +33,7 @@ public final class BrokerTransportServer: Sendable {
 
     public static func bind(configuration: Configuration, service: any BrokerRequestHandler, logger: Logger) async throws -> BrokerTransportServer {
         let sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
-        if sslContext == nil, !["127.0.0.1", "::1", "localhost"].contains(configuration.host) {
+        if sslContext == nil, !LoopbackHost.contains(configuration.host) {
             throw BrokerTransportError.plaintextOffLoopback(configuration.host)
         }
         let maximumFrame = Int(configuration.connection.maximumFrameSize)

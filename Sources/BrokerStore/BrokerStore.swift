@@ -62,6 +62,8 @@ public protocol BrokerStore: Sendable {
     /// The onboarding record of a tenant registered through `registerTenant(_:bindingValue:…)`;
     /// nil for tenants written before onboarding existed.
     func onboarding(_ id: TenantID) async throws -> TenantOnboarding?
+    /// The onboarding records of `ids` that have one, in one read (a page of the tenant list).
+    func onboardings(_ ids: [TenantID]) async throws -> [TenantID: TenantOnboarding]
     /// Records a validation on the tenant and, when it succeeded and the tenant is `registered`,
     /// moves it to `validated`, in one transaction with its audit record.
     func recordValidation(

@@ -52,6 +52,26 @@ extension SQLBrokerStore {
         try await self.backend.withReadTransaction { session in try await self.fetchOnboarding(session, id) }
     }
 
+    public func onboardings(_ ids: [TenantID]) async throws -> [TenantID: TenantOnboarding] {
+        guard !ids.isEmpty else { return [:] }
+        return try await self.backend.withReadTransaction { session in
+            var found: [TenantID: TenantOnboarding] = [:]
+            // One statement per chunk, well under either database's bind limit.
+            for chunk in stride(from: 0, to: ids.count, by: 500).map({ ids[$0..<min($0 + 500, ids.count)] }) {
+                let rows = try await session.query(
+                    """
+                    SELECT tenant_id, \(Self.onboardingColumns) FROM tenant_onboarding
+                    WHERE tenant_id IN (\(Array(repeating: "?", count: chunk.count).joined(separator: ", ")))
+                    """, chunk.map { .text($0.rawValue) })
+                for row in rows {
+                    let id = try Self.tenantID(try row.text("tenant_id"))
+                    found[id] = try Self.onboarding(from: row, id)
+                }
+            }
+            return found
+        }
+    }
+
     public func recordValidation(
         _ id: TenantID, expectedVersion: RecordVersion, result: ValidationRecord, actor: String
     ) async throws -> Tenant {
@@ -83,8 +103,16 @@ extension SQLBrokerStore {
         try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
             let transition = try tenant.lifecycle.apply(event)
             if transition.to == .offboarded {
-                tenant.slotID = nil
+                tenant.slotID = nil  // frees its place; the audit trail keeps the history
+            } else if transition.to == .active, tenant.slotID == nil {
+                try await session.lock(.slotAllocation)
+                tenant.slotID = try await self.placeTenant(session)
+                if tenant.slotID == nil {
+                    throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
+                }
             }
+            // The operator's reason goes with this transition and no other (a tenant registered
+            // before onboarding existed has no row here, and needs none).
             _ = try await session.query(
                 "UPDATE tenant_onboarding SET suspension_reason = ? WHERE tenant_id = ?",
                 [.text(reason), .text(id.rawValue)])
@@ -221,13 +249,15 @@ extension SQLBrokerStore {
         return tenant
     }
 
+    static let onboardingColumns = "binding_value, validation_json, suspension_reason"
+
     func fetchOnboarding(_ session: any SQLSession, _ id: TenantID) async throws -> TenantOnboarding? {
-        guard
-            let row = try await session.query(
-                "SELECT binding_value, validation_json, suspension_reason FROM tenant_onboarding WHERE tenant_id = ?",
-                [.text(id.rawValue)]
-            ).first
-        else { return nil }
+        try await session.query(
+            "SELECT \(Self.onboardingColumns) FROM tenant_onboarding WHERE tenant_id = ?", [.text(id.rawValue)]
+        ).first.map { try Self.onboarding(from: $0, id) }
+    }
+
+    static func onboarding(from row: SQLRow, _ id: TenantID) throws -> TenantOnboarding {
         var validation: ValidationRecord?
         if let json = try row.optionalText("validation_json") {
             let decoder = JSONDecoder()

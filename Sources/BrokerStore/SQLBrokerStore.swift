@@ -157,19 +157,7 @@ public final class SQLBrokerStore: BrokerStore {
     public func transitionTenant(
         _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, actor: String
     ) async throws -> Tenant {
-        try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
-            let transition = try tenant.lifecycle.apply(event)
-            if transition.to == .offboarded {
-                tenant.slotID = nil  // frees its place; the audit trail keeps the history
-            } else if transition.to == .active, tenant.slotID == nil {
-                try await session.lock(.slotAllocation)
-                tenant.slotID = try await self.placeTenant(session)
-                if tenant.slotID == nil {
-                    throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
-                }
-            }
-            return (transition.operation, "\(transition.from)->\(transition.to)")
-        }
+        try await self.transitionTenant(id, expectedVersion: expectedVersion, event: event, reason: nil, actor: actor)
     }
 
     public func changeTenantKey(

@@ -53,6 +53,11 @@ public struct ChainProbe: Sendable {
             self.tagName = tagName
             self.value = value
         }
+
+        /// What the customer's admin runs to set the tag on `key`.
+        public func tagCommand(for key: VaultKeyID) -> String {
+            "az keyvault key set-attributes --vault-name \(key.vaultName) --name \(key.name) --tags \(tagName)=\(value)"
+        }
     }
 
     /// Probes `key` in `tenantID` through the FIC slot whose assertions `source` provides. With
@@ -161,8 +166,7 @@ public struct ChainProbe: Sendable {
 
     /// The binding tag: present, and equal to the value registration issued.
     static func bindingCheck(_ bundle: KeyBundle, key: VaultKeyID, binding: Binding) -> Step {
-        let vaultName = URL(string: key.vaultURL)?.host?.split(separator: ".").first.map(String.init) ?? "<vault>"
-        let command = "az keyvault key set-attributes --vault-name \(vaultName) --name \(key.name) --tags \(binding.tagName)=\(binding.value)"
+        let command = binding.tagCommand(for: key)
         switch bundle.tags[binding.tagName] {
         case binding.value?:
             return Step(name: "binding tag", ok: true, milliseconds: 0, detail: "\(binding.tagName)=\(binding.value)")

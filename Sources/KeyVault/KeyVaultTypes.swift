@@ -25,6 +25,9 @@ public struct VaultKeyID: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { "\(vaultURL)/keys/\(name)" + (version.map { "/\($0)" } ?? "") }
 
+    /// The vault's name as `az keyvault … --vault-name` takes it: the host's first label.
+    public var vaultName: String { URL(string: vaultURL)?.host?.split(separator: ".").first.map(String.init) ?? "<vault>" }
+
     /// The vault's host:port, the unit of Key Vault's budget.
     public var vaultAuthority: String { URL(string: vaultURL).map { "\($0.host ?? ""):\($0.port ?? 443)" } ?? vaultURL }
 }

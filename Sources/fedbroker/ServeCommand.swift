@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import AzureIdentity
 import BrokerApp
 import BrokerServer
@@ -10,9 +9,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOSSL
-import ServiceLifecycle
-import Synchronization
-import UnixSignals
 
 /// `fedbroker serve`: the broker. Store (migrated at start), identity chain, vault client,
 /// data-key cache and audit writer behind the framed protocol over mutual TLS.

@@ -48,7 +48,7 @@ struct ServeConfiguration: Sendable {
             guard [tlsCertificatePath, tlsKeyPath, clientCAPath].allSatisfy({ $0 == nil }) else {
                 throw ConfigurationError(key: "server.plaintext", "plaintext excludes server.tlsCert, server.tlsKey and server.clientCA")
             }
-            guard ["127.0.0.1", "::1", "localhost"].contains(listenHost) else {
+            guard LoopbackHost.contains(listenHost) else {
                 throw ConfigurationError(key: "server.listen", "plaintext is allowed on loopback only, not on \(listenHost)")
             }
         } else {
@@ -83,7 +83,7 @@ struct ServeConfiguration: Sendable {
         }
         if let admin {
             if admin.plaintext {
-                guard ["127.0.0.1", "::1", "localhost"].contains(admin.listenHost) else {
+                guard LoopbackHost.contains(admin.listenHost) else {
                     throw ConfigurationError(key: "admin.plaintext", "plaintext is allowed on loopback only, not on \(admin.listenHost)")
                 }
             } else if admin.tlsCertificatePath == nil || admin.tlsKeyPath == nil {

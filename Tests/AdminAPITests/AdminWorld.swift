@@ -59,22 +59,21 @@ struct AdminWorld {
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
             try await running.activateSlots(in: app.store)
             var tls = TLSConfiguration.makeClientConfiguration()
-            tls.trustRoots = .certificates([try pki.caCertificate, try NIOSSLCertificate(bytes: Array(try emulator.pki.caCertificatePEM.utf8), format: .pem)])
+            tls.trustRoots = .certificates([try pki.caCertificate, try NIOSSLCertificate(bytes: Array(emulator.pki.caCertificatePEM.utf8), format: .pem)])
             let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await app.run() }
-                let port = try #require(await app.adminPort())
-                let world = AdminWorld(
-                    emulator: emulator, endpoints: endpoints, app: app, adminURL: "https://localhost:\(port)",
-                    socketPath: dir.appendingPathComponent("admin.sock").path, pki: pki, http: http)
-                // Whatever the body does, the broker shuts down and closes its store before we go on.
-                var failure: (any Error)?
-                do { try await body(world) } catch { failure = error }
-                await app.shutdown()
-                do { try await group.waitForAll() } catch { failure = failure ?? error }
+            // Whatever the body does, the broker shuts down and closes its store before we go on.
+            do {
+                try await app.serving {
+                    let port = try #require(await app.adminPort())
+                    try await body(AdminWorld(
+                        emulator: emulator, endpoints: endpoints, app: app, adminURL: "https://localhost:\(port)",
+                        socketPath: dir.appendingPathComponent("admin.sock").path, pki: pki, http: http))
+                }
+            } catch {
                 try? await http.shutdown()
-                if let failure { throw failure }
+                throw error
             }
+            try await http.shutdown()
         }
     }
 

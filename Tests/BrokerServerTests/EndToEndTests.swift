@@ -54,34 +54,25 @@ import FedBrokerTestSupport
             let store = app.store
 
             // The store: two active slots (the scenario's identities), two active tenants, two callers.
-            var failure: (any Error)?
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await app.run() }
-                do {
-                    try await running.activateSlots(in: store)
-                    var tenants: [TenantID] = []
-                    for (index, customer) in scenario.customers.enumerated() {
-                        let registration = try TenantRegistration(
-                            id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
-                            displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName))
-                        var tenant = try await store.registerTenant(registration, actor: "onboarding")
-                        tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
-                        tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
-                        tenants.append(tenant.id)
-                    }
-                    _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
-                    _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
-                    let world = World(
-                        emulator: emulator, store: store, audit: app.audit, server: app.transport, service: app.service, pki: pki,
-                        tenants: tenants)
-                    try await body(world)
-                } catch {
-                    failure = error
+            try await app.serving {
+                try await running.activateSlots(in: store)
+                var tenants: [TenantID] = []
+                for (index, customer) in scenario.customers.enumerated() {
+                    let registration = try TenantRegistration(
+                        id: TenantID(rawValue: "customer-\(index + 1)")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
+                        displayName: "Customer \(index + 1)", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName))
+                    var tenant = try await store.registerTenant(registration, actor: "onboarding")
+                    tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
+                    tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
+                    tenants.append(tenant.id)
                 }
-                await app.shutdown()
-                do { try await group.waitForAll() } catch { failure = failure ?? error }
+                _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
+                _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
+                let world = World(
+                    emulator: emulator, store: store, audit: app.audit, server: app.transport, service: app.service, pki: pki,
+                    tenants: tenants)
+                try await body(world)
             }
-            if let failure { throw failure }
         }
     }
 

@@ -72,28 +72,30 @@ struct BenchWorld {
                 store: .sqlite(path: directory.appendingPathComponent("broker.db").path), service: serviceConfiguration)
             configuration.transport.tls = try pki.serverTLS()
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
-            let running = Task { try await app.run() }
             let store = app.store
             let http = try environment.makeHTTPClient()  // the bench's own direct Key Vault calls
             let result: Result<T, any Error>
             do {
-                try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
-                _ = try await store.createCaller(
-                    Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
-                    actor: "bench")
-                var transport = BrokerTransportServer.Configuration()
-                transport.tls = configuration.transport.tls
-                let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
-                let world = BenchWorld(
-                    emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: app.audit,
-                    service: app.service, broker: app.transport, echo: echo, pki: pki, directory: directory)
-                do { result = .success(try await body(world)) } catch { result = .failure(error) }
-                try? await echo.close()
+                result = .success(
+                    try await app.serving {
+                        try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
+                        _ = try await store.createCaller(
+                            Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
+                            actor: "bench")
+                        var transport = BrokerTransportServer.Configuration()
+                        transport.tls = configuration.transport.tls
+                        let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
+                        let world = BenchWorld(
+                            emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: app.audit,
+                            service: app.service, broker: app.transport, echo: echo, pki: pki, directory: directory)
+                        let outcome: Result<T, any Error>
+                        do { outcome = .success(try await body(world)) } catch { outcome = .failure(error) }
+                        try? await echo.close()
+                        return try outcome.get()
+                    })
             } catch {
                 result = .failure(error)
             }
-            await app.shutdown()
-            _ = await running.result
             try? await http.shutdown()
             return try result.get()
         }
