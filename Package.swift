@@ -22,8 +22,11 @@ let package = Package(
         .executable(name: "fedbroker", targets: ["fedbroker"]),
         .library(name: "FedBrokerCore", targets: ["FedBrokerCore"]),
         .library(name: "AzureEmulator", targets: ["AzureEmulator"]),
+        .library(name: "AzureHTTP", targets: ["AzureHTTP"]),
         .library(name: "AzureIdentity", targets: ["AzureIdentity"]),
         .library(name: "KeyVault", targets: ["KeyVault"]),
+        .library(name: "GraphClient", targets: ["GraphClient"]),
+        .library(name: "SlotOperations", targets: ["SlotOperations"]),
         .library(name: "BrokerStore", targets: ["BrokerStore"]),
         .library(name: "BrokerWire", targets: ["BrokerWire"]),
         // What internal services link to call the broker.
@@ -41,6 +44,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        // Metrics: libraries record through swift-metrics; only BrokerApp knows the Prometheus backend.
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -62,9 +68,9 @@ let package = Package(
             name: "FedBrokerCore",
             swiftSettings: swiftSettings
         ),
-        // Managed-identity assertions, the client-assertion exchange, the token cache, AADSTS errors.
+        // The HTTP plumbing the Azure clients share: requests under a deadline, retries, environment, transport failures.
         .target(
-            name: "AzureIdentity",
+            name: "AzureHTTP",
             dependencies: [
                 "FedBrokerCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -75,17 +81,61 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The Key Vault keys data-plane client. Tokens come from the caller.
+        // Managed-identity assertions, the client-assertion exchange, the token cache, AADSTS errors.
+        .target(
+            name: "AzureIdentity",
+            dependencies: [
+                "FedBrokerCore",
+                "AzureHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Key Vault keys data-plane client. Tokens come from the caller (AzureIdentity: ChainProbe only).
         .target(
             name: "KeyVault",
             dependencies: [
                 "FedBrokerCore",
+                "AzureHTTP",
                 "AzureIdentity",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The application's federated identity credentials through Microsoft Graph. Tokens come from the caller.
+        .target(
+            name: "GraphClient",
+            dependencies: [
+                "FedBrokerCore",
+                "AzureHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // SRE jobs on FIC slots (add, drain, retire, rotate): submitted as store rows, run under a
+        // lease by one replica at a time, each step committed before the next.
+        .target(
+            name: "SlotOperations",
+            dependencies: [
+                "FedBrokerCore",
+                "BrokerStore",
+                "AzureHTTP",
+                "AzureIdentity",
+                "GraphClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -107,6 +157,7 @@ let package = Package(
                 "FedBrokerCore",
                 "BrokerWire",
                 "BrokerStore",
+                "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -119,6 +170,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -174,6 +226,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -189,8 +242,10 @@ let package = Package(
             name: "AdminAPI",
             dependencies: [
                 "AdminAPIModel",
+                "SlotOperations",
                 "FedBrokerCore",
                 "BrokerStore",
+                "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
@@ -224,9 +279,12 @@ let package = Package(
             name: "BrokerApp",
             dependencies: [
                 "FedBrokerCore",
+                "SlotOperations",
+                "GraphClient",
                 "BrokerStore",
                 "BrokerServer",
                 "AdminAPI",
+                "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -238,6 +296,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -246,6 +306,7 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 "AzureEmulator",
+                "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
                 "BrokerServer",
@@ -280,6 +341,7 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 "AzureEmulator",
+                "AzureHTTP",
                 "AzureIdentity",
                 "BrokerStore",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -295,10 +357,12 @@ let package = Package(
             name: "AdminAPITests",
             dependencies: [
                 "FedBrokerTestSupport",
+                "BrokerWire",
                 "AdminAPI",
                 "AdminAPIModel",
                 "AdminClient",
                 "AzureEmulator",
+                "AzureHTTP",
                 "AzureIdentity",
                 "BrokerApp",
                 "BrokerClient",
@@ -332,6 +396,7 @@ let package = Package(
                 "BrokerClient",
                 "BrokerStore",
                 "AzureEmulator",
+                "AzureHTTP",
                 "AzureIdentity",
                 "BrokerWire",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -372,8 +437,10 @@ let package = Package(
             name: "AzureClientTests",
             dependencies: [
                 "FedBrokerTestSupport",
+                "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
+                "GraphClient",
                 "AzureEmulator",
                 "FedBrokerCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

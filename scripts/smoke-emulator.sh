@@ -101,6 +101,7 @@ check "serve from --config stops cleanly (exit 0)" test "$serve_status" -eq 0
 json_field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
 control() { curl -sf -X "$1" -H 'Content-Type: application/json' "$FEDBROKER_EMU_CONTROL_URL/control/$2" ${3:+-d "$3"}; }
 mis=(${FEDBROKER_EMU_MI_CLIENT_IDS//,/ }); pids=(${FEDBROKER_EMU_MI_PRINCIPAL_IDS//,/ })
+FEDBROKER_SLOTS_MAX_TOKEN_LIFETIME_SECONDS=1 \
 start_serve admin --plaintext --listen 127.0.0.1:0 --data-dir "$dir/admin" --staff-tenant "$FEDBROKER_EMU_ISV_TENANT_ID" \
   --admin-plaintext --admin-listen 127.0.0.1:0 --bootstrap-slots "${mis[0]}:${pids[0]},${mis[1]}:${pids[1]}"
 for _ in $(seq 1 300); do grep -q "admin API on" "$dir/admin.out" 2>/dev/null && break; sleep 0.1; done
@@ -136,6 +137,23 @@ check "caller add" "$bin" caller add billing --identity billing-api --grant "gen
 check "caller revoke takes unwrap away" bash -c "'$bin' caller revoke billing --operation unwrap | grep -q 'generate_data_key:$tid'"
 check "a missing tenant exits 3" bash -c "'$bin' tenant show tnt_nope >/dev/null 2>&1; [ \$? -eq 3 ]"
 check "set-key after activation is a conflict (exit 2)" bash -c "'$bin' tenant set-key '$tid' --vault-uri '$vault_url' --key other >/dev/null 2>&1; [ \$? -eq 2 ]"
+# An SRE rotates slot fic-1 to a new managed identity with the tenant on it, as
+# docs/runbooks/rotate-a-slot.md shows: the tenant moves, fic-1 is retired, its FIC deleted.
+check "fedbroker slot --help explains itself" "$bin" slot --help
+check "slot list shows the bootstrap slots" grep -q "fic-2 *active" <<<"$("$bin" slot list)"
+tenant_slot=$("$bin" tenant show "$tid" --json | json_field '["slot_id"]')
+old_principal=$("$bin" slot show "$tenant_slot" --json | json_field '["principal_id"]')
+new_mi=$(control POST managed-identities "{\"tenantId\":\"$FEDBROKER_EMU_ISV_TENANT_ID\",\"name\":\"fedbroker-fic-rotated\"}")
+new_client=$(json_field '["clientId"]' <<<"$new_mi"); new_principal=$(json_field '["principalId"]' <<<"$new_mi")
+"$bin" slot rotate "$tenant_slot" --to-identity "$new_client" --principal-id "$new_principal" >"$dir/rotate.out" 2>"$dir/rotate.err"; rotate_status=$?
+cat "$dir/rotate.err" "$dir/rotate.out"
+check "slot rotate succeeds (exit 0)" test "$rotate_status" -eq 0
+check "the rotated slot is retired" grep -q "$tenant_slot *retired" <<<"$("$bin" slot list)"
+check "the tenant is on the new slot" test "$("$bin" tenant show "$tid" --json | json_field '["slot_id"]')" = fic-3
+fic_subjects() { control GET state | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join(f["subject"] for a in d["applications"] for f in a.get("federatedIdentityCredentials", [])))'; }
+check "the old FIC is gone from Graph" bash -c "! grep -q '$old_principal' <<<'$(fic_subjects)'"
+check "the new identity is trusted" grep -q "$new_principal" <<<"$(fic_subjects)"
+check "a second rotate of a retired slot is a conflict (exit 2)" bash -c "'$bin' slot rotate '$tenant_slot' --to-identity '$new_client' --principal-id '$new_principal' >/dev/null 2>&1; [ \$? -eq 2 ]"
 check "tenant offboard --yes" "$bin" tenant offboard "$tid" --yes
 check "audit query shows the staff's actions" grep -q "tenant.offboarded" <<<"$("$bin" audit query --tenant "$tid")"
 check "no token is exit 4" bash -c "FEDBROKER_ADMIN_TOKEN_FILE= FEDBROKER_ADMIN_TOKEN=x '$bin' tenant list >/dev/null 2>&1; [ \$? -eq 4 ]"

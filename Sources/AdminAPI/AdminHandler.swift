@@ -1,5 +1,6 @@
 import AdminAPIModel
 import AsyncHTTPClient
+import AzureHTTP
 import AzureIdentity
 import BrokerStore
 import FedBrokerCore
@@ -19,11 +20,14 @@ struct AdminHandler: APIProtocol {
     let vaultURLCheck: KeyVaultClient
     let clock: any WallClock
     let logger: Logger
+    /// Wakes this replica's slot-job runner, so a submitted job starts at once.
+    let slotJobSubmitted: @Sendable () -> Void
 
     init(
         store: any BrokerStore, environment: AzureEnvironment, configuration: AdminAPIConfiguration, httpClient: HTTPClient,
-        clock: any WallClock, logger: Logger
+        clock: any WallClock, slotJobSubmitted: @escaping @Sendable () -> Void = {}, logger: Logger
     ) {
+        self.slotJobSubmitted = slotJobSubmitted
         self.store = store
         self.environment = environment
         self.configuration = configuration

@@ -37,6 +37,7 @@ public struct AdminProblem: Error, Hashable, Sendable, CustomStringConvertible {
             case .noActiveSlot: (.conflict, "No active FIC slot")
             case .slotLimitReached, .slotNotEmpty, .slotNotAssignable: (.conflict, "Slot conflict")
             case .idempotencyKeyReused: (.unprocessableContent, "Idempotency-Key reused")
+            case .jobInProgress: (.conflict, "Another slot job is running")
             case .databaseUnavailable, .storeTimeout, .transactionConflict: (.serviceUnavailable, "Store unavailable")
             default: (.internalServerError, "Internal error")
             }

@@ -21,6 +21,9 @@ public enum AdminRequirement: Hashable, Sendable, CustomStringConvertible {
         "createCaller": .role(.callersManage), "listCallers": .anyStaff, "getCaller": .anyStaff,
         "updateCaller": .role(.callersManage), "deleteCaller": .role(.callersManage),
         "queryAudit": .role(.auditRead),
+        "listSlots": .anyStaff, "getSlot": .anyStaff, "listSlotJobs": .anyStaff, "getSlotJob": .anyStaff,
+        "addSlot": .role(.slotsOperate), "drainSlot": .role(.slotsOperate), "retireSlot": .role(.slotsOperate),
+        "rotateSlot": .role(.slotsOperate),
     ]
 
     /// The value `x-fedbroker-role` carries in the document.

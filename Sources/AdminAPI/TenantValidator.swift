@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureHTTP
 import AzureIdentity
 import FedBrokerCore
 import Foundation

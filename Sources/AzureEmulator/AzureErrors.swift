@@ -355,8 +355,25 @@ public struct GraphFailure: Sendable, Equatable, Error {
     public static let limitReached = Self(
         status: 400, code: "Request_BadRequest",
         message: "The maximum number of federated identity credentials (20) for this application has been reached.")
-    public static let issuerSubjectExists = Self(
-        status: 400, code: "Request_BadRequest", message: "Issuer and subject combination already exists for this application.")
+    /// The recorded answer (Azure/azure-workload-identity#434, Graph beta, 2022).
+    public static func issuerSubjectExists(issuer: String, subject: String) -> Self {
+        .init(status: 400, code: "InvalidFederatedIdentityCredentialValue",
+              message: "The combination of issuer and subject must be unique for the application. Issuer \(issuer) and Subject: \(subject) already exist. paramName: FederatedIdentityCredential.Subject, paramValue: \(subject), objectType: Microsoft.Online.DirectoryServices.Application")
+    }
+    /// The caller may not manage the application's credentials (no `Application.ReadWrite.OwnedBy`
+    /// or `.All` in its token, or not the application itself).
+    public static let insufficientPrivileges = Self(
+        status: 403, code: "Authorization_RequestDenied", message: "Insufficient privileges to complete the operation.")
+    /// A `$filter` that does not parse.
+    public static func invalidFilter(_ filter: String, position: Int) -> Self {
+        .init(status: 400, code: "BadRequest", message: "Invalid filter clause: syntax error at position \(position) in '\(filter)'.")
+    }
+    /// A `$filter` on a property or with an operator Graph does not filter on for these credentials.
+    public static func unsupportedFilter(property: String) -> Self {
+        .init(status: 400, code: "Request_UnsupportedQuery",
+              message: "Unsupported or invalid query filter clause specified for property '\(property)' of resource 'FederatedIdentityCredential'.")
+    }
+    public static let unsupportedQuery = Self(status: 400, code: "Request_UnsupportedQuery", message: "Unsupported Query.")
     public static func nameExists(_ name: String) -> Self {
         .init(status: 409, code: "Request_MultipleObjectsWithSameKeyValue",
               message: "FederatedIdentityCredential with name \(name) already exists.")

@@ -65,6 +65,7 @@ extension ControlService {
         .object([
             ("appId", .string(app.appId)), ("objectId", .string(app.objectId)), ("homeTenantId", .string(app.homeTenantId)),
             ("displayName", .string(app.displayName)), ("identifierUris", .strings(app.identifierUris)),
+            ("graphPermissions", .strings(app.graphPermissions)),
             ("appRoles", .array(app.appRoles.map { role in
                 .object([
                     ("id", .string(role.id)), ("value", .string(role.value)), ("displayName", .string(role.displayName)),

@@ -43,6 +43,7 @@ enum ControlService {
             }
         }
         addStaffRoutes(to: api, state: state)
+        addGraphRoutes(to: api, state: state)
         api.post("service-principals") { request, context in
             struct Body: Decodable { var tenantId: String; var appId: String }
             return try await handle {

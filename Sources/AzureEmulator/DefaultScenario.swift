@@ -1,7 +1,8 @@
 import Foundation
 
 /// The scenario `fedbroker emulator` seeds: an ISV tenant with one multi-tenant application
-/// trusting two user-assigned identities as its FICs; two consented customer tenants, each
+/// trusting two user-assigned identities as its FICs (and holding Graph's
+/// `Application.ReadWrite.OwnedBy`, so it manages them itself); two consented customer tenants, each
 /// with a purge-protected vault holding an RSA-3072 wrapKey/unwrapKey key granted to the
 /// application; and one key in the first vault with no role granted. In the ISV tenant also
 /// the admin API's application (`fedbroker-admin`, five app roles) and its staff users
@@ -32,6 +33,8 @@ public struct DefaultScenario: Sendable {
     public static func seed(into state: EmulatorState) async throws -> DefaultScenario {
         let isv = try state.createTenant(displayName: "Fabrikam ISV", domain: "fabrikam.onmicrosoft.com")
         let app = try state.createApplication(homeTenantID: isv.id, displayName: "fabrikam-cmk")
+        // What SRE slot jobs need: the application manages its own FICs through Graph.
+        try state.updateGraphPermissions(appID: app.appId, grant: [GraphPermissions.applicationReadWriteOwnedBy])
         let staff = try seedStaff(into: state, isvTenantID: isv.id)
         var identities: [Directory.ManagedIdentity] = []
         for index in 1...2 {

@@ -56,6 +56,11 @@ public struct Directory: Codable, Sendable {
         /// gets v1.0 access tokens (`aud` as requested, `sts.windows.net` issuer, `appid`); 2 gets
         /// v2.0 ones (`aud` = the appId, the v2.0 issuer, `azp`).
         public var requestedAccessTokenVersion: Int?
+        /// Microsoft Graph application permissions granted (admin-consented) to the application in
+        /// its home tenant, e.g. `Application.ReadWrite.OwnedBy`: Graph tokens it obtains there
+        /// carry them in `roles`, and Graph's FIC endpoints require one that allows managing
+        /// credentials (`GraphPermissions.mayManageCredentials`).
+        public var graphPermissions: [String] = []
     }
 
     public struct FederatedCredential: Codable, Sendable {
@@ -196,8 +201,8 @@ extension Directory {
 }
 
 extension Directory.Application {
-    /// As `Directory.init(from:)`: applications persisted before identifier URIs and app roles
-    /// existed load with none.
+    /// As `Directory.init(from:)`: applications persisted before identifier URIs, app roles and
+    /// Graph permissions existed load with none.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         appId = try c.decode(String.self, forKey: .appId)
@@ -208,5 +213,6 @@ extension Directory.Application {
         identifierUris = try c.decodeIfPresent([String].self, forKey: .identifierUris) ?? []
         appRoles = try c.decodeIfPresent([Directory.AppRole].self, forKey: .appRoles) ?? []
         requestedAccessTokenVersion = try c.decodeIfPresent(Int.self, forKey: .requestedAccessTokenVersion)
+        graphPermissions = try c.decodeIfPresent([String].self, forKey: .graphPermissions) ?? []
     }
 }

@@ -113,11 +113,15 @@ struct EntraService: HTTPResponder {
 
         let lifetime = state.read { $0.settings.accessTokenLifetimeSeconds }
         let issuedAt = state.clock.unixSeconds
+        // Graph's application permissions are consented in the application's home tenant: its
+        // Graph tokens there carry them as `roles` (what Graph's FIC endpoints check).
+        let roles = normalizedResource == "https://graph.microsoft.com" && tenant.id == app.homeTenantId
+            ? app.graphPermissions.sorted() : []
         let claims = AccessTokenClaims(
             aud: normalizedResource, iss: "https://sts.windows.net/\(tenant.id)/", iat: issuedAt, nbf: issuedAt,
             exp: issuedAt + lifetime, aio: Base64URL.encode(Array(newGUID().utf8.prefix(24))), appid: app.appId,
             idp: "https://sts.windows.net/\(app.homeTenantId)/", oid: servicePrincipal.objectId,
-            rh: "0.emulated", sub: servicePrincipal.objectId, tid: tenant.id, uti: newGUID())
+            rh: "0.emulated", sub: servicePrincipal.objectId, tid: tenant.id, uti: newGUID(), roles: roles.isEmpty ? nil : roles)
         let accessToken = try await state.authority.sign(claims)
         let body: JSONValue = .object([
             ("token_type", "Bearer"),

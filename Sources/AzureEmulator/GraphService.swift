@@ -4,8 +4,10 @@ import HTTPTypes
 import Hummingbird
 
 /// Microsoft Graph's federated identity credential endpoints on applications (HTTPS):
-/// list, get, create and delete, with the 20-per-application limit, the name and uniqueness
-/// rules, and a propagation delay before a change reaches token exchange (WIRE.md §3).
+/// list (with `$filter`), get, create and delete, with the 20-per-application limit, the name
+/// and uniqueness rules, a propagation delay before a change reaches token exchange (WIRE.md §3),
+/// and Graph's permission check: only a caller whose token carries a permission to manage the
+/// application's credentials gets past 403 (`GraphPermissions`).
 struct GraphService: HTTPResponder {
     typealias Context = EmulatorRequestContext
     let state: EmulatorState
@@ -13,6 +15,8 @@ struct GraphService: HTTPResponder {
     static let acceptedAudiences: Set<String> = [
         "https://graph.microsoft.com", "https://graph.microsoft.com/", "00000003-0000-0000-c000-000000000000",
     ]
+    /// `Retry-After` on an injected 429 whose fault names none: Graph always sends one when it throttles.
+    static let defaultRetryAfterSeconds = 2
 
     enum Route: Equatable {
         case list(app: String)
@@ -30,7 +34,7 @@ struct GraphService: HTTPResponder {
         guard let first = segments.first else { return nil }
         var app: String
         if first.hasPrefix("applications(appId='"), first.hasSuffix("')") {
-            app = String(first.dropFirst("applications(appId='".count).dropLast(2))
+            app = Self.unquoted(first.dropFirst("applications(appId='".count).dropLast(2))
             segments.removeFirst()
         } else if first == "applications", segments.count >= 2 {
             app = segments[1]
@@ -42,7 +46,7 @@ struct GraphService: HTTPResponder {
         guard let collection = segments.first else { return nil }
         var credential: String?
         if collection.hasPrefix("federatedIdentityCredentials(name='"), collection.hasSuffix("')") {
-            credential = "name:" + collection.dropFirst("federatedIdentityCredentials(name='".count).dropLast(2)
+            credential = "name:" + Self.unquoted(collection.dropFirst("federatedIdentityCredentials(name='".count).dropLast(2))
         } else if collection == "federatedIdentityCredentials" {
             credential = segments.count >= 2 ? segments[1] : nil
         } else {
@@ -55,6 +59,11 @@ struct GraphService: HTTPResponder {
         case (.delete, let c?): return .delete(app: app, credential: c)
         default: return nil
         }
+    }
+
+    /// The inside of an OData string literal: `''` stands for one quote.
+    private static func unquoted(_ inner: Substring) -> String {
+        inner.replacingOccurrences(of: "''", with: "'")
     }
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -76,18 +85,35 @@ struct GraphService: HTTPResponder {
         if let fault = try await state.injectFault(service: .graph, operation: opName, target: nil, channel: context.channel) {
             var r = fail(.init(status: fault.status, code: fault.status == 429 ? "TooManyRequests" : "ServiceUnavailable",
                                message: "The service is temporarily unavailable."))
-            if let retryAfter = fault.retryAfter { r.headers[.retryAfter] = String(retryAfter) }
+            let retryAfter = fault.retryAfter ?? (fault.status == 429 ? Self.defaultRetryAfterSeconds : nil)
+            if let retryAfter { r.headers[.retryAfter] = String(retryAfter) }
             return r
         }
-        if let failure = await authenticate(request) { return fail(failure) }
+        let caller: PresentedClaims
+        switch await authenticate(request) {
+        case .success(let claims): caller = claims
+        case .failure(let failure): return fail(failure)
+        }
+        let app: String
+        switch route {
+        case .list(let a), .create(let a), .get(let a, _), .delete(let a, _): app = a
+        }
+        if let failure = state.read({ Self.authorize(caller, app: app, in: $0) }) { return fail(failure) }
         state.counters.increment("graph.fic.\(opName)")
 
         let headers = Self.headers(requestID: requestID, clientRequestID: clientRequestID)
         switch route {
         case .list(let app):
+            var filter: GraphFilter?
+            if let expression = FormItems(request.uri.query)["$filter"] {
+                switch GraphFilter.parse(expression) {
+                case .success(let parsed): filter = parsed
+                case .failure(let failure): return fail(failure)
+                }
+            }
             guard let credentials = state.read({ dir in dir.applicationKey(for: app).map { dir.applications[$0]!.federatedCredentials } })
             else { return fail(.applicationNotFound(app)) }
-            let listed = credentials.filter(FederatedCredentialMatcher.isListed)
+            let listed = credentials.filter { FederatedCredentialMatcher.isListed($0) && (filter?.matches($0) ?? true) }
             let body: JSONValue = .object([
                 ("@odata.context", .string("https://graph.microsoft.com/v1.0/$metadata#applications('\(app)')/federatedIdentityCredentials")),
                 ("value", .array(listed.map(Self.json))),
@@ -153,7 +179,7 @@ struct GraphService: HTTPResponder {
         let existing = dir.applications[key]!.federatedCredentials.filter(FederatedCredentialMatcher.isListed)
         guard !existing.contains(where: { $0.name.lowercased() == name.lowercased() }) else { return .failure(.nameExists(name)) }
         guard !existing.contains(where: { $0.issuer == issuer && $0.subject == subject }) else {
-            return .failure(.issuerSubjectExists)
+            return .failure(.issuerSubjectExists(issuer: issuer, subject: subject))
         }
         guard existing.count < 20 else { return .failure(.limitReached) }
         let credential = Directory.FederatedCredential(
@@ -185,13 +211,26 @@ struct GraphService: HTTPResponder {
     }
 
     /// Graph accepts tokens the emulated cloud signed for the Graph audience.
-    private func authenticate(_ request: Request) async -> GraphFailure? {
-        guard let token = request.bearerToken else { return .missingToken }
+    private func authenticate(_ request: Request) async -> Result<PresentedClaims, GraphFailure> {
+        guard let token = request.bearerToken else { return .failure(.missingToken) }
         guard let presented = UnverifiedJWT(token), (try? await state.authority.verify(token, as: PresentedClaims.self)) != nil
-        else { return .init(status: 401, code: "InvalidAuthenticationToken", message: "Access token validation failure.") }
-        guard presented.claims.aud.contains(where: { Self.acceptedAudiences.contains($0) }) else { return .invalidToken }
+        else { return .failure(.init(status: 401, code: "InvalidAuthenticationToken", message: "Access token validation failure.")) }
+        guard presented.claims.aud.contains(where: { Self.acceptedAudiences.contains($0) }) else { return .failure(.invalidToken) }
         guard TokenLifetime.check(exp: presented.claims.exp, nbf: presented.claims.nbf, now: state.clock.unixSeconds) == .valid else {
-            return .expiredToken
+            return .failure(.expiredToken)
+        }
+        return .success(presented.claims)
+    }
+
+    /// Graph resolves the application in the token's tenant (an application object lives only in
+    /// its home tenant's directory: 404 elsewhere), then checks the caller's permission (403).
+    static func authorize(_ caller: PresentedClaims, app: String, in dir: Directory) -> GraphFailure? {
+        guard let key = dir.applicationKey(for: app), let target = dir.applications[key],
+            caller.tid.map({ $0.lowercased() == target.homeTenantId }) ?? false
+        else { return .applicationNotFound(app) }
+        let callerAppID = caller.appid ?? caller.azp
+        guard GraphPermissions.mayManageCredentials(callerAppID: callerAppID, roles: caller.roles, target: target) else {
+            return .insufficientPrivileges
         }
         return nil
     }

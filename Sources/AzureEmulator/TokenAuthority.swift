@@ -90,8 +90,12 @@ struct PresentedClaims: JWTPayload {
     var tid: String?
     var oid: String?
     var appid: String?
+    /// The client of a v2.0 token (v1.0 tokens name it in `appid`).
+    var azp: String?
+    /// App roles (for Graph: the application permissions granted to the client).
+    var roles: [String]
 
-    enum CodingKeys: String, CodingKey { case iss, sub, aud, exp, nbf, tid, oid, appid }
+    enum CodingKeys: String, CodingKey { case iss, sub, aud, exp, nbf, tid, oid, appid, azp, roles }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -107,6 +111,8 @@ struct PresentedClaims: JWTPayload {
         tid = try c.decodeIfPresent(String.self, forKey: .tid)
         oid = try c.decodeIfPresent(String.self, forKey: .oid)
         appid = try c.decodeIfPresent(String.self, forKey: .appid)
+        azp = try c.decodeIfPresent(String.self, forKey: .azp)
+        roles = (try? c.decodeIfPresent([String].self, forKey: .roles)) ?? []
     }
 
     private static func number(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) -> Int64? {
@@ -167,6 +173,9 @@ struct AccessTokenClaims: JWTPayload {
     var tid: String
     var uti: String
     var ver = "1.0"
+    /// Application permissions granted to the client on the resource (Graph's, in the
+    /// application's home tenant); absent when there are none, as in Entra.
+    var roles: [String]? = nil
 
     func verify(using algorithm: some JWTAlgorithm) async throws {}
 }

@@ -1,3 +1,4 @@
+import AzureHTTP
 import Foundation
 
 /// Every way getting a token can fail, each with a stable code for logs and metrics.
@@ -60,4 +61,10 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
         case .malformedResponse, .tokenFile, .deadlineExceeded: false
         }
     }
+}
+
+/// The retry rule for the identity clients' own errors (IMDS, the token endpoint, transport).
+package func defaultIsRetryable(_ error: any Error) -> Bool {
+    if let e = error as? AzureIdentityError { return e.isRetryable }
+    return false
 }

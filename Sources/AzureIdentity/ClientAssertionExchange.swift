@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureHTTP
 import FedBrokerCore
 import Foundation
 import NIOCore
@@ -49,6 +50,7 @@ public struct ClientAssertionExchange: Sendable {
         do {
             response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: attemptTimeout)
         } catch let failure as TransportFailure {
+            IdentityMetrics.tokenExchange(.unavailable)
             throw AzureIdentityError.transport(failure)
         }
         let json = response.json
@@ -58,11 +60,16 @@ public struct ClientAssertionExchange: Sendable {
                 ?? AADSTSError(
                     httpStatus: response.status, error: "http_\(response.status)", code: nil,
                     serviceDescription: String(response.bodyString.prefix(200)))
+            IdentityMetrics.tokenExchange(IdentityMetrics.exchangeOutcome(error))
             throw AzureIdentityError.entra(error)
         }
         guard let json, let token = json["access_token"] as? String,
             let expiresIn = AzureHTTP.number(json["expires_in"])
-        else { throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: "no access_token or expires_in") }
+        else {
+            IdentityMetrics.tokenExchange(.error)
+            throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: "no access_token or expires_in")
+        }
+        IdentityMetrics.tokenExchange(.success)
         // Measured from when the request left, so the cached lifetime errs short.
         return AccessToken(token: token, expiresOn: sentAt.addingTimeInterval(expiresIn))
     }

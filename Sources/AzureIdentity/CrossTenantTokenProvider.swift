@@ -1,3 +1,4 @@
+import AzureHTTP
 import FedBrokerCore
 import Foundation
 
@@ -60,6 +61,14 @@ public final class CrossTenantTokenProvider: Sendable {
         let key = Key(tenantID: tenantID, sourceIdentity: source.identity, resource: resource)
         if let rejected { await tokens.invalidate(key, token: rejected) }
         return try await tokens.token(for: key, deadline: deadline)
+    }
+
+    /// An assertion from `source` through the same cache the exchanges use: the cached one while
+    /// it has validity left (no request), else one fetch shared with every concurrent caller.
+    /// Readiness asks here, so checking a slot never costs IMDS more than serving does.
+    public func assertion(from source: any AssertionSource, deadline: Date) async throws -> AccessToken {
+        sources.register(source)
+        return try await assertions.token(for: SourceKey(source: source), deadline: deadline)
     }
 
     /// A Key Vault token provider for one tenant through one FIC slot.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureHTTP
 import FedBrokerCore
 import Foundation
 import NIOCore
@@ -39,7 +40,7 @@ public struct IMDSAssertionSource: AssertionSource {
     }
 
     public func assertion(deadline: Date) async throws -> AccessToken {
-        try await retrying(deadline: deadline, clock: clock, backoff: backoff) {
+        try await retrying(deadline: deadline, clock: clock, backoff: backoff, isRetryable: defaultIsRetryable) {
             try await gate.run(clock: clock, deadline: deadline) { try await fetchOnce(deadline: deadline) }
         }
     }
@@ -54,21 +55,28 @@ public struct IMDSAssertionSource: AssertionSource {
         do {
             response = try await AzureHTTP.send(request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: attemptTimeout)
         } catch let failure as TransportFailure {
+            IdentityMetrics.imdsRequest(.unavailable)
             throw AzureIdentityError.transport(failure)
         }
         guard response.status == 200 else {
+            IdentityMetrics.imdsRequest(IdentityMetrics.imdsOutcome(status: response.status))
             let json = response.json
             throw AzureIdentityError.imds(
                 status: response.status, error: json?["error"] as? String ?? "unknown",
                 description: json?["error_description"] as? String ?? response.bodyString.prefix(200).description)
         }
         guard let json = response.json, let token = json["access_token"] as? String else {
+            IdentityMetrics.imdsRequest(.error)
             throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no access_token")
         }
         // IMDS sends numbers as strings; accept either.
         let expiresOn = AzureHTTP.number(json["expires_on"]).map { Date(timeIntervalSince1970: $0) }
             ?? AzureHTTP.number(json["expires_in"]).map { clock.now.addingTimeInterval($0) }
-        guard let expiresOn else { throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no expires_on") }
+        guard let expiresOn else {
+            IdentityMetrics.imdsRequest(.error)
+            throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no expires_on")
+        }
+        IdentityMetrics.imdsRequest(.success)
         return AccessToken(token: token, expiresOn: expiresOn)
     }
 

@@ -1,3 +1,4 @@
+import AzureHTTP
 import FedBrokerCore
 import Foundation
 

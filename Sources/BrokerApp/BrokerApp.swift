@@ -1,5 +1,6 @@
 import AdminAPI
 import AsyncHTTPClient
+import AzureHTTP
 import AzureIdentity
 import BrokerServer
 import BrokerStore
@@ -11,6 +12,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import ServiceLifecycle
+import SlotOperations
 import UnixSignals
 import Synchronization
 
@@ -66,22 +68,30 @@ public final class BrokerApp: Sendable {
             try await Self.bootstrap(configuration.bootstrapSlots, in: store, logger: logger)
             let http = try configuration.service.environment.makeHTTPClient()
             do {
+                BrokerMetrics.bootstrap()  // before anything that records is made
                 let audit = AuditWriter(store: store, logger: logger)
+                let sources = Self.assertionSources(configuration, httpClient: http, clock: clock)
                 let service = try BrokerService(
-                    configuration: configuration.service, store: store, audit: audit, httpClient: http, clock: clock, logger: logger)
+                    configuration: configuration.service, store: store, audit: audit, httpClient: http, assertionSources: sources,
+                    clock: clock, logger: logger)
+                let runner = Self.slotJobRunner(configuration, store: store, service: service, httpClient: http, clock: clock, logger: logger)
                 let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
                 // The admin services first: what can fail in building them fails before a port is bound.
                 let adminServices = try configuration.admin.map {
                     try Self.adminServices(
                         $0, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
-                        ports: adminPorts, logger: logger)
+                        ports: adminPorts, slotJobSubmitted: { runner?.wake() }, operability: Self.operability(service), logger: logger)
                 } ?? []
                 let transport = try await BrokerTransportServer.bind(
                     configuration: configuration.transport, service: service, logger: logger)
                 let services: [any Service] = [
                     ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
                     ChangeFollowerService(service: service),
-                ] + adminServices
+                    ReplicaHeartbeatService(
+                        store: store, vault: service.vault, replicaID: configuration.replicaID, interval: configuration.heartbeatSeconds,
+                        clock: clock, logger: logger),
+                ] + (runner.map { [SlotJobService(runner: $0)] } ?? []) + adminServices
+                    + Self.operabilityServices(configuration, store: store, service: service, logger: logger)
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
                 return BrokerApp(
@@ -166,13 +176,14 @@ public final class BrokerApp: Sendable {
 
     static func adminServices(
         _ admin: BrokerAppConfiguration.Admin, store: SQLBrokerStore, environment: AzureEnvironment, httpClient: HTTPClient,
-        clock: any WallClock, ports: AdminPorts, logger: Logger
+        clock: any WallClock, ports: AdminPorts, slotJobSubmitted: @escaping @Sendable () -> Void = {},
+        operability: AdminOperability? = nil, logger: Logger
     ) throws -> [any Service] {
         let verifier = EntraTokenVerifier(
             authorityURL: environment.authorityURL, configuration: admin.api, httpClient: httpClient, clock: clock, logger: logger)
         let router = try AdminRouter.make(
             store: store, environment: environment, configuration: admin.api, authentication: .entra(verifier),
-            httpClient: httpClient, clock: clock, logger: logger)
+            httpClient: httpClient, clock: clock, slotJobSubmitted: slotJobSubmitted, operability: operability, logger: logger)
         var services: [any Service] = []
         let onRunning: @Sendable (any Channel) async -> Void = { channel in
             await ports.listening(port: channel.localAddress?.port)
@@ -191,7 +202,7 @@ public final class BrokerApp: Sendable {
             let local = StaffPrincipal(objectID: "local-socket", name: "local admin socket", roles: Set(AdminRole.allCases))
             let socketRouter = try AdminRouter.make(
                 store: store, environment: environment, configuration: admin.api, authentication: .localSocket(local),
-                httpClient: httpClient, clock: clock, logger: logger)
+                httpClient: httpClient, clock: clock, slotJobSubmitted: slotJobSubmitted, operability: operability, logger: logger)
             // Replace a socket left by an earlier run, never any other file.
             if let type = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType {
                 guard type == .typeSocket else {

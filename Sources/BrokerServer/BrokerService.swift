@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureHTTP
 import AzureIdentity
 import BrokerStore
 import BrokerWire
@@ -37,14 +38,20 @@ public final class BrokerService: BrokerRequestHandler {
         /// Seconds a caller, tenant or slot record read from the store is reused. A change made
         /// in the store reaches this broker within this bound, or at once through the change feed.
         public var recordMaximumAge: Double = 1
+        /// Key Vault transactions per `vaultBudgetWindowSeconds` per vault, for all replicas
+        /// together: each replica sends at most its share (the budget divided by the live replicas).
+        public var vaultBudget = 800
+        public var vaultBudgetWindowSeconds = 10
+        /// What `/readyz` and the framed Health check, and the optional deep canary.
+        public var readiness = Readiness.Configuration()
         public init(environment: AzureEnvironment) { self.environment = environment }
     }
 
     let configuration: Configuration
     let store: any BrokerStore
     let audit: AuditWriter
-    let tokens: CrossTenantTokenProvider
-    let vault: KeyVaultClient
+    public let tokens: CrossTenantTokenProvider
+    public let vault: KeyVaultClient
     public let cache: DataKeyCache
     let httpClient: HTTPClient
     let clock: any WallClock
@@ -53,13 +60,16 @@ public final class BrokerService: BrokerRequestHandler {
     let callerRecords: RecordCache<String, Caller?>
     let tenantRecords: RecordCache<TenantID, Tenant>
     let slotRecords: RecordCache<FICSlotID, FICSlot>
-    private let sources = Mutex<[FICSlotID: IMDSAssertionSource]>([:])
+    /// Every slot's assertion source (IMDS or a federated token file), shared with slot jobs.
+    public let assertionSources: AssertionSourceCatalog
+    /// Whether this broker can serve (`/readyz`, the framed Health).
+    public let readiness: Readiness
     /// Identical concurrent unwraps (same tenant, version, blob and context) share one vault call.
     private let unwraps = SingleFlight<DataKeyCache.Key, SecretBytes>()
 
     public init(
         configuration: Configuration, store: any BrokerStore, audit: AuditWriter, httpClient: HTTPClient,
-        clock: any WallClock = SystemWallClock(), logger: Logger
+        assertionSources: AssertionSourceCatalog? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         guard let appID = configuration.environment.applicationClientID else {
             throw BrokerError(.invalidArgument, "no application client id configured (FEDBROKER_APP_CLIENT_ID)")
@@ -78,12 +88,22 @@ public final class BrokerService: BrokerRequestHandler {
         var vaultConfiguration = KeyVaultClient.Configuration(environment: configuration.environment)
         vaultConfiguration.attemptTimeout = configuration.azureAttemptTimeout
         vaultConfiguration.circuitBreaker = configuration.circuitBreaker
+        vaultConfiguration.budget = configuration.vaultBudget
+        vaultConfiguration.budgetWindowSeconds = configuration.vaultBudgetWindowSeconds
         self.vault = KeyVaultClient(httpClient: httpClient, clock: clock, configuration: vaultConfiguration, logger: logger)
         self.tenantLimit = TenantConcurrencyLimit(limit: configuration.tenantConcurrency)
         self.callerRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.tenantRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.slotRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.cache = DataKeyCache(policy: configuration.cache, clock: clock)
+        self.assertionSources =
+            assertionSources
+            ?? AssertionSourceCatalog(
+                configuration: .init(imdsURL: configuration.environment.imdsURL, attemptTimeout: configuration.azureAttemptTimeout),
+                httpClient: httpClient, clock: clock)
+        self.readiness = Self.makeReadiness(
+            configuration: configuration, store: store, audit: audit, tokens: tokens, sources: self.assertionSources,
+            httpClient: httpClient, clock: clock, logger: logger)
     }
 
     /// A failure on its way to the caller, with what the audit record needs.
@@ -92,7 +112,8 @@ public final class BrokerService: BrokerRequestHandler {
         var tenant: TenantID?
     }
 
-    public func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+    /// The answer to one request (`handle`, in BrokerService+Metrics.swift, counts and times it).
+    func respond(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
         let started = clock.now
         var tenantID: TenantID?
         var keyVersion: String?
@@ -110,9 +131,11 @@ public final class BrokerService: BrokerRequestHandler {
         do {
             switch request.method {
             case .health:
+                // OK either way, so the client reads the body: NOT_SERVING is an answer, not a failure.
+                let ready = await readiness.report().ready
                 return .with {
                     $0.status = .ok
-                    $0.health = .with { $0.status = "SERVING"; $0.serverVersion = configuration.serverVersion }
+                    $0.health = .with { $0.status = ready ? "SERVING" : "NOT_SERVING"; $0.serverVersion = configuration.serverVersion }
                 }
             case .generateDataKey(let r):
                 let tenant = try await authorizedTenant(r.tenant, for: .generateDataKey, caller: caller)
@@ -231,7 +254,7 @@ public final class BrokerService: BrokerRequestHandler {
     }
 
     /// The assertion source of the tenant's slot, if the slot may serve (invariant 1).
-    func source(for tenant: Tenant) async throws -> IMDSAssertionSource {
+    func source(for tenant: Tenant) async throws -> any AssertionSource {
         guard let slotID = tenant.slotID else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id) has no FIC slot"), tenant: tenant.id)
         }
@@ -239,14 +262,7 @@ public final class BrokerService: BrokerRequestHandler {
         guard slot.state.isServing else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id)'s slot \(slotID) is \(slot.state.rawValue)"), tenant: tenant.id)
         }
-        return sources.withLock { cached in
-            if let source = cached[slotID], source.clientID == slot.identity.managedIdentityClientID { return source }
-            let source = IMDSAssertionSource(
-                clientID: slot.identity.managedIdentityClientID, endpoint: configuration.environment.imdsURL, httpClient: httpClient, clock: clock,
-                attemptTimeout: configuration.azureAttemptTimeout)
-            cached[slotID] = source
-            return source
-        }
+        return assertionSources.source(forClientID: slot.identity.managedIdentityClientID)
     }
 
     func seal(_ dataKey: SecretBytes, context: [UInt8]?, tenant: Tenant, deadline: Date) async throws -> (WrappedKeyEnvelope, String) {
@@ -292,7 +308,7 @@ public final class BrokerService: BrokerRequestHandler {
         let plaintext = try await unwraps.run(cacheKey) { [vault, cache, tenantLimit] in
             // A caller that missed the cache may arrive just after an identical unwrap finished:
             // the cache has it now, so no second vault call.
-            if let cached = cache.get(cacheKey) { return cached }
+            if let cached = cache.get(cacheKey, recordingLookup: false) { return cached }
             let unwrapped: KeyOperationResult
             do {
                 unwrapped = try await tenantLimit.withPermit(tenant.id.rawValue) {

@@ -59,6 +59,7 @@ public final class DataKeyCache: Sendable {
     public let policy: Policy
     private let clock: any WallClock
     private let state = Mutex(State())
+    private let metrics = Metrics()
 
     public init(policy: Policy = Policy(), clock: any WallClock = SystemWallClock()) {
         self.policy = policy
@@ -66,19 +67,25 @@ public final class DataKeyCache: Sendable {
     }
 
     /// The cached plaintext, counting one use; nil when absent, too old or used up (then evicted).
-    public func get(_ key: Key) -> SecretBytes? {
+    ///
+    /// - Parameter recordingLookup: false for a second look by the same request (inside its
+    ///   single flight), so one request counts one hit or miss in the metrics.
+    public func get(_ key: Key, recordingLookup: Bool = true) -> SecretBytes? {
         let now = clock.now
-        return state.withLock { s in
-            guard var entry = s.entries[key] else { return nil }
+        let (secret, evictedLeaving) = state.withLock { s -> (SecretBytes?, Int?) in
+            guard var entry = s.entries[key] else { return (nil, nil) }
             guard now.timeIntervalSince(entry.storedAt) < policy.maximumAge, now >= entry.storedAt, entry.uses < policy.maximumUses else {
                 s.entries[key] = nil
                 s.evictions += 1
-                return nil
+                return (nil, s.entries.count)
             }
             entry.uses += 1
             s.entries[key] = entry
-            return entry.secret
+            return (entry.secret, nil)
         }
+        if let evictedLeaving { metrics.evicted(1, leaving: evictedLeaving) }
+        if recordingLookup { metrics.lookup(found: secret != nil) }
+        return secret
     }
 
     /// Taken before a vault call and handed to `put`, so a purge in between wins.
@@ -90,35 +97,43 @@ public final class DataKeyCache: Sendable {
     ///   the key is not stored (the caller still gets it: it was the vault's answer at the time).
     public func put(_ key: Key, _ secret: SecretBytes, ifNotPurgedSince epoch: UInt64? = nil) {
         let now = clock.now
-        state.withLock { s in
-            if let epoch, epoch != s.purges { return }
+        let stored = state.withLock { s -> (evicted: Bool, count: Int)? in
+            if let epoch, epoch != s.purges { return nil }
+            var evicted = false
             if s.entries[key] == nil, s.entries.count >= policy.maximumEntries,
                 let oldest = s.entries.min(by: { $0.value.sequence < $1.value.sequence })?.key
             {
                 s.entries[oldest] = nil
                 s.evictions += 1
+                evicted = true
             }
             s.entries[key] = Entry(secret: secret, storedAt: now, uses: 0, sequence: s.nextSequence)
             s.nextSequence += 1
+            return (evicted, s.entries.count)
         }
+        if let stored { metrics.evicted(stored.evicted ? 1 : 0, leaving: stored.count) }
     }
 
     /// Forgets every key of a tenant: its customer revoked access, or it was suspended.
     @discardableResult
     public func purge(tenantID: String) -> Int {
-        state.withLock { s in
+        let (purged, left) = state.withLock { s in
             s.purges &+= 1
             let before = s.entries.count
             s.entries = s.entries.filter { $0.key.tenantID != tenantID }
-            return before - s.entries.count
+            return (before - s.entries.count, s.entries.count)
         }
+        metrics.purged(purged, leaving: left)
+        return purged
     }
 
     public func purgeAll() {
-        state.withLock { s in
+        let purged = state.withLock { s in
             s.purges &+= 1
-            s.entries.removeAll()
+            defer { s.entries.removeAll() }
+            return s.entries.count
         }
+        metrics.purged(purged, leaving: 0)
     }
 
     public var count: Int { state.withLock { $0.entries.count } }

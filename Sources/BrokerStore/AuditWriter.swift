@@ -1,3 +1,4 @@
+import CoreMetrics
 import FedBrokerCore
 import Logging
 import Synchronization
@@ -81,7 +82,12 @@ public actor AuditWriter {
     private var roomWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var nextRoomWaiter = 0
     private var consecutiveFailures = 0
+    /// When the current run of failed flushes began (nil after a flush that succeeded).
+    private var failingSince: ContinuousClock.Instant?
     private var lastError: (any Error)?
+    /// Records accepted and not yet committed, and each batch's commit time (docs/metrics.md).
+    private nonisolated let queueDepth = Gauge(label: "fedbroker_audit_queue_depth")
+    private nonisolated let commitDuration = CoreMetrics.Timer(label: "fedbroker_audit_commit_duration_seconds")
     private var firstQuarantineError: (any Error)?
 
     /// Flushes that failed (each is retried later). Exposed for metrics.
@@ -95,6 +101,36 @@ public actor AuditWriter {
     public var pendingCount: Int { self.pending.count + self.inbox.withLock { $0.records.count } }
     /// Appends waiting for room (back-pressure). Exposed for metrics and tests.
     public var appendsWaitingForRoom: Int { self.roomWaiters.count }
+
+    /// Whether the writer takes records and gets them committed, as readiness reads it.
+    public struct Health: Sendable, Equatable {
+        /// `shutdown()` began: appends write through one by one, the writer is going away.
+        public var closed: Bool
+        /// Records accepted and not yet committed (pending, in flight, in the inbox).
+        public var backlog: Int
+        /// Where `append` starts to wait for room.
+        public var maximumPending: Int
+        /// How long flushes have been failing; nil when the last one succeeded.
+        public var failingFor: Duration?
+        /// The last failure's stable code (a `BrokerError` code or a type name), never its text.
+        public var lastFailure: String?
+
+        public init(closed: Bool, backlog: Int, maximumPending: Int, failingFor: Duration? = nil, lastFailure: String? = nil) {
+            self.closed = closed
+            self.backlog = backlog
+            self.maximumPending = maximumPending
+            self.failingFor = failingFor
+            self.lastFailure = lastFailure
+        }
+    }
+
+    public var health: Health {
+        Health(
+            closed: self.isClosed, backlog: self.pending.count + self.inFlight + self.inbox.withLock { $0.records.count },
+            maximumPending: self.configuration.maximumPending, failingFor: self.failingSince.map { ContinuousClock.now - $0 },
+            lastFailure: self.failingSince == nil
+                ? nil : self.lastError.map { ($0 as? BrokerError)?.code.rawValue ?? String(describing: type(of: $0)) })
+    }
 
     public init(store: any BrokerStore, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSize > 0, "batchSize must be positive")
@@ -213,6 +249,7 @@ public actor AuditWriter {
     private func publishBacklog() {
         let backlog = self.pending.count + self.inFlight
         inbox.withLock { $0.backlog = backlog }
+        queueDepth.record(backlog)
     }
 
     /// Writes everything pending, batch by batch. Returns `false` if a batch failed; its records
@@ -242,6 +279,7 @@ public actor AuditWriter {
                 self.pending.insert(contentsOf: unresolved, at: 0)
                 publishBacklog()
                 self.failedFlushes += 1
+                if self.consecutiveFailures == 0 || self.failingSince == nil { self.failingSince = ContinuousClock.now }
                 self.consecutiveFailures += 1
                 self.lastError = error
                 // Durable appenders learn now rather than after the back-off; their records stay.
@@ -260,6 +298,7 @@ public actor AuditWriter {
             self.wakeRoomWaiters()
         }
         self.consecutiveFailures = 0
+        self.failingSince = nil
         return true
     }
 
@@ -329,7 +368,9 @@ public actor AuditWriter {
             // happened to trigger the flush (an appender being cancelled at shutdown) is cancelled.
             let store = self.store
             let records = batch.map(\.record)
+            let started = ContinuousClock.now
             try await Task { try await store.appendAudit(records) }.value
+            commitDuration.recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
             self.writtenRecords += batch.count
             for entry in batch { entry.waiter?.resume() }
             return ([], nil)
@@ -409,6 +450,10 @@ public actor AuditWriter {
             self.idleWaiters = []
             for waiter in waiters { waiter.resume() }
         }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     static func backOff(_ base: Duration, failures: Int, maximum: Duration) -> Duration {

@@ -93,6 +93,35 @@ public protocol BrokerStore: Sendable {
     /// The tenants currently assigned to `slot`, ordered by id.
     func tenants(onSlot slot: FICSlotID) async throws -> [TenantID]
 
+    // MARK: Slot jobs
+
+    /// Records a new job (at `job.step`, running, with no lease), with its audit record.
+    /// - Throws: `jobInProgress` while another job is open: jobs run one at a time.
+    func createSlotJob(_ job: SlotJob) async throws -> SlotJob
+    /// Throws `notFound`.
+    func slotJob(_ id: SlotJobID) async throws -> SlotJob
+    /// The newest jobs first, at most `limit`.
+    func slotJobs(limit: Int) async throws -> [SlotJob]
+    /// Takes the open job's lease for `owner` when it is free, expired, or `owner`'s already, and
+    /// returns the job; nil when no job is open or another replica's lease is still live.
+    func claimSlotJob(owner: String, leaseSeconds: Double) async throws -> SlotJob?
+    /// Saves progress made under the lease and renews the lease, with an audit record when
+    /// `audit` is given, in one transaction. A finished job releases its lease and the
+    /// one-open-job marker.
+    /// - Throws: `leaseLost` when `owner` no longer holds the lease; `versionConflict` when the
+    ///   job moved on since `job.version` was read.
+    func saveSlotJob(
+        _ job: SlotJob, owner: String, leaseSeconds: Double, audit: SlotJobAuditEntry?
+    ) async throws -> SlotJob
+
+    // MARK: Replicas
+
+    /// Records that `replica` is alive now and returns how many replicas (itself included) sent
+    /// a heartbeat within the last `liveWithin` seconds: what the vault budget is divided by.
+    func heartbeat(replica: String, startedAt: Date, liveWithin: Double) async throws -> Int
+    /// Forgets a replica that is shutting down, so the others' shares grow at once.
+    func removeReplica(_ replica: String) async throws
+
     // MARK: Callers
 
     /// Creates a caller at version `.initial`.
@@ -161,6 +190,21 @@ public struct ChangeEvent: Hashable, Sendable {
         self.entityID = entityID
         self.version = version
         self.time = time
+    }
+}
+
+/// The audit record a job step writes with its progress.
+public struct SlotJobAuditEntry: Hashable, Sendable {
+    public var operation: String
+    public var tenant: TenantID?
+    public var detail: String
+    public var failed: Bool
+
+    public init(operation: String, tenant: TenantID? = nil, detail: String, failed: Bool = false) {
+        self.operation = operation
+        self.tenant = tenant
+        self.detail = detail
+        self.failed = failed
     }
 }
 

@@ -32,6 +32,8 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
             case storeTimeout = "store_timeout"
             case invalidData = "invalid_data"
             case idempotencyKeyReused = "idempotency_key_reused"
+            case jobInProgress = "job_in_progress"
+            case leaseLost = "lease_lost"
         }
 
         private let wrapped: Wrapped
@@ -84,6 +86,12 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
         /// An `Idempotency-Key` was sent again with a different request: the first request's answer
         /// cannot be replayed for it, and a second record must not be created.
         public static let idempotencyKeyReused = Code(.idempotencyKeyReused)
+        /// Another slot job is still open: SRE jobs run one at a time, so two never move the same
+        /// tenants or race on the 20-credential limit. Wait for it, then retry.
+        public static let jobInProgress = Code(.jobInProgress)
+        /// This replica no longer holds the job's lease (it expired while the replica was stalled,
+        /// and another replica took the job over). The replica must stop working on the job.
+        public static let leaseLost = Code(.leaseLost)
     }
 
     public let code: Code

@@ -5,7 +5,9 @@ import Foundation
 /// per second: the emulator enforces those budgets with it, and the broker's clients keep
 /// under them with it. Time is passed in, so it is tested without sleeping.
 public struct RateWindow: Sendable {
-    public let limit: Int
+    /// May change while counting (a replica's share of a vault's budget follows the number of
+    /// live replicas); what was admitted stays counted.
+    public var limit: Int
     public let windowSeconds: Int
     private var buckets: [Int64: Int] = [:]
 

@@ -1,5 +1,5 @@
 import AsyncHTTPClient
-import AzureIdentity
+import AzureHTTP
 import Crypto
 import CryptoExtras
 import FedBrokerCore
@@ -70,6 +70,15 @@ public final class KeyVaultClient: Sendable {
         self.budget = RateLimiter(limit: configuration.budget, windowSeconds: configuration.budgetWindowSeconds)
     }
 
+    /// This replica's share of every vault's budget when `replicas` replicas share it (see
+    /// docs/operations.md, "Many replicas"): the budget is divided, never multiplied.
+    public func shareBudget(among replicas: Int) {
+        budget.setLimit(configuration.budget / max(1, replicas))
+    }
+
+    /// Transactions per window this replica may send to one vault now.
+    public var budgetShare: Int { budget.limit }
+
     /// Refuses vault URLs that are not https on an allowed vault domain.
     public func checkVaultURL(_ vaultURL: String) throws(KeyVaultError) {
         guard let url = URL(string: vaultURL), url.scheme == "https", let host = url.host?.lowercased(), !host.isEmpty,
@@ -91,19 +100,25 @@ public final class KeyVaultClient: Sendable {
         var request = HTTPClientRequest(url: "\(VaultKeyID(vaultURL: vaultURL, name: "x").vaultURL)/keys?api-version=\(configuration.apiVersion)")
         request.headers.add(name: "x-ms-client-request-id", value: clientRequestID)
         let response: AzureHTTP.Response
+        let sentAt = ContinuousClock.now
         do {
             response = try await AzureHTTP.send(
                 request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
         } catch let failure as TransportFailure {
-            throw KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+            let error = KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+            VaultMetrics.record(.challenge, VaultMetrics.outcome(of: error), seconds: Self.seconds(since: sentAt))
+            throw error
         }
         guard response.status == 401, let header = response.headers.first(name: "WWW-Authenticate"),
             let challenge = VaultChallenge(header: header)
         else {
+            VaultMetrics.record(.challenge, .error, seconds: Self.seconds(since: sentAt))
             throw KeyVaultError(
                 kind: .other, httpStatus: response.status, serviceMessage: "the vault did not answer with a bearer challenge",
                 clientRequestID: clientRequestID, requestID: response.headers.first(name: "x-ms-request-id"))
         }
+        // The 401 with its challenge is the answer asked for.
+        VaultMetrics.record(.challenge, .success, seconds: Self.seconds(since: sentAt))
         return challenge
     }
 
@@ -114,7 +129,7 @@ public final class KeyVaultClient: Sendable {
     ) async throws -> Audited<KeyBundle> {
         let path = "/keys/\(id.name)/\(id.version ?? "")"
         let (json, clientRequestID) = try await perform(
-            .GET, vault: id, path: path, body: nil, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
+            .get, .GET, vault: id, path: path, body: nil, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         let bundle = try Self.keyBundle(from: json, clientRequestID: clientRequestID)
         let fetchedAt = clock.now
         publicKeys.withLock { $0[id] = (bundle, fetchedAt) }
@@ -126,7 +141,7 @@ public final class KeyVaultClient: Sendable {
         expectedTenantID: String? = nil
     ) async throws -> KeyOperationResult {
         try await keyOperation(
-            "wrapkey", id, value: plaintext, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
+            .wrapkey, id, value: plaintext, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
     }
 
     public func unwrapKey(
@@ -134,7 +149,7 @@ public final class KeyVaultClient: Sendable {
         expectedTenantID: String? = nil
     ) async throws -> KeyOperationResult {
         try await keyOperation(
-            "unwrapkey", id, value: wrapped, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
+            .unwrapkey, id, value: wrapped, algorithm: algorithm, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
     }
 
     /// Wraps with the key's public part, fetched once and cached with its version, instead of a
@@ -175,13 +190,13 @@ public final class KeyVaultClient: Sendable {
     }
 
     private func keyOperation(
-        _ operation: String, _ id: VaultKeyID, value: [UInt8], algorithm: KeyWrapAlgorithm, token: @escaping TokenProvider,
+        _ operation: VaultMetrics.Operation, _ id: VaultKeyID, value: [UInt8], algorithm: KeyWrapAlgorithm, token: @escaping TokenProvider,
         deadline: Date, expectedTenantID: String?
     ) async throws -> KeyOperationResult {
         let body = #"{"alg":"\#(algorithm.rawValue)","value":"\#(Base64URL.encode(value))"}"#
-        let path = "/keys/\(id.name)/\(id.version ?? "")/\(operation)"
+        let path = "/keys/\(id.name)/\(id.version ?? "")/\(operation.rawValue)"
         let (json, clientRequestID) = try await perform(
-            .POST, vault: id, path: path, body: body, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
+            operation, .POST, vault: id, path: path, body: body, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         guard let kid = json["kid"] as? String, let encoded = json["value"] as? String, let bytes = Base64URL.decode(encoded) else {
             throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "no kid or value in the answer", clientRequestID: clientRequestID)
         }
@@ -191,7 +206,7 @@ public final class KeyVaultClient: Sendable {
     // MARK: The request loop
 
     private func perform(
-        _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date,
+        _ operation: VaultMetrics.Operation, _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date,
         expectedTenantID: String?
     ) async throws -> ([String: Any], String) {
         try checkVaultURL(id.vaultURL)
@@ -209,6 +224,7 @@ public final class KeyVaultClient: Sendable {
                     return breaker.admit(at: clock.now)
                 }
                 if case .refused(let retryAfter) = admission {
+                    VaultMetrics.record(operation, .circuitOpen, seconds: nil)
                     throw KeyVaultError(
                         kind: .circuitOpen, serviceMessage: "the vault failed repeatedly; calls to it are refused for \(Int(retryAfter.rounded(.up))) s",
                         retryAfter: retryAfter, clientRequestID: clientRequestID)
@@ -224,6 +240,7 @@ public final class KeyVaultClient: Sendable {
                     judged = true
                 }
                 guard try await budget.admit(id.vaultAuthority, clock: clock, deadline: deadline) else {
+                    VaultMetrics.record(operation, .throttled, seconds: nil)
                     throw KeyVaultError(
                         kind: .budgetExhausted, serviceMessage: "the vault's budget has no room before the deadline",
                         clientRequestID: clientRequestID)
@@ -245,11 +262,13 @@ public final class KeyVaultClient: Sendable {
                 // caller that came with (or spent on pacing and tokens) a nearly spent deadline
                 // says nothing about the vault.
                 let fullAttempt = clock.remaining(until: deadline) >= configuration.attemptTimeout
+                let sentAt = ContinuousClock.now
                 do {
                     response = try await AzureHTTP.send(
                         request, with: httpClient, deadline: deadline, clock: clock, attemptTimeout: configuration.attemptTimeout)
                 } catch let failure as TransportFailure {
                     let error = KeyVaultError.transport(failure, clientRequestID: clientRequestID)
+                    VaultMetrics.record(operation, VaultMetrics.outcome(of: error), seconds: Self.seconds(since: sentAt))
                     if error.kind == .invalidVaultURL {
                         judge(.answered)
                     } else if failure != .deadlineExceeded || fullAttempt {
@@ -258,8 +277,12 @@ public final class KeyVaultClient: Sendable {
                     throw error
                 }
                 judge(response.status >= 500 ? .failed : .answered)
-                if (200..<300).contains(response.status) { return response.json ?? [:] }
+                if (200..<300).contains(response.status) {
+                    VaultMetrics.record(operation, .success, seconds: Self.seconds(since: sentAt))
+                    return response.json ?? [:]
+                }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
+                VaultMetrics.record(operation, VaultMetrics.outcome(of: error), seconds: Self.seconds(since: sentAt))
                 if error.kind == .unauthorized {
                     // A vault answering for another tenant is not the customer's: no refresh helps.
                     if let expectedTenantID, let header = response.headers.first(name: "WWW-Authenticate"),
@@ -301,6 +324,18 @@ public final class KeyVaultClient: Sendable {
     /// A half-open probe that never reached the vault: let the next caller probe at once.
     private func release(probeOf vault: String) {
         breakers.withLock { $0[vault]?.abandonProbe(at: clock.now) }
+    }
+
+    /// How many of the vaults this client has called are in each circuit state now (the
+    /// `fedbroker_circuits` gauge: counts, never a label per vault).
+    public func circuitCounts() -> CircuitCounts {
+        let now = clock.now
+        return breakers.withLock { CircuitCounts(states: $0.values.map(\.state), now: now) }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     static func error(from response: AzureHTTP.Response, clientRequestID: String, now: Date) -> KeyVaultError {

@@ -1,4 +1,4 @@
-import AzureIdentity
+import AzureHTTP
 import Foundation
 
 /// A Key Vault data-plane failure, classified by status and `error.code` / `innererror.code`

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AzureHTTP
 import AzureIdentity
 
 /// The Azure configuration every subcommand that talks to Azure shares: flags win over the

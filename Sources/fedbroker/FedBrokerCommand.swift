@@ -11,6 +11,6 @@ struct FedBrokerCommand: AsyncParsableCommand {
             fedbroker turns an ISV's managed identities, trusted as federated identity credentials of one \
             multi-tenant application, into wrap/unwrap operations on keys in customers' own vaults.
             """,
-        subcommands: [ServeCommand.self, TenantCommand.self, CallerCommand.self, AuditCommand.self, ClientCommand.self, EmulatorCommand.self, ProbeCommand.self, MigrateCommand.self, BenchCommand.self, AuditLoadCommand.self]
+        subcommands: [ServeCommand.self, TenantCommand.self, CallerCommand.self, SlotCommand.self, AuditCommand.self, ClientCommand.self, EmulatorCommand.self, ProbeCommand.self, MigrateCommand.self, BenchCommand.self, AuditLoadCommand.self]
     )
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import AzureHTTP
 import AzureIdentity
 import Foundation
 import KeyVault

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AzureHTTP
 import AzureIdentity
 import BrokerApp
 import BrokerServer
@@ -161,6 +162,7 @@ extension ServeConfiguration {
         }
         var configuration = BrokerAppConfiguration(store: storeConfiguration, service: service)
         configuration.drainSeconds = drainSeconds
+        configuration.metricsRefreshSeconds = metricsRefreshSeconds
         configuration.transport.host = listenHost
         configuration.transport.port = listenPort
         configuration.transport.connection.maximumConcurrentStreams = maximumConcurrentStreams
@@ -177,6 +179,9 @@ extension ServeConfiguration {
                     issuer: "https://login.microsoftonline.com/\(isvTenantID)/v2.0", subject: $0.principalID)
             }
         }
+        configuration.slots = slots
+        configuration.slots.isvTenantID = isvTenantID
+        configuration.heartbeatSeconds = heartbeatSeconds
         if let admin {
             var listener = BrokerAppConfiguration.Admin(api: admin.api)
             listener.host = admin.listenHost

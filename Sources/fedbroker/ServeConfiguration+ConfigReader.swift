@@ -1,5 +1,7 @@
 import AdminAPI
+import AzureHTTP
 import AzureIdentity
+import BrokerApp
 import BrokerServer
 import Configuration
 import FedBrokerCore
@@ -34,7 +36,20 @@ extension ServeConfiguration {
     /// - log.level (string, info): trace, debug, info, notice, warning, error, critical.
     /// - azure.isvTenantID (string, default admin.staffTenantID): the ISV's tenant, the FICs' issuer.
     /// - slots.bootstrap (string): `clientId:principalId,…` managed identities to create and activate
-    ///   as FIC slots at start if the store has none for them (until the SRE slot commands exist).
+    ///   as FIC slots at start if the store has none for them: the very first slot, whose FIC was
+    ///   created out of band (every later one comes from `fedbroker slot add`).
+    /// - slots.runJobs (bool, true): this replica takes slot jobs (needs azure.isvTenantID).
+    /// - slots.applicationObjectID (string): the application's object id for Graph; default: its
+    ///   client id as alternate key.
+    /// - slots.leaseSeconds (double, 30): a slot job's lease; a dead replica's job resumes after it.
+    /// - slots.movesPerSecond (double, 5): the pace of a drain's tenant moves.
+    /// - slots.propagationSeconds (double, 600): how long a new FIC may take to work.
+    /// - slots.maxTokenLifetimeSeconds (double, 5400): retire waits this long after a slot empties.
+    /// - slots.tokenFiles (string): `clientId=path,…` federated token files (AKS workload identity)
+    ///   for those identities; AZURE_FEDERATED_TOKEN_FILE with AZURE_CLIENT_ID adds one.
+    /// - vault.budget (int, 800): Key Vault transactions per vault per vault.budgetWindowSeconds
+    ///   (int, 10), shared by all replicas: each sends at most budget ÷ live replicas.
+    /// - replica.heartbeatSeconds (double, 5): how often the replica announces itself.
     /// - admin.staffTenantID (string): the ISV's Entra tenant; setting it turns the admin API on.
     /// - admin.listen (string, 127.0.0.1:8443): HOST:PORT of the admin HTTPS listener.
     /// - admin.tlsCert / admin.tlsKey (string, default server.tlsCert / server.tlsKey).
@@ -46,6 +61,11 @@ extension ServeConfiguration {
     /// - admin.geos (string, comma-separated): accepted geos (default: Azure's geographies).
     /// - admin.applicationDisplayName (string, fedbroker): the ISV application's name, as customers see it.
     /// - admin.consentRedirectURI (string): where the customer's admin lands after consenting.
+    /// - health.canaryVaultURL, health.canaryKeyName (string): a key the ISV owns in a vault of its
+    ///   own tenant (azure.isvTenantID); together they turn the deep canary on. Never a customer's.
+    /// - health.canaryIntervalSeconds (double, 60): the least time between two canary runs (≥ 10).
+    /// - health.canaryRequired (bool, false): a failing canary makes /readyz 503 (else reported only).
+    /// - metrics.refreshSeconds (double, 10): how often the state gauges are read from the store.
     init(reader: ConfigReader) throws {
         self.init()
         let r = StrictConfigReader(reader: reader)
@@ -114,6 +134,19 @@ extension ServeConfiguration {
             self.admin = admin
         }
         isvTenantID = try r.string("azure.isvTenantID") ?? admin?.api.staffTenantID
+        let canaryVault = try r.string("health.canaryVaultURL"), canaryKey = try r.string("health.canaryKeyName")
+        switch (canaryVault, canaryKey) {
+        case (let vault?, let key?):
+            var canary = Canary.Configuration(tenantID: isvTenantID ?? "", vaultURL: vault, keyName: key)
+            canary.intervalSeconds = try r.double("health.canaryIntervalSeconds") ?? canary.intervalSeconds
+            self.service.readiness.canary = canary
+        case (nil, nil):
+            break
+        default:
+            throw ConfigurationError(key: "health.canaryVaultURL", "give both health.canaryVaultURL and health.canaryKeyName, or neither")
+        }
+        self.service.readiness.canaryRequired = try r.bool("health.canaryRequired") ?? false
+        metricsRefreshSeconds = try r.double("metrics.refreshSeconds") ?? metricsRefreshSeconds
         if let slots = try r.string("slots.bootstrap") {
             for pair in slots.split(separator: ",") {
                 let parts = pair.split(separator: ":").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -123,6 +156,24 @@ extension ServeConfiguration {
                 bootstrapSlots.append((parts[0], parts[1]))
             }
         }
+        slots.runJobs = try r.bool("slots.runJobs") ?? slots.runJobs
+        slots.applicationObjectID = try r.string("slots.applicationObjectID")
+        slots.leaseSeconds = try r.double("slots.leaseSeconds") ?? slots.leaseSeconds
+        slots.movesPerSecond = try r.double("slots.movesPerSecond") ?? slots.movesPerSecond
+        slots.propagationSeconds = try r.double("slots.propagationSeconds") ?? slots.propagationSeconds
+        slots.maximumTokenLifetimeSeconds = try r.double("slots.maxTokenLifetimeSeconds") ?? slots.maximumTokenLifetimeSeconds
+        if let files = try r.string("slots.tokenFiles") {
+            for pair in files.split(separator: ",") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw ConfigurationError(key: "slots.tokenFiles", "expected clientId=path pairs, comma-separated")
+                }
+                slots.tokenFiles[parts[0].lowercased()] = parts[1]
+            }
+        }
+        self.service.vaultBudget = try r.int("vault.budget") ?? self.service.vaultBudget
+        self.service.vaultBudgetWindowSeconds = try r.int("vault.budgetWindowSeconds") ?? self.service.vaultBudgetWindowSeconds
+        heartbeatSeconds = try r.double("replica.heartbeatSeconds") ?? heartbeatSeconds
     }
 
     /// The reader `serve` uses: flags first, then the environment, then the file, then defaults.

@@ -1,5 +1,7 @@
 import AdminAPI
+import AzureHTTP
 import AzureIdentity
+import BrokerApp
 import BrokerServer
 import BrokerStore
 import FedBrokerCore
@@ -21,6 +23,8 @@ struct ServeConfiguration: Sendable {
     var databaseURL: String?
     var dataDirectory = "fedbroker-data"
     var logLevel = "info"
+    /// How often the state gauges are refreshed (metrics.refreshSeconds).
+    var metricsRefreshSeconds: Double = 10
     var azure = AzureEnvironment()
     var service: BrokerService.Configuration
     /// The admin listener; nil when no staff tenant is configured (a serving-only replica).
@@ -29,6 +33,9 @@ struct ServeConfiguration: Sendable {
     var bootstrapSlots: [(clientID: String, principalID: String)] = []
     /// The ISV's Entra tenant (the FICs' issuer); defaults to admin.staffTenantID.
     var isvTenantID: String?
+    /// Slot jobs on this replica (slots.*).
+    var slots = BrokerAppConfiguration.Slots()
+    var heartbeatSeconds: Double = 5
 
     struct AdminSettings: Sendable {
         var listenHost = "127.0.0.1"
@@ -101,6 +108,36 @@ struct ServeConfiguration: Sendable {
         }
         if !bootstrapSlots.isEmpty, isvTenantID.flatMap(EntraTenantID.init(rawValue:)) == nil {
             throw ConfigurationError(key: "azure.isvTenantID", "slots.bootstrap needs the ISV's tenant id (azure.isvTenantID or admin.staffTenantID)")
+        }
+        guard slots.leaseSeconds >= 3, slots.leaseSeconds.isFinite else {
+            throw ConfigurationError(key: "slots.leaseSeconds", "must be at least 3 (the lease is renewed every third of it)")
+        }
+        guard slots.movesPerSecond > 0, slots.movesPerSecond.isFinite, slots.propagationSeconds >= 0, slots.propagationSeconds.isFinite,
+            slots.maximumTokenLifetimeSeconds >= 0, slots.maximumTokenLifetimeSeconds.isFinite
+        else {
+            throw ConfigurationError(key: "slots", "slots.movesPerSecond must be positive; slots.propagationSeconds and slots.maxTokenLifetimeSeconds zero or more")
+        }
+        guard service.vaultBudget > 0, service.vaultBudgetWindowSeconds > 0 else {
+            throw ConfigurationError(key: "vault.budget", "vault.budget and vault.budgetWindowSeconds must be positive")
+        }
+        guard heartbeatSeconds >= 0.1, heartbeatSeconds.isFinite else {
+            throw ConfigurationError(key: "replica.heartbeatSeconds", "must be at least 0.1")
+        }
+        guard metricsRefreshSeconds >= 1, metricsRefreshSeconds <= 300 else {
+            throw ConfigurationError(key: "metrics.refreshSeconds", "must be 1-300 (5-15 suits a 15-30 s scrape)")
+        }
+        if let canary = service.readiness.canary {
+            guard canary.intervalSeconds >= 10, canary.intervalSeconds.isFinite else {
+                throw ConfigurationError(key: "health.canaryIntervalSeconds", "must be at least 10 (each run costs the canary vault three transactions)")
+            }
+            guard let url = URL(string: canary.vaultURL), url.scheme == "https", url.host != nil else {
+                throw ConfigurationError(key: "health.canaryVaultURL", "must be the https URL of a vault in the ISV's own tenant")
+            }
+            guard EntraTenantID(rawValue: canary.tenantID) != nil else {
+                throw ConfigurationError(key: "azure.isvTenantID", "the canary needs the ISV's tenant id (azure.isvTenantID or admin.staffTenantID)")
+            }
+        } else if service.readiness.canaryRequired {
+            throw ConfigurationError(key: "health.canaryRequired", "needs a canary: set health.canaryVaultURL and health.canaryKeyName")
         }
         guard azure.applicationClientID != nil else {
             throw ConfigurationError(key: "azure.appClientID", "no application client id: set azure.appClientID or FEDBROKER_APP_CLIENT_ID")

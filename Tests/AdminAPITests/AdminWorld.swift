@@ -35,7 +35,9 @@ struct AdminWorld {
     let http: HTTPClient
     var scenario: DefaultScenario { emulator.defaultScenario! }
 
-    static func with(_ body: (AdminWorld) async throws -> Void) async throws {
+    static func with(
+        configure: (inout BrokerAppConfiguration, DefaultScenario) -> Void = { _, _ in }, _ body: (AdminWorld) async throws -> Void
+    ) async throws {
         var logger = Logger(label: "admin-tests")
         logger.logLevel = .warning
         try await RunningEmulator.with(logger: logger) { running in
@@ -55,6 +57,7 @@ struct AdminWorld {
             admin.tls = TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(certificate)], privateKey: .privateKey(key))
             admin.unixSocketPath = dir.appendingPathComponent("admin.sock").path
             configuration.admin = admin
+            configure(&configuration, scenario)
 
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
             try await running.activateSlots(in: app.store)

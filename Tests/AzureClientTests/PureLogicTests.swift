@@ -1,3 +1,4 @@
+import AzureHTTP
 @testable import AzureIdentity
 import FedBrokerCore
 import Foundation

@@ -124,7 +124,7 @@ import Testing
         try await withEmulator { h in
             h.state.updateSettings { $0.ficPropagationSeconds = 120 }
             let mi = try h.state.createManagedIdentity(tenantID: h.scenario.isvTenantID, name: "slot-3")
-            let graphToken = try await h.assertion(forGraph: h.scenario.managedIdentities[0].clientId)
+            let graphToken = try await h.graphToken(through: h.scenario.managedIdentities[0].clientId)
             let created = try await h.json(
                 .POST, "\(h.endpoints.graph)/v1.0/applications/\(h.scenario.appObjectID)/federatedIdentityCredentials",
                 #"{"name":"slot-3","issuer":"https://login.microsoftonline.com/\#(h.scenario.isvTenantID)/v2.0","subject":"\#(mi.principalId)","audiences":["api://AzureADTokenExchange"]}"#,
@@ -168,8 +168,18 @@ struct ExternalClaims: JWTPayload {
 }
 
 extension Harness {
-    /// A managed-identity token for Microsoft Graph (what an SRE tool would present).
-    func assertion(forGraph clientID: String) async throws -> String {
+    /// The ISV application's own Graph token, as the broker obtains it: the managed identity's
+    /// assertion exchanged in the ISV tenant for `https://graph.microsoft.com/.default`.
+    func graphToken(through clientID: String) async throws -> String {
+        let reply = try await exchange(
+            tenant: scenario.isvTenantID, assertion: try await assertion(for: clientID), scope: "https://graph.microsoft.com/.default")
+        #expect(reply.status == 200, "\(reply.body)")
+        return try #require(reply.json["access_token"] as? String)
+    }
+
+    /// A managed-identity token for Microsoft Graph straight from IMDS: the identity itself, not
+    /// the application, so Graph lets it manage nothing.
+    func managedIdentityGraphToken(_ clientID: String) async throws -> String {
         let reply = try await imds("api-version=2018-02-01&resource=https://graph.microsoft.com&client_id=\(clientID)")
         return try #require(reply.json["access_token"] as? String)
     }

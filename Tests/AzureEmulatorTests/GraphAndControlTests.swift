@@ -6,7 +6,7 @@ import Testing
 @Suite struct GraphTests {
     @Test func listCreateDeleteWithTheRules() async throws {
         try await withEmulator { h in
-            let token = try await h.assertion(forGraph: h.scenario.managedIdentities[0].clientId)
+            let token = try await h.graphToken(through: h.scenario.managedIdentities[0].clientId)
             let auth = [("Authorization", "Bearer \(token)")]
             let base = "\(h.endpoints.graph)/v1.0/applications/\(h.scenario.appObjectID)/federatedIdentityCredentials"
             let issuer = "https://login.microsoftonline.com/\(h.scenario.isvTenantID)/v2.0"
@@ -28,7 +28,9 @@ import Testing
             #expect(try await create("slot-3", subject: "principal-x").status == 409)  // name taken
             let duplicate = try await create("slot-dup", subject: "principal-3")
             #expect(duplicate.status == 400)
-            #expect((duplicate.json["error"] as? [String: Any])?["message"] as? String == "Issuer and subject combination already exists for this application.")
+            #expect(duplicate.errorCode == "InvalidFederatedIdentityCredentialValue")
+            let duplicateMessage = try #require((duplicate.json["error"] as? [String: Any])?["message"] as? String)
+            #expect(duplicateMessage.hasPrefix("The combination of issuer and subject must be unique for the application. Issuer \(issuer) and Subject: principal-3 already exist."))
             #expect(try await create("-bad", subject: "p").status == 400)
             #expect(try await create("two-aud", subject: "p2", audiences: #"["a","b"]"#).status == 400)
 
@@ -57,7 +59,7 @@ import Testing
             let vaultToken = try await h.vaultToken(customer: 0)
             #expect(try await h.send(.GET, base, headers: [("Authorization", "Bearer \(vaultToken)")]).status == 401)
             let unknownApp = try await h.send(.GET, "\(h.endpoints.graph)/v1.0/applications/\(UUID().uuidString)/federatedIdentityCredentials",
-                                              headers: [("Authorization", "Bearer \(try await h.assertion(forGraph: h.scenario.managedIdentities[0].clientId))")])
+                                              headers: [("Authorization", "Bearer \(try await h.graphToken(through: h.scenario.managedIdentities[0].clientId))")])
             #expect(unknownApp.status == 404)
             #expect(unknownApp.errorCode == "Request_ResourceNotFound")
         }

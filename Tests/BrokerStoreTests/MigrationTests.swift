@@ -10,7 +10,7 @@ import Testing
         try await withStore(kind, migrate: false) { store, _ in
             let first = try await store.migrate()
             #expect(first.previousVersion == 0)
-            #expect(first.applied == ["0001_init.sql", "0002_onboarding.sql"])
+            #expect(first.applied == ["0001_init.sql", "0002_onboarding.sql", "0003_slot_jobs.sql"])
             #expect(first.currentVersion == EmbeddedMigrations.latestVersion(for: kind == .postgres ? .postgres : .sqlite))
             let second = try await store.migrate()
             #expect(second.applied.isEmpty)
@@ -30,7 +30,7 @@ import Testing
                 }
             }
             #expect(reports.filter { !$0.applied.isEmpty }.count == 1)
-            #expect(reports.allSatisfy { $0.currentVersion == 2 })
+            #expect(reports.allSatisfy { $0.currentVersion == 3 })
         }
     }
 
@@ -147,7 +147,7 @@ import Testing
                 .map { $0.split(separator: " ")[2].lowercased() }
         }
         #expect(tables(.postgres) == tables(.sqlite))
-        #expect(tables(.postgres) == ["fic_slots", "tenants", "audit_records", "callers", "change_feed", "tenant_onboarding"])
+        #expect(tables(.postgres) == ["fic_slots", "tenants", "audit_records", "callers", "change_feed", "tenant_onboarding", "slot_jobs", "replicas"])
     }
 }
 

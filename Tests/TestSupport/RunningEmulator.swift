@@ -1,4 +1,5 @@
 import AzureEmulator
+import AzureHTTP
 import AzureIdentity
 import BrokerStore
 import FedBrokerCore

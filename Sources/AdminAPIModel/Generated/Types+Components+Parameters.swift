@@ -20,6 +20,8 @@ extension Components {
     public enum Parameters {
         /// - Remark: Generated from `#/components/parameters/TenantID`.
         public typealias TenantID = Swift.String
+        /// - Remark: Generated from `#/components/parameters/SlotID`.
+        public typealias SlotID = Swift.String
         /// - Remark: Generated from `#/components/parameters/CallerID`.
         public typealias CallerID = Swift.String
         /// Any string of 1-255 printable ASCII characters; a retry with the same key returns the first answer's tenant.

@@ -29,21 +29,476 @@ extension Components {
             public var status: Components.Schemas.Health.StatusPayload
             /// - Remark: Generated from `#/components/schemas/Health/detail`.
             public var detail: Swift.String?
+            /// Each readiness check (store, audit, slot assertion, canary) and its result.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Health/checks`.
+            public var checks: [Components.Schemas.HealthCheck]?
             /// Creates a new `Health`.
             ///
             /// - Parameters:
             ///   - status:
             ///   - detail:
+            ///   - checks: Each readiness check (store, audit, slot assertion, canary) and its result.
             public init(
                 status: Components.Schemas.Health.StatusPayload,
-                detail: Swift.String? = nil
+                detail: Swift.String? = nil,
+                checks: [Components.Schemas.HealthCheck]? = nil
             ) {
                 self.status = status
                 self.detail = detail
+                self.checks = checks
             }
             public enum CodingKeys: String, CodingKey {
                 case status
                 case detail
+                case checks
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/HealthCheck`.
+        public struct HealthCheck: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/HealthCheck/name`.
+            public var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/HealthCheck/ok`.
+            public var ok: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/HealthCheck/detail`.
+            public var detail: Swift.String?
+            /// Creates a new `HealthCheck`.
+            ///
+            /// - Parameters:
+            ///   - name:
+            ///   - ok:
+            ///   - detail:
+            public init(
+                name: Swift.String,
+                ok: Swift.Bool,
+                detail: Swift.String? = nil
+            ) {
+                self.name = name
+                self.ok = ok
+                self.detail = detail
+            }
+            public enum CodingKeys: String, CodingKey {
+                case name
+                case ok
+                case detail
+            }
+        }
+        /// `provisioning`: its FIC is being created and proven. `active`: serves and takes new tenants.
+        /// `draining`: serves its tenants while they are moved away. `retired`: its FIC is deleted.
+        ///
+        ///
+        /// - Remark: Generated from `#/components/schemas/SlotState`.
+        @frozen public enum SlotState: String, Codable, Hashable, Sendable, CaseIterable {
+            case provisioning = "provisioning"
+            case active = "active"
+            case draining = "draining"
+            case retired = "retired"
+        }
+        /// - Remark: Generated from `#/components/schemas/Slot`.
+        public struct Slot: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Slot/id`.
+            public var id: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Slot/state`.
+            public var state: Components.Schemas.SlotState
+            /// The managed identity's client id.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Slot/identity_client_id`.
+            public var identityClientId: Swift.String
+            /// The managed identity's principal (object) id: the FIC's subject.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Slot/principal_id`.
+            public var principalId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Slot/issuer`.
+            public var issuer: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Slot/subject`.
+            public var subject: Swift.String
+            /// - Remark: Generated from `#/components/schemas/Slot/tenant_count`.
+            public var tenantCount: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/Slot/created_at`.
+            public var createdAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/Slot/updated_at`.
+            public var updatedAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/Slot/version`.
+            public var version: Swift.Int64
+            /// Creates a new `Slot`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - state:
+            ///   - identityClientId: The managed identity's client id.
+            ///   - principalId: The managed identity's principal (object) id: the FIC's subject.
+            ///   - issuer:
+            ///   - subject:
+            ///   - tenantCount:
+            ///   - createdAt:
+            ///   - updatedAt:
+            ///   - version:
+            public init(
+                id: Swift.String,
+                state: Components.Schemas.SlotState,
+                identityClientId: Swift.String,
+                principalId: Swift.String,
+                issuer: Swift.String,
+                subject: Swift.String,
+                tenantCount: Swift.Int,
+                createdAt: Foundation.Date,
+                updatedAt: Foundation.Date,
+                version: Swift.Int64
+            ) {
+                self.id = id
+                self.state = state
+                self.identityClientId = identityClientId
+                self.principalId = principalId
+                self.issuer = issuer
+                self.subject = subject
+                self.tenantCount = tenantCount
+                self.createdAt = createdAt
+                self.updatedAt = updatedAt
+                self.version = version
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case state
+                case identityClientId = "identity_client_id"
+                case principalId = "principal_id"
+                case issuer
+                case subject
+                case tenantCount = "tenant_count"
+                case createdAt = "created_at"
+                case updatedAt = "updated_at"
+                case version
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotList`.
+        public struct SlotList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotList/items`.
+            public var items: [Components.Schemas.Slot]
+            /// Entra allows this many FICs per application; retired slots do not count.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotList/limit`.
+            public var limit: Swift.Int
+            /// Creates a new `SlotList`.
+            ///
+            /// - Parameters:
+            ///   - items:
+            ///   - limit: Entra allows this many FICs per application; retired slots do not count.
+            public init(
+                items: [Components.Schemas.Slot],
+                limit: Swift.Int
+            ) {
+                self.items = items
+                self.limit = limit
+            }
+            public enum CodingKeys: String, CodingKey {
+                case items
+                case limit
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotAdd`.
+        public struct SlotAdd: Codable, Hashable, Sendable {
+            /// The user-assigned managed identity's client id (a GUID).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotAdd/identity_client_id`.
+            public var identityClientId: Swift.String
+            /// Its principal (object) id (a GUID).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotAdd/principal_id`.
+            public var principalId: Swift.String
+            /// The slot and FIC name; fic-N by default.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotAdd/name`.
+            public var name: Swift.String?
+            /// Creates a new `SlotAdd`.
+            ///
+            /// - Parameters:
+            ///   - identityClientId: The user-assigned managed identity's client id (a GUID).
+            ///   - principalId: Its principal (object) id (a GUID).
+            ///   - name: The slot and FIC name; fic-N by default.
+            public init(
+                identityClientId: Swift.String,
+                principalId: Swift.String,
+                name: Swift.String? = nil
+            ) {
+                self.identityClientId = identityClientId
+                self.principalId = principalId
+                self.name = name
+            }
+            public enum CodingKeys: String, CodingKey {
+                case identityClientId = "identity_client_id"
+                case principalId = "principal_id"
+                case name
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.identityClientId = try container.decode(
+                    Swift.String.self,
+                    forKey: .identityClientId
+                )
+                self.principalId = try container.decode(
+                    Swift.String.self,
+                    forKey: .principalId
+                )
+                self.name = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "identity_client_id",
+                    "principal_id",
+                    "name"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotRotate`.
+        public struct SlotRotate: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotRotate/identity_client_id`.
+            public var identityClientId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SlotRotate/principal_id`.
+            public var principalId: Swift.String
+            /// The new slot's name; fic-N by default.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotRotate/name`.
+            public var name: Swift.String?
+            /// Creates a new `SlotRotate`.
+            ///
+            /// - Parameters:
+            ///   - identityClientId:
+            ///   - principalId:
+            ///   - name: The new slot's name; fic-N by default.
+            public init(
+                identityClientId: Swift.String,
+                principalId: Swift.String,
+                name: Swift.String? = nil
+            ) {
+                self.identityClientId = identityClientId
+                self.principalId = principalId
+                self.name = name
+            }
+            public enum CodingKeys: String, CodingKey {
+                case identityClientId = "identity_client_id"
+                case principalId = "principal_id"
+                case name
+            }
+            public init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.identityClientId = try container.decode(
+                    Swift.String.self,
+                    forKey: .identityClientId
+                )
+                self.principalId = try container.decode(
+                    Swift.String.self,
+                    forKey: .principalId
+                )
+                self.name = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "identity_client_id",
+                    "principal_id",
+                    "name"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotJobProgress`.
+        public struct SlotJobProgress: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotJobProgress/total`.
+            public var total: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SlotJobProgress/moved`.
+            public var moved: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SlotJobProgress/failed`.
+            public var failed: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/SlotJobProgress/left`.
+            public var left: Swift.Int
+            /// Creates a new `SlotJobProgress`.
+            ///
+            /// - Parameters:
+            ///   - total:
+            ///   - moved:
+            ///   - failed:
+            ///   - left:
+            public init(
+                total: Swift.Int,
+                moved: Swift.Int,
+                failed: Swift.Int,
+                left: Swift.Int
+            ) {
+                self.total = total
+                self.moved = moved
+                self.failed = failed
+                self.left = left
+            }
+            public enum CodingKeys: String, CodingKey {
+                case total
+                case moved
+                case failed
+                case left
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotJobFailure`.
+        public struct SlotJobFailure: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotJobFailure/tenant_id`.
+            public var tenantId: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SlotJobFailure/reason`.
+            public var reason: Swift.String
+            /// Creates a new `SlotJobFailure`.
+            ///
+            /// - Parameters:
+            ///   - tenantId:
+            ///   - reason:
+            public init(
+                tenantId: Swift.String,
+                reason: Swift.String
+            ) {
+                self.tenantId = tenantId
+                self.reason = reason
+            }
+            public enum CodingKeys: String, CodingKey {
+                case tenantId = "tenant_id"
+                case reason
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotJob`.
+        public struct SlotJob: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotJob/id`.
+            public var id: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SlotJob/kind`.
+            @frozen public enum KindPayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case add = "add"
+                case drain = "drain"
+                case retire = "retire"
+                case rotate = "rotate"
+            }
+            /// - Remark: Generated from `#/components/schemas/SlotJob/kind`.
+            public var kind: Components.Schemas.SlotJob.KindPayload
+            /// - Remark: Generated from `#/components/schemas/SlotJob/state`.
+            @frozen public enum StatePayload: String, Codable, Hashable, Sendable, CaseIterable {
+                case running = "running"
+                case succeeded = "succeeded"
+                case failed = "failed"
+            }
+            /// - Remark: Generated from `#/components/schemas/SlotJob/state`.
+            public var state: Components.Schemas.SlotJob.StatePayload
+            /// The step running now (or where a failed job stopped); `done` once succeeded.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotJob/step`.
+            public var step: Swift.String
+            /// Every step of this kind of job, in order.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotJob/steps`.
+            public var steps: [Swift.String]
+            /// The slot drained, retired or rotated.
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotJob/slot_id`.
+            public var slotId: Swift.String?
+            /// The slot added (add, rotate).
+            ///
+            /// - Remark: Generated from `#/components/schemas/SlotJob/new_slot_id`.
+            public var newSlotId: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/SlotJob/identity_client_id`.
+            public var identityClientId: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/SlotJob/progress`.
+            public var progress: Components.Schemas.SlotJobProgress
+            /// - Remark: Generated from `#/components/schemas/SlotJob/failures`.
+            public var failures: [Components.Schemas.SlotJobFailure]
+            /// - Remark: Generated from `#/components/schemas/SlotJob/message`.
+            public var message: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SlotJob/created_by`.
+            public var createdBy: Swift.String
+            /// - Remark: Generated from `#/components/schemas/SlotJob/created_at`.
+            public var createdAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/SlotJob/updated_at`.
+            public var updatedAt: Foundation.Date
+            /// - Remark: Generated from `#/components/schemas/SlotJob/finished_at`.
+            public var finishedAt: Foundation.Date?
+            /// - Remark: Generated from `#/components/schemas/SlotJob/drained_at`.
+            public var drainedAt: Foundation.Date?
+            /// Creates a new `SlotJob`.
+            ///
+            /// - Parameters:
+            ///   - id:
+            ///   - kind:
+            ///   - state:
+            ///   - step: The step running now (or where a failed job stopped); `done` once succeeded.
+            ///   - steps: Every step of this kind of job, in order.
+            ///   - slotId: The slot drained, retired or rotated.
+            ///   - newSlotId: The slot added (add, rotate).
+            ///   - identityClientId:
+            ///   - progress:
+            ///   - failures:
+            ///   - message:
+            ///   - createdBy:
+            ///   - createdAt:
+            ///   - updatedAt:
+            ///   - finishedAt:
+            ///   - drainedAt:
+            public init(
+                id: Swift.String,
+                kind: Components.Schemas.SlotJob.KindPayload,
+                state: Components.Schemas.SlotJob.StatePayload,
+                step: Swift.String,
+                steps: [Swift.String],
+                slotId: Swift.String? = nil,
+                newSlotId: Swift.String? = nil,
+                identityClientId: Swift.String? = nil,
+                progress: Components.Schemas.SlotJobProgress,
+                failures: [Components.Schemas.SlotJobFailure],
+                message: Swift.String,
+                createdBy: Swift.String,
+                createdAt: Foundation.Date,
+                updatedAt: Foundation.Date,
+                finishedAt: Foundation.Date? = nil,
+                drainedAt: Foundation.Date? = nil
+            ) {
+                self.id = id
+                self.kind = kind
+                self.state = state
+                self.step = step
+                self.steps = steps
+                self.slotId = slotId
+                self.newSlotId = newSlotId
+                self.identityClientId = identityClientId
+                self.progress = progress
+                self.failures = failures
+                self.message = message
+                self.createdBy = createdBy
+                self.createdAt = createdAt
+                self.updatedAt = updatedAt
+                self.finishedAt = finishedAt
+                self.drainedAt = drainedAt
+            }
+            public enum CodingKeys: String, CodingKey {
+                case id
+                case kind
+                case state
+                case step
+                case steps
+                case slotId = "slot_id"
+                case newSlotId = "new_slot_id"
+                case identityClientId = "identity_client_id"
+                case progress
+                case failures
+                case message
+                case createdBy = "created_by"
+                case createdAt = "created_at"
+                case updatedAt = "updated_at"
+                case finishedAt = "finished_at"
+                case drainedAt = "drained_at"
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SlotJobList`.
+        public struct SlotJobList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SlotJobList/items`.
+            public var items: [Components.Schemas.SlotJob]
+            /// Creates a new `SlotJobList`.
+            ///
+            /// - Parameters:
+            ///   - items:
+            public init(items: [Components.Schemas.SlotJob]) {
+                self.items = items
+            }
+            public enum CodingKeys: String, CodingKey {
+                case items
             }
         }
         /// - Remark: Generated from `#/components/schemas/Problem`.

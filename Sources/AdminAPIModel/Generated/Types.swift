@@ -121,6 +121,50 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `DELETE /v1/callers/{caller_id}`.
     /// - Remark: Generated from `#/paths//v1/callers/{caller_id}/delete(deleteCaller)`.
     func deleteCaller(_ input: Operations.DeleteCaller.Input) async throws -> Operations.DeleteCaller.Output
+    /// Every FIC slot of the application, with its tenant count.
+    ///
+    /// - Remark: HTTP `GET /v1/slots`.
+    /// - Remark: Generated from `#/paths//v1/slots/get(listSlots)`.
+    func listSlots(_ input: Operations.ListSlots.Input) async throws -> Operations.ListSlots.Output
+    /// Starts a job that creates a FIC for a managed identity, proves it, and activates the slot.
+    ///
+    /// Answers 202 with the job at once; follow it at `/v1/slot-jobs/{job_id}`. Sending the same
+    /// identity again while its slot is still `provisioning` resumes that slot.
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/slots`.
+    /// - Remark: Generated from `#/paths//v1/slots/post(addSlot)`.
+    func addSlot(_ input: Operations.AddSlot.Input) async throws -> Operations.AddSlot.Output
+    /// One slot.
+    ///
+    /// - Remark: HTTP `GET /v1/slots/{slot_id}`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/get(getSlot)`.
+    func getSlot(_ input: Operations.GetSlot.Input) async throws -> Operations.GetSlot.Output
+    /// Starts a job that stops placing tenants on the slot and moves each of its tenants, each move proven first.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/drain`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/drain/post(drainSlot)`.
+    func drainSlot(_ input: Operations.DrainSlot.Input) async throws -> Operations.DrainSlot.Output
+    /// Starts a job that deletes an empty, draining slot's FIC once no token issued through it is valid.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/retire`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/retire/post(retireSlot)`.
+    func retireSlot(_ input: Operations.RetireSlot.Input) async throws -> Operations.RetireSlot.Output
+    /// Starts one resumable job that adds a slot for the new identity, moves every tenant of this slot to it, and retires this slot.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/rotate`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/rotate/post(rotateSlot)`.
+    func rotateSlot(_ input: Operations.RotateSlot.Input) async throws -> Operations.RotateSlot.Output
+    /// The newest slot jobs first.
+    ///
+    /// - Remark: HTTP `GET /v1/slot-jobs`.
+    /// - Remark: Generated from `#/paths//v1/slot-jobs/get(listSlotJobs)`.
+    func listSlotJobs(_ input: Operations.ListSlotJobs.Input) async throws -> Operations.ListSlotJobs.Output
+    /// One slot job, with its progress.
+    ///
+    /// - Remark: HTTP `GET /v1/slot-jobs/{job_id}`.
+    /// - Remark: Generated from `#/paths//v1/slot-jobs/{job_id}/get(getSlotJob)`.
+    func getSlotJob(_ input: Operations.GetSlotJob.Input) async throws -> Operations.GetSlotJob.Output
     /// The audit trail (key operations and admin actions), oldest first, a page at a time.
     ///
     /// - Remark: HTTP `GET /v1/audit`.
@@ -346,6 +390,110 @@ extension APIProtocol {
         headers: Operations.DeleteCaller.Input.Headers = .init()
     ) async throws -> Operations.DeleteCaller.Output {
         try await deleteCaller(Operations.DeleteCaller.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Every FIC slot of the application, with its tenant count.
+    ///
+    /// - Remark: HTTP `GET /v1/slots`.
+    /// - Remark: Generated from `#/paths//v1/slots/get(listSlots)`.
+    public func listSlots(headers: Operations.ListSlots.Input.Headers = .init()) async throws -> Operations.ListSlots.Output {
+        try await listSlots(Operations.ListSlots.Input(headers: headers))
+    }
+    /// Starts a job that creates a FIC for a managed identity, proves it, and activates the slot.
+    ///
+    /// Answers 202 with the job at once; follow it at `/v1/slot-jobs/{job_id}`. Sending the same
+    /// identity again while its slot is still `provisioning` resumes that slot.
+    ///
+    ///
+    /// - Remark: HTTP `POST /v1/slots`.
+    /// - Remark: Generated from `#/paths//v1/slots/post(addSlot)`.
+    public func addSlot(
+        headers: Operations.AddSlot.Input.Headers = .init(),
+        body: Operations.AddSlot.Input.Body
+    ) async throws -> Operations.AddSlot.Output {
+        try await addSlot(Operations.AddSlot.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// One slot.
+    ///
+    /// - Remark: HTTP `GET /v1/slots/{slot_id}`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/get(getSlot)`.
+    public func getSlot(
+        path: Operations.GetSlot.Input.Path,
+        headers: Operations.GetSlot.Input.Headers = .init()
+    ) async throws -> Operations.GetSlot.Output {
+        try await getSlot(Operations.GetSlot.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Starts a job that stops placing tenants on the slot and moves each of its tenants, each move proven first.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/drain`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/drain/post(drainSlot)`.
+    public func drainSlot(
+        path: Operations.DrainSlot.Input.Path,
+        headers: Operations.DrainSlot.Input.Headers = .init()
+    ) async throws -> Operations.DrainSlot.Output {
+        try await drainSlot(Operations.DrainSlot.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Starts a job that deletes an empty, draining slot's FIC once no token issued through it is valid.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/retire`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/retire/post(retireSlot)`.
+    public func retireSlot(
+        path: Operations.RetireSlot.Input.Path,
+        headers: Operations.RetireSlot.Input.Headers = .init()
+    ) async throws -> Operations.RetireSlot.Output {
+        try await retireSlot(Operations.RetireSlot.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Starts one resumable job that adds a slot for the new identity, moves every tenant of this slot to it, and retires this slot.
+    ///
+    /// - Remark: HTTP `POST /v1/slots/{slot_id}/rotate`.
+    /// - Remark: Generated from `#/paths//v1/slots/{slot_id}/rotate/post(rotateSlot)`.
+    public func rotateSlot(
+        path: Operations.RotateSlot.Input.Path,
+        headers: Operations.RotateSlot.Input.Headers = .init(),
+        body: Operations.RotateSlot.Input.Body
+    ) async throws -> Operations.RotateSlot.Output {
+        try await rotateSlot(Operations.RotateSlot.Input(
+            path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// The newest slot jobs first.
+    ///
+    /// - Remark: HTTP `GET /v1/slot-jobs`.
+    /// - Remark: Generated from `#/paths//v1/slot-jobs/get(listSlotJobs)`.
+    public func listSlotJobs(
+        query: Operations.ListSlotJobs.Input.Query = .init(),
+        headers: Operations.ListSlotJobs.Input.Headers = .init()
+    ) async throws -> Operations.ListSlotJobs.Output {
+        try await listSlotJobs(Operations.ListSlotJobs.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// One slot job, with its progress.
+    ///
+    /// - Remark: HTTP `GET /v1/slot-jobs/{job_id}`.
+    /// - Remark: Generated from `#/paths//v1/slot-jobs/{job_id}/get(getSlotJob)`.
+    public func getSlotJob(
+        path: Operations.GetSlotJob.Input.Path,
+        headers: Operations.GetSlotJob.Input.Headers = .init()
+    ) async throws -> Operations.GetSlotJob.Output {
+        try await getSlotJob(Operations.GetSlotJob.Input(
             path: path,
             headers: headers
         ))

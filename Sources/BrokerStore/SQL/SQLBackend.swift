@@ -78,4 +78,7 @@ struct AdvisoryLockKey: Hashable, Sendable {
     /// Held while placing tenants and counting or creating slots, so the 20-slot limit and the
     /// least-loaded placement hold under concurrent writers.
     static let slotAllocation = AdvisoryLockKey(rawValue: base | 0x03)
+    /// Held while creating, claiming or advancing a slot job, so two replicas never both take
+    /// over an expired lease, and a job is created only when no other is open.
+    static let slotJobs = AdvisoryLockKey(rawValue: base | 0x04)
 }

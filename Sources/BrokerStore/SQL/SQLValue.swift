@@ -34,6 +34,14 @@ struct SQLRow: Sendable {
         return value
     }
 
+    func optionalInteger(_ column: String) throws -> Int64? {
+        switch self.values[column] {
+        case .integer(let value): return value
+        case .null, .none: return nil
+        default: throw Self.typeError(column, "integer or NULL")
+        }
+    }
+
     /// PostgreSQL has BOOLEAN; SQLite stores 0/1.
     func bool(_ column: String) throws -> Bool {
         switch self.values[column] {

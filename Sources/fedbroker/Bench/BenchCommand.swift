@@ -1,5 +1,6 @@
 import ArgumentParser
 import AzureEmulator
+import AzureHTTP
 import AzureIdentity
 import BrokerClient
 import BrokerServer

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import AzureEmulator
+import AzureHTTP
 import AzureIdentity
 import BrokerApp
 import BrokerClient

@@ -2,43 +2,6 @@ import FedBrokerCore
 import Foundation
 import Synchronization
 
-/// An error that may carry the server's Retry-After, which the retry loop honours.
-package protocol RetryAfterHinting: Error {
-    var retryAfterHint: Double? { get }
-}
-
-/// Runs `attempt` until it succeeds, fails for good, or the next wait would end past the
-/// deadline. Retries only what the error says is retryable.
-package func retrying<T>(
-    deadline: Date, clock: any WallClock, backoff: Backoff, isRetryable: (any Error) -> Bool = defaultIsRetryable,
-    jitter: () -> Double = { Double.random(in: 0..<1) }, _ attempt: () async throws -> T
-) async throws -> T {
-    var failures = 0
-    while true {
-        do {
-            return try await attempt()
-        } catch {
-            let retryAfter = (error as? any RetryAfterHinting)?.retryAfterHint
-            let underlying = error
-            guard isRetryable(underlying) else { throw underlying }
-            failures += 1
-            switch backoff.decision(
-                afterAttempt: failures, retryAfter: retryAfter, jitter: jitter(), now: clock.now, deadline: deadline)
-            {
-            case .retry(let delay): try await clock.sleep(seconds: delay)
-            case .giveUp:
-                // The last failure says more than "deadline exceeded" (throttled? unreachable?).
-                throw underlying
-            }
-        }
-    }
-}
-
-package func defaultIsRetryable(_ error: any Error) -> Bool {
-    if let e = error as? AzureIdentityError { return e.isRetryable }
-    return false
-}
-
 /// At most `limit` operations at once and `perSecond` per second against one endpoint (IMDS
 /// allows 5 concurrent and 20 per second). Shared per endpoint across sources, since the limits
 /// are per VM, not per identity.

@@ -6,8 +6,8 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// One HTTP exchange with an Azure endpoint under a deadline, shared by the identity and
-/// Key Vault clients. Transport failures come back as `TransportFailure`, so callers decide
+/// One HTTP exchange with an Azure endpoint under a deadline, shared by the identity, Key Vault
+/// and Graph clients. Transport failures come back as `TransportFailure`, so callers decide
 /// retries on kinds, never on error strings.
 package enum AzureHTTP {
     package struct Response: Sendable {
@@ -80,30 +80,18 @@ package enum AzureHTTP {
 
     /// A request id for `x-ms-client-request-id`: returned to the caller for its audit trail.
     package static func newClientRequestID() -> String { UUID().uuidString.lowercased() }
-}
 
-/// Why a request got no HTTP answer.
-public enum TransportFailure: Error, Sendable, Equatable, CustomStringConvertible {
-    case deadlineExceeded
-    case connectionFailed(String)
-    case tls(String)
-    /// The request itself is unusable (bad URL, unsupported scheme): a configuration error.
-    case invalidRequest(String)
+    /// RFC 3986 unreserved characters only: everything else in a path segment or a query value
+    /// is percent-encoded, so a value can never add a segment, a parameter or a fragment.
+    package static let unreserved: CharacterSet = {
+        var set = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        set.insert(charactersIn: "-._~")
+        return set
+    }()
 
-    public var description: String {
-        switch self {
-        case .deadlineExceeded: "the deadline passed before an answer came"
-        case .connectionFailed(let why): "connection failed: \(why)"
-        case .tls(let why): "TLS failed: \(why)"
-        case .invalidRequest(let why): "invalid request: \(why)"
-        }
-    }
-
-    /// Timeouts and resets are worth another try; a certificate the client does not trust is not.
-    public var isRetryable: Bool {
-        switch self {
-        case .tls, .invalidRequest: false
-        case .deadlineExceeded, .connectionFailed: true
-        }
+    /// `value` percent-encoded for use as one path segment or one query value.
+    package static func percentEncoded(_ value: String) -> String {
+        // Encoding UTF-8 with a non-empty allowed set cannot fail; the fallback is unreachable.
+        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
     }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FedBrokerCore
 import Foundation
 import NIOCore
 import NIOPosix
@@ -62,11 +63,13 @@ public struct AzureEnvironment: Sendable, Equatable {
 
     /// An HTTP client with pooled connections that trusts the system roots plus the CA bundle.
     /// The caller owns it and must `shutdown()` it.
+    /// - Throws: `BrokerError` `.invalidArgument` when the CA bundle cannot be read: a
+    ///   configuration error, found at startup rather than at the first TLS handshake.
     public func makeHTTPClient() throws -> HTTPClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         if let caBundlePath {
             guard FileManager.default.isReadableFile(atPath: caBundlePath) else {
-                throw AzureIdentityError.malformedResponse(service: "configuration", detail: "CA bundle \(caBundlePath) is not readable")
+                throw BrokerError(.invalidArgument, "CA bundle \(caBundlePath) is not readable")
             }
             tls.additionalTrustRoots = [.file(caBundlePath)]
         }

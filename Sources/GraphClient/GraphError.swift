@@ -1,0 +1,139 @@
+import AzureHTTP
+import Foundation
+
+/// A Microsoft Graph failure on the application's federated identity credentials, classified by
+/// status and Graph's `error.code` (message text only where Graph gives nothing else: the
+/// 20-credential limit), with what an SRE needs to find the call in Graph's logs.
+///
+/// Equality compares `kind` only: callers and tests match on what went wrong, not on Graph's
+/// wording or request ids.
+public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, RetryAfterHinting {
+    /// What went wrong. Each case says whether a caller may retry.
+    public enum Kind: Sendable, Equatable {
+        /// 403 (`Authorization_RequestDenied`): the application may not manage these credentials
+        /// (Graph's `Application.ReadWrite.OwnedBy` permission missing or revoked). Not retryable:
+        /// an administrator must grant it.
+        case insufficientPrivileges
+        /// The application already has 20 federated identity credentials. Not retryable: retire a
+        /// slot first.
+        case credentialLimitReached
+        /// 404: the application or the credential does not exist. On delete, "already gone".
+        case notFound
+        /// 409: a credential with this name exists (names are unique per application and immutable).
+        case nameConflict
+        /// 400 `InvalidFederatedIdentityCredentialValue`: a credential with this issuer and subject
+        /// exists under another name (the pair is unique per application).
+        case duplicateIssuerSubject
+        /// 429, still after the retries the deadline allowed; `retryAfter` is Graph's last
+        /// `Retry-After` (clamped), in seconds.
+        case throttled(retryAfter: Double?)
+        /// Any other 4xx: the request is wrong as sent. Not retryable.
+        case invalidRequest
+        /// Refused before sending: an id, name or value that cannot be put in a URL or a body, or a
+        /// Graph URL that is not https. Not retryable.
+        case invalidArgument
+        /// 401: Graph refused the token (expired, wrong audience, wrong tenant).
+        case unauthorized
+        /// 5xx; 503 and 504 were retried within the deadline.
+        case server(status: Int)
+        /// No HTTP answer; retryable failures were retried within the deadline.
+        case transport(TransportFailure)
+        /// A 2xx whose body is not a credential (or a list of them).
+        case malformedResponse
+    }
+
+    public var kind: Kind
+    public var httpStatus: Int?
+    /// Graph's `error.code` (`Authorization_RequestDenied`, `Request_BadRequest`, …), as sent.
+    public var graphCode: String?
+    /// Graph's `error.message`, at most 256 characters with control characters escaped, so a
+    /// hostile or broken answer cannot flood or forge log lines.
+    public var graphMessage: String?
+    /// Graph's `request-id` (header, else `error.innerError.request-id`): what Microsoft support asks for.
+    public var requestID: String?
+    /// The `client-request-id` the client sent, the same on every retry of one call.
+    public var clientRequestID: String
+    /// Graph's `Retry-After` on this answer, clamped (see `GraphClient.Configuration.maximumRetryAfter`).
+    public var retryAfter: Double?
+
+    public init(
+        kind: Kind, httpStatus: Int? = nil, graphCode: String? = nil, graphMessage: String? = nil, requestID: String? = nil,
+        clientRequestID: String, retryAfter: Double? = nil
+    ) {
+        self.kind = kind
+        self.httpStatus = httpStatus
+        self.graphCode = graphCode
+        self.graphMessage = graphMessage.map { Self.bounded($0) }
+        self.requestID = requestID
+        self.clientRequestID = clientRequestID
+        self.retryAfter = retryAfter
+    }
+
+    public static func == (lhs: GraphError, rhs: GraphError) -> Bool { lhs.kind == rhs.kind }
+
+    /// A stable, snake_case label for logs, metrics and the admin API.
+    public var code: String {
+        switch kind {
+        case .insufficientPrivileges: "insufficient_privileges"
+        case .credentialLimitReached: "credential_limit_reached"
+        case .notFound: "not_found"
+        case .nameConflict: "name_conflict"
+        case .duplicateIssuerSubject: "duplicate_issuer_subject"
+        case .throttled: "throttled"
+        case .invalidRequest: "invalid_request"
+        case .invalidArgument: "invalid_argument"
+        case .unauthorized: "unauthorized"
+        case .server: "server_error"
+        case .transport: "transport"
+        case .malformedResponse: "malformed_response"
+        }
+    }
+
+    /// Worth another try inside the deadline: throttling, a busy or timed-out gateway, a lost connection.
+    public var isRetryable: Bool {
+        switch kind {
+        case .throttled: true
+        case .server(let status): status == 503 || status == 504
+        case .transport(let failure): failure.isRetryable
+        default: false
+        }
+    }
+
+    package var retryAfterHint: Double? { retryAfter }
+
+    /// Code, status, Graph's code and the request ids; Graph's message only in `debugDescription`.
+    public var description: String {
+        var parts = ["Graph \(code)"]
+        if let httpStatus { parts.append("HTTP \(httpStatus)") }
+        if let graphCode { parts.append(graphCode) }
+        if case .transport(let failure) = kind { parts.append(failure.description) }
+        if let requestID { parts.append("request-id \(requestID)") }
+        parts.append("client-request-id \(clientRequestID)")
+        return parts.joined(separator: " ")
+    }
+
+    public var debugDescription: String {
+        guard let graphMessage else { return description }
+        return "\(description): \(graphMessage)"
+    }
+
+    /// At most `limit` characters of `text`, control characters (C0, DEL, C1, line and paragraph
+    /// separators) written as `\u{…}`; a cut is marked with `…`.
+    static func bounded(_ text: String, limit: Int = 256) -> String {
+        let pieces = text.unicodeScalars.map { scalar -> String in
+            switch scalar.value {
+            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: "\\u{\(String(scalar.value, radix: 16))}"
+            default: String(scalar)
+            }
+        }
+        guard pieces.reduce(0, { $0 + $1.unicodeScalars.count }) > limit else { return pieces.joined() }
+        var out = ""
+        var count = 0
+        for piece in pieces {
+            guard count + piece.unicodeScalars.count <= limit - 1 else { break }
+            out += piece
+            count += piece.unicodeScalars.count
+        }
+        return out + "…"
+    }
+}
