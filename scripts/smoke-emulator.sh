@@ -94,6 +94,12 @@ check "the file's store.dataDir holds the SQLite store" test -s "$dir/fromfile/b
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "serve from --config stops cleanly (exit 0)" test "$serve_status" -eq 0
 
+# Microsoft's SDKs against the emulator's default scenario, before the slot rotation below
+# retires the first managed identity's credential.
+if [ -n "$sdk_python" ]; then
+  if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one
+fi
 # Onboarding from the shell, the way the README shows it: serve with the admin API and two
 # bootstrap slots, a staff token from the emulator's sign-in stand-in, then `fedbroker tenant …`
 # through register, three classified validation failures fixed by playing the customer, validate,
@@ -171,10 +177,6 @@ kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "serve with the admin API stops cleanly (exit 0)" test "$serve_status" -eq 0
 unset FEDBROKER_ADMIN_URL FEDBROKER_ADMIN_TOKEN_FILE
 
-if [ -n "$sdk_python" ]; then
-  if sdk_out=$("$sdk_python" scripts/sdk-check/check.py 2>&1); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
-  printf '%s\n' "$sdk_out" | grep -v '^sdk: [0-9]'  # one line per SDK check; the summary below counts them as one
-fi
 
 kill -TERM "$pid"
 wait "$pid"; status=$?

@@ -11,7 +11,9 @@ import NIOHTTP1
 public struct ClientAssertionExchange: Sendable {
     /// `https://login.microsoftonline.com` on Azure.
     public let authority: String
-    /// The ISV's multi-tenant application (client) id.
+    /// The ISV's multi-tenant application (client) id — or, for AKS workload identity's first
+    /// hop (`WorkloadIdentityAssertionSource`), a managed identity's client id, exchanging the
+    /// service-account token for the identity's own token in the ISV tenant.
     public let applicationClientID: String
     let httpClient: HTTPClient
     let clock: any WallClock

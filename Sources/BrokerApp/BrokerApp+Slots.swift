@@ -14,15 +14,23 @@ import SlotOperations
 extension BrokerApp {
     /// Every managed identity's assertion source: a federated token file where one is configured
     /// (or where AKS workload identity's `AZURE_FEDERATED_TOKEN_FILE` names one for
-    /// `AZURE_CLIENT_ID`), IMDS otherwise.
+    /// `AZURE_CLIENT_ID`), exchanged in the ISV tenant for the identity's token; IMDS otherwise.
+    /// A token file needs the ISV tenant (`azure.isvTenantID`): without it the build fails.
     static func assertionSources(
         _ configuration: BrokerAppConfiguration, httpClient: HTTPClient, clock: any WallClock,
         environment: [String: String] = ProcessInfo.processInfo.environment
-    ) -> AssertionSourceCatalog {
+    ) throws -> AssertionSourceCatalog {
         var sources = AssertionSourceCatalog.Configuration(
             imdsURL: configuration.service.environment.imdsURL, tokenFiles: configuration.slots.tokenFiles,
-            attemptTimeout: configuration.service.azureAttemptTimeout)
+            attemptTimeout: configuration.service.azureAttemptTimeout,
+            authorityURL: configuration.service.environment.authorityURL, isvTenantID: configuration.slots.isvTenantID)
         sources.addWorkloadIdentity(from: environment)
+        if !sources.tokenFiles.isEmpty, (sources.isvTenantID ?? "").isEmpty {
+            throw BrokerError(
+                .invalidArgument,
+                "a federated token file (slots.tokenFiles or AZURE_FEDERATED_TOKEN_FILE) needs azure.isvTenantID: "
+                    + "the token is exchanged in the ISV tenant for the managed identity's token")
+        }
         return AssertionSourceCatalog(configuration: sources, httpClient: httpClient, clock: clock)
     }
 

@@ -9,6 +9,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
+import KeyVault
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -70,10 +71,17 @@ public final class BrokerApp: Sendable {
             do {
                 BrokerMetrics.bootstrap()  // before anything that records is made
                 let audit = AuditWriter(store: store, logger: logger)
-                let sources = Self.assertionSources(configuration, httpClient: http, clock: clock)
+                let sources = try Self.assertionSources(configuration, httpClient: http, clock: clock)
                 let service = try BrokerService(
                     configuration: configuration.service, store: store, audit: audit, httpClient: http, assertionSources: sources,
                     clock: clock, logger: logger)
+                // Announced before serving, so this replica's first vault call already uses its
+                // share of each vault's budget rather than the whole of it.
+                if let live = try? await store.heartbeat(
+                    replica: configuration.replicaID, startedAt: clock.now, liveWithin: configuration.heartbeatSeconds * 3)
+                {
+                    service.vault.shareBudget(among: live)
+                }
                 let runner = Self.slotJobRunner(configuration, store: store, service: service, httpClient: http, clock: clock, logger: logger)
                 let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
                 // The admin services first: what can fail in building them fails before a port is bound.

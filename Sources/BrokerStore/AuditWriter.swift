@@ -279,7 +279,7 @@ public actor AuditWriter {
                 self.pending.insert(contentsOf: unresolved, at: 0)
                 publishBacklog()
                 self.failedFlushes += 1
-                if self.consecutiveFailures == 0 || self.failingSince == nil { self.failingSince = ContinuousClock.now }
+                if self.failingSince == nil { self.failingSince = ContinuousClock.now }
                 self.consecutiveFailures += 1
                 self.lastError = error
                 // Durable appenders learn now rather than after the back-off; their records stay.

@@ -54,6 +54,19 @@ extension SQLBrokerStore {
 
     public func claimSlotJob(owner: String, leaseSeconds: Double) async throws -> SlotJob? {
         let now = self.clock.now
+        // Every replica asks about once a second and almost always finds nothing to take: a read
+        // answers that without a write transaction (SQLite's database-wide lock, an advisory lock).
+        let claimable = try await self.backend.withReadTransaction { session in
+            guard
+                let row = try await session.query(
+                    "SELECT lease_owner, lease_expires_at_us FROM slot_jobs WHERE open_marker = 1", []
+                ).first
+            else { return false }
+            let holder = try row.optionalText("lease_owner")
+            let expires = try row.optionalInteger("lease_expires_at_us") ?? 0
+            return holder == nil || holder == owner || expires <= self.micros(now)
+        }
+        guard claimable else { return nil }
         return try await self.backend.withTransaction { session in
             try await session.lock(.slotJobs)
             guard

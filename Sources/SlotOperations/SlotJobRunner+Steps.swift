@@ -221,6 +221,10 @@ extension SlotJobRunner {
             throw SlotJobStepFailure("the slot to retire is not in the store")
         }
         if slot.state == .retired { return try await advance(job, "slot \(sourceID) is retired already") }
+        if slot.state == .provisioning {
+            // Never active: no tenant was ever served through it, so no token of theirs waits.
+            return try await advance(job, "slot \(sourceID) never became active; nothing to wait for")
+        }
         guard slot.state == .draining else {
             throw SlotJobStepFailure("slot \(sourceID) is \(slot.state); only a drained slot can be retired (fedbroker slot drain \(sourceID))")
         }
@@ -263,7 +267,8 @@ extension SlotJobRunner {
             throw SlotJobStepFailure("the slot to retire is not in the store")
         }
         if slot.state != .retired {
-            _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: .retire, actor: job.createdBy)
+            let event: FICSlotEvent = slot.state == .provisioning ? .abandon : .retire
+            _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: event, actor: job.createdBy)
         }
         return try await advance(job, "slot \(sourceID) is retired")
     }

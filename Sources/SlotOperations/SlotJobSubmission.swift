@@ -62,8 +62,10 @@ public enum SlotJobSubmission {
             job = try SlotJob.new(.drain, source: id, target: nil, identity: nil, createdBy: actor, at: now)
         case .retire(let id):
             let slot = try existing(id)
-            guard slot.state == .draining else {
-                throw BrokerError(.illegalSlotTransition, "slot \(id) is \(slot.state); only a drained (draining, empty) slot can be retired")
+            // A slot left provisioning (its credential never proved itself) is given up the same way.
+            guard slot.state == .draining || slot.state == .provisioning else {
+                throw BrokerError(
+                    .illegalSlotTransition, "slot \(id) is \(slot.state); only a drained (draining, empty) or provisioning slot can be retired")
             }
             let tenants = try await store.tenants(onSlot: id).count
             guard tenants == 0 else {

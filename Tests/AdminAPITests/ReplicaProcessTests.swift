@@ -211,27 +211,7 @@ struct ReplicaProcessTests {
             // 2. A drain run by replica 1 while replica 2 serves every other tenant: no failure.
             let served = Array(cluster.tenants.dropFirst())
             let tally = LoadTally()
-            let load = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for worker in 0..<4 {
-                        group.addTask {
-                            var index = worker
-                            while !tally.isStopped {
-                                let tenant = served[index % served.count].rawValue
-                                index += 4
-                                do {
-                                    let deadline = Date().addingTimeInterval(30)
-                                    let generated = try await onTwo.generateDataKey(tenant: tenant, deadline: deadline)
-                                    _ = try await onTwo.unwrap(generated.blob, deadline: deadline)
-                                    tally.success()
-                                } catch {
-                                    tally.failure("\(tenant): \(error)")
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let load = tally.generate(on: onTwo, tenants: served, workers: 4)
             let drain = try await sre.drainSlot(path: .init(slotId: "fic-1")).accepted.body.json
             let drained = try await Self.job(try #require(SlotJobID(rawValue: drain.id)), in: cluster.store) { $0.state.isFinished }
             tally.stop()

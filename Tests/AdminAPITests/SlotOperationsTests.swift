@@ -71,6 +71,11 @@ import Testing
             #expect(job.message.contains("AADSTS70021"), "\(job.message)")
             let slot = try await sre.getSlot(path: .init(slotId: try #require(job.newSlotId))).ok.body.json
             #expect(slot.state == .provisioning)
+            // Given up: retire deletes its credential and frees its place among the 20.
+            let retired = try await world.finished(try await sre.retireSlot(path: .init(slotId: slot.id)).accepted.body.json, as: sre)
+            #expect(retired.state == .succeeded, "\(retired.message)")
+            #expect(try await sre.getSlot(path: .init(slotId: slot.id)).ok.body.json.state == .retired)
+            #expect(!world.credentials().contains { $0.subject == identity.principalId }, "its FIC is deleted")
         }
     }
 
@@ -142,28 +147,7 @@ import Testing
                 actor: "test")
             let broker = try world.broker("load")
             let tally = LoadTally()
-            // A bounded load: 6 workers, each GenerateDataKey then Unwrap, round robin over the tenants.
-            let load = Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for worker in 0..<6 {
-                        group.addTask {
-                            var index = worker
-                            while !tally.isStopped {
-                                let tenant = tenants[index % tenants.count].rawValue
-                                index += 6
-                                do {
-                                    let deadline = Date().addingTimeInterval(30)
-                                    let generated = try await broker.generateDataKey(tenant: tenant, deadline: deadline)
-                                    let plaintext = try await broker.unwrap(generated.blob, deadline: deadline)
-                                    if plaintext == generated.plaintext { tally.success() } else { tally.failure("\(tenant): a different key came back") }
-                                } catch {
-                                    tally.failure("\(tenant): \(error)")
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let load = tally.generate(on: broker, tenants: tenants, workers: 6)
             let sre = try await world.client("sre")
             let identity = try world.newIdentity("fedbroker-fic-rotated")
             let before = tally.succeeded

@@ -75,6 +75,32 @@ final class LoadTally: Sendable {
     var failures: [String] { state.withLock { $0.failures } }
     func stop() { stopped.withLock { $0 = true } }
     var isStopped: Bool { stopped.withLock { $0 } }
+
+    /// A bounded load until `stop()`: `workers` loops, each GenerateDataKey then Unwrap (the
+    /// key must come back the same), round robin over `tenants`.
+    func generate(on broker: FedBrokerClient, tenants: [TenantID], workers: Int) -> Task<Void, Never> {
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for worker in 0..<workers {
+                    group.addTask {
+                        var index = worker
+                        while !self.isStopped {
+                            let tenant = tenants[index % tenants.count].rawValue
+                            index += workers
+                            do {
+                                let deadline = Date().addingTimeInterval(30)
+                                let generated = try await broker.generateDataKey(tenant: tenant, deadline: deadline)
+                                let plaintext = try await broker.unwrap(generated.blob, deadline: deadline)
+                                if plaintext == generated.plaintext { self.success() } else { self.failure("\(tenant): a different key came back") }
+                            } catch {
+                                self.failure("\(tenant): \(error)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 extension AzureEmulator {

@@ -185,7 +185,9 @@ import Testing
         #expect(calls.store.withLock { $0 } == 1)
     }
 
-    @Test("A store that never answers fails the store check within its timeout")
+    /// Without the bound the report would never come: the time limit fails the test then. No
+    /// wall-clock assertion: on a loaded 2-core machine the timer itself fires late.
+    @Test("A store that never answers fails the store check within its timeout", .timeLimit(.minutes(1)))
     func hungStore() async throws {
         var configuration = Readiness.Configuration()
         configuration.storeTimeoutSeconds = 0.2
@@ -197,9 +199,7 @@ import Testing
                 await withCheckedContinuation { continuation in stuck.continuation.withLock { $0 = continuation } }
             }),
             clock: ManualWallClock(), logger: Self.logger)
-        let started = ContinuousClock.now
         let report = await readiness.report()
-        #expect(ContinuousClock.now - started < .seconds(10))
         #expect(!report.ready)
         #expect(report.failing.map(\.name) == ["store"])
         #expect(report.failing.first?.detail.contains("no answer within 0.2 s") == true)

@@ -29,7 +29,11 @@ extension Components {
             public var status: Components.Schemas.Health.StatusPayload
             /// - Remark: Generated from `#/components/schemas/Health/detail`.
             public var detail: Swift.String?
-            /// Each readiness check (store, audit, slot assertion, canary) and its result.
+            /// When the verdict was reached (cached for a few seconds).
+            ///
+            /// - Remark: Generated from `#/components/schemas/Health/checked_at`.
+            public var checkedAt: Foundation.Date?
+            /// Each readiness check (store, audit, identity, canary) and its result.
             ///
             /// - Remark: Generated from `#/components/schemas/Health/checks`.
             public var checks: [Components.Schemas.HealthCheck]?
@@ -38,19 +42,23 @@ extension Components {
             /// - Parameters:
             ///   - status:
             ///   - detail:
-            ///   - checks: Each readiness check (store, audit, slot assertion, canary) and its result.
+            ///   - checkedAt: When the verdict was reached (cached for a few seconds).
+            ///   - checks: Each readiness check (store, audit, identity, canary) and its result.
             public init(
                 status: Components.Schemas.Health.StatusPayload,
                 detail: Swift.String? = nil,
+                checkedAt: Foundation.Date? = nil,
                 checks: [Components.Schemas.HealthCheck]? = nil
             ) {
                 self.status = status
                 self.detail = detail
+                self.checkedAt = checkedAt
                 self.checks = checks
             }
             public enum CodingKeys: String, CodingKey {
                 case status
                 case detail
+                case checkedAt = "checked_at"
                 case checks
             }
         }
@@ -60,6 +68,10 @@ extension Components {
             public var name: Swift.String
             /// - Remark: Generated from `#/components/schemas/HealthCheck/ok`.
             public var ok: Swift.Bool
+            /// Whether a failure of this check makes the broker not ready.
+            ///
+            /// - Remark: Generated from `#/components/schemas/HealthCheck/required`.
+            public var required: Swift.Bool?
             /// - Remark: Generated from `#/components/schemas/HealthCheck/detail`.
             public var detail: Swift.String?
             /// Creates a new `HealthCheck`.
@@ -67,19 +79,23 @@ extension Components {
             /// - Parameters:
             ///   - name:
             ///   - ok:
+            ///   - required: Whether a failure of this check makes the broker not ready.
             ///   - detail:
             public init(
                 name: Swift.String,
                 ok: Swift.Bool,
+                required: Swift.Bool? = nil,
                 detail: Swift.String? = nil
             ) {
                 self.name = name
                 self.ok = ok
+                self.required = required
                 self.detail = detail
             }
             public enum CodingKeys: String, CodingKey {
                 case name
                 case ok
+                case required
                 case detail
             }
         }

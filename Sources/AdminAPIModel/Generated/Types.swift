@@ -22,7 +22,7 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /livez`.
     /// - Remark: Generated from `#/paths//livez/get(livez)`.
     func livez(_ input: Operations.Livez.Input) async throws -> Operations.Livez.Output
-    /// The broker can serve (the store answers).
+    /// The broker can serve (the store answers, the audit writer accepts, an active slot has an assertion; the canary when required).
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(readyz)`.
@@ -181,7 +181,7 @@ extension APIProtocol {
     public func livez(headers: Operations.Livez.Input.Headers = .init()) async throws -> Operations.Livez.Output {
         try await livez(Operations.Livez.Input(headers: headers))
     }
-    /// The broker can serve (the store answers).
+    /// The broker can serve (the store answers, the audit writer accepts, an active slot has an assertion; the canary when required).
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(readyz)`.

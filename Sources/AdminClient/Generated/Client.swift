@@ -126,7 +126,7 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// The broker can serve (the store answers).
+    /// The broker can serve (the store answers, the audit writer accepts, an active slot has an assertion; the canary when required).
     ///
     /// - Remark: HTTP `GET /readyz`.
     /// - Remark: Generated from `#/paths//readyz/get(readyz)`.

@@ -12,7 +12,7 @@ struct AuditCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Audit records, oldest first, filtered.")
         @Option(help: "Only this tenant.") var tenant: String?
         @Option(help: "Only this actor (a caller's identity, or staff:<oid> (<name>)).") var caller: String?
-        @Option(help: "Only this operation (unwrap, tenant.activated, …).") var operation: String?
+        @Option(help: "Only this operation, exactly as recorded (key.unwrap, key.generate_data_key, tenant.activated, slot.job.created, …).") var operation: String?
         @Option(help: "From this time (ISO 8601, e.g. 2026-12-03T10:00:00Z).") var from: String?
         @Option(help: "Before this time (ISO 8601).") var to: String?
         @Option(help: "Records per page (1-500).") var limit: Int = 100
