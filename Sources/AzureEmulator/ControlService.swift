@@ -44,6 +44,7 @@ enum ControlService {
         }
         addStaffRoutes(to: api, state: state)
         addGraphRoutes(to: api, state: state)
+        addManagedIdentityRoutes(to: api, state: state)
         api.post("service-principals") { request, context in
             struct Body: Decodable { var tenantId: String; var appId: String }
             return try await handle {
@@ -299,6 +300,7 @@ enum ControlService {
                     .object([
                         ("name", .string($0.name)), ("clientId", .string($0.clientId)), ("principalId", .string($0.principalId)),
                         ("tenantId", .string($0.tenantId)), ("resourceId", .string($0.resourceId)), ("attached", .bool($0.attached)),
+                        ("federatedIdentityCredentials", .array($0.federatedCredentials.filter(FederatedCredentialMatcher.isListed).map(GraphService.json))),
                     ])
                 })),
                 ("vaults", .array(dir.vaults.values.sorted { $0.name < $1.name }.map { vault in

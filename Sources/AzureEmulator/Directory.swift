@@ -90,6 +90,10 @@ public struct Directory: Codable, Sendable {
         public var resourceId: String
         /// Attached to the emulated VM, so IMDS serves it.
         public var attached: Bool
+        /// The identity's own FICs (AKS workload identity: the cluster's OIDC issuer and a
+        /// service account), with which a token from that issuer is exchanged for the identity's
+        /// token at the token endpoint.
+        public var federatedCredentials: [FederatedCredential] = []
     }
 
     public struct ExternalIssuer: Codable, Sendable {
@@ -197,6 +201,20 @@ extension Directory {
         externalIssuers = try c.decodeIfPresent([String: ExternalIssuer].self, forKey: .externalIssuers) ?? [:]
         settings = try c.decodeIfPresent(Settings.self, forKey: .settings) ?? Settings()
         listenerPorts = try c.decodeIfPresent([String: Int].self, forKey: .listenerPorts) ?? [:]
+    }
+}
+
+extension Directory.ManagedIdentity {
+    /// As `Directory.init(from:)`: identities persisted before they had FICs load with none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        clientId = try c.decode(String.self, forKey: .clientId)
+        principalId = try c.decode(String.self, forKey: .principalId)
+        tenantId = try c.decode(String.self, forKey: .tenantId)
+        name = try c.decode(String.self, forKey: .name)
+        resourceId = try c.decode(String.self, forKey: .resourceId)
+        attached = try c.decode(Bool.self, forKey: .attached)
+        federatedCredentials = try c.decodeIfPresent([Directory.FederatedCredential].self, forKey: .federatedCredentials) ?? []
     }
 }
 

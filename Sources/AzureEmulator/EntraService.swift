@@ -74,6 +74,11 @@ struct EntraService: HTTPResponder {
             return failure(.resourceNotFound(resource, tenant: tenant.id))
         }
 
+        // A user-assigned managed identity presenting a federated assertion (AKS workload identity).
+        if let identity = state.managedIdentity(clientID: clientID) {
+            return try await managedIdentityToken(identity, tenant: tenant, resource: normalizedResource, scope: only, assertion: assertion)
+        }
+
         // The application must be known and consented in this tenant (a service principal here).
         let lookup = state.read { dir -> (Directory.Application, Directory.ServicePrincipal)? in
             guard let key = dir.applicationKey(for: clientID), let app = dir.applications[key],
@@ -86,27 +91,7 @@ struct EntraService: HTTPResponder {
             return failure(.applicationNotFound(appID: clientID, tenant: tenant.id))
         }
 
-        // The assertion: well-formed, signed by its issuer, in its time window, and matching a FIC.
-        guard let presented = UnverifiedJWT(assertion), let issuer = presented.claims.iss else {
-            return failure(.malformedAssertion)
-        }
-        let subject = presented.claims.sub ?? ""
-        guard await verifyAssertionSignature(assertion, issuer: issuer) else { return failure(.invalidSignature) }
-        let now = state.now
-        guard TokenLifetime.check(exp: presented.claims.exp, nbf: presented.claims.nbf, now: state.clock.unixSeconds) == .valid else {
-            return failure(.assertionOutOfRange(
-                now: now, notBefore: presented.claims.nbf.map { Date(timeIntervalSince1970: TimeInterval($0)) },
-                expiry: presented.claims.exp.map { Date(timeIntervalSince1970: TimeInterval($0)) }))
-        }
-        switch FederatedCredentialMatcher.match(
-            issuer: issuer, subject: subject, audiences: presented.claims.aud,
-            credentials: app.federatedCredentials, now: now)
-        {
-        case .matched: break
-        case .subjectCaseMismatch: return failure(.subjectCaseMismatch(subject: subject))
-        case .noMatch:
-            return failure(.noMatchingFIC(issuer: issuer, subject: subject, audience: presented.claims.aud.joined(separator: ",")))
-        }
+        if let refusal = await checkAssertion(assertion, against: app.federatedCredentials) { return failure(refusal) }
         if state.read({ $0.conditionalAccessBlocks.contains("\(tenant.id)|\(app.appId)") }) {
             return failure(.conditionalAccess)
         }
@@ -130,6 +115,30 @@ struct EntraService: HTTPResponder {
             ("access_token", .string(accessToken)),
         ])
         return Reply.json(200, body, headers: Self.standardHeaders(requestID: newGUID()))
+    }
+
+    /// Why a client assertion is refused, or nil when it is accepted: it must be well-formed,
+    /// signed by its issuer, in its time window, and match one of the client's FICs.
+    func checkAssertion(_ assertion: String, against credentials: [Directory.FederatedCredential]) async -> AADSTSFailure? {
+        guard let presented = UnverifiedJWT(assertion), let issuer = presented.claims.iss else {
+            return .malformedAssertion
+        }
+        let subject = presented.claims.sub ?? ""
+        guard await verifyAssertionSignature(assertion, issuer: issuer) else { return .invalidSignature }
+        let now = state.now
+        guard TokenLifetime.check(exp: presented.claims.exp, nbf: presented.claims.nbf, now: state.clock.unixSeconds) == .valid else {
+            return .assertionOutOfRange(
+                now: now, notBefore: presented.claims.nbf.map { Date(timeIntervalSince1970: TimeInterval($0)) },
+                expiry: presented.claims.exp.map { Date(timeIntervalSince1970: TimeInterval($0)) })
+        }
+        switch FederatedCredentialMatcher.match(
+            issuer: issuer, subject: subject, audiences: presented.claims.aud, credentials: credentials, now: now)
+        {
+        case .matched: return nil
+        case .subjectCaseMismatch: return .subjectCaseMismatch(subject: subject)
+        case .noMatch:
+            return .noMatchingFIC(issuer: issuer, subject: subject, audience: presented.claims.aud.joined(separator: ","))
+        }
     }
 
     /// Entra-issued assertions (managed identities) check against the cloud's own key; others

@@ -45,14 +45,7 @@ struct IMDSService: HTTPResponder {
         }
         state.counters.increment("imds.token", "imds.token.\(identity.clientId)")
 
-        let (lifetime, issuerTenant) = state.read { ($0.settings.managedIdentityTokenLifetimeSeconds, identity.tenantId) }
-        let now = state.clock.unixSeconds
-        let claims = ManagedIdentityClaims(
-            aud: Self.audience(for: resource), iss: "https://login.microsoftonline.com/\(issuerTenant)/v2.0",
-            iat: now, nbf: now, exp: now + lifetime, appid: identity.clientId, azp: identity.clientId,
-            oid: identity.principalId, sub: identity.principalId, tid: issuerTenant, uti: newGUID(),
-            xms_mirid: identity.resourceId)
-        let token = try await state.authority.sign(claims)
+        let (token, now, lifetime) = try await Self.token(for: identity, resource: resource, state: state)
         var body: [(String, JSONValue)] = [
             ("access_token", .string(token)),
             ("client_id", .string(identity.clientId)),
@@ -66,6 +59,22 @@ struct IMDSService: HTTPResponder {
         if query["object_id"] != nil { body.append(("object_id", .string(identity.principalId))) }
         if query["msi_res_id"] != nil { body.append(("msi_res_id", .string(identity.resourceId))) }
         return Reply.json(200, .object(body), headers: [("Server", "IMDS/150.870.65.1854")])
+    }
+
+    /// The identity's token for `resource`: the claims IMDS issues, which the token endpoint also
+    /// issues to the identity when it presents a federated assertion (AKS workload identity), so
+    /// both paths yield the token an application's FIC trusting the identity matches.
+    static func token(
+        for identity: Directory.ManagedIdentity, resource: String, state: EmulatorState
+    ) async throws -> (token: String, issuedAt: Int64, lifetime: Int64) {
+        let lifetime = state.read { $0.settings.managedIdentityTokenLifetimeSeconds }
+        let now = state.clock.unixSeconds
+        let claims = ManagedIdentityClaims(
+            aud: audience(for: resource), iss: "https://login.microsoftonline.com/\(identity.tenantId)/v2.0",
+            iat: now, nbf: now, exp: now + lifetime, appid: identity.clientId, azp: identity.clientId,
+            oid: identity.principalId, sub: identity.principalId, tid: identity.tenantId, uti: newGUID(),
+            xms_mirid: identity.resourceId)
+        return (try await state.authority.sign(claims), now, lifetime)
     }
 
     /// The `aud` the token carries: the resource as asked, without a `/.default` suffix.

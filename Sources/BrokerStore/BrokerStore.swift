@@ -105,6 +105,9 @@ public protocol BrokerStore: Sendable {
     /// Takes the open job's lease for `owner` when it is free, expired, or `owner`'s already, and
     /// returns the job; nil when no job is open or another replica's lease is still live.
     func claimSlotJob(owner: String, leaseSeconds: Double) async throws -> SlotJob?
+    /// Extends `owner`'s lease on job `id`; false when the job is finished, or another replica
+    /// holds it, or `owner`'s lease has expired (someone may have taken it: stop working).
+    func renewSlotJobLease(_ id: SlotJobID, owner: String, leaseSeconds: Double) async throws -> Bool
     /// Saves progress made under the lease and renews the lease, with an audit record when
     /// `audit` is given, in one transaction. A finished job releases its lease and the
     /// one-open-job marker.

@@ -90,6 +90,23 @@ extension SQLBrokerStore {
         }
     }
 
+    public func renewSlotJobLease(_ id: SlotJobID, owner: String, leaseSeconds: Double) async throws -> Bool {
+        let now = self.clock.now
+        return try await self.backend.withTransaction { session in
+            try await session.lock(.slotJobs)
+            let renewed = try await session.query(
+                """
+                UPDATE slot_jobs SET lease_expires_at_us = ?
+                WHERE id = ? AND open_marker = 1 AND lease_owner = ? AND lease_expires_at_us > ? RETURNING id
+                """,
+                [
+                    .integer(self.micros(now.addingTimeInterval(leaseSeconds))), .text(id.rawValue), .text(owner),
+                    .integer(self.micros(now)),
+                ])
+            return !renewed.isEmpty
+        }
+    }
+
     public func saveSlotJob(
         _ job: SlotJob, owner: String, leaseSeconds: Double, audit entry: SlotJobAuditEntry?
     ) async throws -> SlotJob {

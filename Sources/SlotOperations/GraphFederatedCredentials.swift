@@ -57,17 +57,34 @@ public struct GraphFederatedCredentials: FederatedCredentialManaging {
         } catch let error as GraphError where error.kind == .nameConflict || error.kind == .duplicateIssuerSubject {
             // A step run again after a crash finds its own credential; an identity already trusted
             // under another name (created by Terraform, say) is adopted as it is.
-            let trusting = try await client.listFederatedIdentityCredentials(
-                of: application, filter: .init(subject: subject, issuer: issuer), token: token, deadline: deadline)
+            let trusting = try await classifying {
+                try await client.listFederatedIdentityCredentials(
+                    of: application, filter: .init(subject: subject, issuer: issuer), token: token, deadline: deadline)
+            }
             guard trusting.isEmpty else { return }
-            throw SlotJobStepFailure("Graph: a credential named \(name) already trusts another identity; choose another slot name")
+            guard error.kind == .nameConflict else {
+                // Graph said the identity is trusted but does not list it yet: its list lags its
+                // writes. Retried, never taken for a verdict.
+                throw GraphListLag(name: name)
+            }
+            let named: FederatedIdentityCredential
+            do {
+                named = try await client.federatedIdentityCredential(named: name, of: application, token: token, deadline: deadline)
+            } catch let lookup as GraphError where lookup.kind == .notFound {
+                throw GraphListLag(name: name)
+            } catch let lookup as GraphError {
+                throw Self.classified(lookup)
+            }
+            guard named.issuer == issuer, named.subject == subject else {
+                throw SlotJobStepFailure("Graph: a credential named \(name) already trusts another identity; choose another slot name")
+            }
         } catch let error as GraphError {
             throw Self.classified(error)
         }
     }
 
     public func deleteCredentials(issuer: String, subject: String, deadline: Date) async throws {
-        do {
+        try await classifying {
             let trusting = try await client.listFederatedIdentityCredentials(
                 of: application, filter: .init(subject: subject, issuer: issuer), token: token, deadline: deadline)
             for credential in trusting {
@@ -78,6 +95,13 @@ public struct GraphFederatedCredentials: FederatedCredentialManaging {
                     continue  // deleted meanwhile
                 }
             }
+        }
+    }
+
+    /// Runs a Graph call with its failures classified (see `classified`).
+    private func classifying<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
         } catch let error as GraphError {
             throw Self.classified(error)
         }
@@ -98,4 +122,11 @@ public struct GraphFederatedCredentials: FederatedCredentialManaging {
             error
         }
     }
+}
+
+/// Graph answered a create with a conflict but does not show the credential yet. Transient: the
+/// runner retries the step with backoff.
+struct GraphListLag: Error, CustomStringConvertible {
+    let name: String
+    var description: String { "Graph reports a conflict for credential \(name) but does not list it yet" }
 }

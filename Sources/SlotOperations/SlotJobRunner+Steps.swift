@@ -28,20 +28,23 @@ extension SlotJobRunner {
         guard let target = job.targetSlot, let identity = job.targetIdentity else {
             throw SlotJobStepFailure("the job names no new slot or identity")
         }
-        let slot: FICSlot
-        if let existing = try await findSlot(target) {
-            guard existing.identity.managedIdentityClientID.lowercased() == identity.clientID else {
-                throw SlotJobStepFailure("slot \(target) already exists for another managed identity")
-            }
-            guard existing.state != .retired else { throw SlotJobStepFailure("slot \(target) is retired; choose another name") }
-            slot = existing
-        } else {
+        var slot = try await findSlot(target)
+        if slot == nil {
             // Recorded first, under the store's 20-slot check, so Graph never gets a 21st.
             let slotIdentity = try FICSlotIdentity(
                 applicationID: configuration.applicationID, managedIdentityClientID: identity.clientID,
                 managedIdentityPrincipalID: identity.principalID, issuer: configuration.issuer, subject: identity.principalID)
-            slot = try await store.createSlot(target, identity: slotIdentity, actor: job.createdBy)
+            do {
+                slot = try await store.createSlot(target, identity: slotIdentity, actor: job.createdBy)
+            } catch let error as BrokerError where error.code == .uniqueConflict {
+                slot = try await findSlot(target)  // recorded meanwhile (this step, run before): check it below
+            }
         }
+        guard let slot else { throw SlotJobStepFailure("slot \(target) could not be recorded") }
+        guard slot.identity.managedIdentityClientID.lowercased() == identity.clientID else {
+            throw SlotJobStepFailure("slot \(target) already exists for another managed identity")
+        }
+        guard slot.state != .retired else { throw SlotJobStepFailure("slot \(target) is retired; choose another name") }
         do {
             try await graph.ensureCredential(
                 name: target.rawValue, issuer: slot.identity.issuer, subject: slot.identity.subject, deadline: deadline())
@@ -60,7 +63,8 @@ extension SlotJobRunner {
             throw SlotJobStepFailure("the new slot is not in the store")
         }
         guard slot.state == .provisioning else { return try await advance(job, "slot \(target) is \(slot.state) already") }
-        let until = slot.createdAt.addingTimeInterval(configuration.propagationSeconds)
+        // From when this step (re)started: a resumed or re-submitted add waits the whole window again.
+        let until = max(slot.createdAt, clock.now).addingTimeInterval(configuration.propagationSeconds)
         let source = sources.provingSource(forClientID: slot.identity.managedIdentityClientID, propagatingUntil: until)
         var job = job
         var attempt = 0
@@ -137,6 +141,7 @@ extension SlotJobRunner {
             }
         }
         let pause = configuration.movesPerSecond > 0 ? 1 / configuration.movesPerSecond : 0
+        let movedBefore = job.progress.moved
         for move in moves {
             try Task.checkCancellation()
             let started = clock.now
@@ -144,6 +149,7 @@ extension SlotJobRunner {
             do {
                 try await self.move(move, actor: job.createdBy)
                 job.progress.moved += 1
+                job.drainedAt = clock.now  // the retire wait counts from the last tenant that left
             } catch let refusal as SlotJobStepFailure {
                 job.progress.failed += 1
                 if job.failures.count < SlotJob.maximumRecordedFailures {
@@ -167,14 +173,15 @@ extension SlotJobRunner {
             job.drainedAt = job.drainedAt ?? clock.now
             return try await advance(job, "every tenant left \(sourceID): \(job.progress.moved) moved")
         }
+        // A pass that moved nobody would move nobody again (the job keeps at most
+        // `maximumRecordedFailures` failures, so the skip list alone cannot end it).
         let recorded = Set(job.failures.map(\.tenant))
-        let stuck = still.filter { recorded.contains($0.rawValue) }
-        if stuck.count == still.count || moves.isEmpty {
+        if job.progress.moved == movedBefore || still.allSatisfy({ recorded.contains($0.rawValue) }) {
             throw SlotJobStepFailure(
                 "\(still.count) tenant(s) could not be moved and stay on \(sourceID) (see the job's failures); fix them and run `fedbroker slot drain \(sourceID)` again"
             )
         }
-        return job  // tenants appeared or moved concurrently: the step runs again
+        return job  // some moved and some remain (moved back, or failures past the recorded ones): another pass
     }
 
     /// Moves one tenant once a token for its directory came through the new slot. A tenant that
@@ -198,9 +205,11 @@ extension SlotJobRunner {
                     _ = try await tokens.token(
                         tenantID: tenant.entraTenantID.rawValue, source: source, resource: configuration.vaultResource,
                         deadline: deadline())
-                } catch let error as AzureIdentityError {
+                } catch let error as AzureIdentityError where Self.refusesTenant(error) {
                     throw SlotJobStepFailure("no token for the tenant's directory through \(move.to): \(error.code) \(Self.describe(error))")
                 }
+                // Anything else (IMDS or Entra unavailable, throttled, a deadline) is not about the
+                // tenant: it goes up, and the step is retried with backoff.
             }
             do {
                 _ = try await store.assignTenant(tenant.id, expectedVersion: tenant.version, to: move.to, actor: actor)
@@ -256,8 +265,15 @@ extension SlotJobRunner {
         guard let sourceID = job.sourceSlot, let slot = try await findSlot(sourceID) else {
             throw SlotJobStepFailure("the slot to retire is not in the store")
         }
-        if slot.state != .retired {
+        switch slot.state {
+        case .retired: break
+        case .provisioning, .draining:
+            // Checked again right before the delete: nothing may have put a tenant on it since.
+            let left = try await store.tenants(onSlot: sourceID).count
+            guard left == 0 else { throw SlotJobStepFailure("slot \(sourceID) has \(left) tenant(s) again; its credential stays") }
             try await graph.deleteCredentials(issuer: slot.identity.issuer, subject: slot.identity.subject, deadline: deadline())
+        case .active:
+            throw SlotJobStepFailure("slot \(sourceID) is active again; its credential stays")
         }
         return try await advance(job, "the credential of \(sourceID) is deleted in Graph")
     }
@@ -271,6 +287,16 @@ extension SlotJobRunner {
             _ = try await store.transitionSlot(slot.id, expectedVersion: slot.version, event: event, actor: job.createdBy)
         }
         return try await advance(job, "slot \(sourceID) is retired")
+    }
+
+    /// Entra refusing this tenant for good (Conditional Access, no consent, …), as opposed to
+    /// Entra or IMDS being unavailable, which says nothing about the tenant.
+    static func refusesTenant(_ error: AzureIdentityError) -> Bool {
+        switch error {
+        case .entra(let refusal): !refusal.isRetryable
+        case .tokenFile, .malformedResponse: true
+        case .imds, .transport, .deadlineExceeded: false
+        }
     }
 
     static func timestamp(_ date: Date) -> String {

@@ -101,29 +101,41 @@ public final class SlotJobRunner: Sendable {
         logger.notice(
             "slot job started on this replica",
             metadata: ["fb.job": "\(claimed.id)", "fb.kind": "\(claimed.kind.rawValue)", "fb.step": "\(claimed.step.rawValue)"])
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await self.execute(claimed)
-                return true
-            }
-            group.addTask {
-                try await self.keepLease(claimed.id)
-                return false
-            }
-            while let finished = try await group.next() {
-                if finished { break }
-            }
-            group.cancelAll()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.execute(claimed) }
+            group.addTask { try await self.keepLease(claimed.id) }
+            // Whichever ends first ends both: the job is done, or the lease is gone and the work
+            // must stop before it acts on a job another replica now runs.
+            defer { group.cancelAll() }
+            try await group.next()
         }
     }
 
-    /// Renews the lease every third of its length; throws `leaseLost` once another replica has it.
+    /// Renews this job's lease every third of its length, riding out store errors while the lease
+    /// is still live; throws `leaseLost` once it is not renewed (finished, taken over, or expired).
     func keepLease(_ id: SlotJobID) async throws {
+        var renewedAt = clock.now
         while true {
             try await clock.sleep(seconds: configuration.leaseSeconds / 3)
-            guard try await store.claimSlotJob(owner: configuration.owner, leaseSeconds: configuration.leaseSeconds) != nil else {
-                if try await store.slotJob(id).state.isFinished { return }
-                throw BrokerError(.leaseLost, "slot job \(id) was taken over by another replica")
+            do {
+                guard try await store.renewSlotJobLease(id, owner: configuration.owner, leaseSeconds: configuration.leaseSeconds) else {
+                    if try await store.slotJob(id).state.isFinished {
+                        // The job ended (execute saved it): wait to be cancelled by `work`.
+                        try await clock.sleep(seconds: configuration.leaseSeconds)
+                        continue
+                    }
+                    throw BrokerError(.leaseLost, "slot job \(id) was taken over by another replica, or its lease expired")
+                }
+                renewedAt = clock.now
+            } catch let error as BrokerError where error.code == .leaseLost {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                guard clock.now.timeIntervalSince(renewedAt) < configuration.leaseSeconds * 2 / 3 else {
+                    throw BrokerError(.leaseLost, "the lease of slot job \(id) could not be renewed: \(Self.describe(error))")
+                }
+                logger.warning("renewing a slot job's lease failed; retrying", metadata: ["fb.job": "\(id)", "fb.error": "\(Self.describe(error))"])
             }
         }
     }

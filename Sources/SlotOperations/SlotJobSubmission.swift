@@ -30,6 +30,11 @@ public enum SlotJobSubmission {
             if let resumable = slots.first(where: {
                 $0.state == .provisioning && $0.identity.managedIdentityClientID.lowercased() == identity.clientID
             }) {
+                guard resumable.identity.managedIdentityPrincipalID.lowercased() == identity.principalID else {
+                    throw BrokerError(
+                        .uniqueConflict,
+                        "slot \(resumable.id) is provisioning for this identity with another principal id; retire it (fedbroker slot retire \(resumable.id)) and add again")
+                }
                 return resumable.id
             }
             if let taken = slots.first(where: {

@@ -46,7 +46,8 @@ extension ServeConfiguration {
     /// - slots.propagationSeconds (double, 600): how long a new FIC may take to work.
     /// - slots.maxTokenLifetimeSeconds (double, 5400): retire waits this long after a slot empties.
     /// - slots.tokenFiles (string): `clientId=path,…` federated token files (AKS workload identity)
-    ///   for those identities; AZURE_FEDERATED_TOKEN_FILE with AZURE_CLIENT_ID adds one.
+    ///   for those identities; AZURE_FEDERATED_TOKEN_FILE with AZURE_CLIENT_ID adds one. Each
+    ///   file's token is exchanged in azure.isvTenantID (required then) for the identity's token.
     /// - vault.budget (int, 800): Key Vault transactions per vault per vault.budgetWindowSeconds
     ///   (int, 10), shared by all replicas: each sends at most budget ÷ live replicas.
     /// - replica.heartbeatSeconds (double, 5): how often the replica announces itself.

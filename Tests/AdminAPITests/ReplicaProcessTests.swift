@@ -131,7 +131,8 @@ struct ReplicaProcessTests {
 
     @Test func aDrainSurvivesTheSIGKILLOfItsReplicaAndFinishesOnRestart() async throws {
         try await Cluster.with(tenants: 12) { cluster in
-            let config = try cluster.config("replica-a")
+            // One move a second: the kill lands with seconds to spare before the drain could finish.
+            let config = try cluster.config("replica-a", movesPerSecond: 1.0)
             let first = try await ServeProcess.start(config: config, name: "replica-a", directory: cluster.running.directory)
             let sre = first.admin(token: try await cluster.token("sre"), http: cluster.http)
             let fic1 = try FICSlotID(validating: "fic-1")

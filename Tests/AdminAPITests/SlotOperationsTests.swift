@@ -43,7 +43,8 @@ import Testing
 
     @Test func addWaitsOutThePropagationOfTheNewCredential() async throws {
         try await AdminWorld.withSlotJobs(propagationSeconds: 60) { world in
-            world.emulator.state.updateSettings { $0.ficPropagationSeconds = 2 }
+            // Long enough that the first proof comes inside it even on a loaded CI machine.
+            world.emulator.state.updateSettings { $0.ficPropagationSeconds = 6 }
             let sre = try await world.client("sre")
             let identity = try world.newIdentity("fedbroker-fic-slow")
             let job = try await world.finished(

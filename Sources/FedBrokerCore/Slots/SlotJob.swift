@@ -119,7 +119,7 @@ public struct SlotJobIdentity: Hashable, Codable, Sendable {
     /// Managed identity ids are GUIDs; nothing else reaches Graph or IMDS.
     static func isGUID(_ value: String) -> Bool {
         let parts = value.split(separator: "-", omittingEmptySubsequences: false)
-        return parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy(\.isHexDigit) }
+        return parts.map(\.count) == [8, 4, 4, 4, 12] && parts.allSatisfy { $0.allSatisfy { $0.isASCII && $0.isHexDigit } }
     }
 }
 

@@ -1,6 +1,7 @@
 import AdminAPIModel
 import AdminClient
 import ArgumentParser
+import FedBrokerCore
 import Foundation
 
 /// `fedbroker slot …`: SREs' commands on FIC slots, thin clients of the admin API. The writes
@@ -26,6 +27,12 @@ struct SlotCommand: AsyncParsableCommand {
         var noWait = false
         @Option(name: .long, help: "Stop following after this many seconds (the job goes on); exit 5.")
         var waitSeconds: Double = 3 * 3600
+
+        func validate() throws {
+            guard waitSeconds.isFinite, waitSeconds > 0, waitSeconds <= 7 * 86_400 else {
+                throw ValidationError("--wait-seconds must be a number of seconds between 0 and 604800")
+            }
+        }
     }
 
     struct Add: AsyncParsableCommand {
@@ -77,7 +84,7 @@ struct SlotCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await AdminConnection.with(admin) { connection in
-                if id.hasPrefix("job_") {
+                if SlotJobID(rawValue: id) != nil {
                     switch try await connection.client.getSlotJob(path: .init(jobId: id)) {
                     case .ok(let ok):
                         var options = FollowOptions()
