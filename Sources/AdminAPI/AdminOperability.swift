@@ -1,3 +1,4 @@
+import FedBrokerCore
 import Foundation
 
 /// What the admin listener serves for probes and scrapes besides the admin API, handed in by the
@@ -16,34 +17,9 @@ public struct AdminOperability: Sendable {
     }
 }
 
-/// A readiness verdict with the checks behind it. Rendered as the OpenAPI `Health` schema
-/// (`status` ok / unavailable, `detail`) plus the `checks` list.
-public struct HealthReport: Sendable, Equatable {
-    public struct Check: Sendable, Equatable {
-        public var name: String
-        public var ok: Bool
-        /// Whether its failure makes the broker not ready.
-        public var required: Bool
-        public var detail: String
-
-        public init(name: String, ok: Bool, required: Bool, detail: String) {
-            self.name = name
-            self.ok = ok
-            self.required = required
-            self.detail = detail
-        }
-    }
-
-    public var checks: [Check]
-    public var checkedAt: Date
-
-    public init(checks: [Check], checkedAt: Date) {
-        self.checks = checks
-        self.checkedAt = checkedAt
-    }
-
-    public var ready: Bool { checks.allSatisfy { $0.ok || !$0.required } }
-
+/// The `/readyz` body: the OpenAPI `Health` schema (`status` ok / unavailable, `detail`) plus
+/// `checked_at` and the `checks` list.
+extension HealthReport {
     /// `{"status":"ok"|"unavailable","detail":…,"checked_at":…,"checks":[{"name","ok","required","detail"}]}`.
     public func json() -> [UInt8] {
         let failing = checks.filter { !$0.ok && $0.required }.map(\.name)

@@ -1,3 +1,4 @@
+import FedBrokerCore
 import HTTPTypes
 import OpenAPIRuntime
 

@@ -66,7 +66,7 @@ extension BrokerApp {
     static func operability(_ service: BrokerService) -> AdminOperability {
         let readiness = service.readiness
         return AdminOperability(
-            readiness: { HealthReport(await readiness.report()) }, metrics: { BrokerMetrics.exposition() })
+            readiness: { await readiness.report() }, metrics: { BrokerMetrics.exposition() })
     }
 
     /// The periodic metrics refresh and, when configured, the canary.
@@ -125,13 +125,5 @@ enum OperabilityGauges {
                 (kind.rawValue, "failed", progress.failed), (kind.rawValue, "left", progress.left),
             ]
         }
-    }
-}
-
-extension HealthReport {
-    init(_ report: Readiness.Report) {
-        self.init(
-            checks: report.checks.map { Check(name: $0.name, ok: $0.ok, required: $0.required, detail: $0.detail) },
-            checkedAt: report.checkedAt)
     }
 }

@@ -41,36 +41,8 @@ public actor Readiness {
         public init() {}
     }
 
-    /// One named check's verdict.
-    public struct Check: Sendable, Equatable {
-        public var name: String
-        public var ok: Bool
-        /// Whether its failure makes the broker not ready.
-        public var required: Bool
-        /// What was seen, for the SRE: durations, counts, stable codes; never a secret.
-        public var detail: String
-
-        public init(name: String, ok: Bool, required: Bool = true, detail: String) {
-            self.name = name
-            self.ok = ok
-            self.required = required
-            self.detail = detail
-        }
-    }
-
-    public struct Report: Sendable, Equatable {
-        public var checks: [Check]
-        public var checkedAt: Date
-
-        public init(checks: [Check], checkedAt: Date) {
-            self.checks = checks
-            self.checkedAt = checkedAt
-        }
-
-        public var ready: Bool { checks.allSatisfy { $0.ok || !$0.required } }
-        /// The checks that failed (required or not).
-        public var failing: [Check] { checks.filter { !$0.ok } }
-    }
+    public typealias Check = HealthReport.Check
+    public typealias Report = HealthReport
 
     /// The I/O the checks need, as closures, so the logic runs in tests without any.
     public struct Probes: Sendable {

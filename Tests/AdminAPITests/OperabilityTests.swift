@@ -67,6 +67,10 @@ import Testing
             let scenario = running.scenario
             var service = BrokerService.Configuration(environment: running.environment)
             service.azureAttemptTimeout = 120
+            // The parallel suite on 2 cores can take seconds to answer a read: the verdicts under
+            // test are about what fails, not how fast (ReadinessTests cover the timeouts).
+            service.readiness.storeTimeoutSeconds = 60
+            service.readiness.assertionTimeoutSeconds = 60
             let pki = try LocalPKI()
             var configuration = BrokerAppConfiguration(
                 store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path), service: service)
