@@ -70,6 +70,21 @@ public final class KeyVaultClient: Sendable {
         self.budget = RateLimiter(limit: configuration.budget, windowSeconds: configuration.budgetWindowSeconds)
     }
 
+    /// `/keys/{name}/{version}[/{operation}]`, refused before anything is sent unless the name
+    /// and version are ones Key Vault issues (a version from a tampered blob could otherwise name
+    /// another operation: `v1/decrypt?…`), each segment percent-encoded besides.
+    static func path(_ id: VaultKeyID, operation: String?) throws(KeyVaultError) -> String {
+        let version = id.version ?? ""
+        guard KeyReference.isValidName(id.name), version.isEmpty || KeyReference.isValidVersion(version) else {
+            throw KeyVaultError(
+                kind: .badParameter,
+                serviceMessage: "refused before sending: a key name is 1-127 letters, digits or dashes and a version 32 hex digits",
+                clientRequestID: "none")
+        }
+        let segments = ["keys", id.name, version] + (operation.map { [$0] } ?? [])
+        return "/" + segments.map(AzureHTTP.percentEncoded).joined(separator: "/")
+    }
+
     /// This replica's share of every vault's budget when `replicas` replicas share it (see
     /// docs/operations.md, "Many replicas"): the budget is divided, never multiplied.
     public func shareBudget(among replicas: Int) {
@@ -127,7 +142,7 @@ public final class KeyVaultClient: Sendable {
     public func getKey(
         _ id: VaultKeyID, token: @escaping TokenProvider, deadline: Date, expectedTenantID: String? = nil
     ) async throws -> Audited<KeyBundle> {
-        let path = "/keys/\(id.name)/\(id.version ?? "")"
+        let path = try Self.path(id, operation: nil)
         let (json, clientRequestID) = try await perform(
             .get, .GET, vault: id, path: path, body: nil, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         let bundle = try Self.keyBundle(from: json, clientRequestID: clientRequestID)
@@ -194,7 +209,7 @@ public final class KeyVaultClient: Sendable {
         deadline: Date, expectedTenantID: String?
     ) async throws -> KeyOperationResult {
         let body = #"{"alg":"\#(algorithm.rawValue)","value":"\#(Base64URL.encode(value))"}"#
-        let path = "/keys/\(id.name)/\(id.version ?? "")/\(operation.rawValue)"
+        let path = try Self.path(id, operation: operation.rawValue)
         let (json, clientRequestID) = try await perform(
             operation, .POST, vault: id, path: path, body: body, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
         guard let kid = json["kid"] as? String, let encoded = json["value"] as? String, let bytes = Base64URL.decode(encoded) else {

@@ -106,3 +106,29 @@ import Testing
         #expect(throws: EnvelopeError.self) { _ = try WrappedKeyEnvelope(parsing: Array("FBK".utf8) + [1, 1, 0, 0xff, 0xff]) }
     }
 }
+
+/// What a blob names goes into a vault URL: a name or version Key Vault never issues is a
+/// malformed blob, refused at parsing.
+@Suite struct EnvelopeKeyReferenceGrammarTests {
+    static func blob(name: String, version: String) -> [UInt8] {
+        WrappedKeyEnvelope(
+            flags: [], tenantID: "tenant-a", vaultURL: "https://contoso.vault.azure.net",
+            keyName: name, keyVersion: version, wrappedEnvelopeKey: Array(repeating: 0xAB, count: 384),
+            nonce: Array(repeating: 1, count: 12), sealedDataKey: Array(repeating: 2, count: 32), tag: Array(repeating: 3, count: 16)
+        ).serialized()
+    }
+
+    @Test(arguments: ["v1/decrypt?api-version=7.4&x=", "78deebed173b48e48f55abf87ed4cf7", "78deebed173b48e48f55abf87ed4cf7g"])
+    func aVersionThatIsNot32HexDigitsIsMalformed(version: String) {
+        #expect(throws: EnvelopeError.malformedField("key version")) {
+            try WrappedKeyEnvelope(parsing: Self.blob(name: "cmk", version: version))
+        }
+    }
+
+    @Test func aNameWithAPathIsMalformed() {
+        #expect(throws: EnvelopeError.malformedField("key name")) {
+            try WrappedKeyEnvelope(parsing: Self.blob(name: "cmk/../other", version: "78deebed173b48e48f55abf87ed4cf71"))
+        }
+        #expect((try? WrappedKeyEnvelope(parsing: Self.blob(name: "cmk", version: "78DEEBED173B48E48F55ABF87ED4CF71"))) != nil)
+    }
+}

@@ -42,6 +42,9 @@ extension WrappedKeyEnvelope {
         let name = try reader.string("key name")
         let keyVersion = try reader.string("key version")
         guard !tenant.isEmpty, !vault.isEmpty, !name.isEmpty, !keyVersion.isEmpty else { throw .malformedField("key reference") }
+        // The name and version go into a vault URL: only what Key Vault itself issues is accepted.
+        guard KeyReference.isValidName(name) else { throw .malformedField("key name") }
+        guard KeyReference.isValidVersion(keyVersion) else { throw .malformedField("key version") }
         let wrapped = try reader.lengthPrefixed()
         guard !wrapped.isEmpty else { throw .malformedField("wrapped envelope key") }
         let nonce = try reader.take(12)

@@ -36,8 +36,15 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
         self.vaultURL == other.vaultURL && self.keyName.lowercased() == other.keyName.lowercased()
     }
 
-    private static func isValidName(_ name: String) -> Bool {
+    /// Key Vault's key names: 1-127 ASCII letters, digits and dashes.
+    public static func isValidName(_ name: String) -> Bool {
         (1...127).contains(name.count) && name.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" }
+    }
+
+    /// A key version as Key Vault issues it: 32 ASCII hex digits. Anything else that claims to be
+    /// one (from a blob, say) never reaches a vault URL.
+    public static func isValidVersion(_ version: String) -> Bool {
+        version.utf8.count == 32 && version.utf8.allSatisfy { (48...57).contains($0) || (65...70).contains($0) || (97...102).contains($0) }
     }
 
     public var description: String {
