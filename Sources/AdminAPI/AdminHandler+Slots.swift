@@ -9,10 +9,12 @@ import SlotOperations
 extension AdminHandler {
     func listSlots(_ input: Operations.ListSlots.Input) async throws -> Operations.ListSlots.Output {
         let slots = try await store.slots()
-        var items: [Components.Schemas.Slot] = []
-        for slot in slots {
-            items.append(Self.schema(slot, tenantCount: try await store.tenants(onSlot: slot.id).count))
+        // Every slot's tenant count in one read (slots belong to the one application).
+        var counts: [FICSlotID: Int] = [:]
+        if let applicationID = environment.applicationClientID {
+            for load in try await store.slotLoads(applicationID: applicationID) { counts[load.id] = load.tenantCount }
         }
+        let items = slots.map { Self.schema($0, tenantCount: counts[$0.id] ?? 0) }
         return .ok(.init(body: .json(.init(items: items, limit: FICSlot.maximumNonRetiredPerApplication))))
     }
 

@@ -1,4 +1,5 @@
 import AzureHTTP
+import FedBrokerCore
 import Foundation
 
 /// A Microsoft Graph failure on the application's federated identity credentials, classified by
@@ -63,7 +64,7 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, C
         self.kind = kind
         self.httpStatus = httpStatus
         self.graphCode = graphCode
-        self.graphMessage = graphMessage.map { Self.bounded($0) }
+        self.graphMessage = graphMessage.map { BoundedText.escaped($0) }
         self.requestID = requestID
         self.clientRequestID = clientRequestID
         self.retryAfter = retryAfter
@@ -115,25 +116,5 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, C
     public var debugDescription: String {
         guard let graphMessage else { return description }
         return "\(description): \(graphMessage)"
-    }
-
-    /// At most `limit` characters of `text`, control characters (C0, DEL, C1, line and paragraph
-    /// separators) written as `\u{…}`; a cut is marked with `…`.
-    static func bounded(_ text: String, limit: Int = 256) -> String {
-        let pieces = text.unicodeScalars.map { scalar -> String in
-            switch scalar.value {
-            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029: "\\u{\(String(scalar.value, radix: 16))}"
-            default: String(scalar)
-            }
-        }
-        guard pieces.reduce(0, { $0 + $1.unicodeScalars.count }) > limit else { return pieces.joined() }
-        var out = ""
-        var count = 0
-        for piece in pieces {
-            guard count + piece.unicodeScalars.count <= limit - 1 else { break }
-            out += piece
-            count += piece.unicodeScalars.count
-        }
-        return out + "…"
     }
 }

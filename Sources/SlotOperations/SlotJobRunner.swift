@@ -189,8 +189,7 @@ public final class SlotJobRunner: Sendable {
 
     /// A bounded, single-line description of an error for job messages and logs.
     static func describe(_ error: any Error) -> String {
-        let text = (error as? BrokerError)?.message ?? String(describing: error)
-        return String(text.unicodeScalars.map { $0.properties.generalCategory == .control ? " " : Character($0) }.prefix(300))
+        BoundedText.escaped((error as? BrokerError)?.message ?? String(describing: error), limit: 300)
     }
 
     // MARK: Saving

@@ -20,16 +20,6 @@ final class ServeProcess: @unchecked Sendable {
 
     var adminURL: String { "http://127.0.0.1:\(adminPort)" }
 
-    static func binary() throws -> URL {
-        if let override = ProcessInfo.processInfo.environment["FEDBROKER_BINARY"] { return URL(fileURLWithPath: override) }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let url = root.appendingPathComponent(".build/debug/fedbroker")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw FixtureError("no fedbroker binary at \(url.path): run `swift build --build-tests` first")
-        }
-        return url
-    }
-
     private init(process: Process, framedPort: Int, adminPort: Int, logURL: URL) {
         self.process = process
         self.framedPort = framedPort
@@ -40,7 +30,7 @@ final class ServeProcess: @unchecked Sendable {
     /// Starts `fedbroker serve --config CONFIG` and waits (at most 90 s) until both listeners announced their ports.
     static func start(config: URL, name: String, directory: URL) async throws -> ServeProcess {
         let process = Process()
-        process.executableURL = try binary()
+        process.executableURL = try FedBrokerBinary.url()
         process.arguments = ["serve", "--config", config.path]
         let outURL = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).out")
         let logURL = directory.appendingPathComponent("\(name)-\(UUID().uuidString.prefix(6)).log")

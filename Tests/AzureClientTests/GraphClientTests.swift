@@ -264,11 +264,11 @@ import Testing
 
     @Test("Graph's message is bounded to 256 characters with control characters escaped")
     func boundedMessage() {
-        #expect(GraphError.bounded("line\nforged\u{7}") == "line\\u{a}forged\\u{7}")
-        let long = GraphError.bounded(String(repeating: "x", count: 10_000))
+        #expect(BoundedText.escaped("line\nforged\u{7}") == "line\\u{a}forged\\u{7}")
+        let long = BoundedText.escaped(String(repeating: "x", count: 10_000))
         #expect(long.unicodeScalars.count == 256)
         #expect(long.hasSuffix("…"))
-        #expect(GraphError.bounded(String(repeating: "y", count: 256)) == String(repeating: "y", count: 256))
+        #expect(BoundedText.escaped(String(repeating: "y", count: 256)) == String(repeating: "y", count: 256))
     }
 
     @Test("Retry-After is clamped to 0...maximum; NaN and absence are no hint")

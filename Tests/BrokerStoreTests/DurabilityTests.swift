@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import Testing
+import FedBrokerTestSupport
 
 @testable import BrokerStore
 
@@ -11,28 +12,10 @@ import Testing
 @Suite struct DurabilityTests {
     static let loadTenant = TenantID(rawValue: "load-tenant")!
 
-    static func binary() throws -> URL {
-        if let override = ProcessInfo.processInfo.environment["FEDBROKER_BINARY"] {
-            return URL(fileURLWithPath: override)
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let url = root.appendingPathComponent(".build/debug/fedbroker")
-        guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw ChildProcessFailure(message: "no fedbroker binary at \(url.path): run `swift build --build-tests` first")
-        }
-        return url
-    }
-
-    struct ChildProcessFailure: Error, CustomStringConvertible {
-        let message: String
-        var description: String { self.message }
-    }
-
     /// Starts `fedbroker audit-load` with `arguments`; stderr goes to a file for diagnostics.
     static func launch(_ arguments: [String]) throws -> (Process, FileHandle, URL) {
         let process = Process()
-        process.executableURL = try binary()
+        process.executableURL = try FedBrokerBinary.url()
         process.arguments = ["audit-load"] + arguments
         let stdout = Pipe()
         let stderrURL = FileManager.default.temporaryDirectory.appendingPathComponent("audit-load-\(UUID().uuidString).err")
