@@ -3,6 +3,7 @@ import AzureHTTP
 import AzureIdentity
 import BrokerApp
 import BrokerServer
+import BrokerWire
 import BrokerStore
 import Configuration
 import FedBrokerCore

@@ -1,4 +1,3 @@
-import BrokerServer
 import BrokerWire
 import NIOCore
 import Testing

@@ -1,4 +1,3 @@
-import BrokerWire
 import NIOCore
 import SwiftProtobuf
 
