@@ -21,6 +21,8 @@ let package = Package(
     products: [
         .executable(name: "fedbroker", targets: ["fedbroker"]),
         .library(name: "FedBrokerCore", targets: ["FedBrokerCore"]),
+        // Azure's answers parsed within bounds, with no HTTP stack: what Fuzz/ links.
+        .library(name: "AzureWire", targets: ["AzureWire"]),
         .library(name: "AzureEmulator", targets: ["AzureEmulator"]),
         .library(name: "AzureHTTP", targets: ["AzureHTTP"]),
         .library(name: "AzureIdentity", targets: ["AzureIdentity"]),
@@ -68,11 +70,19 @@ let package = Package(
             name: "FedBrokerCore",
             swiftSettings: swiftSettings
         ),
+        // Azure's answers (Key Vault, Entra, IMDS bodies, the bearer challenge) parsed within bounds:
+        // bytes in, a typed value or a structured error out. No HTTP stack, so fuzzers link it cheaply.
+        .target(
+            name: "AzureWire",
+            dependencies: ["FedBrokerCore"],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP plumbing the Azure clients share: requests under a deadline, retries, environment, transport failures.
         .target(
             name: "AzureHTTP",
             dependencies: [
                 "FedBrokerCore",
+                "AzureWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -87,6 +97,7 @@ let package = Package(
             dependencies: [
                 "FedBrokerCore",
                 "AzureHTTP",
+                "AzureWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -103,6 +114,7 @@ let package = Package(
                 "FedBrokerCore",
                 "AzureHTTP",
                 "AzureIdentity",
+                "AzureWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -273,11 +285,14 @@ let package = Package(
             ],
             swiftSettings: generatedSwiftSettings
         ),
+        // prctl for ProcessHardening (variadic in C, so not callable from Swift).
+        .target(name: "CFedBrokerSystem"),
         // The one assembly: store, audit, Azure clients, service, framed transport, admin listener
         // and change-feed follower as Services of one ServiceGroup. serve, bench and tests call it.
         .target(
             name: "BrokerApp",
             dependencies: [
+                "CFedBrokerSystem",
                 "FedBrokerCore",
                 "SlotOperations",
                 "GraphClient",
@@ -439,6 +454,7 @@ let package = Package(
             dependencies: [
                 "FedBrokerTestSupport",
                 "AzureHTTP",
+                "AzureWire",
                 "AzureIdentity",
                 "KeyVault",
                 "GraphClient",

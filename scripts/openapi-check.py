@@ -102,7 +102,7 @@ _, etag = call("POST", "/v1/tenants/{tenant_id}/suspend", path=f"/v1/tenants/{ti
 _, etag = call("POST", "/v1/tenants/{tenant_id}/restore", path=f"/v1/tenants/{tid}/restore", headers={"If-Match": etag or ""}, expect=200)
 _, etag = call("GET", "/v1/tenants/{tenant_id}", path=f"/v1/tenants/{tid}", expect=200)
 call("DELETE", "/v1/tenants/{tenant_id}", path=f"/v1/tenants/{tid}", headers={"If-Match": etag or ""}, expect=200)
-caller, etag = call("POST", "/v1/callers", body={"id": "schema-check", "identity": "schema-check", "grants": [{"operations": ["unwrap"], "tenants": ["*"]}]}, expect=201)
+caller, etag = call("POST", "/v1/callers", body={"id": "schema-check", "identity": "spiffe://isv.example/schema-check", "grants": [{"operations": ["unwrap"], "tenants": ["*"]}]}, expect=201)
 call("GET", "/v1/callers", expect=200)
 _, etag = call("PATCH", "/v1/callers/{caller_id}", path="/v1/callers/schema-check", body={"enabled": False}, headers={"If-Match": etag or ""}, expect=200)
 call("DELETE", "/v1/callers/{caller_id}", path="/v1/callers/schema-check", headers={"If-Match": etag or ""}, expect=204)

@@ -86,6 +86,10 @@ FEDBROKER_SERVER_MAX_STREAMS=abc "$bin" serve --plaintext --listen 127.0.0.1:0 -
 check "a wrong type in the environment is refused (exit 64)" test "$bad_status" -eq 64
 check "the refusal names the key" grep -q "server.maxStreams" "$dir/bad.err"
 check "plaintext off loopback is refused" bash -c "! '$bin' serve --plaintext --listen 0.0.0.0:0 --data-dir '$dir/bad' 2>/dev/null"
+FEDBROKER_SERVER_CALLER_IDENTITY=cn "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "an unknown server.callerIdentity is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.callerIdentity '$dir/bad.err'"
+FEDBROKER_SERVER_IDLE_TIMEOUT_SECONDS=0 "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "a zero server.idleTimeoutSeconds is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.idleTimeoutSeconds '$dir/bad.err'"
 check "a missing --config file is refused" bash -c "! '$bin' serve --config '$dir/absent.json' --plaintext --listen 127.0.0.1:0 2>/dev/null"
 printf '{"server": {"listen": "127.0.0.1:1", "plaintext": true, "maxStreams": 8}, "store": {"dataDir": "%s"}}\n' "$dir/fromfile" >"$dir/serve.json"
 start_serve serve2 --config "$dir/serve.json" --listen 127.0.0.1:0
@@ -139,7 +143,7 @@ check "validate passes once the customer is done" "$bin" tenant validate "$tid"
 check "activate without --yes and no answer aborts (exit 6)" bash -c "'$bin' tenant activate '$tid' </dev/null >/dev/null 2>&1; [ \$? -eq 6 ]"
 check "activate --yes says it cannot be undone" grep -q "cannot be undone" <<<"$("$bin" tenant activate "$tid" --yes)"
 check "tenant list shows it active" grep -q "$tid.*active" <<<"$("$bin" tenant list --state active)"
-check "caller add" "$bin" caller add billing --identity billing-api --grant "generate_data_key,unwrap:$tid"
+check "caller add" "$bin" caller add billing --identity spiffe://isv.example/billing-api --grant "generate_data_key,unwrap:$tid"
 check "caller revoke takes unwrap away" bash -c "'$bin' caller revoke billing --operation unwrap | grep -q 'generate_data_key:$tid'"
 check "a missing tenant exits 3" bash -c "'$bin' tenant show tnt_nope >/dev/null 2>&1; [ \$? -eq 3 ]"
 check "set-key after activation is a conflict (exit 2)" bash -c "'$bin' tenant set-key '$tid' --vault-uri '$vault_url' --key other >/dev/null 2>&1; [ \$? -eq 2 ]"

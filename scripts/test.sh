@@ -51,7 +51,15 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # One build of sources and tests, then the tests without a rebuild (avoids the trait flip-flop
 # between `swift build` and `swift test`, see SWIFT-STACK.md pitfall 2).
 swift build --build-tests
+# Every log line of the test process, at trace level for the broker worlds, and every secret the
+# tests meet, go to a scratch directory; the checker then proves no secret reached a log line
+# (Tests/TestSupport/TestLogging.swift).
+export FEDBROKER_TEST_LOG_DIR
+FEDBROKER_TEST_LOG_DIR=$(mktemp -d /tmp/fedbroker-test-logs.XXXXXX)
 swift test --skip-build
+python3 scripts/check-log-secrets.py "$FEDBROKER_TEST_LOG_DIR"
+rm -rf "$FEDBROKER_TEST_LOG_DIR"
+unset FEDBROKER_TEST_LOG_DIR
 
 # `fedbroker migrate` against the fresh server from the command line: applies, then is a no-op, and
 # a server that is down is a clear failure.
@@ -86,3 +94,7 @@ if [ "${FEDBROKER_SKIP_SDK_CHECK:-0}" != 1 ]; then
   sdk_python=$venv/bin/python
 fi
 scripts/smoke-emulator.sh .build/debug/fedbroker "$sdk_python"
+
+# The parsers that read input from outside, fuzzed for 30 s each from the committed seed corpus
+# (docs/fuzzing.md): a separate release build of Fuzz/ with libFuzzer; any crash fails the run.
+scripts/fuzz.sh 30

@@ -12,7 +12,7 @@ extension AdminHandler {
         }
         let caller = Caller(
             id: body.id, identity: try Self.identity(body.identity), grants: try Self.grants(body.grants),
-            enabled: body.enabled ?? true)
+            enabled: body.enabled ?? true, requireContext: body.requireContext ?? false)
         let created = try await store.createCaller(caller, actor: actor)
         logger.info("caller created", metadata: ["fb.caller": "\(created.id)", "fb.actor": "\(logActor)"])
         return .created(
@@ -39,6 +39,7 @@ extension AdminHandler {
         if let identity = body.identity { caller.identity = try Self.identity(identity) }
         if let grants = body.grants { caller.grants = try Self.grants(grants) }
         if let enabled = body.enabled { caller.enabled = enabled }
+        if let requireContext = body.requireContext { caller.requireContext = requireContext }
         let updated = try await store.updateCaller(caller, actor: actor)
         logger.info("caller updated", metadata: ["fb.caller": "\(updated.id)", "fb.actor": "\(logActor)"])
         return .ok(.init(headers: .init(eTag: Self.etag(updated.version)), body: .json(Self.schema(updated))))
@@ -52,13 +53,15 @@ extension AdminHandler {
         return .noContent(.init())
     }
 
-    /// The identity the framed-TCP server derives from a client certificate: its subject common
-    /// name, which X.509 bounds at 64 characters. Printable ASCII, so it matches byte for byte.
+    /// The identity the framed-TCP server derives from a client certificate (docs/protocol.md,
+    /// "Caller identity"): a URI SAN or an RFC 4514 subject, at most 512 bytes of printable ASCII
+    /// (the server writes anything else as \XX), so it matches byte for byte.
     static func identity(_ raw: String) throws(AdminProblem) -> String {
-        guard (1...64).contains(raw.utf8.count), raw.utf8.allSatisfy({ (0x20...0x7e).contains($0) }),
+        guard (1...512).contains(raw.utf8.count), raw.utf8.allSatisfy({ (0x20...0x7e).contains($0) }),
             raw.trimmingCharacters(in: .whitespaces) == raw
         else {
-            throw .invalid("identity must be the client certificate's common name: 1-64 printable ASCII characters, no outer spaces")
+            throw .invalid(
+                "identity must be what the caller's certificate proves (its URI SAN, or its subject as CN=…,O=…): 1-512 printable ASCII characters, no outer spaces")
         }
         return raw
     }

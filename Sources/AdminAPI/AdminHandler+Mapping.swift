@@ -9,7 +9,7 @@ extension AdminHandler {
         let binding = onboarding?.bindingValue ?? ""
         return Components.Schemas.Tenant(
             id: tenant.id.rawValue, displayName: tenant.displayName, geo: tenant.geo,
-            state: Components.Schemas.TenantState(rawValue: tenant.state.rawValue) ?? .disabled,
+            state: Components.Schemas.TenantState(rawValue: tenant.state.rawValue) ?? .suspended,
             providerConfig: .init(
                 _type: .azure, tenantId: tenant.entraTenantID.rawValue, vaultUri: tenant.key.vaultURL,
                 keyName: tenant.key.keyName),
@@ -17,7 +17,7 @@ extension AdminHandler {
             binding: .init(tagName: TenantOnboarding.bindingTagName, tagValue: binding),
             customer: self.instructions(for: tenant, binding: binding),
             lastValidation: onboarding?.lastValidation.map(Self.schema),
-            suspensionReason: tenant.state == .disabled ? onboarding?.suspensionReason : nil,
+            suspensionReason: tenant.state == .suspended || tenant.state == .accessLost ? onboarding?.suspensionReason : nil,
             createdAt: tenant.createdAt, updatedAt: tenant.updatedAt, version: tenant.version.rawValue)
     }
 
@@ -66,7 +66,7 @@ extension AdminHandler {
                 return .init(
                     operations: grant.operations.sorted().compactMap { Components.Schemas.KeyOperation(rawValue: $0.rawValue) },
                     tenants: tenants)
-            }, enabled: caller.enabled, version: caller.version.rawValue)
+            }, enabled: caller.enabled, requireContext: caller.requireContext, version: caller.version.rawValue)
     }
 
     static func schema(_ entry: AuditEntry) -> Components.Schemas.AuditRecord {

@@ -111,7 +111,7 @@ extension AdminHandler {
         let (tenant, onboarding) = try await self.load(
             input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
         let updated = try await store.transitionTenant(
-            tenant.id, expectedVersion: tenant.version, event: .disable, reason: AdminProblem.bounded(reason), actor: actor)
+            tenant.id, expectedVersion: tenant.version, event: .suspend, reason: AdminProblem.bounded(reason), actor: actor)
         logger.notice("tenant suspended by an operator", metadata: ["fb.tenant": "\(tenant.id)", "fb.actor": "\(logActor)"])
         var stored = onboarding
         stored.suspensionReason = AdminProblem.bounded(reason)
@@ -122,22 +122,23 @@ extension AdminHandler {
         let actor = try self.actor
         var (tenant, onboarding) = try await self.load(
             input.path.tenantId, expected: try Self.requiredVersion(ifMatch: input.headers.ifMatch))
-        guard tenant.state == .disabled || tenant.state == .suspended else {
+        // access_lost: the operator does now what the re-probe would do at its next due time.
+        // suspended: only an operator lifts it, and never without a validation that passes.
+        let event: TenantEvent
+        switch tenant.state {
+        case .accessLost: event = .accessRestored
+        case .suspended: event = .restore
+        default:
             throw AdminProblem(
-                BrokerError(.illegalTenantTransition, "only a suspended or disabled tenant can be restored; \(tenant.id) is \(tenant.state)"))
+                BrokerError(.illegalTenantTransition, "only a suspended or access_lost tenant can be restored; \(tenant.id) is \(tenant.state)"))
         }
         let record = try await self.runValidation(tenant, onboarding)
         if record.succeeded {
             // Each step is its own transaction and each leaves a legal state behind, so a failure
-            // midway leaves the tenant where a retry of restore picks it up.
-            if tenant.state == .disabled {
-                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .enable, reason: nil, actor: actor)
-            }
+            // midway leaves the tenant where a retry of restore picks it up. The transition comes
+            // first so that a never-activated tenant, back at registered, is validated by the record.
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: event, reason: nil, actor: actor)
             tenant = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: record, actor: actor)
-            if tenant.state == .suspended {
-                tenant = try await store.transitionTenant(
-                    tenant.id, expectedVersion: tenant.version, event: .accessRestored, reason: nil, actor: actor)
-            }
             onboarding.suspensionReason = nil
         } else {
             tenant = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: record, actor: actor)

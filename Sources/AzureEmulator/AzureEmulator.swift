@@ -25,6 +25,9 @@ public final class AzureEmulator: Service, Sendable {
         /// Seeds `DefaultScenario` when the directory is empty.
         public var seedDefaultScenario = false
         public var settings = Directory.Settings()
+        /// Told of every token signed and every key value wrapped or unwrapped, on the request's
+        /// task. For the tests' secret ledger; nil (the default) costs nothing.
+        public var secretObserver: (@Sendable (IssuedSecret) -> Void)?
         public init() {}
     }
 
@@ -63,7 +66,7 @@ public final class AzureEmulator: Service, Sendable {
             }
         }
         self.pki = try EmulatorPKI.make(directory: configuration.stateDirectory)
-        let authority = try await TokenAuthority(privateKeyDER: signingKey)
+        let authority = try await TokenAuthority(privateKeyDER: signingKey, observer: configuration.secretObserver)
         var persistence: (@Sendable (Directory, Data) -> Void)?
         if let dir = configuration.stateDirectory {
             persistence = { directory, key in

@@ -146,6 +146,9 @@ struct KeyVaultService: HTTPResponder {
                 wrap: operation.name == "wrapkey", body: body, key: key, version: keyVersion, now: state.clock.unixSeconds)
             switch result {
             case .success(let value):
+                if let observer = state.authority.observer {
+                    Self.observe(requestBody: body, response: value, observer)
+                }
                 let kid = "\(vaultBaseURL)/keys/\(key.name)/\(keyVersion.version)"
                 return rbac.ok(.object([("kid", .string(kid)), ("value", .string(value))]))
             case .failure(let failure):
@@ -244,6 +247,16 @@ struct KeyVaultService: HTTPResponder {
             return .failure(alg == "RSA1_5" ? .badPKCS1Padding : .badOAEPPadding)
         }
         return .success(Base64URL.encode(opened))
+    }
+
+    /// Both sides of a successful wrapkey/unwrapkey: one of them is a plaintext envelope key.
+    static func observe(requestBody: String, response: String, _ observer: @Sendable (IssuedSecret) -> Void) {
+        if let object = try? JSONSerialization.jsonObject(with: Data(requestBody.utf8)) as? [String: Any],
+            let value = object["value"] as? String, let bytes = Base64URL.decode(value)
+        {
+            observer(.keyMaterial(bytes))
+        }
+        if let bytes = Base64URL.decode(response) { observer(.keyMaterial(bytes)) }
     }
 
     // MARK: Replies

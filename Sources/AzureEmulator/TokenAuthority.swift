@@ -13,8 +13,11 @@ final class TokenAuthority: Sendable {
     let modulus: String
     let exponent: String
     private let keys: JWTKeyCollection
+    /// Sees every token signed, and (through `EmulatorState`) every key value Key Vault handles.
+    let observer: (@Sendable (IssuedSecret) -> Void)?
 
-    init(privateKeyDER: Data?) async throws {
+    init(privateKeyDER: Data?, observer: (@Sendable (IssuedSecret) -> Void)? = nil) async throws {
+        self.observer = observer
         let key: _RSA.Signing.PrivateKey
         if let privateKeyDER {
             key = try _RSA.Signing.PrivateKey(derRepresentation: privateKeyDER)
@@ -48,7 +51,9 @@ final class TokenAuthority: Sendable {
         var header = JWTHeader()
         header.typ = "JWT"
         if thumbprint { header.x5t = keyID }
-        return try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)
+        let token = try await keys.sign(claims, kid: JWKIdentifier(string: keyID), header: header)
+        observer?(.token(token))
+        return token
     }
 
     /// Checks the signature only; the caller checks claims against its own clock and rules.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AzureWire
 import FedBrokerCore
 import Foundation
 import NIOCore
@@ -16,13 +17,14 @@ package enum AzureHTTP {
         package var body: ByteBuffer
 
         package var bodyString: String { String(buffer: body) }
-        package var json: [String: Any]? {
-            try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
-        }
+        /// The body's bytes, for the parsers in AzureWire.
+        package var data: Data { Data(body.readableBytesView) }
+        /// The body as a JSON object, within AzureWire's bounds (size, nesting).
+        package var json: [String: Any]? { AzureJSON.object(data) }
     }
 
     /// At most 1 MiB of body: Azure's answers here are a few KiB.
-    package static let maximumBody = 1 << 20
+    package static let maximumBody = AzureWireLimits.maximumBody
 
     /// - Parameter attemptTimeout: the longest this one attempt may take (a hung server must leave
     ///   time for a retry); the caller's deadline bounds it too.
@@ -66,12 +68,8 @@ package enum AzureHTTP {
         }
     }
 
-    /// A number Azure may send as a JSON number or as a string (IMDS sends strings).
-    package static func number(_ value: Any?) -> Double? {
-        if let s = value as? String { return Double(s) }
-        if let n = value as? NSNumber { return n.doubleValue }
-        return nil
-    }
+    /// A finite number Azure may send as a JSON number or as a decimal string (IMDS sends strings).
+    package static func number(_ value: Any?) -> Double? { AzureJSON.number(value) }
 
     /// A base URL without its trailing slash.
     package static func trimmingSlash(_ url: String) -> String {

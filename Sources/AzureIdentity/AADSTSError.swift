@@ -1,3 +1,4 @@
+import AzureWire
 import Foundation
 
 /// A failure of the Entra token endpoint, classified by its AADSTS code and OAuth `error`,
@@ -102,13 +103,11 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
             + (traceID.map { " trace \($0)" } ?? "")
     }
 
-    /// Parses an Entra error body; nil when the body is not one.
-    static func parse(status: Int, json: [String: Any]?, retryAfter: Double?) -> AADSTSError? {
-        guard let json, let error = json["error"] as? String else { return nil }
-        let code = (json["error_codes"] as? [Int])?.first
+    /// Parses an Entra error body (`EntraErrorBody`, within its bounds); nil when the body is not one.
+    static func parse(status: Int, body: Data, retryAfter: Double?) -> AADSTSError? {
+        guard let parsed = EntraErrorBody(parsing: body) else { return nil }
         return AADSTSError(
-            httpStatus: status, error: error, code: code,
-            serviceDescription: json["error_description"] as? String ?? "",
-            traceID: json["trace_id"] as? String, correlationID: json["correlation_id"] as? String, retryAfter: retryAfter)
+            httpStatus: status, error: parsed.error, code: parsed.code, serviceDescription: parsed.description,
+            traceID: parsed.traceID, correlationID: parsed.correlationID, retryAfter: retryAfter)
     }
 }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import AzureHTTP
+import AzureWire
 import FedBrokerCore
 import Foundation
 import NIOCore
@@ -55,24 +56,25 @@ public struct ClientAssertionExchange: Sendable {
             IdentityMetrics.tokenExchange(.unavailable)
             throw AzureIdentityError.transport(failure)
         }
-        let json = response.json
+        let body = response.data
         guard response.status == 200 else {
             let retryAfter = parseRetryAfter(response.headers.first(name: "Retry-After"), now: clock.now)
-            let error = AADSTSError.parse(status: response.status, json: json, retryAfter: retryAfter)
+            let error = AADSTSError.parse(status: response.status, body: body, retryAfter: retryAfter)
                 ?? AADSTSError(
                     httpStatus: response.status, error: "http_\(response.status)", code: nil,
-                    serviceDescription: String(response.bodyString.prefix(200)))
+                    serviceDescription: AzureJSON.excerpt(body, limit: 200))
             IdentityMetrics.tokenExchange(IdentityMetrics.exchangeOutcome(error))
             throw AzureIdentityError.entra(error)
         }
-        guard let json, let token = json["access_token"] as? String,
-            let expiresIn = AzureHTTP.number(json["expires_in"])
-        else {
+        let answer: EntraTokenBody
+        do {
+            answer = try EntraTokenBody(parsing: body)
+        } catch {
             IdentityMetrics.tokenExchange(.error)
-            throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: "no access_token or expires_in")
+            throw AzureIdentityError.malformedResponse(service: "Entra token endpoint", detail: error.detail)
         }
         IdentityMetrics.tokenExchange(.success)
         // Measured from when the request left, so the cached lifetime errs short.
-        return AccessToken(token: token, expiresOn: sentAt.addingTimeInterval(expiresIn))
+        return AccessToken(token: answer.accessToken, expiresOn: sentAt.addingTimeInterval(answer.expiresIn))
     }
 }

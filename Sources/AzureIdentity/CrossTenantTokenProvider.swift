@@ -63,6 +63,12 @@ public final class CrossTenantTokenProvider: Sendable {
         return try await tokens.token(for: key, deadline: deadline)
     }
 
+    /// Forgets every cached token for the customer tenant `tenantID`: it withdrew access (a token
+    /// still valid must not keep being presented), or the vault would not accept one.
+    public func forgetTokens(tenantID: String) async {
+        await tokens.removeAll { $0.tenantID == tenantID }
+    }
+
     /// An assertion from `source` through the same cache the exchanges use: the cached one while
     /// it has validity left (no request), else one fetch shared with every concurrent caller.
     /// Readiness asks here, so checking a slot never costs IMDS more than serving does.

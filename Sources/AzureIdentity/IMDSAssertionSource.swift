@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import AzureHTTP
+import AzureWire
 import FedBrokerCore
 import Foundation
 import NIOCore
@@ -60,24 +61,19 @@ public struct IMDSAssertionSource: AssertionSource {
         }
         guard response.status == 200 else {
             IdentityMetrics.imdsRequest(IdentityMetrics.imdsOutcome(status: response.status))
-            let json = response.json
-            throw AzureIdentityError.imds(
-                status: response.status, error: json?["error"] as? String ?? "unknown",
-                description: json?["error_description"] as? String ?? response.bodyString.prefix(200).description)
+            let body = IMDSErrorBody(parsing: response.data)
+            throw AzureIdentityError.imds(status: response.status, error: body.error, description: body.description)
         }
-        guard let json = response.json, let token = json["access_token"] as? String else {
+        // IMDS sends numbers as strings; IMDSTokenBody accepts either and bounds the lifetime.
+        let answer: IMDSTokenBody
+        do {
+            answer = try IMDSTokenBody(parsing: response.data, now: clock.now)
+        } catch {
             IdentityMetrics.imdsRequest(.error)
-            throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no access_token")
-        }
-        // IMDS sends numbers as strings; accept either.
-        let expiresOn = AzureHTTP.number(json["expires_on"]).map { Date(timeIntervalSince1970: $0) }
-            ?? AzureHTTP.number(json["expires_in"]).map { clock.now.addingTimeInterval($0) }
-        guard let expiresOn else {
-            IdentityMetrics.imdsRequest(.error)
-            throw AzureIdentityError.malformedResponse(service: "IMDS", detail: "no expires_on")
+            throw AzureIdentityError.malformedResponse(service: "IMDS", detail: error.detail)
         }
         IdentityMetrics.imdsRequest(.success)
-        return AccessToken(token: token, expiresOn: expiresOn)
+        return AccessToken(token: answer.accessToken, expiresOn: answer.expiresOn)
     }
 
 }

@@ -60,6 +60,9 @@ public final class BrokerApp: Sendable {
         _ configuration: BrokerAppConfiguration, clock: any WallClock = SystemWallClock(),
         signals: [UnixSignal] = [.sigterm, .sigint], logger: Logger
     ) async throws -> BrokerApp {
+        if let warning = configuration.store.securityWarning {
+            logger.warning("the PostgreSQL connection is not verified", metadata: ["fb.store.tls": "\(warning)"])
+        }
         let store = try await SQLBrokerStore.open(configuration.store, clock: clock, logger: logger)
         do {
             if configuration.migrateOnStart {
@@ -70,7 +73,7 @@ public final class BrokerApp: Sendable {
             let http = try configuration.service.environment.makeHTTPClient()
             do {
                 BrokerMetrics.bootstrap()  // before anything that records is made
-                let audit = AuditWriter(store: store, logger: logger)
+                let audit = AuditWriter(store: store, configuration: configuration.audit, logger: logger)
                 let sources = try Self.assertionSources(configuration, httpClient: http, clock: clock)
                 let service = try BrokerService(
                     configuration: configuration.service, store: store, audit: audit, httpClient: http, assertionSources: sources,
@@ -95,6 +98,7 @@ public final class BrokerApp: Sendable {
                 let services: [any Service] = [
                     ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
                     ChangeFollowerService(service: service),
+                    AccessRecoveryService(recovery: AccessRecovery(service: service, configuration: configuration.accessRecovery, logger: logger)),
                     ReplicaHeartbeatService(
                         store: store, vault: service.vault, replicaID: configuration.replicaID, interval: configuration.heartbeatSeconds,
                         clock: clock, logger: logger),
@@ -149,6 +153,10 @@ public final class BrokerApp: Sendable {
 
     /// Serves until a shutdown signal or `shutdown()`: the listeners drain, the audit writer
     /// flushes what is left, then the HTTP client and the store close.
+    ///
+    /// - Throws: the service group's failure; else `AuditIncompleteError` when audit records could
+    ///   not be written to the store (still pending, or quarantined): the trail has a hole, so
+    ///   `serve` must not exit 0. Everything is closed either way.
     public func run() async throws {
         var failure: (any Error)?
         do {
@@ -157,11 +165,28 @@ public final class BrokerApp: Sendable {
             failure = error
         }
         await adminPorts.finish()
-        try? await audit.shutdown()
+        var auditFailure: AuditIncompleteError?
+        do {
+            try await audit.shutdown()
+        } catch {
+            let failure = AuditIncompleteError(
+                unwritten: await audit.pendingCount, quarantined: await audit.quarantinedCount,
+                quarantineFile: audit.quarantineFilePath,
+                underlying: error as? BrokerError ?? BrokerError(.storeFailure, "audit shutdown failed", underlying: error))
+            auditFailure = failure
+            logger.critical(
+                "audit records were not written at shutdown; the audit trail is incomplete",
+                metadata: [
+                    "fb.audit.unwritten": "\(failure.unwritten)", "fb.audit.quarantined": "\(failure.quarantined)",
+                    "fb.auditQuarantineFile": "\(failure.quarantineFile ?? "none (memory only)")",
+                    "fb.error": "\(failure.underlying.code)", "fb.message": "\(failure.underlying.message)",
+                ])
+        }
         try? await httpClient.shutdown()
         try? await store.close()
         logger.info("fedbroker stopped")
         if let failure { throw failure }
+        if let auditFailure { throw auditFailure }
     }
 
     /// Serves while `body` runs, then shuts down and waits until everything is released, whether
@@ -253,7 +278,7 @@ struct ListenerService: Service {
     }
 }
 
-/// Purges cached keys of tenants the store says were suspended, disabled or offboarded (by
+/// Purges cached keys of tenants the store says were suspended, offboarded or lost access (by
 /// staff, or through another replica), until graceful shutdown.
 struct ChangeFollowerService: Service {
     let service: BrokerService

@@ -44,6 +44,8 @@ public struct BrokerAppConfiguration: Sendable {
     }
 
     public var store: StoreConfiguration
+    /// The audit writer's bounds and where it keeps records the database rejected.
+    public var audit = AuditWriter.Configuration()
     public var service: BrokerService.Configuration
     public var transport = BrokerTransportServer.Configuration()
     /// Seconds in-flight calls get to finish on shutdown.
@@ -55,6 +57,8 @@ public struct BrokerAppConfiguration: Sendable {
     /// already recorded is left as it is.
     public var bootstrapSlots: [FICSlotIdentity] = []
     public var slots = Slots()
+    /// Re-probing `access_lost` tenants (tenants.reprobeMinSeconds / tenants.reprobeMaxSeconds).
+    public var accessRecovery = AccessRecovery.Configuration()
     /// This process among the replicas sharing the store: the slot-job lease owner, and one of
     /// the replicas a vault's budget is divided among.
     public var replicaID = BrokerAppConfiguration.defaultReplicaID()

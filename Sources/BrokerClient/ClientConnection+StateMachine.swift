@@ -43,7 +43,9 @@ public struct ClientConnectionStateMachine: Sendable {
     public init() {}
 
     /// Opens a stream for `request`: returns the id and the action (send now, or queued until SETTINGS).
+    /// Once the ids are used up (docs/protocol.md: they never wrap), the connection takes no more.
     public mutating func startRequest(_ request: WireRequest) throws(Refusal) -> (streamID: UInt32, action: Action) {
+        guard nextStreamID <= Frame.maximumStreamID else { throw .notReady }
         switch state {
         case .awaitingSettings(var queued):
             let id = allocate()
@@ -156,7 +158,7 @@ public struct ClientConnectionStateMachine: Sendable {
 
     /// Whether a new request can go out on this connection now.
     public var canOpenStream: Bool {
-        if case .ready(let maxStreams, let open) = state { return open.count < maxStreams }
+        if case .ready(let maxStreams, let open) = state { return open.count < maxStreams && nextStreamID <= Frame.maximumStreamID }
         return false
     }
 
@@ -166,7 +168,7 @@ public struct ClientConnectionStateMachine: Sendable {
     }
 
     private mutating func allocate() -> UInt32 {
-        defer { nextStreamID += 2 }  // odd ids: client-initiated, as in HTTP/2
+        defer { nextStreamID &+= 2 }  // odd ids (any parity is allowed); checked against the maximum before use
         return nextStreamID
     }
 

@@ -121,11 +121,12 @@ public final class FedBrokerClient: Sendable {
             defer { i += 1 }
             return i % configuration.connections
         }
-        if let existing = pool.withLock({ $0[index] }) { return existing }
+        // A connection the server closed (idle, drained) is replaced here rather than failing a call first.
+        if let existing = pool.withLock({ $0[index] }), existing.channel.isActive { return existing }
         let fresh = try await BrokerConnection.connect(
             host: configuration.host, port: configuration.port, tls: configuration.tls, serverHostname: configuration.serverHostname)
         let winner = pool.withLock { p -> BrokerConnection in
-            if let raced = p[index] { return raced }
+            if let raced = p[index], raced.channel.isActive { return raced }
             p[index] = fresh
             return fresh
         }

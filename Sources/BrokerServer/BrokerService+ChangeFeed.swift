@@ -4,7 +4,7 @@ import Logging
 
 extension BrokerService {
     /// Follows the store's change feed from `sequence` (default: its current end): a tenant that stops being active
-    /// (suspended or disabled by staff, or suspended by another replica that saw the customer's
+    /// (suspended by staff, or marked access_lost by another replica that saw the customer's
     /// refusal) loses its cached plaintext keys at once, not when they age out. Runs until
     /// cancelled; a feed that fails (database unreachable) is followed again from the last event
     /// seen, and meanwhile the cache's age bound still holds.

@@ -85,6 +85,8 @@ enum ServiceMetrics {
         case .contextMismatch: "CONTEXT_MISMATCH"
         case .shuttingDown: "SHUTTING_DOWN"
         case .auditUnavailable: "AUDIT_UNAVAILABLE"
+        case .storeUnavailable: "STORE_UNAVAILABLE"
+        case .keyVersionUnavailable: "KEY_VERSION_UNAVAILABLE"
         case .UNRECOGNIZED: "UNRECOGNIZED"
         }
     }

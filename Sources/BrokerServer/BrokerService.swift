@@ -44,6 +44,17 @@ public final class BrokerService: BrokerRequestHandler {
         public var vaultBudgetWindowSeconds = 10
         /// What `/readyz` and the framed Health check, and the optional deep canary.
         public var readiness = Readiness.Configuration()
+        /// The bound on how long after a customer disables (or lets expire) their key new data keys
+        /// are still wrapped with it: a key's state read from its vault is used at most this many
+        /// seconds (KeyStateCache).
+        public var keyStateMaximumAge: Double = 60
+        /// After a tenant's activation or key change (its record's last update), how long Key
+        /// Vault's ForbiddenByRbac is taken for a role assignment still propagating — answered as
+        /// retryable — rather than for the customer's revocation. Azure documents up to 10 minutes.
+        public var rolePropagationSeconds: Double = 600
+        /// The longest a vault call shared by identical unwraps may run. Each caller still waits
+        /// only until its own deadline; the call is cancelled once nobody waits for it.
+        public var sharedCallTimeout: Double = 30
         public init(environment: AzureEnvironment) { self.environment = environment }
     }
 
@@ -65,7 +76,15 @@ public final class BrokerService: BrokerRequestHandler {
     /// Whether this broker can serve (`/readyz`, the framed Health).
     public let readiness: Readiness
     /// Identical concurrent unwraps (same tenant, version, blob and context) share one vault call.
-    private let unwraps = SingleFlight<DataKeyCache.Key, SecretBytes>()
+    private let unwraps: SingleFlight<DataKeyCache.Key, Opened>
+    /// Each wrapping key's state (enabled, validity window), so no blob is minted under a disabled key.
+    let keyStates: KeyStateCache
+
+    /// An unwrap's result, shared by the callers of one flight.
+    struct Opened: Sendable {
+        var plaintext: SecretBytes
+        var clientRequestID: String?
+    }
 
     public init(
         configuration: Configuration, store: any BrokerStore, audit: AuditWriter, httpClient: HTTPClient,
@@ -96,6 +115,8 @@ public final class BrokerService: BrokerRequestHandler {
         self.tenantRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.slotRecords = RecordCache(maximumAge: configuration.recordMaximumAge, clock: clock)
         self.cache = DataKeyCache(policy: configuration.cache, clock: clock)
+        self.unwraps = SingleFlight(clock: clock)
+        self.keyStates = KeyStateCache(maximumAge: configuration.keyStateMaximumAge)
         self.assertionSources =
             assertionSources
             ?? AssertionSourceCatalog(
@@ -138,32 +159,36 @@ public final class BrokerService: BrokerRequestHandler {
                     $0.health = .with { $0.status = ready ? "SERVING" : "NOT_SERVING"; $0.serverVersion = configuration.serverVersion }
                 }
             case .generateDataKey(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .generateDataKey, caller: caller)
+                let tenant = try await authorizedTenant(r.tenant, for: .generateDataKey, caller: caller, deadline: deadline)
                 tenantID = tenant.id
-                let dataKey = SecretBytes(SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) })
-                let (envelope, requestID) = try await seal(dataKey, context: r.context.isEmpty ? nil : Array(r.context), tenant: tenant, deadline: deadline)
+                let dataKey = SymmetricKey(size: .bits256).withUnsafeBytes { SecretBytes($0) }
+                let context = try await contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, caller: caller, tenant: tenant.id, deadline: deadline)
+                let (envelope, requestID) = try await seal(dataKey, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = envelope.keyVersion
                 clientRequestID = requestID
+                let blob = try envelopeBytes(envelope, tenant: tenant.id)
                 response = .with {
                     $0.status = .ok
                     $0.generateDataKey = .with {
-                        $0.plaintext = Data(dataKey.bytes)
-                        $0.blob = Data(envelope.serialized())
+                        $0.plaintext = dataKey.withBytes { Data($0) }
+                        $0.blob = blob
                         $0.keyID = kid(envelope)
                     }
                 }
             case .wrap(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .wrap, caller: caller)
+                let tenant = try await authorizedTenant(r.tenant, for: .wrap, caller: caller, deadline: deadline)
                 tenantID = tenant.id
                 guard !r.plaintext.isEmpty, r.plaintext.count <= configuration.maximumWrapPlaintext else {
                     throw Refusal(status: .failure(.invalidArgument, .unspecified, "plaintext must be 1-\(configuration.maximumWrapPlaintext) bytes"), tenant: tenant.id)
                 }
-                let (envelope, requestID) = try await seal(SecretBytes(r.plaintext), context: r.context.isEmpty ? nil : Array(r.context), tenant: tenant, deadline: deadline)
+                let context = try await contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, caller: caller, tenant: tenant.id, deadline: deadline)
+                let (envelope, requestID) = try await seal(r.plaintext.withUnsafeBytes { SecretBytes($0) }, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = envelope.keyVersion
                 clientRequestID = requestID
+                let blob = try envelopeBytes(envelope, tenant: tenant.id)
                 response = .with {
                     $0.status = .ok
-                    $0.wrap = .with { $0.blob = Data(envelope.serialized()); $0.keyID = kid(envelope) }
+                    $0.wrap = .with { $0.blob = blob; $0.keyID = kid(envelope) }
                 }
             case .unwrap(let r):
                 let (plaintext, envelope, requestID) = try await open(Array(r.blob), context: r.context.isEmpty ? nil : Array(r.context), operation: .unwrap, caller: caller, deadline: deadline)
@@ -172,22 +197,23 @@ public final class BrokerService: BrokerRequestHandler {
                 clientRequestID = requestID
                 response = .with {
                     $0.status = .ok
-                    $0.unwrap = .with { $0.plaintext = Data(plaintext.bytes); $0.keyID = kid(envelope) }
+                    $0.unwrap = .with { $0.plaintext = plaintext.withBytes { Data($0) }; $0.keyID = kid(envelope) }
                 }
             case .rewrap(let r):
                 let context = r.context.isEmpty ? nil : Array(r.context)
                 let (plaintext, envelope, _) = try await open(Array(r.blob), context: context, operation: .rewrap, caller: caller, deadline: deadline)
-                let tenant = try await authorizedTenant(envelope.tenantID, for: .rewrap, caller: caller)
+                let tenant = try await authorizedTenant(envelope.tenantID, for: .rewrap, caller: caller, deadline: deadline)
                 tenantID = tenant.id
                 let (fresh, requestID) = try await seal(plaintext, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = fresh.keyVersion
                 clientRequestID = requestID
+                let blob = try envelopeBytes(fresh, tenant: tenant.id)
                 response = .with {
                     $0.status = .ok
-                    $0.rewrap = .with { $0.blob = Data(fresh.serialized()); $0.keyID = kid(fresh) }
+                    $0.rewrap = .with { $0.blob = blob; $0.keyID = kid(fresh) }
                 }
             case .keyStatus(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .keyStatus, caller: caller, requireServable: false)
+                let tenant = try await authorizedTenant(r.tenant, for: .keyStatus, caller: caller, deadline: deadline, requireServable: false)
                 tenantID = tenant.id
                 response = .with {
                     $0.status = .ok
@@ -204,6 +230,9 @@ public final class BrokerService: BrokerRequestHandler {
         } catch let refusal as Refusal {
             tenantID = tenantID ?? refusal.tenant
             response = .failure(refusal.status)
+        } catch is CancellationError {
+            // The caller sent CANCEL or its deadline passed: nobody reads this answer.
+            response = .failure(.failure(.cancelled, .unspecified, "cancelled by the caller"))
         } catch {
             response = .failure(.failure(.internal, .unspecified, "internal error: \(type(of: error))"))
             logger.error("unexpected failure", metadata: ["fb.error": "\(String(reflecting: error))"])
@@ -214,8 +243,9 @@ public final class BrokerService: BrokerRequestHandler {
             // unaudited; a refusal is returned either way.
             let stored = await record(
                 operation, caller: caller, tenant: tenantID, keyVersion: keyVersion, response: response,
-                clientRequestID: clientRequestID, started: started)
-            if !stored, response.status.code == .ok {
+                clientRequestID: clientRequestID, started: started, deadline: deadline)
+            // A refusal is withheld too: every answer, refusals included, leaves only with its record.
+            if !stored {
                 return .failure(
                     .failure(.unavailable, .auditUnavailable, "the audit record of this \(operation.rawValue) could not be stored, so its result is withheld; retry", retryable: true))
             }
@@ -225,62 +255,210 @@ public final class BrokerService: BrokerRequestHandler {
 
     // MARK: Steps
 
+    /// Text from a request, fit to be echoed in an answer and stored in the audit trail: it is
+    /// the caller's, unauthenticated at the point it is echoed, and up to a frame long.
+    static func echo(_ text: String) -> String { BoundedText.escaped(String(text.prefix(80)), limit: 64) }
+
     /// The tenant, if `caller` may perform `operation` on it and (for key operations) it is served.
-    func authorizedTenant(_ name: String, for operation: KeyOperation, caller: CallerIdentity, requireServable: Bool = true) async throws -> Tenant {
+    func authorizedTenant(_ name: String, for operation: KeyOperation, caller: CallerIdentity, deadline: Date, requireServable: Bool = true) async throws -> Tenant {
         guard let id = TenantID(rawValue: name) else {
-            throw Refusal(status: .failure(.invalidArgument, .tenantUnknown, "'\(name)' is not a tenant id"), tenant: nil)
+            throw Refusal(status: .failure(.invalidArgument, .tenantUnknown, "'\(Self.echo(name))' is not a tenant id"), tenant: nil)
         }
         // Authorization first, so an unauthorized caller learns nothing about which tenants exist.
-        let record = try await callerRecords.value(for: caller.commonName) { try await store.caller(identity: caller.commonName) }
+        let record = try await callerRecord(caller, deadline: deadline)
         guard let record, record.enabled, record.isAllowed(operation, for: id) else {
             throw Refusal(
-                status: .failure(.permissionDenied, .notAuthorized, "caller \(caller) is not granted \(operation.rawValue) for tenant \(id)"),
+                status: .failure(.permissionDenied, .notAuthorized, "caller \(Self.echo(caller.description)) is not granted \(operation.rawValue) for tenant \(id)"),
                 tenant: id)
         }
         let tenant: Tenant
         do {
-            tenant = try await tenantRecords.value(for: id) { try await store.tenant(id) }
+            tenant = try await fromStore(deadline) { [tenantRecords, store] in try await tenantRecords.value(for: id) { try await store.tenant(id) } }
         } catch let error as BrokerError where error.code == .notFound {
             throw Refusal(status: .failure(.notFound, .tenantUnknown, "no tenant \(id) is registered"), tenant: id)
         }
         guard requireServable else { return tenant }
         switch tenant.state {
         case .active: return tenant
-        case .suspended:
-            throw Refusal(status: .failure(.failedPrecondition, .tenantSuspended, "tenant \(id) is suspended: its customer withdrew access to the key"), tenant: id)
+        case .accessLost:
+            throw Refusal(
+                status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(id) lost access to its key at the customer's side; the broker probes it again and serves it once access is back"),
+                tenant: id)
         default:
             throw Refusal(status: .failure(.failedPrecondition, .tenantSuspended, "tenant \(id) is \(tenant.state.rawValue), not active"), tenant: id)
         }
     }
 
+    /// The caller's record (nil: unknown), read through the record cache within the deadline.
+    func callerRecord(_ caller: CallerIdentity, deadline: Date) async throws -> Caller? {
+        try await fromStore(deadline) { [callerRecords, store] in
+            try await callerRecords.value(for: caller.name) { try await store.caller(identity: caller.name) }
+        }
+    }
+
+    /// A store read bounded by the request's deadline. A store that is down or slow is the
+    /// broker's own trouble, not the caller's nor the tenant's: retryable UNAVAILABLE, and nothing
+    /// about the tenant is decided from it.
+    ///
+    /// `reserve`: seconds kept back from the deadline (at most a quarter of what is left), so the
+    /// answer — and the audit record a refusal still needs — reach the caller before it gives up.
+    func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.4, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
+        let total = clock.remaining(until: deadline)
+        let remaining = total - min(reserve, max(total, 0) * 0.25)
+        do {
+            return try await Self.race(read, seconds: remaining)
+        } catch let error as BrokerError where error.code != .notFound && error.code != .invalidArgument {
+            logger.warning("store unavailable on the request path", metadata: ["fb.error": "\(error.code.rawValue)"])
+            throw Refusal(
+                status: .failure(.unavailable, .storeUnavailable, "the broker's store is unavailable (\(error.code.rawValue)); retry", retryable: true, retryAfterMilliseconds: 500),
+                tenant: nil)
+        }
+    }
+
+    /// `work`'s result, or `storeTimeout` after `seconds`, whichever comes first. Not a task group:
+    /// a group would wait for its children, and a store read stuck on a dead connection may not
+    /// heed cancellation; this one is cancelled and left behind.
+    static func race<T: Sendable>(_ work: @escaping @Sendable () async throws -> T, seconds: Double) async throws -> T {
+        let race = DeadlineRace<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                race.pending.withLock { $0 = continuation }
+                let timer = Task {
+                    try? await Task.sleep(for: .milliseconds(Int64((min(max(seconds, 0), 86_400) * 1000).rounded(.up))))
+                    guard !Task.isCancelled, let waiting = race.pending.withLock({ $0.take() }) else { return }
+                    race.tasks.withLock { $0.work }?.cancel()
+                    waiting.resume(throwing: BrokerError(.storeTimeout, "the store did not answer within the request's deadline"))
+                }
+                let worker = Task {
+                    let result: Result<T, any Error>
+                    do { result = .success(try await work()) } catch { result = .failure(error) }
+                    race.tasks.withLock { $0.timer }?.cancel()
+                    race.pending.withLock { $0.take() }?.resume(with: result)
+                }
+                race.tasks.withLock { $0 = (worker, timer) }
+            }
+        } onCancel: {
+            race.tasks.withLock { $0.work }?.cancel()
+            race.pending.withLock { $0.take() }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
+    /// presented with a blob that binds none is refused (it would be silently ignored, and the
+    /// caller would believe its data bound); a caller whose record requires context must give one.
+    func contextPolicy(_ context: [UInt8]?, blobBound: Bool?, caller: CallerIdentity, tenant: TenantID?, deadline: Date) async throws -> [UInt8]? {
+        if let blobBound, !blobBound, context != nil {
+            throw Refusal(
+                status: .failure(.invalidArgument, .contextMismatch, "a context was presented, but this blob was wrapped without one"), tenant: tenant)
+        }
+        if context == nil, try await callerRecord(caller, deadline: deadline)?.requireContext == true {
+            throw Refusal(
+                status: .failure(
+                    .invalidArgument, .contextMismatch,
+                    "caller \(Self.echo(caller.description)) must bind a context to every key operation (its record requires context), and presented none"),
+                tenant: tenant)
+        }
+        if let context, context.count > Self.maximumContextLength {
+            throw Refusal(
+                status: .failure(.invalidArgument, .contextMismatch, "the context is \(context.count) bytes; at most \(Self.maximumContextLength)"), tenant: tenant)
+        }
+        return context
+    }
+
+    /// The longest context a request may bind (it is authenticated data, not a payload).
+    static let maximumContextLength = 4096
+
     /// The assertion source of the tenant's slot, if the slot may serve (invariant 1).
-    func source(for tenant: Tenant) async throws -> any AssertionSource {
+    func source(for tenant: Tenant, deadline: Date) async throws -> any AssertionSource {
         guard let slotID = tenant.slotID else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id) has no FIC slot"), tenant: tenant.id)
         }
-        let slot = try await slotRecords.value(for: slotID) { try await store.slot(slotID) }
+        let slot = try await fromStore(deadline) { [slotRecords, store] in try await slotRecords.value(for: slotID) { try await store.slot(slotID) } }
         guard slot.state.isServing else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id)'s slot \(slotID) is \(slot.state.rawValue)"), tenant: tenant.id)
         }
         return assertionSources.source(forClientID: slot.identity.managedIdentityClientID)
     }
 
+    /// The blob's bytes; a field that does not fit the format (a vault answer out of bounds) is the vault's failure.
+    func envelopeBytes(_ envelope: WrappedKeyEnvelope, tenant: TenantID) throws -> Data {
+        do {
+            return Data(try envelope.serialized())
+        } catch {
+            throw Refusal(status: .failure(.unavailable, .vaultUnavailable, "the vault's answer does not fit a blob: \(error.message)"), tenant: tenant)
+        }
+    }
+
     func seal(_ dataKey: SecretBytes, context: [UInt8]?, tenant: Tenant, deadline: Date) async throws -> (WrappedKeyEnvelope, String) {
-        let source = try await source(for: tenant)
+        let source = try await source(for: tenant, deadline: deadline)
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: tenant.key.keyVersion)
         let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
+        try await requireUsableKey(key, tenant: tenant, token: provider, deadline: deadline)
         let requestID = Mutex("")
         let wrapping = EnvelopeCrypto.Wrapping(tenantID: tenant.id.rawValue, vaultURL: key.vaultURL, keyName: key.name) { [vault] envelopeKey in
             let result = try await vault.wrapKey(key, plaintext: envelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
             requestID.withLock { $0 = result.clientRequestID }
-            guard let version = VaultKeyID(kid: result.kid)?.version else { throw BrokerError(.invalidArgument, "the vault's kid has no version") }
+            guard let version = VaultKeyID(kid: result.kid)?.version, KeyReference.isValidVersion(version) else {
+                throw KeyVaultError(kind: .other, serviceMessage: "the vault's kid names no key version Key Vault would issue", clientRequestID: result.clientRequestID)
+            }
+            // An RSA wrap is as long as the modulus (2048 to 8192 bits): anything else is not a wrap.
+            guard (256...1024).contains(result.value.count) else {
+                throw KeyVaultError(kind: .other, serviceMessage: "the vault returned a wrapped key of \(result.value.count) bytes", clientRequestID: result.clientRequestID)
+            }
             return (version, result.value)
         }
         do {
             let envelope = try await tenantLimit.withPermit(tenant.id.rawValue) { try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping) }
             return (envelope, requestID.withLock { $0 })
         } catch {
-            throw await refusal(for: error, tenant: tenant)
+            throw await refusal(for: error, tenant: tenant, keyVersion: nil)
+        }
+    }
+
+    /// Refuses to mint a blob under a key that is disabled, expired or not yet valid (Key Vault
+    /// would wrap with it all the same; see KeyStateCache for why and for the bound).
+    func requireUsableKey(_ key: VaultKeyID, tenant: Tenant, token: @escaping KeyVaultClient.TokenProvider, deadline: Date) async throws {
+        let now = clock.now
+        let state: KeyStateCache.State?
+        switch keyStates.lookup(key, now: now) {
+        case .fresh(let known):
+            state = known
+        case .refreshAhead(let known):
+            state = known
+            Task { [weak self] in await self?.readKeyState(key, tenant: tenant, token: token, deadline: deadline) }
+        case .stale(let last):
+            do {
+                state = try await fetchKeyState(key, tenant: tenant, token: token, deadline: deadline)
+            } catch let error as KeyVaultError where !Self.isRefusal(error) {
+                // The vault cannot say now (throttled, failing): the wrap itself will tell; keep what was known.
+                logger.debug("key state not read; using the last known", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error.kind.rawValue)"])
+                state = last
+            } catch {
+                throw await refusal(for: error, tenant: tenant, keyVersion: nil)
+            }
+        }
+        if let reason = state?.refusal(at: now) {
+            throw Refusal(
+                status: .failure(
+                    .failedPrecondition, .keyDisabled,
+                    "tenant \(tenant.id)'s key \(key.name) \(reason) in its vault: a data key wrapped now could not be unwrapped; the customer must enable it (or register another key)"),
+                tenant: tenant.id)
+        }
+    }
+
+    private func fetchKeyState(_ key: VaultKeyID, tenant: Tenant, token: @escaping KeyVaultClient.TokenProvider, deadline: Date) async throws -> KeyStateCache.State {
+        let bundle = try await tenantLimit.withPermit(tenant.id.rawValue) {
+            try await vault.getKey(key, token: token, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue).value
+        }
+        return keyStates.record(key, enabled: bundle.enabled, notBefore: bundle.notBefore, expires: bundle.expires, at: clock.now)
+    }
+
+    /// The background refresh of a key's state; a failure leaves the known state to age out.
+    private func readKeyState(_ key: VaultKeyID, tenant: Tenant, token: @escaping KeyVaultClient.TokenProvider, deadline: Date) async {
+        do {
+            _ = try await fetchKeyState(key, tenant: tenant, token: token, deadline: max(deadline, clock.now.addingTimeInterval(configuration.azureAttemptTimeout)))
+        } catch {
+            keyStates.refreshFailed(key)
         }
     }
 
@@ -295,44 +473,78 @@ public final class BrokerService: BrokerRequestHandler {
         // suspended while this call is under way) keeps its key out of the cache.
         let epoch = cache.purgeEpoch
         // The blob names its tenant; the caller must be granted that tenant.
-        let tenant = try await authorizedTenant(envelope.tenantID, for: operation, caller: caller)
-        guard tenant.key.vaultURL == envelope.vaultURL.lowercased(), tenant.key.keyName.lowercased() == envelope.keyName.lowercased() else {
+        let tenant = try await authorizedTenant(envelope.tenantID, for: operation, caller: caller, deadline: deadline)
+        // Only the version comes from the blob (in Key Vault's grammar, checked at parsing): the
+        // vault and key are the tenant's record, so a blob can neither send the tenant's token
+        // elsewhere nor split one vault into several for the budget and the circuit breaker.
+        guard KeyReference.canonicalVaultURL(envelope.vaultURL) == tenant.key.vaultURL, tenant.key.keyName.lowercased() == envelope.keyName.lowercased() else {
             throw Refusal(status: .failure(.invalidArgument, .blobInvalid, "the blob names a key that is not tenant \(tenant.id)'s"), tenant: tenant.id)
         }
+        let context = try await contextPolicy(context, blobBound: envelope.flags.contains(.contextBound), caller: caller, tenant: tenant.id, deadline: deadline)
         let cacheKey = DataKeyCache.Key(tenantID: tenant.id.rawValue, keyVersion: envelope.keyVersion, blob: blob, context: context)
         if let cached = cache.get(cacheKey) { return (cached, envelope, nil) }
-        let source = try await source(for: tenant)
+        let source = try await source(for: tenant, deadline: deadline)
         let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
-        let key = VaultKeyID(vaultURL: envelope.vaultURL, name: envelope.keyName, version: envelope.keyVersion)
-        let requestID = Mutex<String?>(nil)
-        let plaintext = try await unwraps.run(cacheKey) { [vault, cache, tenantLimit] in
-            // A caller that missed the cache may arrive just after an identical unwrap finished:
-            // the cache has it now, so no second vault call.
-            if let cached = cache.get(cacheKey, recordingLookup: false) { return cached }
-            let unwrapped: KeyOperationResult
-            do {
-                unwrapped = try await tenantLimit.withPermit(tenant.id.rawValue) {
-                    try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: deadline, expectedTenantID: tenant.entraTenantID.rawValue)
+        let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: envelope.keyVersion)
+        // The shared call runs to its own deadline, not the first caller's: each caller waits
+        // only until its own (SingleFlight), and the call stops once nobody waits.
+        let sharedDeadline = max(deadline, clock.now.addingTimeInterval(configuration.sharedCallTimeout))
+        let opened: Opened
+        do {
+            opened = try await unwraps.run(cacheKey, deadline: deadline) { [self] in
+                // A caller that missed the cache may arrive just after an identical unwrap finished:
+                // the cache has it now, so no second vault call.
+                if let cached = cache.get(cacheKey, recordingLookup: false) { return Opened(plaintext: cached, clientRequestID: nil) }
+                var unwrapped: KeyOperationResult
+                do {
+                    unwrapped = try await tenantLimit.withPermit(tenant.id.rawValue) {
+                        try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: sharedDeadline, expectedTenantID: tenant.entraTenantID.rawValue)
+                    }
+                } catch {
+                    throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion)
                 }
-            } catch {
-                throw await self.refusal(for: error, tenant: tenant)
+                let envelopeKey = SecretBytes(unwrapped.value)
+                unwrapped.value.zeroize()
+                let plaintext: SecretBytes
+                do {
+                    plaintext = try EnvelopeCrypto.open(envelope, envelopeKey: envelopeKey, context: context)
+                } catch {
+                    throw Refusal(status: .failure(.invalidArgument, envelope.flags.contains(.contextBound) ? .contextMismatch : .blobInvalid, "the blob does not open: altered, or presented under another context"), tenant: tenant.id)
+                }
+                cache.put(cacheKey, plaintext, ifNotPurgedSince: epoch)
+                return Opened(plaintext: plaintext, clientRequestID: unwrapped.clientRequestID)
             }
-            requestID.withLock { $0 = unwrapped.clientRequestID }
-            let plaintext: SecretBytes
-            do {
-                plaintext = try EnvelopeCrypto.open(envelope, envelopeKey: SecretBytes(unwrapped.value), context: context)
-            } catch {
-                throw Refusal(status: .failure(.invalidArgument, envelope.flags.contains(.contextBound) ? .contextMismatch : .blobInvalid, "the blob does not open: altered, or presented under another context"), tenant: tenant.id)
-            }
-            cache.put(cacheKey, plaintext, ifNotPurgedSince: epoch)
-            return plaintext
+        } catch is SingleFlight<DataKeyCache.Key, Opened>.DeadlineExceeded {
+            throw Refusal(status: .failure(.deadlineExceeded, .vaultUnavailable, "the customer's vault did not answer within this request's deadline", retryable: true), tenant: tenant.id)
         }
-        return (plaintext, envelope, requestID.withLock { $0 })
+        return (opened.plaintext, envelope, opened.clientRequestID)
     }
 
-    /// Maps a failure of the identity chain or the vault to a status; a customer's refusal
-    /// also purges the tenant's cached keys and suspends it.
-    func refusal(for error: any Error, tenant: Tenant) async -> Refusal {
+    /// Whether a vault error is the vault refusing us (as opposed to failing or being slow).
+    static func isRefusal(_ error: KeyVaultError) -> Bool {
+        switch error.kind {
+        case .forbiddenByRbac, .forbiddenByPolicy, .forbiddenByFirewall, .keyDisabled, .keyOperationForbidden, .keyExpired, .keyNotFound, .unauthorized,
+            .challengeTenantMismatch:
+            true
+        default: false
+        }
+    }
+
+    /// A server's Retry-After as the wire's `retry_after_ms`: finite, and at most five minutes
+    /// whatever the server said (a vault asking for days must not park our callers, nor trap us).
+    /// `maximum` is larger only for waits the broker set itself (an open circuit's configured time).
+    static func retryAfterMilliseconds(_ seconds: Double?, default fallback: Double = 1, maximum: Double = 300) -> UInt32 {
+        let value = seconds ?? fallback
+        let bound = min(max(maximum, 0), 86_400)
+        guard value.isFinite else { return UInt32(bound * 1000) }
+        return UInt32((min(max(value, 0), bound) * 1000).rounded(.up))
+    }
+
+    /// Maps a failure of the identity chain or the vault to a status. Only a refusal of the whole
+    /// tenant (its role, its application, its policy) counts as the customer's withdrawal, which
+    /// purges its keys and tokens and marks it as having lost access; a refusal of one key version
+    /// (`keyVersion`, for unwrap) fails this call alone.
+    func refusal(for error: any Error, tenant: Tenant, keyVersion: String?) async -> Refusal {
         if let refusal = error as? Refusal { return refusal }
         if error is TenantConcurrencyLimit.Exceeded {
             return Refusal(
@@ -343,21 +555,52 @@ public final class BrokerService: BrokerRequestHandler {
                 tenant: tenant.id)
         }
         if let e = error as? KeyVaultError {
-            if e.isCustomerRevocation {
-                await revoke(tenant, reason: e.kind == .keyDisabled ? .keyDisabled : .roleRemoved)
-                let reason: WireReason = e.kind == .keyDisabled ? .keyDisabled : .accessRevokedByCustomer
-                return Refusal(status: .failure(.permissionDenied, reason, "the customer's vault refused the broker (\(e.innerCode ?? e.code ?? e.kind.rawValue)); tenant \(tenant.id) is suspended until access is restored"), tenant: tenant.id)
-            }
+            if Self.isRefusal(e) { keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName) }
+            let code = BoundedText.escaped(e.innerCode ?? e.code ?? e.kind.rawValue, limit: 64)
             switch e.kind {
+            case .keyDisabled, .keyOperationForbidden, .keyExpired, .keyNotFound:
+                if let keyVersion {
+                    // Its plaintexts must not outlive the customer's decision in our cache either
+                    // (invariant 3); the tenant's other keys are simply unwrapped again.
+                    cache.purge(tenantID: tenant.id.rawValue)
+                    return Refusal(
+                        status: .failure(
+                            .failedPrecondition, .keyVersionUnavailable,
+                            "the customer's vault refused key version \(keyVersion) of tenant \(tenant.id) (\(code)): this blob cannot be opened until the customer enables that version; the tenant is served otherwise"),
+                        tenant: tenant.id)
+                }
+                return Refusal(status: .failure(.failedPrecondition, .keyDisabled, "the customer's vault refused tenant \(tenant.id)'s key (\(code)); the customer must enable it"), tenant: tenant.id)
+            case .badParameter where keyVersion != nil:
+                // The vault cannot unwrap what this key version did not wrap: a forged or relabelled
+                // blob, not a failing vault (nor a reason to count against its circuit).
+                return Refusal(
+                    status: .failure(.invalidArgument, .blobInvalid, "tenant \(tenant.id)'s vault could not unwrap this blob's key (\(code)): it was not wrapped by that key"),
+                    tenant: tenant.id)
+            case .forbiddenByRbac where clock.now.timeIntervalSince(tenant.updatedAt) < configuration.rolePropagationSeconds:
+                // A role granted (or a key changed) minutes ago may not have reached the vault yet.
+                return Refusal(
+                    status: .failure(
+                        .unavailable, .accessRevokedByCustomer,
+                        "the customer's vault does not yet honour the role for tenant \(tenant.id) (changed at \(tenant.updatedAt)); role assignments take up to 10 minutes to apply: retry",
+                        retryable: true, retryAfterMilliseconds: 5000),
+                    tenant: tenant.id)
+            case .forbiddenByRbac, .forbiddenByPolicy:
+                await loseAccess(tenant, reason: .roleRemoved)
+                return Refusal(
+                    status: .failure(.permissionDenied, .accessRevokedByCustomer, "the customer's vault refused the broker (\(code)); tenant \(tenant.id) lost access and is probed again until it is back"),
+                    tenant: tenant.id)
+            case .unauthorized:
+                // The vault could not verify our token (the token provider already replaced it
+                // once): our side's trouble, not the customer's decision.
+                await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
+                return Refusal(status: .failure(.unavailable, .identityUnavailable, "the customer's vault did not accept the broker's token for tenant \(tenant.id); retry", retryable: true, retryAfterMilliseconds: 1000), tenant: tenant.id)
             case .throttled, .budgetExhausted:
-                return Refusal(status: .failure(.unavailable, .vaultThrottled, "the customer's vault is throttling (\(e.description))", retryable: true, retryAfterMilliseconds: UInt32((e.retryAfter ?? 1) * 1000)), tenant: tenant.id)
-            case .keyNotFound:
-                return Refusal(status: .failure(.failedPrecondition, .keyDisabled, "the customer's key version does not exist in the vault"), tenant: tenant.id)
+                return Refusal(status: .failure(.unavailable, .vaultThrottled, "the customer's vault is throttling (\(e.description))", retryable: true, retryAfterMilliseconds: Self.retryAfterMilliseconds(e.retryAfter)), tenant: tenant.id)
             case .circuitOpen:
                 return Refusal(
                     status: .failure(
                         .unavailable, .vaultUnavailable, "the customer's vault is failing; calls to it are paused (\(e.serviceMessage))", retryable: true,
-                        retryAfterMilliseconds: UInt32(((e.retryAfter ?? 1) * 1000).rounded(.up))),
+                        retryAfterMilliseconds: Self.retryAfterMilliseconds(e.retryAfter, maximum: configuration.circuitBreaker.openSeconds)),
                     tenant: tenant.id)
             case .timeout:
                 return Refusal(status: .failure(.deadlineExceeded, .vaultUnavailable, "the customer's vault did not answer in time", retryable: true), tenant: tenant.id)
@@ -367,24 +610,30 @@ public final class BrokerService: BrokerRequestHandler {
         }
         if let e = error as? AzureIdentityError {
             if case .entra(let aad) = e, aad.isCustomerRefusal {
-                await revoke(tenant, reason: .applicationRemoved)
-                return Refusal(status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(tenant.id) refused the application (\(aad.description)); suspended"), tenant: tenant.id)
+                await loseAccess(tenant, reason: .applicationRemoved)
+                return Refusal(status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(tenant.id) refused the application (\(aad.description)); it lost access and is probed again until it is back"), tenant: tenant.id)
             }
             return Refusal(status: .failure(.unavailable, .identityUnavailable, "no token for tenant \(tenant.id): \(e.description)", retryable: e.isRetryable), tenant: tenant.id)
+        }
+        if error is CancellationError {
+            return Refusal(status: .failure(.cancelled, .unspecified, "cancelled"), tenant: tenant.id)
         }
         return Refusal(status: .failure(.internal, .unspecified, "internal error: \(type(of: error))"), tenant: tenant.id)
     }
 
-    /// Stops serving the tenant at once: cached keys gone, state suspended (detected, not typed in).
-    func revoke(_ tenant: Tenant, reason: SuspensionReason) async {
+    /// Stops serving the tenant at once: cached keys and tokens gone, state changed to lost
+    /// access (detected, not typed in; the re-probe brings it back when the customer repairs it).
+    func loseAccess(_ tenant: Tenant, reason: AccessLossReason) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
+        await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
+        keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
         // After the transition (or its failure): a load racing it cannot keep the active record.
         defer { tenantRecords.invalidate(tenant.id) }
-        logger.warning("customer revoked access; tenant suspended", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
+        logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
         do {
-            _ = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRevoked(reason), actor: "fedbroker")
+            _ = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(reason), actor: "fedbroker")
         } catch {
-            logger.warning("could not mark the tenant suspended", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
+            logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
         }
     }
 
@@ -393,7 +642,7 @@ public final class BrokerService: BrokerRequestHandler {
     /// Stores the operation's audit record, returning once it is committed; false if it was not.
     func record(
         _ operation: KeyOperation, caller: CallerIdentity, tenant: TenantID?, keyVersion: String?, response: WireResponse,
-        clientRequestID: String?, started: Date
+        clientRequestID: String?, started: Date, deadline: Date
     ) async -> Bool {
         let ok = response.status.code == .ok
         let record = AuditRecord(
@@ -402,11 +651,24 @@ public final class BrokerService: BrokerRequestHandler {
             latencyMicroseconds: Int64(clock.now.timeIntervalSince(started) * 1_000_000), requestID: UUID().uuidString.lowercased(),
             clientRequestID: clientRequestID, detail: ok ? nil : response.status.message)
         do {
-            try await audit.appendDurably(record)
+            // Bounded like every store call: past the deadline the answer is withheld (the record
+            // may still be written; the caller retries either way).
+            // Half a second past a deadline already gone (DEADLINE_EXCEEDED is audited too; nobody waits for that answer).
+            let bound = clock.now < deadline ? deadline : clock.now.addingTimeInterval(0.5)
+            try await fromStore(bound, reserve: 0.1) { [audit] in try await audit.appendDurably(record) }
             return true
+        } catch is CancellationError {
+            logger.debug("caller gone before its audit record was confirmed", metadata: ["fb.operation": "\(operation.rawValue)"])
+            return false
         } catch {
             logger.error("audit record not stored; the operation's result is withheld", metadata: ["fb.error": "\(error)", "fb.operation": "\(operation.rawValue)"])
             return false
         }
     }
+}
+
+/// The shared state of one `BrokerService.race`: who resumes the caller, and the two tasks.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    let pending = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    let tasks = Mutex<(work: Task<Void, Never>?, timer: Task<Void, Never>?)>((nil, nil))
 }

@@ -56,10 +56,10 @@ extension Readiness {
         if health.closed {
             return Check(name: "audit", ok: false, detail: "the audit writer is closed (shutting down)")
         }
-        if health.backlog >= health.maximumPending {
+        if health.isFull {
             return Check(
                 name: "audit", ok: false,
-                detail: "the audit queue is full (\(health.backlog) of \(health.maximumPending) records wait for the store)")
+                detail: "the audit queue is full (\(health.backlog) of \(health.maximumPending) records, \(health.backlogBytes) of \(health.maximumQueueBytes) bytes wait for the store)")
         }
         if let failing = health.failingFor {
             let seconds = Double(failing.components.seconds) + Double(failing.components.attoseconds) / 1e18

@@ -33,14 +33,15 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         self.clock = clock
     }
 
-    func value(for key: Key, load: () async throws -> Value) async throws -> Value {
+    /// `deadline` bounds this caller's wait; a load shared with others goes on for them.
+    func value(for key: Key, deadline: Date = .distantFuture, load: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let now = clock.now
         let (cached, generation) = state.withLock { state -> (Value?, UInt64) in
             if let entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge { return (entry.value, state.generation) }
             return (nil, state.generation)
         }
         if let cached { return cached }
-        let value = try await loads.run(key, load)
+        let value = try await loads.run(key, deadline: deadline, load)
         guard maximumAge > 0 else { return value }
         state.withLock { state in
             if state.generation == generation { state.entries[key] = Entry(value: value, loadedAt: now) }

@@ -57,3 +57,18 @@ extension SecretBytes: Equatable {
         }
     }
 }
+
+extension Array where Element == UInt8 {
+    /// Overwrites the bytes in place (a key's copy that an API handed us as an array). Only the
+    /// buffer this array uniquely owns is cleared: call it once the other holders are done.
+    mutating func zeroize() {
+        withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            #if canImport(Glibc)
+            explicit_bzero(base, buffer.count)
+            #else
+            _ = memset_s(base, buffer.count, 0, buffer.count)
+            #endif
+        }
+    }
+}

@@ -1,60 +1,104 @@
+import FedBrokerCore
 import Foundation
 import Synchronization
 
-/// Concurrent identical requests share one execution: the first caller for a key runs the
-/// work, the others await its result. Identical unwraps thus cost one vault call, however many
-/// arrive at once. Nothing is kept after the result is delivered (the data-key cache decides
-/// what is kept).
+/// Concurrent identical requests share one execution: the first caller for a key starts the
+/// work, later ones join it. Identical unwraps thus cost one vault call, however many arrive at
+/// once. Nothing is kept after the result is delivered (the data-key cache decides what is kept).
 ///
-/// The first caller runs the work in its own task (no extra task: an uncached unwrap is on the
-/// hot path, and every task hop is a thread wake-up). If that caller is cancelled (its client
-/// sent CANCEL) the work is cancelled with it; the callers waiting on it were not cancelled, so
-/// one of them runs the work again rather than fail with someone else's cancellation.
+/// Each caller keeps its own fate. The work runs in a task of its own, not in the first caller's,
+/// so a caller that gives up — its deadline passes or its client sends CANCEL — leaves alone and
+/// gets its own answer, while the work goes on for whoever still waits. Only when the last waiter
+/// has left is the work cancelled: nobody is left to want its result. The work is therefore
+/// started with a deadline of its own (the caller passes the longest it may run), never with the
+/// first caller's.
 package final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private typealias Waiter = CheckedContinuation<Value, any Error>
-    private let inFlight = Mutex<[Key: [Waiter]]>([:])
 
-    /// What a waiter is resumed with when the first caller was cancelled: try again.
-    private struct OwnerCancelled: Error {}
+    private struct Flight {
+        var generation: UInt64
+        var task: Task<Void, Never>?
+        var waiters: [UInt64: Waiter]
+    }
 
-    package init() {}
+    private struct State {
+        var flights: [Key: Flight] = [:]
+        var nextID: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+    private let clock: any WallClock
+
+    /// A waiter's own deadline passed before the shared work finished (the work may go on for others).
+    package struct DeadlineExceeded: Error {}
+
+    package init(clock: any WallClock = SystemWallClock()) { self.clock = clock }
 
     /// Callers waiting on the flight for `key` (tests watch it to order their steps).
-    package func waiters(for key: Key) -> Int { inFlight.withLock { $0[key]?.count ?? 0 } }
+    package func waiters(for key: Key) -> Int { state.withLock { $0.flights[key]?.waiters.count ?? 0 } }
 
-    package func run(_ key: Key, _ work: () async throws -> Value) async throws -> Value {
-        while true {
-            let owner = inFlight.withLock { flights -> Bool in
-                guard flights[key] == nil else { return false }
-                flights[key] = []
-                return true
-            }
-            if owner {
-                let result: Result<Value, any Error>
-                do { result = .success(try await work()) } catch { result = .failure(error) }
-                let waiters = inFlight.withLock { $0.removeValue(forKey: key) } ?? []
-                for waiter in waiters {
-                    switch result {
-                    case .failure(let error) where error is CancellationError: waiter.resume(throwing: OwnerCancelled())
-                    default: waiter.resume(with: result)
-                    }
-                }
-                return try result.get()
-            }
-            do {
-                return try await withCheckedThrowingContinuation { (waiter: Waiter) in
-                    let joined = inFlight.withLock { flights -> Bool in
-                        guard flights[key] != nil else { return false }
-                        flights[key]!.append(waiter)
-                        return true
-                    }
-                    // The flight landed between the two looks: go round and look again.
-                    if !joined { waiter.resume(throwing: OwnerCancelled()) }
-                }
-            } catch is OwnerCancelled {
-                try Task.checkCancellation()
-                continue
-            }
+    /// Whether work for `key` is under way (tests watch it).
+    package func isRunning(_ key: Key) -> Bool { state.withLock { $0.flights[key] != nil } }
+
+    /// The result of `work` for `key`, started now or joined if under way. Throws
+    /// `DeadlineExceeded` when `deadline` passes first and `CancellationError` when the calling
+    /// task is cancelled first; either way the work continues if others wait on it.
+    package func run(_ key: Key, deadline: Date, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let id = state.withLock { s -> UInt64 in
+            s.nextID &+= 1
+            return s.nextID
         }
+        // Real time, measured from the injected clock's now: a manual clock's `sleep` would move
+        // time instead of waiting, and expire every waiter at once.
+        let timer = Task { [clock] in
+            let seconds = min(max(clock.remaining(until: deadline), 0), 86_400)
+            try? await Task.sleep(for: .milliseconds(Int64((seconds * 1000).rounded(.up))))
+            guard !Task.isCancelled else { return }
+            self.leave(key, waiter: id, with: DeadlineExceeded())
+        }
+        defer { timer.cancel() }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (waiter: Waiter) in
+                let refused = state.withLock { s -> Bool in
+                    // Checked under the lock: a cancellation after this point finds the waiter registered.
+                    if Task.isCancelled { return true }
+                    if s.flights[key] != nil {
+                        s.flights[key]!.waiters[id] = waiter
+                        return false
+                    }
+                    let generation = id
+                    s.flights[key] = Flight(generation: generation, task: nil, waiters: [id: waiter])
+                    s.flights[key]!.task = Task { await self.execute(key, generation: generation, work) }
+                    return false
+                }
+                if refused { waiter.resume(throwing: CancellationError()) }
+            }
+        } onCancel: {
+            self.leave(key, waiter: id, with: CancellationError())
+        }
+    }
+
+    private func execute(_ key: Key, generation: UInt64, _ work: @Sendable () async throws -> Value) async {
+        let result: Result<Value, any Error>
+        do { result = .success(try await work()) } catch { result = .failure(error) }
+        let waiters = state.withLock { s -> [Waiter] in
+            guard let flight = s.flights[key], flight.generation == generation else { return [] }
+            s.flights[key] = nil
+            return Array(flight.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    /// One waiter gives up; the last one to leave cancels the work.
+    private func leave(_ key: Key, waiter id: UInt64, with error: any Error) {
+        let (waiter, abandoned) = state.withLock { s -> (Waiter?, Task<Void, Never>?) in
+            guard let waiter = s.flights[key]?.waiters.removeValue(forKey: id) else { return (nil, nil) }
+            guard s.flights[key]?.waiters.isEmpty == true else { return (waiter, nil) }
+            let task = s.flights[key]?.task
+            s.flights[key] = nil
+            return (waiter, task)
+        }
+        abandoned?.cancel()
+        waiter?.resume(throwing: error)
     }
 }

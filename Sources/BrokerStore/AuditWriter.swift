@@ -1,21 +1,26 @@
 import CoreMetrics
 import FedBrokerCore
+import Foundation
 import Logging
 import Synchronization
 
 /// Appends audit records to the store in batches, off the request path.
 ///
 /// Contract (invariant 4): a record handed to `append` is committed, still pending in this writer,
-/// or quarantined (counted, logged, kept in `quarantinedRecords`); it is never dropped silently.
+/// or quarantined (counted, logged, appended to the quarantine file, or kept in
+/// `quarantinedRecords` when there is no file); it is never dropped silently.
 ///
 /// - A flush that fails for a reason that may pass (the database is down, a timeout, a conflict, a
 ///   broken schema) puts its batch back at the front, counts the failure (`failedFlushes`) and is
 ///   retried, by `run()` with an exponential back-off.
 /// - A batch the database rejects for its data (`invalidData`, e.g. a constraint) is bisected
 ///   until the bad records are isolated: the others are written, the bad ones quarantined, so one
-///   bad record cannot block the queue.
-/// - Back-pressure: at `maximumPending` pending records `append` waits for a successful flush, at
-///   most `appendTimeout`, then throws `storeTimeout` (the record was not accepted).
+///   bad record cannot block the queue. Quarantined records go to a JSON-lines file in
+///   `quarantineDirectory` (fsynced, mode 0600), so they survive the process.
+/// - Back-pressure: at `maximumPending` pending records, or `maximumQueueBytes` of them, `append`
+///   waits for a successful flush, at most `appendTimeout`, then throws `storeTimeout` (the record
+///   was not accepted). The byte bound is what keeps a store outage from turning the queue into
+///   the process's largest allocation; a cancelled appender stops waiting at once.
 /// - `appendDurably` returns only once the batch holding the record has committed (group commit):
 ///   the server replies to a key operation only after its audit record is stored.
 /// - `shutdown()` closes the writer: it waits for appends under way, flushes everything and throws
@@ -37,6 +42,12 @@ public actor AuditWriter {
         public var flushInterval: Duration = .seconds(1)
         /// At this many pending records, `append` waits for a flush (back-pressure, not loss).
         public var maximumPending: Int = 100_000
+        /// At this many bytes of pending records (`AuditRecord.approximateSize`), `append` waits
+        /// too. 64 MiB: about 100,000 records of the usual size, far fewer of the largest.
+        public var maximumQueueBytes: Int = 64 << 20
+        /// Where records the database rejected are appended, one JSON object a line, to
+        /// `audit-quarantine.jsonl`; nil: kept in memory only (`quarantinedRecords`).
+        public var quarantineDirectory: String?
         /// How long `append` waits for room before it throws `storeTimeout`.
         public var appendTimeout: Duration = .seconds(10)
         /// The longest pause between retries after failed flushes (the pause doubles from
@@ -51,17 +62,29 @@ public actor AuditWriter {
 
     private struct Entry {
         let record: AuditRecord
+        /// `record.approximateSize`, computed once: what the entry counts against the byte bound.
+        let bytes: Int
         /// Set for `appendDurably`: resumed when the record's batch commits or fails.
         var waiter: CheckedContinuation<Void, any Error>?
+
+        init(record: AuditRecord, waiter: CheckedContinuation<Void, any Error>? = nil) {
+            self.record = record
+            self.bytes = record.approximateSize
+            self.waiter = waiter
+        }
     }
 
     /// Records appended without entering the actor, and what the actor tells appenders about
     /// itself. Whatever lands here before `closed` is set is flushed by `shutdown()`.
     private struct Inbox {
         var records: [Entry] = []
+        /// The bytes of `records`.
+        var recordBytes = 0
         var closed = false
         /// `pending` + `inFlight`, as of the actor's last change: with `records`, the back-pressure count.
         var backlog = 0
+        /// The bytes of `backlog`, as of the actor's last change.
+        var backlogBytes = 0
         /// A full batch was reported to the actor and not drained yet: one appender hops in, not all.
         var flushRequested = false
     }
@@ -71,8 +94,10 @@ public actor AuditWriter {
     private nonisolated let configuration: Configuration
     private let logger: Logger
     private var pending: [Entry] = []
+    private var pendingBytes = 0
     /// Records of the batch being written (out of `pending` until it commits or goes back).
     private var inFlight = 0
+    private var inFlightBytes = 0
     private var isFlushing = false
     private var flushWaiters: [CheckedContinuation<Void, Never>] = []
     private var isClosed = false
@@ -88,15 +113,27 @@ public actor AuditWriter {
     /// Records accepted and not yet committed, and each batch's commit time (docs/metrics.md).
     private nonisolated let queueDepth = Gauge(label: "fedbroker_audit_queue_depth")
     private nonisolated let commitDuration = CoreMetrics.Timer(label: "fedbroker_audit_commit_duration_seconds")
+    /// The bytes of those records, against `maximumQueueBytes`.
+    private nonisolated let queueBytes = Gauge(label: "fedbroker_audit_queue_bytes")
+    /// Appends that found no room within `appendTimeout` and were refused.
+    private nonisolated let appendsRefused = Counter(label: "fedbroker_audit_appends_refused_total")
+    /// Records the database rejected.
+    private nonisolated let quarantinedTotal = Counter(label: "fedbroker_audit_quarantined_total")
     private var firstQuarantineError: (any Error)?
+    private nonisolated let quarantineFile: AuditQuarantineFile?
 
     /// Flushes that failed (each is retried later). Exposed for metrics.
     public private(set) var failedFlushes = 0
     /// Records committed by this writer.
     public private(set) var writtenRecords = 0
-    /// Records the database rejected, isolated from their batch. Logged as errors; exposed for
-    /// metrics and for an operator to inspect or re-insert once fixed.
+    /// Records the database rejected that are held in memory only: every one when no
+    /// `quarantineDirectory` is configured, else those the file could not take. Logged as errors.
     public private(set) var quarantinedRecords: [AuditRecord] = []
+    /// Every record the database rejected, in the file or in memory.
+    public private(set) var quarantinedCount = 0
+    /// The file quarantined records are appended to, if any: for the operator to inspect them
+    /// and re-insert them once the cause is fixed.
+    public nonisolated var quarantineFilePath: String? { self.quarantineFile?.path }
     /// Records accepted but not yet committed.
     public var pendingCount: Int { self.pending.count + self.inbox.withLock { $0.records.count } }
     /// Appends waiting for room (back-pressure). Exposed for metrics and tests.
@@ -110,40 +147,57 @@ public actor AuditWriter {
         public var backlog: Int
         /// Where `append` starts to wait for room.
         public var maximumPending: Int
+        /// The bytes of `backlog`, and where `append` starts to wait for room by size.
+        public var backlogBytes: Int
+        public var maximumQueueBytes: Int
         /// How long flushes have been failing; nil when the last one succeeded.
         public var failingFor: Duration?
         /// The last failure's stable code (a `BrokerError` code or a type name), never its text.
         public var lastFailure: String?
 
-        public init(closed: Bool, backlog: Int, maximumPending: Int, failingFor: Duration? = nil, lastFailure: String? = nil) {
+        public init(
+            closed: Bool, backlog: Int, maximumPending: Int, failingFor: Duration? = nil, lastFailure: String? = nil,
+            backlogBytes: Int = 0, maximumQueueBytes: Int = .max
+        ) {
             self.closed = closed
             self.backlog = backlog
             self.maximumPending = maximumPending
             self.failingFor = failingFor
             self.lastFailure = lastFailure
+            self.backlogBytes = backlogBytes
+            self.maximumQueueBytes = maximumQueueBytes
         }
+
+        /// Whether appends now wait for room, by count or by size.
+        public var isFull: Bool { self.backlog >= self.maximumPending || self.backlogBytes >= self.maximumQueueBytes }
     }
 
     public var health: Health {
-        Health(
-            closed: self.isClosed, backlog: self.pending.count + self.inFlight + self.inbox.withLock { $0.records.count },
+        let (inboxCount, inboxBytes) = self.inbox.withLock { ($0.records.count, $0.recordBytes) }
+        return Health(
+            closed: self.isClosed, backlog: self.pending.count + self.inFlight + inboxCount,
             maximumPending: self.configuration.maximumPending, failingFor: self.failingSince.map { ContinuousClock.now - $0 },
             lastFailure: self.failingSince == nil
-                ? nil : self.lastError.map { ($0 as? BrokerError)?.code.rawValue ?? String(describing: type(of: $0)) })
+                ? nil : self.lastError.map { ($0 as? BrokerError)?.code.rawValue ?? String(describing: type(of: $0)) },
+            backlogBytes: self.pendingBytes + self.inFlightBytes + inboxBytes,
+            maximumQueueBytes: self.configuration.maximumQueueBytes)
     }
 
     public init(store: any BrokerStore, configuration: Configuration = .init(), logger: Logger) {
         precondition(configuration.batchSize > 0, "batchSize must be positive")
         precondition(configuration.maximumPending > 0, "maximumPending must be positive")
+        precondition(configuration.maximumQueueBytes > 0, "maximumQueueBytes must be positive")
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
     }
 
     /// Queues a record; flushes when a batch is full, and waits when too much is pending.
     ///
     /// - Throws: `storeTimeout` when no room opened within `appendTimeout` (the record was not
-    ///   accepted); after `shutdown()`, the error of the synchronous write.
+    ///   accepted); `CancellationError` when the appender was cancelled while waiting for room;
+    ///   after `shutdown()`, the error of the synchronous write.
     public nonisolated func append(_ record: AuditRecord) async throws {
         let queued = enqueue(Entry(record: record), requestFlushAt: configuration.batchSize)
         guard queued.accepted else { return try await appendWaitingForRoom(record, durable: false) }
@@ -181,9 +235,13 @@ public actor AuditWriter {
     /// `threshold` since the last drain: it sees that a flush happens.
     private nonisolated func enqueue(_ entry: Entry, requestFlushAt threshold: Int) -> (accepted: Bool, requestFlush: Bool) {
         let maximumPending = configuration.maximumPending
+        let maximumBytes = configuration.maximumQueueBytes
         return inbox.withLock { inbox in
-            guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending else { return (false, false) }
+            guard !inbox.closed, inbox.records.count + inbox.backlog < maximumPending,
+                Self.fits(entry.bytes, queued: inbox.recordBytes + inbox.backlogBytes, maximum: maximumBytes)
+            else { return (false, false) }
             inbox.records.append(entry)
+            inbox.recordBytes += entry.bytes
             guard inbox.records.count + inbox.backlog >= threshold, !inbox.flushRequested else { return (true, false) }
             inbox.flushRequested = true
             return (true, true)
@@ -206,7 +264,7 @@ public actor AuditWriter {
         if self.isClosed { return try await self.writeThrough(record) }
         self.appendsUnderWay += 1
         do {
-            try await self.waitForRoom()
+            try await self.waitForRoom(for: record.approximateSize)
         } catch {
             self.appendDone()
             throw error
@@ -217,7 +275,7 @@ public actor AuditWriter {
         }
         drainInbox()
         guard durable else {
-            self.pending.append(Entry(record: record))
+            self.enqueuePending(Entry(record: record))
             publishBacklog()
             self.appendDone()
             if self.pending.count >= self.configuration.batchSize, !self.isFlushing {
@@ -226,7 +284,7 @@ public actor AuditWriter {
             return
         }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            self.pending.append(Entry(record: record, waiter: continuation))
+            self.enqueuePending(Entry(record: record, waiter: continuation))
             self.publishBacklog()
             self.appendDone()
             if !self.isFlushing {
@@ -237,19 +295,39 @@ public actor AuditWriter {
 
     /// Moves the inbox's records to `pending`, after those already there (append order).
     private func drainInbox() {
-        let entries = inbox.withLock { inbox -> [Entry] in
+        let (entries, bytes) = inbox.withLock { inbox -> ([Entry], Int) in
             inbox.flushRequested = false
-            defer { inbox.records.removeAll(keepingCapacity: true) }
-            return inbox.records
+            defer {
+                inbox.records.removeAll(keepingCapacity: true)
+                inbox.recordBytes = 0
+            }
+            return (inbox.records, inbox.recordBytes)
         }
         self.pending.append(contentsOf: entries)
+        self.pendingBytes += bytes
         publishBacklog()
+    }
+
+    private func enqueuePending(_ entry: Entry) {
+        self.pending.append(entry)
+        self.pendingBytes += entry.bytes
     }
 
     private func publishBacklog() {
         let backlog = self.pending.count + self.inFlight
-        inbox.withLock { $0.backlog = backlog }
+        let backlogBytes = self.pendingBytes + self.inFlightBytes
+        inbox.withLock {
+            $0.backlog = backlog
+            $0.backlogBytes = backlogBytes
+        }
         queueDepth.record(backlog)
+        queueBytes.record(backlogBytes)
+    }
+
+    /// A record fits when the queue stays within its byte bound, or the queue is empty (so that
+    /// a bound below one record's size stalls nothing).
+    static func fits(_ bytes: Int, queued: Int, maximum: Int) -> Bool {
+        queued == 0 || queued + bytes <= maximum
     }
 
     /// Writes everything pending, batch by batch. Returns `false` if a batch failed; its records
@@ -270,13 +348,18 @@ public actor AuditWriter {
             drainInbox()
             guard !self.pending.isEmpty else { break }
             let batch = Array(self.pending.prefix(self.configuration.batchSize))
+            let batchBytes = batch.reduce(0) { $0 + $1.bytes }
             self.pending.removeFirst(batch.count)
+            self.pendingBytes -= batchBytes
             self.inFlight = batch.count
+            self.inFlightBytes = batchBytes
             let (unresolved, error) = await self.write(batch)
             self.inFlight = 0
+            self.inFlightBytes = 0
             publishBacklog()
             if let error {
                 self.pending.insert(contentsOf: unresolved, at: 0)
+                self.pendingBytes += unresolved.reduce(0) { $0 + $1.bytes }
                 publishBacklog()
                 self.failedFlushes += 1
                 if self.failingSince == nil { self.failingSince = ContinuousClock.now }
@@ -318,7 +401,9 @@ public actor AuditWriter {
     ///
     /// - Throws: the last flush error (its code, e.g. `databaseUnavailable`), naming how many
     ///   records remain unwritten, when every attempt failed (they are still in `pendingCount`);
-    ///   `invalidData` when records were quarantined (they are in `quarantinedRecords`).
+    ///   `invalidData` when records were quarantined (in the quarantine file, or in
+    ///   `quarantinedRecords`). Either way the audit trail is incomplete and the process should
+    ///   say so by its exit status.
     public func shutdown() async throws {
         self.isClosed = true
         inbox.withLock { $0.closed = true }
@@ -350,10 +435,16 @@ public actor AuditWriter {
                 code, "\(self.pending.count) audit record(s) could not be written after \(attempts) attempts: \(reason)",
                 underlying: self.lastError)
         }
-        if !self.quarantinedRecords.isEmpty {
+        if self.quarantinedCount > 0 {
+            let inFile = self.quarantinedCount - self.quarantinedRecords.count
+            let whereKept =
+                [
+                    inFile > 0 ? "\(inFile) in \(self.quarantineFilePath ?? "the quarantine file")" : nil,
+                    self.quarantinedRecords.isEmpty ? nil : "\(self.quarantinedRecords.count) in memory only (now lost)",
+                ].compactMap { $0 }.joined(separator: ", ")
             throw BrokerError(
                 .invalidData,
-                "\(self.quarantinedRecords.count) audit record(s) were rejected by the database and quarantined",
+                "\(self.quarantinedCount) audit record(s) were rejected by the database and quarantined: \(whereKept)",
                 underlying: self.firstQuarantineError)
         }
     }
@@ -388,15 +479,32 @@ public actor AuditWriter {
         }
     }
 
+    /// Into the quarantine file (a rare event, so the short blocking write and fsync happen here),
+    /// or, without a file or when it fails, into memory.
     private func quarantine(_ entry: Entry, _ error: BrokerError) {
-        self.quarantinedRecords.append(entry.record)
+        self.quarantinedCount += 1
+        self.quarantinedTotal.increment()
         if self.firstQuarantineError == nil { self.firstQuarantineError = error }
+        var kept = "memory"
+        if let file = self.quarantineFile {
+            do {
+                try file.append(entry.record, rejection: error, at: Date())
+                kept = file.path
+            } catch {
+                self.logger.critical(
+                    "audit quarantine file cannot be written; the rejected record is kept in memory only",
+                    metadata: ["fb.auditQuarantineFile": "\(file.path)", "error": "\(String(reflecting: error))"])
+                self.quarantinedRecords.append(entry.record)
+            }
+        } else {
+            self.quarantinedRecords.append(entry.record)
+        }
         self.logger.error(
             "audit record rejected by the database; quarantined",
             metadata: [
                 "record": "\(entry.record.id)", "operation": "\(entry.record.operation)",
                 "tenant": "\(entry.record.tenantID?.rawValue ?? "-")", "error": "\(String(reflecting: error))",
-                "quarantined": "\(self.quarantinedRecords.count)",
+                "quarantined": "\(self.quarantinedCount)", "fb.auditQuarantineFile": "\(kept)",
             ])
         entry.waiter?.resume(throwing: error)
     }
@@ -408,17 +516,27 @@ public actor AuditWriter {
         self.writtenRecords += 1
     }
 
-    /// Waits until fewer than `maximumPending` records are pending (or the writer closed).
-    private func waitForRoom() async throws {
+    /// Waits until fewer than `maximumPending` records are pending and a record of `bytes` fits
+    /// within `maximumQueueBytes` (or the writer closed).
+    private func waitForRoom(for bytes: Int) async throws {
         let maximum = self.configuration.maximumPending
-        func backlog() -> Int { self.pending.count + self.inFlight + self.inbox.withLock { $0.records.count } }
-        guard backlog() >= maximum else { return }
+        let maximumBytes = self.configuration.maximumQueueBytes
+        func full() -> (records: Int, bytes: Int)? {
+            let (inboxCount, inboxBytes) = self.inbox.withLock { ($0.records.count, $0.recordBytes) }
+            let records = self.pending.count + self.inFlight + inboxCount
+            let queued = self.pendingBytes + self.inFlightBytes + inboxBytes
+            return records >= maximum || !Self.fits(bytes, queued: queued, maximum: maximumBytes) ? (records, queued) : nil
+        }
+        guard full() != nil else { return }
         let deadline = ContinuousClock.now.advanced(by: self.configuration.appendTimeout)
-        while backlog() >= maximum, !self.isClosed {
+        while let queue = full(), !self.isClosed {
+            try Task.checkCancellation()
             guard ContinuousClock.now < deadline else {
+                self.appendsRefused.increment()
                 throw BrokerError(
                     .storeTimeout,
-                    "\(self.pending.count + self.inFlight) audit records are pending and no flush succeeded within the append timeout")
+                    "the audit queue is full (\(queue.records) records, \(queue.bytes) bytes pending; bounds \(maximum) records, "
+                        + "\(maximumBytes) bytes) and no flush made room within the append timeout")
             }
             if !self.isFlushing { Task { await self.flush() } }
             let id = self.nextRoomWaiter
@@ -428,7 +546,13 @@ public actor AuditWriter {
                 try? await Task.sleep(until: deadline)
                 await self?.wakeRoomWaiter(id)
             }
-            await withCheckedContinuation { self.roomWaiters[id] = $0 }
+            // A cancelled appender (its request's deadline passed) stops waiting now, not at the
+            // append timeout; the wake-up runs on the actor after the waiter is registered.
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { self.roomWaiters[id] = $0 }
+            } onCancel: {
+                Task { [weak self] in await self?.wakeRoomWaiter(id) }
+            }
             timer.cancel()
         }
     }

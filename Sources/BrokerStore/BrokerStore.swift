@@ -76,6 +76,14 @@ public protocol BrokerStore: Sendable {
     /// A page of tenants, ordered by id.
     func tenants(matching query: TenantQuery) async throws -> [Tenant]
 
+    // MARK: Access recovery
+
+    /// Decides, for every replica at once, whether a re-probe of `access_lost` tenant `id` is due
+    /// now by `schedule` (see `AccessReprobeSchedule.advance`), and records the next due time
+    /// before the probe runs, so the replicas asking together get one `probeNow` between them.
+    /// Returns `notLost` (and forgets the schedule) for a tenant in any other state.
+    func claimAccessProbe(_ id: TenantID, schedule: AccessReprobeSchedule) async throws -> AccessProbeClaim
+
     // MARK: FIC slots
 
     /// Creates a slot in `provisioning`. Throws `slotLimitReached` past 20 non-retired per application.

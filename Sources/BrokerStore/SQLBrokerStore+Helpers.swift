@@ -15,7 +15,7 @@ extension SQLBrokerStore {
         id, application_id, managed_identity_client_id, managed_identity_principal_id, issuer, subject, audience, \
         state, created_at_us, updated_at_us, version
         """
-    static let callerColumns = "id, identity, grants_json, enabled, version"
+    static let callerColumns = "id, identity, grants_json, enabled, require_context, version"
     static let auditColumns = """
         id, time_us, actor, tenant_id, operation, key_version, outcome, error_code, latency_us, request_id, \
         client_request_id, detail
@@ -228,7 +228,7 @@ extension SQLBrokerStore {
         let grants = try JSONDecoder().decode([CallerGrant].self, from: Data(try row.text("grants_json").utf8))
         return Caller(
             id: try row.text("id"), identity: try row.text("identity"), grants: grants, enabled: try row.bool("enabled"),
-            version: RecordVersion(rawValue: try row.integer("version")))
+            requireContext: try row.bool("require_context"), version: RecordVersion(rawValue: try row.integer("version")))
     }
 
     static func auditRecord(from row: SQLRow) throws -> AuditRecord {

@@ -111,11 +111,14 @@ extension SQLBrokerStore {
                     throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
                 }
             }
-            // The operator's reason goes with this transition and no other (a tenant registered
-            // before onboarding existed has no row here, and needs none).
+            // The reason goes with this transition and no other (a tenant registered before
+            // onboarding existed has no row here, and needs none): the operator's words for a
+            // suspension, what the broker observed for a loss of access.
+            var kept = reason
+            if kept == nil, case .accessLost(let observed) = event { kept = observed.rawValue }
             _ = try await session.query(
                 "UPDATE tenant_onboarding SET suspension_reason = ? WHERE tenant_id = ?",
-                [.text(reason), .text(id.rawValue)])
+                [.text(kept), .text(id.rawValue)])
             let because = reason.map { " reason=\(Self.quoted($0))" } ?? ""
             return (transition.operation, "\(transition.from)->\(transition.to)\(because)")
         }
@@ -273,9 +276,9 @@ extension SQLBrokerStore {
             suspensionReason: try row.optionalText("suspension_reason"))
     }
 
-    /// A caller as an audit detail shows it: identity, enabled, grants.
+    /// A caller as an audit detail shows it: identity, enabled, the context policy, grants.
     static func summary(_ caller: Caller) throws -> String {
-        "{identity=\(quoted(caller.identity)) enabled=\(caller.enabled) grants=\(try encodeGrants(caller.grants))}"
+        "{identity=\(quoted(caller.identity)) enabled=\(caller.enabled) require_context=\(caller.requireContext) grants=\(try encodeGrants(caller.grants))}"
     }
 
     /// A free-text value inside an audit detail, quoted and bounded so it cannot forge fields.

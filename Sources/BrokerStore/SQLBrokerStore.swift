@@ -306,11 +306,11 @@ public final class SQLBrokerStore: BrokerStore {
             // A concurrent create of the same id or identity fails on the unique keys instead.
             _ = try await session.query(
                 """
-                INSERT INTO callers (id, identity, grants_json, enabled, created_at_us, updated_at_us, version)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO callers (id, identity, grants_json, enabled, require_context, created_at_us, updated_at_us, version)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [
-                    .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled),
+                    .text(caller.id), .text(caller.identity), .text(grants), .bool(caller.enabled), .bool(caller.requireContext),
                     .integer(self.micros(now)), .integer(self.micros(now)), .integer(created.version.rawValue),
                 ])
             try await self.audit(
@@ -331,11 +331,11 @@ public final class SQLBrokerStore: BrokerStore {
                 .first.map(Self.caller(from:))
             let rows = try await session.query(
                 """
-                UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, updated_at_us = ?, version = ?
+                UPDATE callers SET identity = ?, grants_json = ?, enabled = ?, require_context = ?, updated_at_us = ?, version = ?
                 WHERE id = ? AND version = ? RETURNING id
                 """,
                 [
-                    .text(caller.identity), .text(grants), .bool(caller.enabled), .integer(self.micros(now)),
+                    .text(caller.identity), .text(grants), .bool(caller.enabled), .bool(caller.requireContext), .integer(self.micros(now)),
                     .integer(updated.version.rawValue), .text(caller.id), .integer(caller.version.rawValue),
                 ])
             if rows.isEmpty {

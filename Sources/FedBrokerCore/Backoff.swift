@@ -47,15 +47,3 @@ public struct Backoff: Sendable, Equatable {
         return .retry(after: delay)
     }
 }
-
-/// Parses an HTTP `Retry-After` value: delta-seconds or an HTTP date.
-public func parseRetryAfter(_ value: String?, now: Date) -> Double? {
-    guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-    if let seconds = Double(value) { return max(0, seconds) }
-    let f = DateFormatter()
-    f.locale = Locale(identifier: "en_US_POSIX")
-    f.timeZone = TimeZone(identifier: "GMT")
-    f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-    guard let date = f.date(from: value) else { return nil }
-    return max(0, date.timeIntervalSince(now))
-}

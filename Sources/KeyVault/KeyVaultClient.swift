@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import AzureHTTP
+import AzureWire
 import Crypto
 import CryptoExtras
 import FedBrokerCore
@@ -143,9 +144,9 @@ public final class KeyVaultClient: Sendable {
         _ id: VaultKeyID, token: @escaping TokenProvider, deadline: Date, expectedTenantID: String? = nil
     ) async throws -> Audited<KeyBundle> {
         let path = try Self.path(id, operation: nil)
-        let (json, clientRequestID) = try await perform(
+        let (answer, clientRequestID) = try await perform(
             .get, .GET, vault: id, path: path, body: nil, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
-        let bundle = try Self.keyBundle(from: json, clientRequestID: clientRequestID)
+        let bundle = try Self.keyBundle(from: answer, clientRequestID: clientRequestID)
         let fetchedAt = clock.now
         publicKeys.withLock { $0[id] = (bundle, fetchedAt) }
         return Audited(value: bundle, clientRequestID: clientRequestID)
@@ -210,12 +211,15 @@ public final class KeyVaultClient: Sendable {
     ) async throws -> KeyOperationResult {
         let body = #"{"alg":"\#(algorithm.rawValue)","value":"\#(Base64URL.encode(value))"}"#
         let path = try Self.path(id, operation: operation.rawValue)
-        let (json, clientRequestID) = try await perform(
+        let (answer, clientRequestID) = try await perform(
             operation, .POST, vault: id, path: path, body: body, token: token, deadline: deadline, expectedTenantID: expectedTenantID)
-        guard let kid = json["kid"] as? String, let encoded = json["value"] as? String, let bytes = Base64URL.decode(encoded) else {
-            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "no kid or value in the answer", clientRequestID: clientRequestID)
+        let result: VaultOperationBody
+        do {
+            result = try VaultOperationBody(parsing: answer)
+        } catch {
+            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: error.detail, clientRequestID: clientRequestID)
         }
-        return KeyOperationResult(kid: kid, value: bytes, clientRequestID: clientRequestID, local: false)
+        return KeyOperationResult(kid: result.kid, value: result.value, clientRequestID: clientRequestID, local: false)
     }
 
     // MARK: The request loop
@@ -223,15 +227,15 @@ public final class KeyVaultClient: Sendable {
     private func perform(
         _ operation: VaultMetrics.Operation, _ method: HTTPMethod, vault id: VaultKeyID, path: String, body: String?, token: @escaping TokenProvider, deadline: Date,
         expectedTenantID: String?
-    ) async throws -> ([String: Any], String) {
+    ) async throws -> (Data, String) {
         try checkVaultURL(id.vaultURL)
         let clientRequestID = AzureHTTP.newClientRequestID()
         var rejected: String?
         var refreshedAfter401 = false
-        let json = try await retrying(
+        let answer = try await retrying(
             deadline: deadline, clock: clock, backoff: configuration.backoff,
             isRetryable: { ($0 as? KeyVaultError)?.isRetryable ?? false }
-        ) { () async throws -> [String: Any] in
+        ) { () async throws -> Data in
             while true {
                 let admission = breakers.withLock { all -> CircuitBreaker.Admission in
                     var breaker = all[id.vaultAuthority] ?? CircuitBreaker(policy: configuration.circuitBreaker)
@@ -294,7 +298,7 @@ public final class KeyVaultClient: Sendable {
                 judge(response.status >= 500 ? .failed : .answered)
                 if (200..<300).contains(response.status) {
                     VaultMetrics.record(operation, .success, seconds: Self.seconds(since: sentAt))
-                    return response.json ?? [:]
+                    return response.data
                 }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
                 VaultMetrics.record(operation, VaultMetrics.outcome(of: error), seconds: Self.seconds(since: sentAt))
@@ -317,7 +321,7 @@ public final class KeyVaultClient: Sendable {
                 throw error
             }
         }
-        return (json, clientRequestID)
+        return (answer, clientRequestID)
     }
 
     private func observe(_ outcome: CircuitBreaker.Outcome, vault: String, probe: Bool) {
@@ -354,31 +358,24 @@ public final class KeyVaultClient: Sendable {
     }
 
     static func error(from response: AzureHTTP.Response, clientRequestID: String, now: Date) -> KeyVaultError {
-        let error = response.json?["error"] as? [String: Any]
-        let code = error?["code"] as? String
-        let inner = (error?["innererror"] as? [String: Any])?["code"] as? String
-        let message = error?["message"] as? String ?? ""
-        let akv = message.range(of: #"AKV\d{5}"#, options: .regularExpression).map { String(message[$0]) }
-            ?? (message.contains("TokenExpired") ? "TokenExpired" : nil)
+        let body = VaultErrorBody(parsing: response.data)
         return KeyVaultError(
-            kind: KeyVaultError.classify(status: response.status, code: code, innerCode: inner), httpStatus: response.status,
-            code: code, innerCode: inner, akvCode: akv, serviceMessage: message,
+            kind: KeyVaultError.classify(status: response.status, code: body.code, innerCode: body.innerCode), httpStatus: response.status,
+            code: body.code, innerCode: body.innerCode, akvCode: body.akvCode, serviceMessage: body.message,
             retryAfter: parseRetryAfter(response.headers.first(name: "Retry-After"), now: now), clientRequestID: clientRequestID,
             requestID: response.headers.first(name: "x-ms-request-id"))
     }
 
-    static func keyBundle(from json: [String: Any], clientRequestID: String) throws -> KeyBundle {
-        guard let key = json["key"] as? [String: Any], let kid = key["kid"] as? String,
-            let n = (key["n"] as? String).flatMap(Base64URL.decode), let e = (key["e"] as? String).flatMap(Base64URL.decode)
-        else {
-            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: "the key bundle has no kid, n or e", clientRequestID: clientRequestID)
+    static func keyBundle(from answer: Data, clientRequestID: String) throws -> KeyBundle {
+        let body: VaultKeyBody
+        do {
+            body = try VaultKeyBody(parsing: answer)
+        } catch {
+            throw KeyVaultError(kind: .other, httpStatus: 200, serviceMessage: error.detail, clientRequestID: clientRequestID)
         }
-        let attributes = json["attributes"] as? [String: Any] ?? [:]
-        let date: (String) -> Date? = { name in (attributes[name] as? NSNumber).map { Date(timeIntervalSince1970: $0.doubleValue) } }
         return KeyBundle(
-            kid: kid, keyType: key["kty"] as? String ?? "", keyOps: key["key_ops"] as? [String] ?? [], modulus: n, exponent: e,
-            enabled: attributes["enabled"] as? Bool ?? false, notBefore: date("nbf"), expires: date("exp"),
-            recoveryLevel: attributes["recoveryLevel"] as? String, recoverableDays: (attributes["recoverableDays"] as? NSNumber)?.intValue,
-            tags: json["tags"] as? [String: String] ?? [:])
+            kid: body.kid, keyType: body.keyType, keyOps: body.keyOps, modulus: body.modulus, exponent: body.exponent,
+            enabled: body.enabled, notBefore: body.notBefore, expires: body.expires, recoveryLevel: body.recoveryLevel,
+            recoverableDays: body.recoverableDays, tags: body.tags)
     }
 }

@@ -17,18 +17,29 @@ struct MigrateCommand: AsyncParsableCommand {
             A database migrated by a newer fedbroker is refused, untouched.
 
             Examples:
-              fedbroker migrate --database-url postgres://fedbroker@db.internal:5432/fedbroker?sslmode=require
+              fedbroker migrate --database-url \\
+                'postgres://fedbroker@db.internal/fedbroker?sslrootcert=/etc/pg-ca.pem'
+              fedbroker migrate --database-url \\
+                'postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
               fedbroker migrate --database-url sqlite:///var/lib/fedbroker/broker.db
 
+            TLS: sslmode is disable, prefer, require, verify-ca or verify-full. The default is \
+            verify-full (encrypted, certificate chain and host name checked; the host must be a DNS \
+            name, not an IP address) for every host but loopback, where it is prefer. sslrootcert=PATH names a PEM file of the CAs that sign \
+            the server's certificate (default: the system's trust store); require without it \
+            encrypts but verifies nothing, and a warning says so. connect_timeout=SECONDS (default \
+            10) bounds connecting. Other URL parameters are refused.
+
             The password may be given in the URL or, better, in PGPASSWORD; it is never printed. \
-            Exit status: 0 migrated or already current, 1 failed (database down, newer schema, bad SQL).
+            Exit status: 0 migrated or already current, 1 failed (database down, TLS refused, newer \
+            schema, bad SQL).
             """
     )
 
     @Option(
         name: .long,
         help: ArgumentHelp(
-            "postgres://user@host:port/db[?sslmode=disable|prefer|require], or sqlite:PATH.",
+            "postgres://user@host:port/db[?sslmode=disable|prefer|require|verify-ca|verify-full][&sslrootcert=PATH][&connect_timeout=S], or sqlite:PATH.",
             valueName: "url"))
     var databaseURL: String
 
@@ -49,6 +60,9 @@ struct MigrateCommand: AsyncParsableCommand {
         let configuration = try StoreConfiguration(databaseURL: databaseURL).withPasswordFromEnvironment()
 
         Self.say("fedbroker migrate: connecting to \(configuration)")
+        if let warning = configuration.securityWarning {
+            FileHandle.standardError.write(Data("fedbroker migrate: warning: \(warning)\n".utf8))
+        }
         let started = ContinuousClock.now
         let store: SQLBrokerStore
         do {
@@ -81,6 +95,7 @@ struct MigrateCommand: AsyncParsableCommand {
     static func failure(_ error: BrokerError) -> any Error {
         let hint: String =
             switch error.code {
+            case .databaseUnavailable where error.message.hasPrefix("TLS"): ""
             case .databaseUnavailable: " (is the server running and reachable? check host, port and credentials)"
             case .schemaTooNew: ""
             default: ""

@@ -21,10 +21,15 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Opens the store (PostgreSQL with --database-url, else SQLite in --data-dir), migrates it, and \
             listens for internal services. Callers authenticate with client certificates from --client-ca; \
-            their certificate's common name is looked up in the store's callers and grants. Every setting \
+            the identity their certificate proves (its URI SAN, else its subject DN: server.callerIdentity) is \
+            looked up in the store's callers and grants. Every setting \
             can come from a flag, a FEDBROKER_* variable or the --config JSON file, in that order \
             (docs/configuration.md lists the keys). SIGTERM or SIGINT drains: the listener closes, \
             in-flight calls finish, the audit writer flushes, then the process exits 0.
+
+            Exit status: 0 stopped cleanly; 1 failed; 3 stopped, but audit records could not be \
+            written to the store (still pending, or rejected and quarantined in \
+            audit.quarantineDirectory/audit-quarantine.jsonl); 64 bad configuration.
             """
     )
 
@@ -49,7 +54,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "postgres://… or sqlite:PATH (store.databaseURL). Default: SQLite in the data dir.")
     var databaseURL: String?
 
-    @Option(name: .long, help: "Directory for the embedded SQLite store (store.dataDir; default fedbroker-data).")
+    @Option(name: .long, help: "Directory for the embedded SQLite store and the audit quarantine file (store.dataDir; default fedbroker-data).")
     var dataDir: String?
 
     @Option(name: .long, help: "Requests one connection may have in flight (server.maxStreams; default 256).")
@@ -126,6 +131,12 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "fedbroker")
+        // Before any key is in memory: a core file would write plaintext keys to disk.
+        if settings.allowCoreDumps {
+            logger.warning("core dumps are allowed (process.allowCoreDumps): a core file of this process holds plaintext data keys")
+        } else {
+            try ProcessHardening.disableCoreDumps()
+        }
         let app = try await BrokerApp.build(try settings.appConfiguration(), logger: logger)
         FileHandle.standardOutput.write(
             Data("fedbroker serving on \(settings.listenHost):\(app.port)\(settings.plaintext ? " (plaintext, loopback)" : " (mTLS)")\n".utf8))
@@ -137,6 +148,16 @@ struct ServeCommand: AsyncParsableCommand {
                 "fb.tenantConcurrency": "\(settings.service.tenantConcurrency)", "fb.config": "\(config ?? "none")",
                 "fb.admin": "\(settings.admin.map { "\($0.listenHost):\($0.listenPort)" } ?? "off")",
             ])
+        do {
+            try await serve(app, settings: settings)
+        } catch let error as AuditIncompleteError {
+            // The critical log line has the detail; this one is for whoever reads the exit.
+            FileHandle.standardError.write(Data("fedbroker serve: error: \(error)\n".utf8))
+            throw ExitCode(3)
+        }
+    }
+
+    private func serve(_ app: BrokerApp, settings: ServeConfiguration) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await app.run() }
             if settings.admin != nil {
@@ -154,24 +175,30 @@ struct ServeCommand: AsyncParsableCommand {
 extension ServeConfiguration {
     /// The assembly's configuration: certificates and keys read, the store resolved.
     func appConfiguration() throws -> BrokerAppConfiguration {
-        let storeConfiguration: StoreConfiguration
+        var storeConfiguration: StoreConfiguration
         if let databaseURL {
             storeConfiguration = try StoreConfiguration(databaseURL: databaseURL)
+            if case .postgres(var settings) = storeConfiguration, let seconds = storeConnectTimeoutSeconds {
+                settings.connectTimeout = .milliseconds(Int64((seconds * 1000).rounded()))
+                storeConfiguration = .postgres(settings)
+            }
         } else {
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
             storeConfiguration = .sqlite(path: (dataDirectory as NSString).appendingPathComponent("broker.db"))
         }
         var configuration = BrokerAppConfiguration(store: storeConfiguration, service: service)
+        configuration.audit = audit
         configuration.drainSeconds = drainSeconds
         configuration.metricsRefreshSeconds = metricsRefreshSeconds
+        configuration.transport = transport
         configuration.transport.host = listenHost
         configuration.transport.port = listenPort
         configuration.transport.connection.maximumConcurrentStreams = maximumConcurrentStreams
         if !plaintext, let certificate = tlsCertificatePath, let key = tlsKeyPath, let clientCA = clientCAPath {
-            var tls = try Self.serverTLS(certificate: certificate, key: key)
-            tls.certificateVerification = .noHostnameVerification
-            tls.trustRoots = .file(clientCA)
-            configuration.transport.tls = tls
+            // Read (and checked) when the listener binds, then again every tlsReloadSeconds.
+            var files = ServerTLSFiles(certificateChain: certificate, privateKey: key, clientCA: clientCA, crl: crlPath)
+            files.reloadSeconds = tlsReloadSeconds
+            configuration.transport.tlsFiles = files
         }
         if let isvTenantID, let appID = azure.applicationClientID {
             configuration.bootstrapSlots = try bootstrapSlots.map {
@@ -183,6 +210,7 @@ extension ServeConfiguration {
         configuration.slots = slots
         configuration.slots.isvTenantID = isvTenantID
         configuration.heartbeatSeconds = heartbeatSeconds
+        configuration.accessRecovery = accessRecovery
         if let admin {
             var listener = BrokerAppConfiguration.Admin(api: admin.api)
             listener.host = admin.listenHost

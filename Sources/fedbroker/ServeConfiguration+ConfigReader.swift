@@ -3,6 +3,8 @@ import AzureHTTP
 import AzureIdentity
 import BrokerApp
 import BrokerServer
+import BrokerWire
+import BrokerStore
 import Configuration
 import FedBrokerCore
 import Foundation
@@ -17,18 +19,46 @@ extension ServeConfiguration {
     /// - server.listen (string, 127.0.0.1:7443): HOST:PORT to listen on.
     /// - server.tlsCert / server.tlsKey (string): PEM certificate chain and key the broker presents.
     /// - server.clientCA (string): PEM CA that issues callers' client certificates.
+    /// - server.crlFile (string): PEM or DER CRL(s) of that CA, checked at every handshake.
+    /// - server.tlsReloadSeconds (double, 5): how often tlsCert, tlsKey, clientCA and crlFile are
+    ///   read again; changed files serve new connections without a restart (0: never).
+    /// - server.callerIdentity (string, uri-or-subject): uri, subject or uri-or-subject: where a
+    ///   caller's identity comes from in its certificate.
+    /// - server.handshakeTimeoutSeconds (double, 10), server.prefaceTimeoutSeconds (double, 10),
+    ///   server.partialFrameTimeoutSeconds (double, 30), server.idleTimeoutSeconds (double, 300):
+    ///   how long a connection may take to finish TLS, to send its preface, to complete a frame
+    ///   it started, and stay with nothing in flight.
+    /// - server.maxConnections (int, 10000), server.maxConnectionsPerCaller (int, 1024),
+    ///   server.maxRequestsPerCaller (int, 2048): connections in all, and per caller identity
+    ///   connections and requests in flight.
+    /// - server.defaultRequestTimeoutSeconds (double, 10), server.maxRequestTimeoutSeconds (double,
+    ///   60): a request's time when its timeout_ms is 0, and the most any timeout_ms gets.
     /// - server.plaintext (bool, false): no TLS; loopback only, every caller anonymous.
     /// - server.maxStreams (int, 256): requests one connection may have in flight.
     /// - server.drainSeconds (double, 10): how long in-flight calls may take to finish on SIGTERM.
     /// - store.databaseURL (string, secret): postgres://… or sqlite:PATH; default SQLite in store.dataDir.
     /// - store.dataDir (string, fedbroker-data): directory of the embedded SQLite store.
     /// - store.recordMaxAgeSeconds (double, 1): how long a caller/tenant/slot record is reused.
+    /// - store.connectTimeoutSeconds (double, the URL's connect_timeout or 10): how long a PostgreSQL
+    ///   connection may take to set up, and a query may wait for a pooled one, before it fails as
+    ///   database_unavailable.
+    /// - audit.quarantineDirectory (string, store.dataDir): where audit records the database
+    ///   rejected are appended (audit-quarantine.jsonl, mode 0600).
+    /// - audit.maxQueueBytes (int, 67108864): bytes of audit records waiting for the store before
+    ///   appends wait, then fail (key operations answer UNAVAILABLE).
     /// - cache.maxAgeSeconds (double, 300): the revocation bound for cached plaintext keys.
     /// - cache.maxEntries (int, 100000), cache.maxUses (int, 100000): the other cache bounds.
     /// - vault.tenantConcurrency (int, 64): vault calls in flight per tenant before OVERLOADED.
     /// - vault.circuitFailureThreshold (int, 5): consecutive vault failures that open its circuit.
     /// - vault.circuitOpenSeconds (double, 5): how long an open circuit refuses before one probe.
     /// - vault.attemptTimeoutSeconds (double, 10): the longest one Azure request may take.
+    /// - vault.keyStateMaxAgeSeconds (double, 60): the bound on how long after a customer disables
+    ///   their key new data keys are still wrapped with it.
+    /// - vault.rolePropagationSeconds (double, 600): after activation or a key change, how long
+    ///   ForbiddenByRbac is answered as retryable instead of taken as the customer's revocation.
+    /// - vault.sharedCallTimeoutSeconds (double, 30): the longest an unwrap shared by identical
+    ///   requests may run; each caller still waits only until its own deadline.
+    /// - process.allowCoreDumps (bool, false): keep core dumps (and ptrace by the same user) on.
     /// - azure.imdsURL, azure.authorityURL, azure.graphURL, azure.appClientID, azure.caBundle
     ///   (string), azure.vaultHostSuffixes (string, comma-separated): the Azure endpoints; the
     ///   older variables FEDBROKER_IMDS_URL, FEDBROKER_AUTHORITY_URL, FEDBROKER_GRAPH_URL,
@@ -51,6 +81,9 @@ extension ServeConfiguration {
     /// - vault.budget (int, 800): Key Vault transactions per vault per vault.budgetWindowSeconds
     ///   (int, 10), shared by all replicas: each sends at most budget ÷ live replicas.
     /// - replica.heartbeatSeconds (double, 5): how often the replica announces itself.
+    /// - tenants.reprobeMinSeconds (double, 60): an `access_lost` tenant is probed again this long
+    ///   after the loss, then at doubling intervals up to tenants.reprobeMaxSeconds (double, 900):
+    ///   once the customer repairs access, service resumes within that maximum (plus one probe).
     /// - admin.staffTenantID (string): the ISV's Entra tenant; setting it turns the admin API on.
     /// - admin.listen (string, 127.0.0.1:8443): HOST:PORT of the admin HTTPS listener.
     /// - admin.tlsCert / admin.tlsKey (string, default server.tlsCert / server.tlsKey).
@@ -83,8 +116,30 @@ extension ServeConfiguration {
             maximumConcurrentStreams = value
         }
         drainSeconds = try r.double("server.drainSeconds") ?? drainSeconds
+        crlPath = try r.string("server.crlFile")
+        tlsReloadSeconds = try r.double("server.tlsReloadSeconds") ?? tlsReloadSeconds
+        if let source = try r.string("server.callerIdentity") {
+            guard let value = CallerIdentitySource(rawValue: source) else {
+                throw ConfigurationError(
+                    key: "server.callerIdentity", "'\(source)' is not one of \(CallerIdentitySource.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            transport.callerIdentity = value
+        }
+        transport.handshakeTimeout = try r.double("server.handshakeTimeoutSeconds") ?? transport.handshakeTimeout
+        transport.connection.prefaceTimeout = try r.double("server.prefaceTimeoutSeconds") ?? transport.connection.prefaceTimeout
+        transport.connection.partialFrameTimeout = try r.double("server.partialFrameTimeoutSeconds") ?? transport.connection.partialFrameTimeout
+        transport.connection.idleTimeout = try r.double("server.idleTimeoutSeconds") ?? transport.connection.idleTimeout
+        transport.connection.defaultRequestTimeout =
+            try r.double("server.defaultRequestTimeoutSeconds") ?? transport.connection.defaultRequestTimeout
+        transport.connection.maximumRequestTimeout = try r.double("server.maxRequestTimeoutSeconds") ?? transport.connection.maximumRequestTimeout
+        transport.maximumConnections = try r.int("server.maxConnections") ?? transport.maximumConnections
+        transport.perCaller.maximumConnections = try r.int("server.maxConnectionsPerCaller") ?? transport.perCaller.maximumConnections
+        transport.perCaller.maximumRequests = try r.int("server.maxRequestsPerCaller") ?? transport.perCaller.maximumRequests
         databaseURL = try r.string("store.databaseURL", secret: true)
         dataDirectory = try r.string("store.dataDir") ?? dataDirectory
+        storeConnectTimeoutSeconds = try r.double("store.connectTimeoutSeconds")
+        audit.quarantineDirectory = try r.string("audit.quarantineDirectory") ?? dataDirectory
+        audit.maximumQueueBytes = try r.int("audit.maxQueueBytes") ?? audit.maximumQueueBytes
         logLevel = try r.string("log.level") ?? logLevel
 
         var azure = AzureEnvironment()
@@ -111,6 +166,14 @@ extension ServeConfiguration {
             throw ConfigurationError(key: "vault.circuitFailureThreshold", "the circuit's threshold and open seconds must be positive")
         }
         service.circuitBreaker = .init(failureThreshold: threshold, openSeconds: openSeconds)
+        service.keyStateMaximumAge = try r.double("vault.keyStateMaxAgeSeconds") ?? service.keyStateMaximumAge
+        service.rolePropagationSeconds = try r.double("vault.rolePropagationSeconds") ?? service.rolePropagationSeconds
+        service.sharedCallTimeout = try r.double("vault.sharedCallTimeoutSeconds") ?? service.sharedCallTimeout
+        guard service.keyStateMaximumAge >= 1, service.rolePropagationSeconds >= 0, service.sharedCallTimeout > 0 else {
+            throw ConfigurationError(
+                key: "vault.keyStateMaxAgeSeconds", "vault.keyStateMaxAgeSeconds must be at least 1, vault.rolePropagationSeconds not negative, vault.sharedCallTimeoutSeconds positive")
+        }
+        self.allowCoreDumps = try r.bool("process.allowCoreDumps") ?? false
         self.service = service
 
         if let staffTenant = try r.string("admin.staffTenantID") {
@@ -175,6 +238,13 @@ extension ServeConfiguration {
         self.service.vaultBudget = try r.int("vault.budget") ?? self.service.vaultBudget
         self.service.vaultBudgetWindowSeconds = try r.int("vault.budgetWindowSeconds") ?? self.service.vaultBudgetWindowSeconds
         heartbeatSeconds = try r.double("replica.heartbeatSeconds") ?? heartbeatSeconds
+        let reprobeMin = try r.double("tenants.reprobeMinSeconds") ?? accessRecovery.schedule.minimumSeconds
+        let reprobeMax = try r.double("tenants.reprobeMaxSeconds") ?? max(accessRecovery.schedule.maximumSeconds, reprobeMin)
+        // At least a second: each probe costs the customer's vault two transactions.
+        guard reprobeMin >= 1, let schedule = try? AccessReprobeSchedule(minimumSeconds: reprobeMin, maximumSeconds: reprobeMax) else {
+            throw ConfigurationError(key: "tenants.reprobeMinSeconds", "must be at least 1 and at most tenants.reprobeMaxSeconds")
+        }
+        accessRecovery.schedule = schedule
     }
 
     /// The reader `serve` uses: flags first, then the environment, then the file, then defaults.

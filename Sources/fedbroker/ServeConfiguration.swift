@@ -3,6 +3,7 @@ import AzureHTTP
 import AzureIdentity
 import BrokerApp
 import BrokerServer
+import BrokerWire
 import BrokerStore
 import FedBrokerCore
 import Foundation
@@ -17,12 +18,25 @@ struct ServeConfiguration: Sendable {
     var tlsCertificatePath: String?
     var tlsKeyPath: String?
     var clientCAPath: String?
+    /// The client CA's CRL (server.crlFile), checked at every handshake.
+    var crlPath: String?
+    /// Where callers' identities come from, the transport's timeouts and caps (server.*): the
+    /// listener's own configuration, copied into the assembly as it is.
+    var transport = BrokerTransportServer.Configuration()
+    /// How often the TLS files are read again for changes (server.tlsReloadSeconds).
+    var tlsReloadSeconds: Double = 5
     var plaintext = false
     var maximumConcurrentStreams: UInt32 = 256
     var drainSeconds: Double = 10
     var databaseURL: String?
     var dataDirectory = "fedbroker-data"
+    /// store.connectTimeoutSeconds; nil: the URL's connect_timeout, else 10 s.
+    var storeConnectTimeoutSeconds: Double?
+    /// audit.* (the quarantine directory defaults to dataDirectory when nil).
+    var audit = AuditWriter.Configuration()
     var logLevel = "info"
+    /// Core dumps stay possible (process.allowCoreDumps); off by default: a core holds plaintext keys.
+    var allowCoreDumps = false
     /// How often the state gauges are refreshed (metrics.refreshSeconds).
     var metricsRefreshSeconds: Double = 10
     var azure = AzureEnvironment()
@@ -36,6 +50,8 @@ struct ServeConfiguration: Sendable {
     /// Slot jobs on this replica (slots.*).
     var slots = BrokerAppConfiguration.Slots()
     var heartbeatSeconds: Double = 5
+    /// Re-probing `access_lost` tenants (tenants.reprobeMinSeconds, tenants.reprobeMaxSeconds).
+    var accessRecovery = AccessRecovery.Configuration()
 
     struct AdminSettings: Sendable {
         var listenHost = "127.0.0.1"
@@ -52,8 +68,8 @@ struct ServeConfiguration: Sendable {
     /// Checks what no single key can: TLS is all or nothing, and plaintext only on loopback.
     func validated() throws -> ServeConfiguration {
         if plaintext {
-            guard [tlsCertificatePath, tlsKeyPath, clientCAPath].allSatisfy({ $0 == nil }) else {
-                throw ConfigurationError(key: "server.plaintext", "plaintext excludes server.tlsCert, server.tlsKey and server.clientCA")
+            guard [tlsCertificatePath, tlsKeyPath, clientCAPath, crlPath].allSatisfy({ $0 == nil }) else {
+                throw ConfigurationError(key: "server.plaintext", "plaintext excludes server.tlsCert, server.tlsKey, server.clientCA and server.crlFile")
             }
             guard LoopbackHost.contains(listenHost) else {
                 throw ConfigurationError(key: "server.listen", "plaintext is allowed on loopback only, not on \(listenHost)")
@@ -76,6 +92,7 @@ struct ServeConfiguration: Sendable {
         guard drainSeconds >= 0, drainSeconds.isFinite else {
             throw ConfigurationError(key: "server.drainSeconds", "must be zero or more")
         }
+        try validateTransport()
         guard service.recordMaximumAge >= 0 else {
             throw ConfigurationError(key: "store.recordMaxAgeSeconds", "must be zero or more")
         }
@@ -83,10 +100,23 @@ struct ServeConfiguration: Sendable {
             throw ConfigurationError(key: "log.level", "'\(logLevel)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if let databaseURL {
-            // The URL may hold a password: the message names the key, never the value.
-            guard (try? StoreConfiguration(databaseURL: databaseURL)) != nil else {
+            // The URL may hold a password: the message names the key, never the value (the
+            // store's own messages name a parameter or the sslrootcert path, never the password).
+            do {
+                _ = try StoreConfiguration(databaseURL: databaseURL)
+            } catch let error as BrokerError {
+                throw ConfigurationError(key: "store.databaseURL", error.message)
+            } catch {
                 throw ConfigurationError(key: "store.databaseURL", "not a postgres://USER@HOST:PORT/DB?sslmode=… or sqlite:PATH URL")
             }
+        }
+        if let seconds = storeConnectTimeoutSeconds {
+            guard seconds >= 0.1, seconds <= 3600 else {
+                throw ConfigurationError(key: "store.connectTimeoutSeconds", "must be 0.1-3600")
+            }
+        }
+        guard audit.maximumQueueBytes >= 1 << 20 else {
+            throw ConfigurationError(key: "audit.maxQueueBytes", "must be at least 1048576 (1 MiB)")
         }
         if let admin {
             if admin.plaintext {
@@ -143,6 +173,37 @@ struct ServeConfiguration: Sendable {
             throw ConfigurationError(key: "azure.appClientID", "no application client id: set azure.appClientID or FEDBROKER_APP_CLIENT_ID")
         }
         return self
+    }
+}
+
+extension ServeConfiguration {
+    /// The `server.*` timeouts and caps: each positive and finite (at most a day for a timeout),
+    /// the default request timeout within the maximum.
+    func validateTransport() throws {
+        let day = 86_400.0
+        let timeouts: [(String, Double)] = [
+            ("server.handshakeTimeoutSeconds", transport.handshakeTimeout), ("server.prefaceTimeoutSeconds", transport.connection.prefaceTimeout),
+            ("server.partialFrameTimeoutSeconds", transport.connection.partialFrameTimeout),
+            ("server.idleTimeoutSeconds", transport.connection.idleTimeout),
+            ("server.defaultRequestTimeoutSeconds", transport.connection.defaultRequestTimeout),
+            ("server.maxRequestTimeoutSeconds", transport.connection.maximumRequestTimeout),
+        ]
+        for (key, value) in timeouts where !(value > 0 && value <= day) {
+            throw ConfigurationError(key: key, "must be more than 0 and at most \(Int(day)) seconds")
+        }
+        guard transport.connection.defaultRequestTimeout <= transport.connection.maximumRequestTimeout else {
+            throw ConfigurationError(key: "server.defaultRequestTimeoutSeconds", "must not exceed server.maxRequestTimeoutSeconds")
+        }
+        let caps: [(String, Int)] = [
+            ("server.maxConnections", transport.maximumConnections), ("server.maxConnectionsPerCaller", transport.perCaller.maximumConnections),
+            ("server.maxRequestsPerCaller", transport.perCaller.maximumRequests),
+        ]
+        for (key, value) in caps where value < 1 {
+            throw ConfigurationError(key: key, "must be at least 1")
+        }
+        guard tlsReloadSeconds >= 0, tlsReloadSeconds <= day else {
+            throw ConfigurationError(key: "server.tlsReloadSeconds", "must be 0 (never) to \(Int(day))")
+        }
     }
 }
 

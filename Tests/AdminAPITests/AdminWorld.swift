@@ -38,14 +38,14 @@ struct AdminWorld {
     static func with(
         configure: (inout BrokerAppConfiguration, DefaultScenario) -> Void = { _, _ in }, _ body: (AdminWorld) async throws -> Void
     ) async throws {
-        var logger = Logger(label: "admin-tests")
-        logger.logLevel = .warning
+        let logger = TestLogging.logger(label: "admin-tests")
         try await RunningEmulator.with(logger: logger) { running in
             let (emulator, endpoints, scenario, dir) = (running.emulator, running.endpoints, running.scenario, running.directory)
             let pki = try LocalPKI()
             var service = BrokerService.Configuration(environment: running.environment)
             service.azureAttemptTimeout = 120
             service.recordMaximumAge = 0  // every request reads the store: state changes show at once
+            service.rolePropagationSeconds = 0  // a role removed right after activation counts at once
             service.cache = .init(maximumEntries: 16, maximumAge: 0.001)  // nothing is served from memory: revocation shows at once
             var configuration = BrokerAppConfiguration(store: .sqlite(path: dir.appendingPathComponent("broker.db").path), service: service)
             configuration.transport.tls = try pki.serverTLS()

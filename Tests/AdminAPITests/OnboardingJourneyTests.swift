@@ -2,7 +2,9 @@ import AdminAPIModel
 import AdminClient
 import AzureEmulator
 import BrokerClient
+import BrokerWire
 import FedBrokerCore
+import FedBrokerTestSupport
 import Foundation
 import NIOHTTP1
 import Testing
@@ -108,28 +110,30 @@ import Testing
             // 4. An internal service, onboarded through the API, generates and unwraps data keys.
             let callerAdmin = try await world.client("caller-admin")
             let callerCreated = try await callerAdmin.createCaller(
-                body: .json(.init(id: "billing", identity: "billing-api", grants: [.init(operations: [.generateDataKey, .unwrap], tenants: [tenant.id])])))
+                body: .json(.init(id: "billing", identity: LocalPKI.callerIdentity("billing-api"), grants: [.init(operations: [.generateDataKey, .unwrap], tenants: [tenant.id])])))
             #expect(try callerCreated.created.body.json.version == 1)
             let service = try world.broker("billing-api")
             let deadline = Date().addingTimeInterval(120)
             let generated = try await service.generateDataKey(tenant: tenant.id, deadline: deadline)
             #expect(try await service.unwrap(generated.blob, deadline: deadline) == generated.plaintext)
 
-            // 5. The customer disables the key: refused, and the tenant is suspended.
-            let disable = try await world.send(
-                .PATCH, "\(world.endpoints.control)/control/vaults/\(customer.vaultName)/keys/\(customer.keyName)", json: ["enabled": false])
-            #expect(disable.status == 200, "\(disable.body)")
-            await #expect(throws: BrokerCallError.self) { _ = try await service.unwrap(generated.blob, deadline: deadline) }
+            // 5. The customer removes the broker's role: refused, and the tenant lost access.
+            let vault = customer.vaultName.lowercased()
+            let assignment = try #require(world.emulator.state.read { $0.vaults[vault]?.roleAssignments.first { $0.removedFrom == nil } })
+            try world.emulator.state.removeRoleAssignment(vault: customer.vaultName, id: assignment.id)
+            let revoked = await #expect(throws: BrokerCallError.self) { _ = try await service.unwrap(generated.blob, deadline: deadline) }
+            #expect(revoked?.wireStatus?.code == .permissionDenied)
+            #expect(revoked?.wireStatus?.reason == .accessRevokedByCustomer)
             tenant = try await Self.get(onboarder, tenant.id)
-            #expect(tenant.state == .suspended)
+            #expect(tenant.state == .accessLost)
+            #expect(tenant.suspensionReason == "role_removed")
 
-            // Restore validates first: refused while the key is still disabled.
+            // Restore validates first: refused while the role is still missing.
             let refused = try await suspender.restoreTenant(path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(tenant.version)\""))
             #expect(try refused.ok.body.json.validation.succeeded == false)
-            #expect(try await Self.get(onboarder, tenant.id).state == .suspended)
+            #expect(try await Self.get(onboarder, tenant.id).state == .accessLost)
 
-            _ = try await world.send(
-                .PATCH, "\(world.endpoints.control)/control/vaults/\(customer.vaultName)/keys/\(customer.keyName)", json: ["enabled": true])
+            _ = try world.emulator.state.assignRole(vault: customer.vaultName, principalID: assignment.principalId, keyName: assignment.keyScope)
             tenant = try await Self.get(onboarder, tenant.id)
             let restored = try await suspender.restoreTenant(path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(tenant.version)\""))
             let restoredOutcome = try restored.ok.body.json
@@ -145,15 +149,19 @@ import Testing
             let offboarded = try await suspender.offboardTenant(
                 path: .init(tenantId: tenant.id), headers: .init(ifMatch: "\"v\(restoredOutcome.tenant.version)\""))
             #expect(try offboarded.ok.body.json.state == .offboarded)
-            await #expect(throws: BrokerCallError.self) { _ = try await service.generateDataKey(tenant: tenant.id, deadline: deadline) }
-            await #expect(throws: BrokerCallError.self) { _ = try await service.unwrap(generated.blob, deadline: deadline) }
+            let offboardedGenerate = await #expect(throws: BrokerCallError.self) { _ = try await service.generateDataKey(tenant: tenant.id, deadline: deadline) }
+            let offboardedUnwrap = await #expect(throws: BrokerCallError.self) { _ = try await service.unwrap(generated.blob, deadline: deadline) }
+            for refused in [offboardedGenerate, offboardedUnwrap] {
+                #expect(refused?.wireStatus?.code == .failedPrecondition)
+                #expect(refused?.wireStatus?.reason == .tenantSuspended)
+            }
             await service.close()
 
             // The audit trail has the staff's actions, with who did them.
             let auditor = try await world.client("auditor")
             let audit = try await auditor.queryAudit(query: .init(tenant: tenant.id, limit: 500)).ok.body.json
             let operations = audit.items.map(\.operation)
-            for expected in ["tenant.registered", "tenant.validation", "tenant.activated", "tenant.restored", "tenant.offboarded"] {
+            for expected in ["tenant.registered", "tenant.validation", "tenant.activated", "tenant.access_lost.role_removed", "tenant.access_restored", "tenant.offboarded"] {
                 #expect(operations.contains(expected), "\(operations)")
             }
             let onboarderOID = try #require(world.scenario.staffUserObjectIDs["onboarder"])

@@ -4,6 +4,7 @@ import AzureEmulator
 import AzureIdentity
 import BrokerApp
 import BrokerClient
+import BrokerWire
 import BrokerServer
 import BrokerStore
 import FedBrokerCore
@@ -73,8 +74,7 @@ import Testing
         populated: Bool = true, configure: (inout BrokerAppConfiguration, RunningEmulator) async throws -> Void = { _, _ in },
         _ body: (World) async throws -> Void
     ) async throws {
-        var logger = Logger(label: "operability-tests")
-        logger.logLevel = .error
+        let logger = TestLogging.logger(label: "operability-tests", uncapturedLevel: .error)
         try await RunningEmulator.with(logger: logger) { running in
             let scenario = running.scenario
             var service = BrokerService.Configuration(environment: running.environment)
@@ -106,7 +106,7 @@ import Testing
                         tenant = try await app.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
                         tenant = try await app.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
                         _ = try await app.store.createCaller(
-                            Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenant.id]))]),
+                            Caller(id: "svc-a", identity: LocalPKI.callerIdentity("svc-a"), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenant.id]))]),
                             actor: "sre")
                     }
                     let port = try #require(await app.adminPort())
@@ -127,7 +127,9 @@ import Testing
             let (plaintext, blob, _) = try await client.generateDataKey(tenant: "customer-1", deadline: Self.deadline())
             #expect(try await client.unwrap(blob, deadline: Self.deadline()) == plaintext)
             #expect(try await client.unwrap(blob, deadline: Self.deadline()) == plaintext)  // from the cache
-            await #expect(throws: BrokerCallError.self) { _ = try await client.generateDataKey(tenant: "customer-2", deadline: Self.deadline()) }
+            let refused = await #expect(throws: BrokerCallError.self) { _ = try await client.generateDataKey(tenant: "customer-2", deadline: Self.deadline()) }
+            #expect(refused?.wireStatus?.code == .permissionDenied)
+            #expect(refused?.wireStatus?.reason == .notAuthorized)
             await client.close()
 
             // Gauges are process-wide and other brokers of this test process set them too: refresh

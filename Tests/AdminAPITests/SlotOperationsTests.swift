@@ -5,6 +5,7 @@ import BrokerApp
 import BrokerClient
 import BrokerStore
 import FedBrokerCore
+import FedBrokerTestSupport
 import Foundation
 import Testing
 
@@ -144,7 +145,7 @@ import Testing
             #expect(onOld.count == 25)
             let oldIdentity = try await store.slot(oldSlot).identity
             _ = try await store.createCaller(
-                Caller(id: "load", identity: "load", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
+                Caller(id: "load", identity: LocalPKI.callerIdentity("load"), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
                 actor: "test")
             let broker = try world.broker("load")
             let tally = LoadTally()

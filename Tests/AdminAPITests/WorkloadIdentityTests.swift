@@ -47,7 +47,7 @@ import Testing
             for tenant in tenants where try await store.tenant(tenant).slotID?.rawValue == "fic-1" { onFileSlot = tenant }
             let tenant = try #require(onFileSlot)
             _ = try await store.createCaller(
-                Caller(id: "wi", identity: "wi", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]), actor: "test")
+                Caller(id: "wi", identity: LocalPKI.callerIdentity("wi"), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]), actor: "test")
             let broker = try world.broker("wi")
             let counters = { world.emulator.state.counters.snapshot }
 

@@ -67,10 +67,10 @@ func withClients(
     _ body: (ClientFixture) async throws -> Void
 ) async throws {
     RSAKeyMaterial.reuse(true)
-    var logger = Logger(label: "client-test")
-    logger.logLevel = .warning
+    let logger = TestLogging.logger(label: "client-test")
     var configuration = AzureEmulator.Configuration()
     configuration.seedDefaultScenario = true
+    configuration.secretObserver = TestLogging.secretObserver
     configure(&configuration)
     let clock = ManualWallClock(Date())
     try await AzureEmulator.withRunning(configuration: configuration, clock: clock, logger: logger) { emulator, endpoints in

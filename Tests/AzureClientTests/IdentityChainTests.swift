@@ -301,7 +301,13 @@ import Testing
             #expect(try await source.assertion(deadline: f.deadline()).token == rotated)
             // Expired and never rotated: a clear error, not a doomed exchange.
             f.clock.advance(by: 4000)
-            await #expect(throws: AzureIdentityError.self) { _ = try await source.assertion(deadline: f.deadline()) }
+            let expired = await #expect(throws: AzureIdentityError.self) { _ = try await source.assertion(deadline: f.deadline()) }
+            #expect(expired?.code == "TOKEN_FILE")
+            guard case .tokenFile(let expiredPath, _)? = expired else {
+                Issue.record("expected a token-file error, got \(String(describing: expired))")
+                return
+            }
+            #expect(expiredPath == path)
         }
     }
 }

@@ -115,7 +115,9 @@ import FedBrokerTestSupport
         }
         #expect(tokens == Array(repeating: "k", count: 50))
         #expect(fetches.all.count == 1)
-        await #expect(throws: AzureIdentityError.self) { _ = try await cache.token(for: "bad", deadline: clock.now.addingTimeInterval(120)) }
+        await #expect(throws: AzureIdentityError.malformedResponse(service: "test", detail: "no")) {
+            _ = try await cache.token(for: "bad", deadline: clock.now.addingTimeInterval(120))
+        }
     }
 }
 

@@ -128,9 +128,18 @@ import Testing
         #expect(KeyVaultService.route(method: .patch, path: "/keys/cmk/abc/wrapkey") == nil)
         #expect(try KeyUpdateRequest.parse(#"{"key_ops":["wrapKey"],"attributes":{"enabled":true,"nbf":1,"exp":null},"tags":{"a":"b"}}"#).get()
                 == KeyUpdateRequest(keyOps: ["wrapKey"], attributes: .init(enabled: true, nbf: 1, exp: nil), tags: ["a": "b"]))
-        #expect(throws: KeyVaultFailure.self) { try KeyUpdateRequest.parse(#"{"key_ops":["bogus"]}"#).get() }
-        #expect(throws: KeyVaultFailure.self) { try KeyUpdateRequest.parse(#"{"tags":{"a":1}}"#).get() }
-        #expect(throws: KeyVaultFailure.self) { try KeyUpdateRequest.parse(#"{"attributes":{"exp":1.5}}"#).get() }
-        #expect(throws: KeyVaultFailure.self) { try KeyUpdateRequest.parse("").get() }
+        #expect(throws: KeyVaultFailure.badParameter("Property 'key_ops' has an invalid value.\r\n")) {
+            try KeyUpdateRequest.parse(#"{"key_ops":["bogus"]}"#).get()
+        }
+        // The innermost named property: a tag's own name.
+        #expect(throws: KeyVaultFailure.badParameter("Property 'a' has an invalid value.\r\n")) {
+            try KeyUpdateRequest.parse(#"{"tags":{"a":1}}"#).get()
+        }
+        // A fractional time is refused as Key Vault refuses it (400 BadParameter); the message
+        // does not name `exp` (Foundation reports no coding path for it).
+        let fractional = #expect(throws: KeyVaultFailure.self) { try KeyUpdateRequest.parse(#"{"attributes":{"exp":1.5}}"#).get() }
+        #expect(fractional?.status == 400)
+        #expect(fractional?.code == "BadParameter")
+        #expect(throws: KeyVaultFailure.badParameter("The request body is missing or is not a JSON object.")) { try KeyUpdateRequest.parse("").get() }
     }
 }

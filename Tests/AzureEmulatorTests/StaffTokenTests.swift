@@ -132,18 +132,22 @@ import Testing
             #expect(payload["iat"] as? Int == now - 3600)
             #expect(payload["nbf"] as? Int == now - 3600)
             #expect(payload["exp"] as? Int == now - 3000)
-            await #expect(throws: JWTError.self) {
+            let expired = await #expect(throws: JWTError.self) {
                 _ = try await StaffTokenValidator(harness: h).validate(token, tenant: s.isvTenantID, audience: s.adminAudience)
             }
+            #expect(expired?.errorType == .claimVerificationFailure)
+            #expect(expired?.reason == "expired")
 
             // The same user a moment ago is fine; the emulator's clock moving on expires it too.
             let fresh = try await h.staffToken(user: oid, resource: s.adminAudience, lifetimeSeconds: 600)
             let freshToken = try #require(fresh.json["access_token"] as? String)
             #expect(try await StaffTokenValidator(harness: h).validate(freshToken, tenant: s.isvTenantID, audience: s.adminAudience).roles == ["Tenants.Onboard"])
             h.clock.advance(by: 601)
-            await #expect(throws: JWTError.self) {
+            let aged = await #expect(throws: JWTError.self) {
                 _ = try await StaffTokenValidator(harness: h).validate(freshToken, tenant: s.isvTenantID, audience: s.adminAudience)
             }
+            #expect(aged?.errorType == .claimVerificationFailure)
+            #expect(aged?.reason == "expired")
         }
     }
 
@@ -152,12 +156,15 @@ import Testing
             let s = h.scenario
             let token = try await h.staffAccessToken("admin")
             // Validated against a customer tenant's discovery: the issuer differs.
-            await #expect(throws: StaffTokenValidator.Invalid.self) {
+            let otherIssuer = await #expect(throws: StaffTokenValidator.Invalid.self) {
                 _ = try await StaffTokenValidator(harness: h).validate(token, tenant: s.customers[0].tenantID, audience: s.adminAudience)
             }
-            await #expect(throws: JWTError.self) {
+            #expect(otherIssuer?.description.hasPrefix("issuer ") == true, "\(String(describing: otherIssuer))")
+            let otherAudience = await #expect(throws: JWTError.self) {
                 _ = try await StaffTokenValidator(harness: h).validate(token, tenant: s.isvTenantID, audience: "api://someone-else")
             }
+            #expect(otherAudience?.errorType == .claimVerificationFailure)
+            #expect(otherAudience?.reason == "not intended for api://someone-else")
         }
     }
 }

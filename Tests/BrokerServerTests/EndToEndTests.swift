@@ -25,20 +25,26 @@ import FedBrokerTestSupport
         let pki: LocalPKI
         let tenants: [TenantID]
 
-        /// `retrying: false` shows the broker's own answer: no client-side retry hides it.
-        func client(_ name: String, retrying: Bool = true) throws -> FedBrokerClient {
+        /// `retrying: false` shows the broker's own answer: no client-side retry hides it. The
+        /// client records the keys and blobs it sees in the secret ledger (TestLogging).
+        func client(_ name: String, retrying: Bool = true) throws -> LedgeredClient {
             var configuration = FedBrokerClient.Configuration(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: name), serverHostname: "localhost")
             if !retrying { configuration.backoff = Backoff(initial: 0.05, maximum: 0.05, maxRetries: 0) }
-            return FedBrokerClient(configuration: configuration)
+            return LedgeredClient(FedBrokerClient(configuration: configuration))
+        }
+        /// Another caller, identified like svc-a and svc-b, with every key operation on `tenants`.
+        func addCaller(_ name: String, tenants: [TenantID]) async throws {
+            _ = try await store.createCaller(Caller(id: name, identity: LocalPKI.callerIdentity(name), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only(Set(tenants)))]), actor: "sre")
         }
         func counter(_ name: String) -> Int { emulator.state.counters.snapshot[name] ?? 0 }
     }
 
+    /// `store`: nil for SQLite in a temporary directory.
     func withWorld(
+        store storeConfiguration: StoreConfiguration? = nil,
         configure: (inout BrokerService.Configuration) -> Void = { _ in }, _ body: (World) async throws -> Void
     ) async throws {
-        var logger = Logger(label: "e2e")
-        logger.logLevel = .warning
+        let logger = TestLogging.logger(label: "e2e")
         try await RunningEmulator.with(logger: logger) { running in
             let (emulator, scenario, dir) = (running.emulator, running.scenario, running.directory)
             var serviceConfiguration = BrokerService.Configuration(environment: running.environment)
@@ -48,7 +54,7 @@ import FedBrokerTestSupport
             configure(&serviceConfiguration)
             let pki = try LocalPKI()
             var configuration = BrokerAppConfiguration(
-                store: .sqlite(path: dir.appendingPathComponent("broker.db").path), service: serviceConfiguration)
+                store: storeConfiguration ?? .sqlite(path: dir.appendingPathComponent("broker.db").path), service: serviceConfiguration)
             configuration.transport.tls = try pki.serverTLS()
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
             let store = app.store
@@ -66,8 +72,8 @@ import FedBrokerTestSupport
                     tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
                     tenants.append(tenant.id)
                 }
-                _ = try await store.createCaller(Caller(id: "svc-a", identity: "svc-a", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
-                _ = try await store.createCaller(Caller(id: "svc-b", identity: "svc-b", grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
+                _ = try await store.createCaller(Caller(id: "svc-a", identity: LocalPKI.callerIdentity("svc-a"), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[0]]))]), actor: "sre")
+                _ = try await store.createCaller(Caller(id: "svc-b", identity: LocalPKI.callerIdentity("svc-b"), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenants[1]]))]), actor: "sre")
                 let world = World(
                     emulator: emulator, store: store, audit: app.audit, server: app.transport, service: app.service, pki: pki,
                     tenants: tenants)
@@ -95,24 +101,21 @@ import FedBrokerTestSupport
             #expect(w.counter("keyvault.unwrapkey") == 1)
 
             // Caller B can never obtain tenant A's key material, by any method.
-            await #expect(throws: BrokerCallError.self) { _ = try await b.unwrap(blobA, deadline: deadline()) }
-            do {
-                _ = try await b.unwrap(blobA, deadline: deadline())
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .notAuthorized)
-                #expect(status.code == .permissionDenied)
+            for refused in [
+                await refusal { _ = try await b.unwrap(blobA, deadline: deadline()) },
+                await refusal { _ = try await b.rewrap(blobA, deadline: deadline()) },
+                await refusal { _ = try await b.generateDataKey(tenant: "customer-1", deadline: deadline()) },
+            ] {
+                #expect(refused?.code == .permissionDenied)
+                #expect(refused?.reason == .notAuthorized)
             }
-            await #expect(throws: BrokerCallError.self) { _ = try await b.rewrap(blobA, deadline: deadline()) }
-            await #expect(throws: BrokerCallError.self) { _ = try await b.generateDataKey(tenant: "customer-1", deadline: deadline()) }
-            // A relabelled blob (A's, claiming to be B's) does not open for B either.
+            // A relabelled blob (A's, claiming to be B's) does not open for B either: B's record
+            // names another key.
             var relabelled = try WrappedKeyEnvelope(parsing: blobA)
             relabelled.tenantID = "customer-2"
-            do {
-                _ = try await b.unwrap(relabelled.serialized(), deadline: deadline())
-                Issue.record("a relabelled blob opened")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .blobInvalid)
-            }
+            let opened = await refusal { _ = try await b.unwrap(relabelled.serialized(), deadline: deadline()) }
+            #expect(opened?.code == .invalidArgument)
+            #expect(opened?.reason == .blobInvalid)
             #expect(try await b.unwrap(blobB, deadline: deadline()).count == 32)
         }
     }
@@ -137,70 +140,64 @@ import FedBrokerTestSupport
             let secret: [UInt8] = Array("a secret key material".utf8)
             let blob = try await a.wrap(tenant: "customer-1", plaintext: secret, context: Array("order/1".utf8), deadline: deadline())
             #expect(try await a.unwrap(blob, context: Array("order/1".utf8), deadline: deadline()) == secret)
-            do {
-                _ = try await a.unwrap(blob, context: Array("order/2".utf8), deadline: deadline())
-                Issue.record("opened under another context")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .contextMismatch)
-            }
+            let otherContext = await refusal { _ = try await a.unwrap(blob, context: Array("order/2".utf8), deadline: deadline()) }
+            #expect(otherContext?.code == .invalidArgument)
+            #expect(otherContext?.reason == .contextMismatch)
+            // A flipped tag: the seal fails, and for a context-bound blob the broker cannot tell an
+            // altered blob from another context, so it names the context.
             var tampered = blob
             tampered[tampered.count - 1] ^= 1
-            do {
-                _ = try await a.unwrap(tampered, context: Array("order/1".utf8), deadline: deadline())
-                Issue.record("tampered blob opened")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .contextMismatch || status.reason == .blobInvalid)
-            }
-            do {
-                _ = try await a.unwrap([1, 2, 3], deadline: deadline())
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .blobInvalid)
-                #expect(status.code == .invalidArgument)
-            }
-            do {
-                _ = try await a.keyStatus(tenant: "customer-404", deadline: deadline())
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .notAuthorized)  // not granted: existence is not revealed
-            }
+            let altered = await refusal { _ = try await a.unwrap(tampered, context: Array("order/1".utf8), deadline: deadline()) }
+            #expect(altered?.code == .invalidArgument)
+            #expect(altered?.reason == .contextMismatch)
+            let garbage = await refusal { _ = try await a.unwrap([1, 2, 3], deadline: deadline()) }
+            #expect(garbage?.code == .invalidArgument)
+            #expect(garbage?.reason == .blobInvalid)
+            // Not granted: existence is not revealed (TenantIsolationTests compares the two answers).
+            let unknown = await refusal { _ = try await a.keyStatus(tenant: "customer-404", deadline: deadline()) }
+            #expect(unknown?.code == .permissionDenied)
+            #expect(unknown?.reason == .notAuthorized)
             let status = try await a.keyStatus(tenant: "customer-1", deadline: deadline())
             #expect(status.keyStatus.state == "active")
             #expect(status.keyStatus.slot.hasPrefix("fic-"))
         }
     }
 
-    @Test func disabledKeyStopsTheTenantAtOnceAndPurgesItsCache() async throws {
+    /// A disabled key is a refusal of its version, not of the tenant: blobs under it stop opening
+    /// at once (cached plaintexts included, invariant 3) and no new data key is wrapped with it,
+    /// but the tenant stays active, so enabling the key is all it takes to serve again.
+    @Test func disabledKeyStopsItsBlobsAtOnceAndPurgesTheCache() async throws {
         try await withWorld { w in
-            let a = try w.client("svc-a")
+            let a = try w.client("svc-a", retrying: false)
             let (plaintext, cachedBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
             #expect(try await a.unwrap(cachedBlob, deadline: deadline()) == plaintext)  // now cached
             let (_, freshBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
 
             try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", enabled: false)
-            do {
-                _ = try await a.unwrap(freshBlob, deadline: deadline())
-                Issue.record("unwrapped with a disabled key")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .keyDisabled)
-                #expect(!status.retryable)
-            }
-            // The tenant is suspended and its cached keys are gone: even the cached blob is refused.
-            do {
-                _ = try await a.unwrap(cachedBlob, deadline: deadline())
-                Issue.record("served a cached key after revocation")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.reason == .tenantSuspended)
-            }
-            let tenant = try await w.store.tenant(w.tenants[0])
-            #expect(tenant.state == .suspended)
+            let disabled = await refusal { _ = try await a.unwrap(freshBlob, deadline: deadline()) }
+            #expect(disabled?.code == .failedPrecondition)
+            #expect(disabled?.reason == .keyVersionUnavailable)
+            #expect(disabled?.retryable == false)
+            // The refusal purged the tenant's cached keys: even the cached blob goes to the vault, and is refused.
+            let purged = await refusal { _ = try await a.unwrap(cachedBlob, deadline: deadline()) }
+            #expect(purged?.reason == .keyVersionUnavailable)
+            // The refusal also dropped the key's known state: no new data key under a disabled key.
+            let minted = await refusal { _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline()) }
+            #expect(minted?.code == .failedPrecondition)
+            #expect(minted?.reason == .keyDisabled)
+            #expect(try await w.store.tenant(w.tenants[0]).state == .active)
             // The other tenant is unaffected.
             let b = try w.client("svc-b")
             #expect(try await b.generateDataKey(tenant: "customer-2", deadline: deadline()).plaintext.count == 32)
+            // Enabled again: the same blob opens, with no operator.
+            try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", enabled: true)
+            #expect(try await a.unwrap(cachedBlob, deadline: deadline()) == plaintext)
             // Every key operation was audited, failures included.
             try await w.audit.shutdown()
             let records = try await w.store.auditRecords(tenant: w.tenants[0], from: .distantPast, to: .distantFuture, limit: 100)
             let operations = records.map(\.operation)
-            #expect(operations.filter { $0 == "key.generate_data_key" }.count == 2)
-            #expect(records.contains { $0.operation == "key.unwrap" && !$0.outcome.isSuccess })
+            #expect(operations.filter { $0 == "key.generate_data_key" }.count == 3)
+            #expect(records.contains { $0.operation == "key.unwrap" && $0.outcome == .failure(code: "keyVersionUnavailable") })
             #expect(records.contains { $0.operation == "key.unwrap" && $0.outcome.isSuccess && $0.clientRequestID != nil })
         }
     }
@@ -325,7 +322,7 @@ import FedBrokerTestSupport
             // whichever applies the event first purges the key, so once this one has applied
             // it the cache is empty, and between them exactly one key was purged.
             var tenant = try await w.store.tenant(w.tenants[0])
-            tenant = try await w.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRevoked(.roleRemoved), actor: "replica-2")
+            tenant = try await w.store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(.roleRemoved), actor: "replica-2")
             var purged = -1
             for await (event, count) in events where event.kind == .tenant && event.entityID == tenant.id.rawValue {
                 purged = count

@@ -23,7 +23,7 @@ import Testing
     @Test func sealsAndOpensThroughTheBlobFormat() async throws {
         let dataKey = SecretBytes((0..<32).map { UInt8($0) })
         let envelope = try await EnvelopeCrypto.seal(dataKey, context: Array("ctx".utf8), with: wrapping())
-        let blob = envelope.serialized()
+        let blob = try envelope.serialized()
         let parsed = try WrappedKeyEnvelope(parsing: blob)
         #expect(parsed.tenantID == "tenant-a")
         #expect(parsed.keyVersion == "78deebed173b48e48f55abf87ed4cf71")

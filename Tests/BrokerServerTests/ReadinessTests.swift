@@ -73,6 +73,9 @@ import Testing
         #expect(!Readiness.auditCheck(.init(closed: true, backlog: 0, maximumPending: 100), graceSeconds: 30).ok)
         let full = Readiness.auditCheck(.init(closed: false, backlog: 100, maximumPending: 100), graceSeconds: 30)
         #expect(!full.ok && full.detail.contains("full"))
+        let fullByBytes = Readiness.auditCheck(
+            .init(closed: false, backlog: 1, maximumPending: 100, backlogBytes: 64 << 20, maximumQueueBytes: 64 << 20), graceSeconds: 30)
+        #expect(!fullByBytes.ok && fullByBytes.detail.contains("67108864 of 67108864 bytes"))
         let briefly = AuditWriter.Health(closed: false, backlog: 5, maximumPending: 100, failingFor: .seconds(10), lastFailure: "database_unavailable")
         #expect(Readiness.auditCheck(briefly, graceSeconds: 30).ok)
         var long = briefly

@@ -150,7 +150,7 @@ private func records(_ count: Int, tenant: TenantID, start: Date) -> [AuditRecor
         #expect(AuditWriter.backOff(.seconds(1), failures: 40, maximum: .seconds(30)) == .seconds(30))
     }
 
-    @Test("NUL bytes are stripped; a record the database rejects is isolated and quarantined, the rest written",
+    @Test("Control characters (NUL too) are escaped; a record the database rejects is isolated and quarantined, the rest written",
           arguments: StoreKind.allCases)
     func badRecordsDoNotBlockTheQueue(kind: StoreKind) async throws {
         try await withStore(kind) { store, database in
@@ -179,7 +179,7 @@ private func records(_ count: Int, tenant: TenantID, start: Date) -> [AuditRecor
             #expect(await writer.quarantinedRecords.map(\.id) == [input[3].id, input[7].id])
             let written = try await stored(store, tenant)
             #expect(written.count == 8)
-            #expect(written.first { $0.id == input[1].id }?.detail == "nulbyte")
+            #expect(written.first { $0.id == input[1].id }?.detail == "nul\\u{0}byte")
             await expectBrokerError(.invalidData) { try await writer.shutdown() }
         }
     }

@@ -72,14 +72,14 @@ import Testing
 
             let active = try await store.transitionTenant(validated.id, expectedVersion: validated.version, event: .activate, actor: "a")
             #expect(active.state == .active)
-            let suspended = try await store.transitionTenant(
-                active.id, expectedVersion: active.version, event: .accessRevoked(.keyDisabled), actor: "fedbroker")
-            #expect(suspended.state == .suspended)
-            #expect(suspended.lifecycle.wasActivated)
+            let lost = try await store.transitionTenant(
+                active.id, expectedVersion: active.version, event: .accessLost(.keyDisabled), actor: "fedbroker")
+            #expect(lost.state == .accessLost)
+            #expect(lost.lifecycle.wasActivated)
 
             let audit = try await store.auditRecords(tenant: active.id, from: .distantPast, to: .distantFuture, limit: 50)
             #expect(audit.map(\.operation) == [
-                "tenant.registered", "tenant.validated", "tenant.activated", "tenant.suspended.key_disabled",
+                "tenant.registered", "tenant.validated", "tenant.activated", "tenant.access_lost.key_disabled",
             ], "one audit record per committed change, none for refused ones")
         }
     }

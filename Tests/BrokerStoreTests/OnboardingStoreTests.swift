@@ -67,10 +67,10 @@ import Testing
         try await withStore(kind) { store, _ in
             try await makeActiveSlots(store, 1...1)
             var tenant = try await store.registerTenant(makeRegistration(1), bindingValue: "fbb-1", idempotency: nil, actor: "staff:a").tenant
-            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .disable, reason: "billing hold\n", actor: "staff:a")
-            #expect(tenant.state == .disabled)
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .suspend, reason: "billing hold\n", actor: "staff:a")
+            #expect(tenant.state == .suspended)
             #expect(try await store.onboarding(tenant.id)?.suspensionReason == "billing hold\n")
-            let detail = try await store.auditEntries(AuditQuery(tenant: tenant.id, operation: "tenant.disabled")).first?.record.detail
+            let detail = try await store.auditEntries(AuditQuery(tenant: tenant.id, operation: "tenant.suspended")).first?.record.detail
             #expect(detail?.contains(#"reason="billing hold\u{a}""#) == true, "\(detail ?? "")")
             tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .offboard, reason: nil, actor: "staff:a")
             #expect(tenant.slotID == nil)

@@ -71,6 +71,9 @@ struct TestDatabase: Sendable {
             // lock wait bound (5 s) is raised here. PostgresTransactionTests test the defaults.
             settings.lockTimeout = .seconds(60)
             settings.statementTimeout = .seconds(60)
+            // Likewise the wait for a connection: the suite's parallel openings on a loaded machine
+            // are not a server that is down (StoreDownTests and PostgresTLSTests test the bound).
+            settings.connectTimeout = .seconds(60)
             configuration = .postgres(settings)
         }
         return try await SQLBrokerStore.open(configuration, clock: self.clock, logger: Self.logger)

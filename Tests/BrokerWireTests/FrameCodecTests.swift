@@ -74,6 +74,44 @@ import Testing
         }
     }
 
+    @Test("Everything the header alone proves wrong is refused before the payload is waited for")
+    func headerRules() throws {
+        // The stream id's top bit is reserved.
+        #expect(throws: WireError.reservedStreamBit(0x8000_0001)) {
+            _ = try decodeAll([0, 0, 0, 0, 0x03, 0, 0x80, 0, 0, 1], preface: false)
+        }
+        // A PING carries exactly 8 bytes: refused from a header announcing 3 (nothing more sent).
+        #expect(throws: WireError.invalidPayloadLength(.ping, length: 3)) { _ = try decodeAll([0, 0, 0, 3, 0x04, 0, 0, 0, 0, 0], preface: false) }
+        #expect(throws: WireError.invalidPayloadLength(.ping, length: 9)) { _ = try decodeAll([0, 0, 0, 9, 0x04, 0, 0, 0, 0, 0], preface: false) }
+        // A CANCEL carries none.
+        #expect(throws: WireError.invalidPayloadLength(.cancel, length: 1)) { _ = try decodeAll([0, 0, 0, 1, 0x03, 0, 0, 0, 0, 1, 7], preface: false) }
+        // Unknown flags pass through to the receiver, which ignores them.
+        let flagged = try decodeAll([0, 0, 0, 0, 0x03, 0xFE, 0, 0, 0, 1], preface: false)
+        #expect(flagged == [Frame(type: .cancel, flags: FrameFlags(rawValue: 0xFE), streamID: 1)])
+        // The highest stream id is fine.
+        #expect(try decodeAll([0, 0, 0, 0, 0x03, 0, 0x7F, 0xFF, 0xFF, 0xFF], preface: false).first?.streamID == Frame.maximumStreamID)
+    }
+
+    @Test("The server's decoder reports the preface as an event before any frame")
+    func serverDecoderReportsThePreface() throws {
+        let ping = Frame(type: .ping, streamID: 0, payload: ByteBuffer(bytes: [0, 1, 2, 3, 4, 5, 6, 7]))
+        let bytes = ConnectionPreface.bytes() + Array(try encoded([ping]).readableBytesView)
+        var decoder = ServerFrameDecoder()
+        var buffer = ByteBuffer()
+        var events: [ServerFrameDecoder.Event] = []
+        for byte in bytes {
+            buffer.writeInteger(byte)
+            while let event = try decoder.decode(buffer: &buffer) { events.append(event) }
+        }
+        #expect(events == [.preface, .frame(ping)])
+        var rude = ServerFrameDecoder()
+        var http = ByteBuffer(string: "GET /")
+        #expect(throws: WireError.badPreface) { _ = try rude.decode(buffer: &http) }
+        var partial = ServerFrameDecoder()
+        var fbr = ByteBuffer(string: "FBR")
+        #expect(try partial.decode(buffer: &fbr) == nil)  // waits; the server's preface timer ends it
+    }
+
     @Test func truncatedFramesWaitAndGarbagePayloadsAreTyped() throws {
         let frame = try Frame(type: .request, streamID: 7, message: WireRequest.with { $0.health = .init() })
         let bytes = Array(try encoded([frame]).readableBytesView)

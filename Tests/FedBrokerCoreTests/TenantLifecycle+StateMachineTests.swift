@@ -11,22 +11,63 @@ private func makeStateMachine(_ state: TenantState = .registered, wasActivated: 
 }
 
 private let allEvents: [TenantEvent] =
-    [.validationSucceeded, .activate, .accessRestored, .disable, .enable, .offboard]
-    + SuspensionReason.allCases.map(TenantEvent.accessRevoked)
+    [.validationSucceeded, .activate, .accessRestored, .suspend, .restore, .offboard]
+    + AccessLossReason.allCases.map(TenantEvent.accessLost)
 
-/// The full transition table: every (state, event) pair not listed is illegal.
-private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActivated: Bool) -> TenantState? {
-    switch (state, event) {
-    case (.registered, .validationSucceeded), (.validated, .validationSucceeded): .validated
-    case (.validated, .activate): .active
-    case (.active, .accessRevoked): .suspended
-    case (.suspended, .accessRestored): .active
-    case (.registered, .disable), (.validated, .disable), (.active, .disable), (.suspended, .disable): .disabled
-    case (.disabled, .enable): wasActivated ? .suspended : .registered
-    case (.offboarded, _): nil
-    case (_, .offboard): .offboarded
-    default: nil
+/// One documented step: from `state` on `event` to `ifActivated` for a tenant that was ever
+/// activated, `ifNeverActivated` for one that never was.
+private struct DocumentedStep {
+    let state: TenantState
+    let event: TenantEvent
+    let ifActivated: TenantState
+    let ifNeverActivated: TenantState
+
+    init(_ state: TenantState, _ event: TenantEvent, _ to: TenantState) {
+        self.init(state, event, ifActivated: to, ifNeverActivated: to)
     }
+
+    init(_ state: TenantState, _ event: TenantEvent, ifActivated: TenantState, ifNeverActivated: TenantState) {
+        self.state = state
+        self.event = event
+        self.ifActivated = ifActivated
+        self.ifNeverActivated = ifNeverActivated
+    }
+}
+
+/// The lifecycle written out from its documentation (TenantState's doc comment and
+/// docs/onboarding.md, "Tenant states"), not from the implementation's switch:
+///
+/// - registered → validated when a validation succeeds (again, for a validated tenant);
+/// - validated → active on activation;
+/// - active → access_lost when the broker sees the customer's side refuse it (any reason);
+/// - access_lost → active when access works again (a re-probe, or an operator's validated restore);
+/// - an operator suspends any tenant that is not offboarded or already suspended;
+/// - suspended → active on an operator's restore for a tenant that was ever activated, registered
+///   for one that never was; nothing else brings a suspended tenant back;
+/// - any tenant but an offboarded one can be offboarded; offboarded is terminal.
+///
+/// Every (state, event) pair not listed is illegal.
+private let documentedSteps: [DocumentedStep] =
+    [
+        DocumentedStep(.registered, .validationSucceeded, .validated),
+        DocumentedStep(.validated, .validationSucceeded, .validated),
+        DocumentedStep(.validated, .activate, .active),
+        DocumentedStep(.accessLost, .accessRestored, .active),
+        DocumentedStep(.registered, .suspend, .suspended),
+        DocumentedStep(.validated, .suspend, .suspended),
+        DocumentedStep(.active, .suspend, .suspended),
+        DocumentedStep(.accessLost, .suspend, .suspended),
+        DocumentedStep(.suspended, .restore, ifActivated: .active, ifNeverActivated: .registered),
+        DocumentedStep(.registered, .offboard, .offboarded),
+        DocumentedStep(.validated, .offboard, .offboarded),
+        DocumentedStep(.active, .offboard, .offboarded),
+        DocumentedStep(.accessLost, .offboard, .offboarded),
+        DocumentedStep(.suspended, .offboard, .offboarded),
+    ]
+    + AccessLossReason.allCases.map { DocumentedStep(.active, .accessLost($0), .accessLost) }
+
+private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActivated: Bool) -> TenantState? {
+    documentedSteps.first { $0.state == state && $0.event == event }.map { wasActivated ? $0.ifActivated : $0.ifNeverActivated }
 }
 
 @Suite struct TenantLifecycleStateMachineTests {
@@ -40,13 +81,28 @@ private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActiv
         #expect(machine.state.isServable)
     }
 
-    @Test("A detected revocation suspends and stops serving; restored access resumes")
-    func suspendAndRestore() throws {
+    @Test("A detected loss of access stops serving; access that works again resumes it, with its own audit names")
+    func accessLostAndRestored() throws {
         var machine = makeStateMachine(.active)
-        let suspended = try machine.apply(.accessRevoked(.roleRemoved))
-        #expect(suspended == .init(from: .active, to: .suspended, operation: "tenant.suspended.role_removed", effect: .stopServing))
-        #expect(try machine.apply(.accessRestored).effect == .startServing)
-        #expect(machine.state == .active)
+        let lost = try machine.apply(.accessLost(.roleRemoved))
+        #expect(lost == .init(from: .active, to: .accessLost, operation: "tenant.access_lost.role_removed", effect: .stopServing))
+        #expect(!machine.state.isServable)
+        let restored = try machine.apply(.accessRestored)
+        #expect(restored == .init(from: .accessLost, to: .active, operation: "tenant.access_restored", effect: .startServing))
+    }
+
+    @Test("An operator's suspension is lifted by an operator's restore only, never by restored access")
+    func suspensionIsTheOperators() throws {
+        for start in [TenantState.active, .accessLost] {
+            var machine = makeStateMachine(start)
+            let suspended = try machine.apply(.suspend)
+            #expect(suspended.to == .suspended)
+            #expect(suspended.operation == "tenant.suspended")
+            #expect(throws: BrokerError(.illegalTenantTransition, "")) { _ = try machine.apply(.accessRestored) }
+            #expect(machine.state == .suspended)
+            let restored = try machine.apply(.restore)
+            #expect(restored == .init(from: .suspended, to: .active, operation: "tenant.restored", effect: .startServing))
+        }
     }
 
     @Test("Exhaustive: every state × event either follows the table or throws illegalTenantTransition, unchanged",
@@ -94,14 +150,15 @@ private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActiv
         #expect(throws: BrokerError(.illegalTenantTransition, "")) { _ = try machine.changeKey(to: makeKey("other")) }
     }
 
-    @Test("A tenant that was ever active comes back from disabled suspended, not active or registered")
-    func reenableAfterActivation() throws {
+    @Test("Restore brings an activated tenant back to active, and one never activated back to registered")
+    func restoreAfterActivation() throws {
         var machine = makeStateMachine(.active)
-        _ = try machine.apply(.disable)
-        #expect(try machine.apply(.enable).to == .suspended)
+        _ = try machine.apply(.suspend)
+        #expect(try machine.apply(.restore).to == .active)
         var fresh = makeStateMachine(.validated)
-        _ = try fresh.apply(.disable)
-        #expect(try fresh.apply(.enable).to == .registered)
+        _ = try fresh.apply(.suspend)
+        #expect(try fresh.apply(.restore).to == .registered)
+        #expect(!fresh.wasActivated)
     }
 
     @Test("Before activation any key may replace the key; a validated tenant must validate again")
@@ -113,7 +170,7 @@ private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActiv
     }
 
     @Test("After activation the key's vault and name are locked; only its version may move",
-          arguments: [TenantState.active, .suspended, .disabled])
+          arguments: [TenantState.active, .accessLost, .suspended])
     func keyLockedAfterActivation(state: TenantState) throws {
         var machine = makeStateMachine(state, wasActivated: true)
         #expect(throws: BrokerError(.keyLocked, "")) { _ = try machine.changeKey(to: makeKey("other")) }
@@ -126,13 +183,13 @@ private func expectedTarget(_ state: TenantState, _ event: TenantEvent, wasActiv
         #expect(machine.key.keyVersion == "abc123")
     }
 
-    @Test("Lock survives the full cycle: activated, disabled, re-enabled, still locked")
+    @Test("Lock survives the full cycle: activated, suspended, restored, still locked")
     func lockIsPermanent() throws {
         var machine = makeStateMachine()
         _ = try machine.apply(.validationSucceeded)
         _ = try machine.apply(.activate)
-        _ = try machine.apply(.disable)
-        _ = try machine.apply(.enable)
+        _ = try machine.apply(.suspend)
+        _ = try machine.apply(.restore)
         #expect(throws: BrokerError(.keyLocked, "")) { _ = try machine.changeKey(to: makeKey("other")) }
     }
 }

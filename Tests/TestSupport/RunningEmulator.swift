@@ -34,6 +34,7 @@ public struct RunningEmulator: Sendable {
         RSAKeyMaterial.reuse(true)
         var configuration = AzureEmulator.Configuration()
         configuration.seedDefaultScenario = true
+        configuration.secretObserver = TestLogging.secretObserver
         return try await AzureEmulator.withRunning(configuration: configuration, clock: clock, logger: logger) { emulator, endpoints in
             guard emulator.defaultScenario != nil else { throw FixtureError("the emulator seeded no scenario") }
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fedbroker-\(UUID().uuidString)")

@@ -32,7 +32,9 @@ public struct ServiceAccountIssuer: Sendable {
         ]
         let input = try Self.segment(header) + "." + Self.segment(claims)
         let signature = try key.signature(for: Data(input.utf8), padding: .insecurePKCS1v1_5)
-        return input + "." + Base64URL.encode(signature.rawRepresentation)
+        let token = input + "." + Base64URL.encode(signature.rawRepresentation)
+        TestLogging.ledger?.record(token: token, kind: "service-account-token")
+        return token
     }
 
     /// The issuer's JWKS document.

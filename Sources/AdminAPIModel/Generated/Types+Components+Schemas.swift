@@ -568,8 +568,10 @@ extension Components {
                 case code
             }
         }
-        /// `suspended`: the customer's side revoked access (detected). `disabled`: suspended by an
-        /// operator. `offboarded`: gone for good, kept for the audit.
+        /// `access_lost`: the customer's side refused the broker (key disabled, role removed,
+        /// application removed): detected, not typed in; the broker probes again with backoff and
+        /// serves the tenant again on its own once access works. `suspended`: stopped by an operator;
+        /// only an operator's restore serves it again. `offboarded`: gone for good, kept for the audit.
         ///
         ///
         /// - Remark: Generated from `#/components/schemas/TenantState`.
@@ -577,8 +579,8 @@ extension Components {
             case registered = "registered"
             case validated = "validated"
             case active = "active"
+            case accessLost = "access_lost"
             case suspended = "suspended"
-            case disabled = "disabled"
             case offboarded = "offboarded"
         }
         /// - Remark: Generated from `#/components/schemas/ProviderConfig`.
@@ -859,6 +861,11 @@ extension Components {
             public var customer: Components.Schemas.CustomerInstructions
             /// - Remark: Generated from `#/components/schemas/Tenant/last_validation`.
             public var lastValidation: Components.Schemas.ValidationResult?
+            /// Why the tenant is not served: the operator's reason when `suspended`; what the broker
+            /// observed (`key_disabled`, `key_not_found`, `role_removed`, `application_removed`) when
+            /// `access_lost`. Absent in other states.
+            ///
+            ///
             /// - Remark: Generated from `#/components/schemas/Tenant/suspension_reason`.
             public var suspensionReason: Swift.String?
             /// - Remark: Generated from `#/components/schemas/Tenant/created_at`.
@@ -880,7 +887,7 @@ extension Components {
             ///   - binding:
             ///   - customer:
             ///   - lastValidation:
-            ///   - suspensionReason:
+            ///   - suspensionReason: Why the tenant is not served: the operator's reason when `suspended`; what the broker
             ///   - createdAt:
             ///   - updatedAt:
             ///   - version:
@@ -1163,6 +1170,8 @@ extension Components {
             public var grants: [Components.Schemas.CallerGrant]
             /// - Remark: Generated from `#/components/schemas/Caller/enabled`.
             public var enabled: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/Caller/require_context`.
+            public var requireContext: Components.Schemas.RequireContext
             /// - Remark: Generated from `#/components/schemas/Caller/version`.
             public var version: Swift.Int64
             /// Creates a new `Caller`.
@@ -1172,18 +1181,21 @@ extension Components {
             ///   - identity: The identity the framed-TCP server derives from the caller's client certificate.
             ///   - grants:
             ///   - enabled:
+            ///   - requireContext:
             ///   - version:
             public init(
                 id: Swift.String,
                 identity: Swift.String,
                 grants: [Components.Schemas.CallerGrant],
                 enabled: Swift.Bool,
+                requireContext: Components.Schemas.RequireContext,
                 version: Swift.Int64
             ) {
                 self.id = id
                 self.identity = identity
                 self.grants = grants
                 self.enabled = enabled
+                self.requireContext = requireContext
                 self.version = version
             }
             public enum CodingKeys: String, CodingKey {
@@ -1191,9 +1203,18 @@ extension Components {
                 case identity
                 case grants
                 case enabled
+                case requireContext = "require_context"
                 case version
             }
         }
+        /// This caller must present a context (the bytes a blob is bound to) on every GenerateDataKey,
+        /// Wrap, Unwrap and Rewrap; one without is refused, so none of its blobs is made or opened
+        /// unbound. (For every caller, a context presented with a blob that is not bound to one is
+        /// refused.) Default false.
+        ///
+        ///
+        /// - Remark: Generated from `#/components/schemas/RequireContext`.
+        public typealias RequireContext = Swift.Bool
         /// - Remark: Generated from `#/components/schemas/CallerCreate`.
         public struct CallerCreate: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/CallerCreate/id`.
@@ -1204,6 +1225,8 @@ extension Components {
             public var grants: [Components.Schemas.CallerGrant]
             /// - Remark: Generated from `#/components/schemas/CallerCreate/enabled`.
             public var enabled: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/CallerCreate/require_context`.
+            public var requireContext: Components.Schemas.RequireContext?
             /// Creates a new `CallerCreate`.
             ///
             /// - Parameters:
@@ -1211,22 +1234,26 @@ extension Components {
             ///   - identity:
             ///   - grants:
             ///   - enabled:
+            ///   - requireContext:
             public init(
                 id: Swift.String,
                 identity: Swift.String,
                 grants: [Components.Schemas.CallerGrant],
-                enabled: Swift.Bool? = nil
+                enabled: Swift.Bool? = nil,
+                requireContext: Components.Schemas.RequireContext? = nil
             ) {
                 self.id = id
                 self.identity = identity
                 self.grants = grants
                 self.enabled = enabled
+                self.requireContext = requireContext
             }
             public enum CodingKeys: String, CodingKey {
                 case id
                 case identity
                 case grants
                 case enabled
+                case requireContext = "require_context"
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1246,11 +1273,16 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .enabled
                 )
+                self.requireContext = try container.decodeIfPresent(
+                    Components.Schemas.RequireContext.self,
+                    forKey: .requireContext
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "id",
                     "identity",
                     "grants",
-                    "enabled"
+                    "enabled",
+                    "require_context"
                 ])
             }
         }
@@ -1262,25 +1294,31 @@ extension Components {
             public var grants: [Components.Schemas.CallerGrant]?
             /// - Remark: Generated from `#/components/schemas/CallerUpdate/enabled`.
             public var enabled: Swift.Bool?
+            /// - Remark: Generated from `#/components/schemas/CallerUpdate/require_context`.
+            public var requireContext: Components.Schemas.RequireContext?
             /// Creates a new `CallerUpdate`.
             ///
             /// - Parameters:
             ///   - identity:
             ///   - grants:
             ///   - enabled:
+            ///   - requireContext:
             public init(
                 identity: Swift.String? = nil,
                 grants: [Components.Schemas.CallerGrant]? = nil,
-                enabled: Swift.Bool? = nil
+                enabled: Swift.Bool? = nil,
+                requireContext: Components.Schemas.RequireContext? = nil
             ) {
                 self.identity = identity
                 self.grants = grants
                 self.enabled = enabled
+                self.requireContext = requireContext
             }
             public enum CodingKeys: String, CodingKey {
                 case identity
                 case grants
                 case enabled
+                case requireContext = "require_context"
             }
             public init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1296,10 +1334,15 @@ extension Components {
                     Swift.Bool.self,
                     forKey: .enabled
                 )
+                self.requireContext = try container.decodeIfPresent(
+                    Components.Schemas.RequireContext.self,
+                    forKey: .requireContext
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "identity",
                     "grants",
-                    "enabled"
+                    "enabled",
+                    "require_context"
                 ])
             }
         }

@@ -84,7 +84,13 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /v1/tenants/{tenant_id}/suspend`.
     /// - Remark: Generated from `#/paths//v1/tenants/{tenant_id}/suspend/post(suspendTenant)`.
     func suspendTenant(_ input: Operations.SuspendTenant.Input) async throws -> Operations.SuspendTenant.Output
-    /// Validate again, then serve a suspended or disabled tenant again.
+    /// Validate again, then serve a suspended or access_lost tenant again.
+    ///
+    /// Runs a full validation first. `access_lost` becomes `active` if it passes (the broker also
+    /// does this on its own when a re-probe succeeds). `suspended` becomes `active` if it passes
+    /// and the tenant was ever activated, or `registered` (then `validated`) if it never was. A
+    /// failed validation leaves the state as it was.
+    ///
     ///
     /// - Remark: HTTP `POST /v1/tenants/{tenant_id}/restore`.
     /// - Remark: Generated from `#/paths//v1/tenants/{tenant_id}/restore/post(restoreTenant)`.
@@ -111,7 +117,7 @@ public protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/callers/{caller_id}`.
     /// - Remark: Generated from `#/paths//v1/callers/{caller_id}/get(getCaller)`.
     func getCaller(_ input: Operations.GetCaller.Input) async throws -> Operations.GetCaller.Output
-    /// Change a caller's identity, grants or enabled flag (fields given replace the stored ones).
+    /// Change a caller's identity, grants, enabled flag or context policy (fields given replace the stored ones).
     ///
     /// - Remark: HTTP `PATCH /v1/callers/{caller_id}`.
     /// - Remark: Generated from `#/paths//v1/callers/{caller_id}/patch(updateCaller)`.
@@ -303,7 +309,13 @@ extension APIProtocol {
             body: body
         ))
     }
-    /// Validate again, then serve a suspended or disabled tenant again.
+    /// Validate again, then serve a suspended or access_lost tenant again.
+    ///
+    /// Runs a full validation first. `access_lost` becomes `active` if it passes (the broker also
+    /// does this on its own when a re-probe succeeds). `suspended` becomes `active` if it passes
+    /// and the tenant was ever activated, or `registered` (then `validated`) if it never was. A
+    /// failed validation leaves the state as it was.
+    ///
     ///
     /// - Remark: HTTP `POST /v1/tenants/{tenant_id}/restore`.
     /// - Remark: Generated from `#/paths//v1/tenants/{tenant_id}/restore/post(restoreTenant)`.
@@ -366,7 +378,7 @@ extension APIProtocol {
             headers: headers
         ))
     }
-    /// Change a caller's identity, grants or enabled flag (fields given replace the stored ones).
+    /// Change a caller's identity, grants, enabled flag or context policy (fields given replace the stored ones).
     ///
     /// - Remark: HTTP `PATCH /v1/callers/{caller_id}`.
     /// - Remark: Generated from `#/paths//v1/callers/{caller_id}/patch(updateCaller)`.

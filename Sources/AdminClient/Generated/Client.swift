@@ -905,7 +905,13 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// Validate again, then serve a suspended or disabled tenant again.
+    /// Validate again, then serve a suspended or access_lost tenant again.
+    ///
+    /// Runs a full validation first. `access_lost` becomes `active` if it passes (the broker also
+    /// does this on its own when a re-probe succeeds). `suspended` becomes `active` if it passes
+    /// and the tenant was ever activated, or `registered` (then `validated`) if it never was. A
+    /// failed validation leaves the state as it was.
+    ///
     ///
     /// - Remark: HTTP `POST /v1/tenants/{tenant_id}/restore`.
     /// - Remark: Generated from `#/paths//v1/tenants/{tenant_id}/restore/post(restoreTenant)`.
@@ -1365,7 +1371,7 @@ public struct Client: APIProtocol {
             }
         )
     }
-    /// Change a caller's identity, grants or enabled flag (fields given replace the stored ones).
+    /// Change a caller's identity, grants, enabled flag or context policy (fields given replace the stored ones).
     ///
     /// - Remark: HTTP `PATCH /v1/callers/{caller_id}`.
     /// - Remark: Generated from `#/paths//v1/callers/{caller_id}/patch(updateCaller)`.

@@ -1,7 +1,9 @@
 import FedBrokerCore
 import Logging
 import NIOCore
+import NIOSSL
 import PostgresNIO
+import Synchronization
 import _ConnectionPoolModule
 
 /// PostgreSQL through a pooled `PostgresClient`.
@@ -24,22 +26,30 @@ final class PostgresBackend: SQLBackend {
         self.logger = logger
     }
 
-    /// Connects, first with one direct connection so that a server that is down fails now with
-    /// `databaseUnavailable` (the pool would otherwise queue requests until its circuit breaker
-    /// trips a minute later).
+    /// Connects, first with one direct connection so that a server that is down, or whose
+    /// certificate is not trusted, fails now with `databaseUnavailable` and a clear message. The
+    /// probe as a whole (TCP, TLS, startup) is bounded by `connectTimeout`: a server that accepts
+    /// and never answers fails too.
     static func connect(_ settings: PostgresSettings, logger: Logger) async throws -> PostgresBackend {
+        let context = "connecting to \(settings.redactedDescription)"
         do {
             var connectionConfiguration = PostgresConnection.Configuration(
                 host: settings.host, port: settings.port, username: settings.username, password: settings.password,
                 database: settings.database, tls: try settings.connectionTLS()
             )
-            connectionConfiguration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
-            let probe = try await PostgresConnection.connect(
-                configuration: connectionConfiguration, id: 0, logger: logger
-            )
-            try await probe.close()
+            connectionConfiguration.options.connectTimeout = .milliseconds(Self.milliseconds(settings.connectTimeout))
+            let timeout = settings.connectTimeout
+            let probeConfiguration = connectionConfiguration
+            try await StoreDeadline.race(until: ContinuousClock.now.advanced(by: timeout)) {
+                let probe = try await PostgresConnection.connect(
+                    configuration: probeConfiguration, id: 0, logger: logger
+                )
+                try await probe.close()
+            } timeout: {
+                BrokerError(.databaseUnavailable, "PostgreSQL did not complete the connection within \(timeout) (\(context))")
+            }
         } catch {
-            throw PostgresBackend.map(error, context: "connecting to \(settings.redactedDescription)")
+            throw PostgresBackend.map(error, context: context, sslMode: settings.sslMode)
         }
 
         var configuration = PostgresClient.Configuration(
@@ -47,7 +57,7 @@ final class PostgresBackend: SQLBackend {
             database: settings.database, tls: settings.clientTLS
         )
         configuration.options.maximumConnections = settings.maximumConnections
-        configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
+        configuration.options.connectTimeout = settings.connectTimeout
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let runTask = Task { await client.run() }
         return PostgresBackend(client: client, runTask: runTask, settings: settings, logger: logger)
@@ -97,32 +107,98 @@ final class PostgresBackend: SQLBackend {
         readOnly: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
         let logger = self.logger
-        let statementTimeout = "\(Self.milliseconds(self.settings.statementTimeout))ms"
-        let lockTimeout = "\(Self.milliseconds(self.settings.lockTimeout))ms"
+        // Within a request's deadline (`withStoreDeadline`) the server gives up when the caller does.
+        let deadline = StoreDeadline.current
+        let left = deadline?.remaining ?? .seconds(86_400)
+        let statementTimeout = "\(Self.milliseconds(min(self.settings.statementTimeout, left)))ms"
+        let lockTimeout = "\(Self.milliseconds(min(self.settings.lockTimeout, left)))ms"
         do {
-            return try await self.client.withConnection { connection in
-                let session = PostgresSession(connection: connection, logger: logger)
-                try await session.run(
-                    readOnly ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED")
-                do {
-                    // set_config(…, true) is SET LOCAL with bind parameters.
-                    _ = try await session.query(
-                        "SELECT set_config('statement_timeout', ?, true) AS s, set_config('lock_timeout', ?, true) AS l",
-                        [.text(statementTimeout), .text(lockTimeout)])
-                    let result = try await body(session)
-                    try await session.run("COMMIT")
-                    return result
-                } catch {
-                    // In a task of its own, so a cancelled caller still rolls back before the
-                    // connection returns to the pool. A failed ROLLBACK means the connection is gone;
-                    // the server rolls back then.
-                    await Task { try? await session.run("ROLLBACK") }.value
-                    throw error
+            // The lease race needs an escaping closure; `body` does not outlive this call, because
+            // the race's task group finishes before `withPooledConnection` returns.
+            return try await withoutActuallyEscaping(body) { body in
+                try await self.withPooledConnection(deadline: deadline) { connection in
+                    let session = PostgresSession(connection: connection, logger: logger)
+                    try await session.run(
+                        readOnly ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED")
+                    do {
+                        // set_config(…, true) is SET LOCAL with bind parameters.
+                        _ = try await session.query(
+                            "SELECT set_config('statement_timeout', ?, true) AS s, set_config('lock_timeout', ?, true) AS l",
+                            [.text(statementTimeout), .text(lockTimeout)])
+                        let result = try await body(session)
+                        try await session.run("COMMIT")
+                        return result
+                    } catch {
+                        // In a task of its own, so a cancelled caller still rolls back before the
+                        // connection returns to the pool. A failed ROLLBACK means the connection is gone;
+                        // the server rolls back then.
+                        await Task { try? await session.run("ROLLBACK") }.value
+                        throw error
+                    }
                 }
             }
         } catch {
-            throw PostgresBackend.map(error, context: "transaction")
+            throw PostgresBackend.map(error, context: "transaction", sslMode: self.settings.sslMode)
         }
+    }
+
+    /// Leases a pooled connection for `body`, waiting at most `connectTimeout` for one. The pool
+    /// itself queues a lease while it cannot connect until its circuit breaker trips, a minute
+    /// later; a server that is down must instead fail the call soon, as `databaseUnavailable`.
+    /// Once leased, `body` runs to its end (its statements are bounded by their own timeouts).
+    private func withPooledConnection<Result: Sendable>(
+        deadline: StoreDeadline?, _ body: @escaping @Sendable (PostgresConnection) async throws -> Result
+    ) async throws -> Result {
+        let lease = LeaseGate()
+        deadline?.connectionWaitBegan()
+        defer {
+            if !lease.isLeased { deadline?.connectionWaitEnded() }
+        }
+        let client = self.client
+        let timeout = self.settings.connectTimeout
+        // Thrown by whichever side sees the timer win, so the caller gets it whatever order the
+        // group reports the two in.
+        let expired = BrokerError(
+            .databaseUnavailable,
+            "no PostgreSQL connection within \(timeout) (store.connectTimeoutSeconds): the server is down, unreachable or every pooled connection is busy")
+        return try await withThrowingTaskGroup(of: Result?.self) { group in
+            group.addTask {
+                try await client.withConnection { connection in
+                    guard lease.move(to: .leased) else { throw expired }
+                    deadline?.connectionWaitEnded()
+                    return try await body(connection)
+                }
+            }
+            group.addTask {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return nil }
+                guard lease.move(to: .expired) else { return nil }
+                throw expired
+            }
+            while let next = try await group.next() {
+                if let value = next {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw CancellationError()
+        }
+    }
+
+    /// Whether the lease or its timer came first; exactly one of them does.
+    private final class LeaseGate: Sendable {
+        enum State { case waiting, leased, expired }
+        private let state = Mutex(State.waiting)
+
+        /// Moves from `waiting` to `next`; false when the other side already moved.
+        func move(to next: State) -> Bool {
+            self.state.withLock { state in
+                guard state == .waiting else { return false }
+                state = next
+                return true
+            }
+        }
+
+        var isLeased: Bool { self.state.withLock { $0 == .leased } }
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
@@ -166,10 +242,18 @@ final class PostgresBackend: SQLBackend {
     }
 
     /// Maps driver errors to `BrokerError`; `BrokerError`s thrown by the store logic pass through,
-    /// and so does `CancellationError` (a cancelled caller is not a database failure).
-    static func map(_ error: any Error, context: String) -> any Error {
+    /// and so does `CancellationError` (a cancelled caller is not a database failure). A TLS
+    /// failure says so, with the mode, rather than "unreachable": the fix is a CA or a host name.
+    static func map(_ error: any Error, context: String, sslMode: PostgresSettings.SSLMode? = nil) -> any Error {
         if error is CancellationError { return error }
         if let error = error as? BrokerError { return error }
+        if Self.isTLSFailure(error) {
+            let mode = sslMode.map { " (sslmode=\($0.rawValue))" } ?? ""
+            return BrokerError(
+                .databaseUnavailable,
+                "TLS with PostgreSQL failed\(mode): the server's certificate was not accepted or the server does not offer TLS; check sslrootcert, the host name in the URL and the server's ssl setting (\(context))",
+                underlying: error)
+        }
         if let error = error as? PSQLError {
             if error.code == .server, let state = error.serverInfo?[.sqlState] {
                 return Self.map(sqlState: state, error, constraint: error.serverInfo?[.constraintName], context: context)
@@ -195,6 +279,16 @@ final class PostgresBackend: SQLBackend {
             return BrokerError(.storeFailure, "unexpected column type during \(context)", underlying: error)
         }
         return BrokerError(.storeFailure, "store failure during \(context)", underlying: error)
+    }
+
+    /// A failed handshake or certificate check, or a server that refused TLS when it was required.
+    static func isTLSFailure(_ error: any Error) -> Bool {
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError { return true }
+        if let error = error as? PSQLError {
+            if error.code == .sslUnsupported || error.code == .failedToAddSSLHandler { return true }
+            if let underlying = error.underlying { return Self.isTLSFailure(underlying) }
+        }
+        return false
     }
 
     /// The SQLSTATE classes fedbroker tells apart (PostgreSQL appendix A).

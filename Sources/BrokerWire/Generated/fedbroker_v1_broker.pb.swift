@@ -140,10 +140,22 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
   case overloaded // = 10
   case identityUnavailable // = 11
   case contextMismatch // = 12
+
+  /// This connection (drain, idle) or the server is going away gracefully: what was refused
+  /// with it was not processed; retry on a new connection.
   case shuttingDown // = 13
 
   /// The key operation's audit record could not be stored: no key is released unaudited.
   case auditUnavailable // = 14
+
+  /// The broker's own store (tenants, callers, slots) did not answer within the request's
+  /// deadline or is down: retryable, nothing about the tenant was decided.
+  case storeUnavailable // = 15
+
+  /// The vault refused this blob's key version (disabled, expired, deleted, or its key_ops no
+  /// longer allow the operation). Only this call fails: the tenant stays served, and blobs of
+  /// other versions open as before.
+  case keyVersionUnavailable // = 16
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -167,6 +179,8 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     case 12: self = .contextMismatch
     case 13: self = .shuttingDown
     case 14: self = .auditUnavailable
+    case 15: self = .storeUnavailable
+    case 16: self = .keyVersionUnavailable
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -188,6 +202,8 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     case .contextMismatch: return 12
     case .shuttingDown: return 13
     case .auditUnavailable: return 14
+    case .storeUnavailable: return 15
+    case .keyVersionUnavailable: return 16
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -209,6 +225,8 @@ public nonisolated enum Fedbroker_V1_Reason: SwiftProtobuf.Enum, Swift.CaseItera
     .contextMismatch,
     .shuttingDown,
     .auditUnavailable,
+    .storeUnavailable,
+    .keyVersionUnavailable,
   ]
 
 }
@@ -219,8 +237,10 @@ public nonisolated struct Fedbroker_V1_Request: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// How long the caller will wait, in milliseconds from when it sent the request. The broker
-  /// enforces it down through every Azure call. 0 means the server's default.
+  /// How long the caller will wait, in milliseconds, counted from when the server reads the
+  /// request. 0 means the server's default; more than the server's maximum is cut to it. The
+  /// broker enforces it down through every store and Azure call; when it runs out the answer is
+  /// DEADLINE_EXCEEDED (docs/protocol.md, "Calls").
   public var timeoutMs: UInt32 = 0
 
   public var method: Fedbroker_V1_Request.OneOf_Method? = nil
@@ -470,6 +490,8 @@ public nonisolated struct Fedbroker_V1_Status: Sendable {
   /// Whether the same request may succeed if sent again (after `retry_after_ms`, if set).
   public var retryable: Bool = false
 
+  /// How long to wait before retrying; never 0 with OVERLOADED, set with VAULT_THROTTLED and an
+  /// open vault circuit, 0 where there is nothing better to say than "retry".
   public var retryAfterMs: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -570,7 +592,7 @@ public nonisolated struct Fedbroker_V1_HealthResponse: Sendable {
   public init() {}
 }
 
-/// Sent by the server on stream 0 right after a valid preface.
+/// The server's first frame, on stream 0, sent once a valid preface arrived (never before it).
 public nonisolated struct Fedbroker_V1_Settings: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -578,10 +600,12 @@ public nonisolated struct Fedbroker_V1_Settings: Sendable {
 
   public var protocolVersion: UInt32 = 0
 
-  /// Requests the client may have in flight on this connection; more are refused.
+  /// Requests the client may have in flight on this connection (from REQUEST until its RESPONSE
+  /// is written or its CANCEL received); more are refused with OVERLOADED.
   public var maxConcurrentStreams: UInt32 = 0
 
-  /// The largest payload a frame may carry, in bytes.
+  /// The largest payload a frame may carry, in bytes, in either direction: the server sends
+  /// none larger. Clients do not announce a limit of their own in version 1.
   public var maxFrameSize: UInt32 = 0
 
   public var serverVersion: String = String()
@@ -591,7 +615,11 @@ public nonisolated struct Fedbroker_V1_Settings: Sendable {
   public init() {}
 }
 
-/// The server will accept no stream above `last_stream_id`; in-flight ones below it finish.
+/// No stream above `last_stream_id` (the highest stream the server accepted) was or will be
+/// processed: those are safe to retry on another connection. A graceful GOAWAY (UNAVAILABLE,
+/// SHUTTING_DOWN) lets the streams at or below it finish, then closes; an error GOAWAY
+/// (PROTOCOL_ERROR) closes at once. At most one graceful GOAWAY, possibly followed by one error
+/// GOAWAY with the same `last_stream_id`.
 public nonisolated struct Fedbroker_V1_GoAway: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -624,7 +652,7 @@ nonisolated extension Fedbroker_V1_StatusCode: SwiftProtobuf._ProtoNameProviding
 }
 
 nonisolated extension Fedbroker_V1_Reason: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}TENANT_UNKNOWN\0\u{1}TENANT_SUSPENDED\0\u{1}KEY_DISABLED\0\u{1}ACCESS_REVOKED_BY_CUSTOMER\0\u{1}VAULT_THROTTLED\0\u{1}VAULT_UNAVAILABLE\0\u{1}BLOB_INVALID\0\u{1}NOT_AUTHORIZED\0\u{1}PROTOCOL_ERROR\0\u{1}OVERLOADED\0\u{1}IDENTITY_UNAVAILABLE\0\u{1}CONTEXT_MISMATCH\0\u{1}SHUTTING_DOWN\0\u{1}AUDIT_UNAVAILABLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0REASON_UNSPECIFIED\0\u{1}TENANT_UNKNOWN\0\u{1}TENANT_SUSPENDED\0\u{1}KEY_DISABLED\0\u{1}ACCESS_REVOKED_BY_CUSTOMER\0\u{1}VAULT_THROTTLED\0\u{1}VAULT_UNAVAILABLE\0\u{1}BLOB_INVALID\0\u{1}NOT_AUTHORIZED\0\u{1}PROTOCOL_ERROR\0\u{1}OVERLOADED\0\u{1}IDENTITY_UNAVAILABLE\0\u{1}CONTEXT_MISMATCH\0\u{1}SHUTTING_DOWN\0\u{1}AUDIT_UNAVAILABLE\0\u{1}STORE_UNAVAILABLE\0\u{1}KEY_VERSION_UNAVAILABLE\0")
 }
 
 nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -58,13 +58,21 @@ public struct Caller: Hashable, Sendable {
     public var identity: String
     public var grants: [CallerGrant]
     public var enabled: Bool
+    /// Every operation of this caller must present a context (the bytes its blobs are bound to):
+    /// a caller that binds each data key to, say, a record id opts in so that a blob is never
+    /// opened, nor a key made, without one. Enforced on the request path; off by default.
+    public var requireContext: Bool
     public var version: RecordVersion
 
-    public init(id: String, identity: String, grants: [CallerGrant], enabled: Bool = true, version: RecordVersion = .initial) {
+    public init(
+        id: String, identity: String, grants: [CallerGrant], enabled: Bool = true, requireContext: Bool = false,
+        version: RecordVersion = .initial
+    ) {
         self.id = id
         self.identity = identity
         self.grants = grants
         self.enabled = enabled
+        self.requireContext = requireContext
         self.version = version
     }
 

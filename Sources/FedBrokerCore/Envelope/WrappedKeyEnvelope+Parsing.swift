@@ -45,10 +45,16 @@ extension WrappedKeyEnvelope {
         // The name and version go into a vault URL: only what Key Vault itself issues is accepted.
         guard KeyReference.isValidName(name) else { throw .malformedField("key name") }
         guard KeyReference.isValidVersion(keyVersion) else { throw .malformedField("key version") }
+        // Every field is held to the grammar the broker itself writes, so nothing a caller
+        // invents reaches a lookup, a log line or a vault request.
+        guard TenantID(rawValue: tenant) != nil else { throw .malformedField("tenant") }
+        guard KeyReference.canonicalVaultURL(vault) != nil else { throw .malformedField("vault URL") }
         let wrapped = try reader.lengthPrefixed()
-        guard !wrapped.isEmpty else { throw .malformedField("wrapped envelope key") }
+        // An RSA wrap is as long as the modulus: 256 bytes (2048-bit) up to 1,024 (8192-bit).
+        guard (256...1024).contains(wrapped.count) else { throw .malformedField("wrapped envelope key") }
         let nonce = try reader.take(12)
         let sealed = try reader.lengthPrefixed()
+        guard (1...Self.maximumSealedLength).contains(sealed.count) else { throw .malformedField("sealed data key") }
         let tag = try reader.take(16)
         guard reader.remaining == 0 else { throw .trailingBytes(reader.remaining) }
         self.init(

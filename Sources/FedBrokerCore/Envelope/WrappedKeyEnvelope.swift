@@ -29,6 +29,9 @@ import Foundation
 public struct WrappedKeyEnvelope: Sendable, Equatable {
     public static let magic: [UInt8] = Array("FBK".utf8)
     public static let currentVersion: UInt8 = 1
+    /// The longest data key a blob seals: generous above Wrap's 318-byte limit (an RSA-3072
+    /// OAEP-256 plaintext), small enough that a parse never handles a large allocation.
+    public static let maximumSealedLength = 1024
 
     public enum Algorithm: UInt8, Sendable, Equatable {
         /// Envelope key wrapped by the vault with RSA-OAEP-256; data key sealed with AES-256-GCM.
@@ -82,35 +85,43 @@ public struct WrappedKeyEnvelope: Sendable, Equatable {
     }
 
     /// The bytes of the header, which the seal authenticates (with the context).
-    public func header() -> [UInt8] {
+    ///
+    /// Throws rather than traps when a field does not fit its 16-bit length: the wrapped envelope
+    /// key is whatever the vault returned, and a vault is outside our control.
+    public func header() throws(BrokerError) -> [UInt8] {
         var out = Self.magic + [version, algorithm.rawValue, flags.rawValue]
-        for field in [tenantID, vaultURL, keyName, keyVersion] { Self.appendLengthPrefixed(Array(field.utf8), to: &out) }
-        Self.appendLengthPrefixed(wrappedEnvelopeKey, to: &out)
+        for (name, field) in [("tenant", tenantID), ("vault URL", vaultURL), ("key name", keyName), ("key version", keyVersion)] {
+            try Self.appendLengthPrefixed(Array(field.utf8), named: name, to: &out)
+        }
+        try Self.appendLengthPrefixed(wrappedEnvelopeKey, named: "wrapped envelope key", to: &out)
         return out
     }
 
     /// The associated data for sealing and opening the data key.
-    public func associatedData(context: [UInt8]?) -> [UInt8] {
-        var out = header()
+    public func associatedData(context: [UInt8]?) throws(BrokerError) -> [UInt8] {
+        var out = try header()
         if flags.contains(.contextBound) {
             let c = context ?? []
+            guard c.count <= Int(UInt32.max) else { throw BrokerError(.invalidArgument, "the context is \(c.count) bytes; at most \(UInt32.max)") }
             out += withUnsafeBytes(of: UInt32(c.count).bigEndian, Array.init)
             out += c
         }
         return out
     }
 
-    public func serialized() -> [UInt8] {
-        var out = header()
+    public func serialized() throws(BrokerError) -> [UInt8] {
+        var out = try header()
         out += nonce
-        Self.appendLengthPrefixed(sealedDataKey, to: &out)
+        try Self.appendLengthPrefixed(sealedDataKey, named: "sealed data key", to: &out)
         out += tag
         return out
     }
 
-    private static func appendLengthPrefixed(_ bytes: [UInt8], to out: inout [UInt8]) {
-        precondition(bytes.count <= UInt16.max, "envelope field too long")
-        out += withUnsafeBytes(of: UInt16(bytes.count).bigEndian, Array.init)
+    private static func appendLengthPrefixed(_ bytes: [UInt8], named name: String, to out: inout [UInt8]) throws(BrokerError) {
+        guard let length = UInt16(exactly: bytes.count) else {
+            throw BrokerError(.invalidArgument, "the envelope's \(name) is \(bytes.count) bytes; a blob holds at most \(UInt16.max)")
+        }
+        out += withUnsafeBytes(of: length.bigEndian, Array.init)
         out += bytes
     }
 }

@@ -10,14 +10,7 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
     public let keyVersion: String?
 
     public init(vaultURL: String, keyName: String, keyVersion: String? = nil) throws {
-        var url = vaultURL.trimmingCharacters(in: .whitespaces)
-        while url.hasSuffix("/") { url.removeLast() }
-        // Only scheme, host and (for emulators and private endpoints) port: a query, fragment or
-        // user info would be carried into every request URL built from it.
-        guard let parsed = URLComponents(string: url), parsed.scheme == "https", let host = parsed.host, !host.isEmpty,
-            parsed.path.isEmpty || parsed.path == "/", parsed.query == nil, parsed.fragment == nil, parsed.user == nil,
-            parsed.password == nil
-        else {
+        guard let url = KeyReference.canonicalVaultURL(vaultURL) else {
             throw BrokerError(.invalidArgument, "vault URL must be https://<host> with no path")
         }
         guard KeyReference.isValidName(keyName) else {
@@ -26,7 +19,7 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
         if let keyVersion, !(1...64).contains(keyVersion.count) || !keyVersion.allSatisfy({ $0.isLetter || $0.isNumber }) {
             throw BrokerError(.invalidArgument, "key version must be 1-64 alphanumeric characters")
         }
-        self.vaultURL = url.lowercased()
+        self.vaultURL = url
         self.keyName = keyName
         self.keyVersion = keyVersion
     }
@@ -34,6 +27,29 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
     /// Same vault and key name, whatever the version: the identity activation locks.
     public func isSameKey(as other: KeyReference) -> Bool {
         self.vaultURL == other.vaultURL && self.keyName.lowercased() == other.keyName.lowercased()
+    }
+
+    /// One spelling per vault: `https://` + the host in lower case without a trailing dot + the
+    /// port only when it is not 443, no trailing slash. nil for anything else (a path, query,
+    /// fragment or user info would be carried into every request URL built from it).
+    ///
+    /// Why it matters: the per-vault budget, circuit breaker and the blob-versus-record check are
+    /// keyed by this string, so `HTTPS://Vault.vault.azure.net:443/` must not count as another vault.
+    public static func canonicalVaultURL(_ text: String) -> String? {
+        var url = text.trimmingCharacters(in: .whitespaces)
+        guard url.utf8.count <= 512 else { return nil }
+        while url.hasSuffix("/") { url.removeLast() }
+        guard let parsed = URLComponents(string: url), parsed.scheme?.lowercased() == "https", var host = parsed.host?.lowercased(),
+            parsed.path.isEmpty, parsed.query == nil, parsed.fragment == nil, parsed.user == nil, parsed.password == nil
+        else { return nil }
+        if host.hasSuffix(".") { host.removeLast() }
+        guard !host.isEmpty, host.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || (48...57).contains($0) || (97...122).contains($0) }) else {
+            return nil
+        }
+        switch parsed.port {
+        case nil, 443: return "https://\(host)"
+        case let port?: return (1...65535).contains(port) ? "https://\(host):\(port)" : nil
+        }
     }
 
     /// Key Vault's key names: 1-127 ASCII letters, digits and dashes.

@@ -31,7 +31,7 @@ public struct TenantLifecycle: Hashable, Sendable {
     public init(state: TenantState = .registered, key: KeyReference, wasActivated: Bool = false) {
         self.state = state
         self.key = key
-        self.wasActivated = wasActivated || state == .active || state == .suspended
+        self.wasActivated = wasActivated || state == .active || state == .accessLost
     }
 
     /// Applies `event`, or throws `illegalTenantTransition` and leaves the machine unchanged.
@@ -44,18 +44,18 @@ public struct TenantLifecycle: Hashable, Sendable {
         case (.validated, .activate):
             to = .active
             self.wasActivated = true
-        case (.active, .accessRevoked):
-            to = .suspended
-        case (.suspended, .accessRestored):
+        case (.active, .accessLost):
+            to = .accessLost
+        case (.accessLost, .accessRestored):
             to = .active
-        case (.registered, .disable), (.validated, .disable), (.active, .disable), (.suspended, .disable):
-            to = .disabled
-        case (.disabled, .enable):
-            // A tenant that was ever active comes back suspended: service resumes only once access is
-            // observed again (accessRestored), never because someone flipped a switch.
-            to = self.wasActivated ? .suspended : .registered
-        case (.registered, .offboard), (.validated, .offboard), (.active, .offboard), (.suspended, .offboard),
-            (.disabled, .offboard):
+        case (.registered, .suspend), (.validated, .suspend), (.active, .suspend), (.accessLost, .suspend):
+            to = .suspended
+        case (.suspended, .restore):
+            // The operator's restore validates before it gets here (the machine does no I/O): an
+            // activated tenant goes straight back to active, one never activated starts over.
+            to = self.wasActivated ? .active : .registered
+        case (.registered, .offboard), (.validated, .offboard), (.active, .offboard), (.accessLost, .offboard),
+            (.suspended, .offboard):
             to = .offboarded
         default:
             throw BrokerError(.illegalTenantTransition, "\(event.name) is not allowed for a \(from) tenant")

@@ -1,10 +1,18 @@
 /// Where a tenant stands in its life with the broker.
 ///
 /// ```
-/// registered --validationSucceeded--> validated --activate--> active <--accessRevoked/accessRestored--> suspended
-///      any but offboarded --disable--> disabled --enable--> registered (never activated) | suspended (activated)
-///      any but offboarded --offboard--> offboarded (terminal)
+/// registered --validationSucceeded--> validated --activate--> active
+/// active --accessLost(reason)--> access_lost      (detected by the broker, actor fedbroker)
+/// access_lost --accessRestored--> active          (a re-probe succeeded, or an operator's restore after validation)
+/// any but offboarded and suspended --suspend--> suspended             (an operator's decision)
+/// suspended --restore--> registered (never activated) | active (activated; after validation)
+/// any but offboarded --offboard--> offboarded     (terminal)
 /// ```
+///
+/// Two ways of not being served are kept apart because they are undone differently:
+/// `access_lost` is something the broker saw at the customer's side, so the broker looks again on
+/// its own and serves as soon as access works; `suspended` is a person's decision, so only a
+/// person lifts it, and no probe ever does.
 public enum TenantState: String, CaseIterable, Hashable, Codable, Sendable, CustomStringConvertible {
     /// Onboarding staff entered the customer's key; nothing has been proven yet.
     case registered
@@ -12,10 +20,11 @@ public enum TenantState: String, CaseIterable, Hashable, Codable, Sendable, Cust
     case validated
     /// Served. The key's identity (vault and name) is now locked.
     case active
-    /// The customer revoked access (key disabled, role removed, app removed): detected, not typed in.
+    /// The customer's side refused the broker (key disabled, role removed, app removed): detected,
+    /// not typed in. The broker probes again with backoff and serves again once access works.
+    case accessLost = "access_lost"
+    /// Stopped by an operator (billing hold, incident, customer request). Only an operator restores it.
     case suspended
-    /// Turned off by the ISV.
-    case disabled
     /// Gone for good; the record stays for the audit trail.
     case offboarded
 
@@ -25,9 +34,9 @@ public enum TenantState: String, CaseIterable, Hashable, Codable, Sendable, Cust
     public var isServable: Bool { self == .active }
 }
 
-/// Why a tenant was suspended. Each is something fedbroker observed at the customer's vault or
-/// directory, never an operator's choice (that is `disable`).
-public enum SuspensionReason: String, CaseIterable, Hashable, Codable, Sendable {
+/// What the broker saw when it lost access to a tenant's key. Each is an observation at the
+/// customer's vault or directory, never an operator's choice (that is `suspend`).
+public enum AccessLossReason: String, CaseIterable, Hashable, Codable, Sendable {
     case keyDisabled = "key_disabled"
     case keyNotFound = "key_not_found"
     case roleRemoved = "role_removed"
@@ -38,10 +47,14 @@ public enum SuspensionReason: String, CaseIterable, Hashable, Codable, Sendable 
 public enum TenantEvent: Hashable, Sendable {
     case validationSucceeded
     case activate
-    case accessRevoked(SuspensionReason)
+    /// The broker saw the customer's side refuse it.
+    case accessLost(AccessLossReason)
+    /// Access works again: a re-probe's round trip succeeded, or an operator's validation did.
     case accessRestored
-    case disable
-    case enable
+    /// An operator stops serving the tenant.
+    case suspend
+    /// An operator lifts a suspension (after a successful validation, for a tenant that was activated).
+    case restore
     case offboard
 
     /// The stable name recorded in the audit trail.
@@ -49,10 +62,10 @@ public enum TenantEvent: Hashable, Sendable {
         switch self {
         case .validationSucceeded: "tenant.validated"
         case .activate: "tenant.activated"
-        case .accessRevoked(let reason): "tenant.suspended.\(reason.rawValue)"
-        case .accessRestored: "tenant.restored"
-        case .disable: "tenant.disabled"
-        case .enable: "tenant.enabled"
+        case .accessLost(let reason): "tenant.access_lost.\(reason.rawValue)"
+        case .accessRestored: "tenant.access_restored"
+        case .suspend: "tenant.suspended"
+        case .restore: "tenant.restored"
         case .offboard: "tenant.offboarded"
         }
     }

@@ -9,25 +9,29 @@ struct CallerCommand: AsyncParsableCommand {
         commandName: "caller",
         abstract: "Manage internal callers and their grants (admin API).",
         discussion: """
-            A caller is identified by the common name of its mTLS client certificate. A grant is OPS:TENANTS: \
+            A caller is identified by what its mTLS client certificate proves: its URI SAN (a SPIFFE ID), or \
+            its subject DN in RFC 4514 form (CN=…,O=…), byte for byte (docs/protocol.md). A grant is OPS:TENANTS: \
             operations (generate_data_key, wrap, unwrap, rewrap, key_status) and tenants (ids, or * for all), \
-            e.g. --grant generate_data_key,unwrap:* or --grant unwrap:tnt_a,tnt_b. Exit codes as for `fedbroker tenant`.
+            e.g. --grant generate_data_key,unwrap:* or --grant unwrap:tnt_a,tnt_b. A caller created with \
+            --require-context (or changed with `caller set ID --require-context true`) must present a context on \
+            every GenerateDataKey, Wrap, Unwrap and Rewrap. Exit codes as for `fedbroker tenant`.
             """,
-        subcommands: [Add.self, List.self, Show.self, Grant.self, Revoke.self, Remove.self])
+        subcommands: [Add.self, List.self, Show.self, SetPolicy.self, Grant.self, Revoke.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Allow an internal service.")
         @Argument(help: "A stable name for the caller (billing-api).") var id: String
-        @Option(help: "Its client certificate's common name.") var identity: String
+        @Option(help: "The identity its client certificate proves: its URI SAN (spiffe://…), or its subject DN in RFC 4514 form (CN=…,O=…).") var identity: String
         @Option(help: "OPS:TENANTS; repeatable.") var grant: [String] = []
         @Flag(help: "Create it disabled.") var disabled = false
+        @Flag(help: "Refuse any of its operations that presents no context.") var requireContext = false
         @OptionGroup var admin: AdminOptions
 
         func run() async throws {
             let grants = try grant.map(CallerCommand.parse)
             try await AdminConnection.with(admin) { connection in
                 switch try await connection.client.createCaller(
-                    body: .json(.init(id: id, identity: identity, grants: grants, enabled: !disabled)))
+                    body: .json(.init(id: id, identity: identity, grants: grants, enabled: !disabled, requireContext: requireContext)))
                 {
                 case .created(let created): try CallerCommand.report(try created.body.json, connection)
                 case .default(let status, let problem): throw connection.fail(status, problem)
@@ -47,8 +51,10 @@ struct CallerCommand: AsyncParsableCommand {
                     let list = try ok.body.json
                     if admin.json { return try connection.printJSON(list) }
                     print(Table.render(
-                        ["ID", "IDENTITY", "ENABLED", "GRANTS"],
-                        list.items.map { [$0.id, $0.identity, $0.enabled ? "yes" : "no", CallerCommand.text($0.grants)] }))
+                        ["ID", "IDENTITY", "ENABLED", "CONTEXT", "GRANTS"],
+                        list.items.map {
+                            [$0.id, $0.identity, $0.enabled ? "yes" : "no", $0.requireContext ? "required" : "optional", CallerCommand.text($0.grants)]
+                        }))
                 case .default(let status, let problem): throw connection.fail(status, problem)
                 }
             }
@@ -63,6 +69,26 @@ struct CallerCommand: AsyncParsableCommand {
         func run() async throws {
             try await AdminConnection.with(admin) { connection in
                 try CallerCommand.report(try await CallerCommand.fetch(id, connection), connection)
+            }
+        }
+    }
+
+    struct SetPolicy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Change a caller's context policy.")
+        @Argument(help: "The caller id.") var id: String
+        @Option(help: "true: every operation must present a context; false: a context is optional.") var requireContext: Bool
+        @OptionGroup var admin: AdminOptions
+
+        func run() async throws {
+            try await AdminConnection.with(admin) { connection in
+                let caller = try await CallerCommand.fetch(id, connection)
+                switch try await connection.client.updateCaller(
+                    path: .init(callerId: caller.id), headers: .init(ifMatch: "\"v\(caller.version)\""),
+                    body: .json(.init(requireContext: requireContext)))
+                {
+                case .ok(let ok): try CallerCommand.report(try ok.body.json, connection)
+                case .default(let status, let problem): throw connection.fail(status, problem)
+                }
             }
         }
     }
@@ -172,6 +198,8 @@ struct CallerCommand: AsyncParsableCommand {
 
     static func report(_ caller: Components.Schemas.Caller, _ connection: AdminConnection) throws {
         if connection.options.json { return try connection.printJSON(caller) }
-        print("Caller    \(caller.id)\nIdentity  CN=\(caller.identity)\nEnabled   \(caller.enabled ? "yes" : "no")\nGrants    \(text(caller.grants))\nVersion   \(caller.version)")
+        print(
+            "Caller    \(caller.id)\nIdentity  \(caller.identity)\nEnabled   \(caller.enabled ? "yes" : "no")\n"
+                + "Context   \(caller.requireContext ? "required" : "optional")\nGrants    \(text(caller.grants))\nVersion   \(caller.version)")
     }
 }

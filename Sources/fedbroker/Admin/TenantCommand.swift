@@ -50,7 +50,7 @@ struct TenantCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tenants, filtered by state and geo.")
-        @Option(help: "registered, validated, active, suspended, disabled or offboarded.") var state: String?
+        @Option(help: "registered, validated, active, access_lost, suspended or offboarded.") var state: String?
         @Option(help: "Only this geo.") var geo: String?
         @Option(help: "Tenants per page (1-500).") var limit: Int = 100
         @Flag(help: "Follow every page, not just the first.") var all = false
@@ -151,7 +151,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Suspend: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop serving a tenant, with a reason (state disabled).")
+        static let configuration = CommandConfiguration(abstract: "Stop serving a tenant, with a reason (state suspended; only restore lifts it).")
         @Argument(help: "The tenant id.") var id: String
         @Option(help: "Why: recorded with the tenant and in the audit trail.") var reason: String
         @OptionGroup var admin: AdminOptions
@@ -170,7 +170,7 @@ struct TenantCommand: AsyncParsableCommand {
     }
 
     struct Restore: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate again, then serve a suspended or disabled tenant again.")
+        static let configuration = CommandConfiguration(abstract: "Validate again, then serve a suspended or access_lost tenant again.")
         @Argument(help: "The tenant id.") var id: String
         @OptionGroup var admin: AdminOptions
 

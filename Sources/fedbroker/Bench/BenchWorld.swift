@@ -81,7 +81,7 @@ struct BenchWorld {
                     try await app.serving {
                         try await seed(store, scenario: scenario, extraTenants: 0, slotCount: scenario.managedIdentities.count, progress: nil)
                         _ = try await store.createCaller(
-                            Caller(id: callerName, identity: callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
+                            Caller(id: callerName, identity: LocalPKI.callerIdentity(callerName), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
                             actor: "bench")
                         var transport = BrokerTransportServer.Configuration()
                         transport.tls = configuration.transport.tls

@@ -41,7 +41,7 @@ struct ColdStart {
                 if done % 2000 == 0 { note("  \(done) tenants") }
             }
             _ = try await store.createCaller(
-                Caller(id: BenchWorld.callerName, identity: BenchWorld.callerName, grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
+                Caller(id: BenchWorld.callerName, identity: LocalPKI.callerIdentity(BenchWorld.callerName), grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .all)]),
                 actor: "bench")
             let registered = try await store.tenants().count
             try await store.close()

@@ -1,0 +1,191 @@
+import AzureEmulator
+import BrokerApp
+import BrokerClient
+import BrokerServer
+import BrokerStore
+import BrokerWire
+import FedBrokerCore
+import Foundation
+import Testing
+import FedBrokerTestSupport
+
+/// Access lost and found again, end to end: the emulator (its role assignments changed the way a
+/// customer's admin changes them), the broker as `BrokerApp` builds it (its own access-recovery
+/// service, on short configured intervals), SQLite, and a caller over mTLS. Nobody on the ISV's
+/// side acts between the loss and the recovery.
+@Suite struct AccessRecoveryTests {
+    struct World {
+        let emulator: AzureEmulator
+        let app: BrokerApp
+        let pki: LocalPKI
+        let tenant: TenantID
+        let customer: DefaultScenario.Customer
+        let recovery: AccessRecovery.Configuration
+
+        func client(_ name: String) throws -> LedgeredClient {
+            LedgeredClient(
+                FedBrokerClient(
+                    configuration: .init(host: "127.0.0.1", port: app.port, tls: try pki.clientTLS(commonName: name), serverHostname: "localhost")))
+        }
+        func counter(_ name: String) -> Int { emulator.state.counters.snapshot[name] ?? 0 }
+        func state() async throws -> TenantState { try await app.store.tenant(tenant).state }
+
+        /// The customer's role assignment that lets our application use their key.
+        func roleAssignment() throws -> Directory.RoleAssignment {
+            let assignment = emulator.state.read { directory in
+                directory.vaults[customer.vaultName.lowercased()]?.roleAssignments.first {
+                    $0.principalId == customer.servicePrincipalObjectID.lowercased() && $0.removedFrom == nil
+                }
+            }
+            guard let assignment else { throw FixtureError("the scenario grants the application no role on \(customer.vaultName)") }
+            return assignment
+        }
+
+        /// Polls (every 50 ms, at most `seconds`) until the tenant is in `state`; returns how long it took.
+        @discardableResult
+        func waitFor(_ state: TenantState, within seconds: Double) async throws -> Double {
+            let start = Date()
+            while try await self.state() != state {
+                guard Date().timeIntervalSince(start) < seconds else {
+                    throw FixtureError("tenant \(tenant) did not become \(state) within \(seconds) s (it is \(try await self.state()))")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            return Date().timeIntervalSince(start)
+        }
+
+        /// Polls until the emulator has counted `count` more `name` requests than `base`.
+        func waitForCounter(_ name: String, above base: Int, by count: Int, within seconds: Double) async throws {
+            let start = Date()
+            while counter(name) < base + count {
+                guard Date().timeIntervalSince(start) < seconds else {
+                    throw FixtureError("\(name) rose by \(counter(name) - base), not \(count), within \(seconds) s")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
+
+    /// `schedule`: the broker's own re-probe schedule (short, so the test sees it work).
+    func withWorld(
+        schedule: AccessReprobeSchedule = try! AccessReprobeSchedule(minimumSeconds: 0.2, maximumSeconds: 1),
+        _ body: (World) async throws -> Void
+    ) async throws {
+        let logger = TestLogging.logger(label: "access-recovery")
+        try await RunningEmulator.with(logger: logger) { running in
+            var service = BrokerService.Configuration(environment: running.environment)
+            service.azureAttemptTimeout = 120
+            // The role is removed right after activation here; in production a ForbiddenByRbac that
+            // soon after activation is still taken for role propagation and retried.
+            service.rolePropagationSeconds = 0
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path), service: service)
+            let pki = try LocalPKI()
+            configuration.transport.tls = try pki.serverTLS()
+            configuration.accessRecovery.schedule = schedule
+            configuration.accessRecovery.probeTimeoutSeconds = 20
+            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            try await app.serving {
+                let store = app.store
+                try await running.activateSlots(in: store)
+                let customer = running.scenario.customers[0]
+                var tenant = try await store.registerTenant(
+                    try TenantRegistration(
+                        id: TenantID(rawValue: "customer-1")!, entraTenantID: EntraTenantID(validating: customer.tenantID),
+                        displayName: "Customer 1", geo: "europe", key: KeyReference(vaultURL: customer.vaultURL, keyName: customer.keyName)),
+                    actor: "onboarding")
+                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "onboarding")
+                tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "onboarding")
+                _ = try await store.createCaller(
+                    Caller(
+                        id: "svc-a", identity: LocalPKI.callerIdentity("svc-a"),
+                        grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([tenant.id]))]),
+                    actor: "sre")
+                try await body(
+                    World(
+                        emulator: running.emulator, app: app, pki: pki, tenant: tenant.id, customer: customer,
+                        recovery: configuration.accessRecovery))
+            }
+        }
+    }
+
+    func deadline() -> Date { Date().addingTimeInterval(120) }
+
+    @Test("Role removed: the tenant becomes access_lost. When the role is granted again, service resumes within the documented bound, with no operator")
+    func roleRemovedThenGrantedAgain() async throws {
+        try await withWorld { w in
+            let client = try w.client("svc-a")
+            let (plaintext, blob, _) = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+
+            // The customer's admin removes the role: the next key operation is refused, and the
+            // broker records the loss itself.
+            let assignment = try w.roleAssignment()
+            try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+                Issue.record("a key was made after the role was removed")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.code == .permissionDenied)
+                #expect(status.reason == .accessRevokedByCustomer)
+            }
+            try await w.waitFor(.accessLost, within: 30)
+
+            // While the role is missing the broker keeps probing, and keeps the tenant where it is.
+            let probesBefore = w.counter("keyvault.wrapkey")
+            try await w.waitForCounter("keyvault.wrapkey", above: probesBefore, by: 2, within: 60)
+            #expect(try await w.state() == .accessLost)
+
+            // The customer grants the role again. No one at the ISV does anything.
+            _ = try w.emulator.state.assignRole(
+                vault: w.customer.vaultName, principalID: w.customer.servicePrincipalObjectID, keyName: assignment.keyScope)
+            let took = try await w.waitFor(.active, within: 60)
+            // docs/operations.md: once access works again, service resumes within
+            // tenants.reprobeMaxSeconds plus the time one probe takes.
+            #expect(took <= w.recovery.schedule.maximumSeconds + w.recovery.probeTimeoutSeconds, "took \(took) s")
+
+            // Service is back: old blobs open and new keys are made, through the same client.
+            #expect(try await client.unwrap(blob, deadline: deadline()) == plaintext)
+            #expect(try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()).plaintext.count == 32)
+
+            // The audit trail shows the loss and the recovery, both by the broker itself.
+            let records = try await w.app.store.auditRecords(tenant: w.tenant, from: .distantPast, to: .distantFuture, limit: 200)
+            let lifecycle = records.filter { $0.operation.hasPrefix("tenant.") }.map { "\($0.operation) by \($0.actor)" }
+            #expect(
+                lifecycle == [
+                    "tenant.registered by onboarding", "tenant.validated by onboarding", "tenant.activated by onboarding",
+                    "tenant.access_lost.role_removed by fedbroker", "tenant.access_restored by fedbroker",
+                ])
+            await client.close()
+        }
+    }
+
+    @Test("A suspended tenant is never probed: an operator's suspension outlasts the customer's repair")
+    func suspendedIsNotProbed() async throws {
+        // The broker's own service waits an hour before its first probe, so only the pass below runs.
+        try await withWorld(schedule: try AccessReprobeSchedule(minimumSeconds: 3_600, maximumSeconds: 3_600)) { w in
+            let client = try w.client("svc-a")
+            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+            let assignment = try w.roleAssignment()
+            try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
+            _ = try? await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+            try await w.waitFor(.accessLost, within: 30)
+            var tenant = try await w.app.store.tenant(w.tenant)
+
+            // An operator suspends it while access is lost, and the customer then repairs access.
+            tenant = try await w.app.store.transitionTenant(
+                tenant.id, expectedVersion: tenant.version, event: .suspend, reason: "incident 12", actor: "staff:a")
+            _ = try w.emulator.state.assignRole(
+                vault: w.customer.vaultName, principalID: w.customer.servicePrincipalObjectID, keyName: assignment.keyScope)
+
+            // A recovery pass, due or not, finds nothing to probe and sends nothing to the vault.
+            var eager = w.recovery
+            eager.schedule = try AccessReprobeSchedule(minimumSeconds: 0.001, maximumSeconds: 0.001)
+            let recovery = AccessRecovery(service: w.app.service, configuration: eager, logger: TestLogging.logger(label: "pass"))
+            let wrapsBefore = w.counter("keyvault.wrapkey")
+            #expect(try await recovery.runPass() == nil)
+            #expect(w.counter("keyvault.wrapkey") == wrapsBefore)
+            #expect(try await w.state() == .suspended)
+            await client.close()
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import BrokerApp
+import BrokerServer
+import BrokerStore
+import FedBrokerCore
+import Foundation
+import Testing
+
+import FedBrokerTestSupport
+
+/// `BrokerApp.run()` does not stop quietly with a hole in the audit trail: records it accepted and
+/// could not write make it throw `AuditIncompleteError` (and `serve` exit 3).
+@Suite struct AuditShutdownTests {
+    @Test("At shutdown, audit records the store would not take make run() throw AuditIncompleteError with their count")
+    func unwrittenRecordsFailTheRun() async throws {
+        let logger = TestLogging.logger(label: "audit-shutdown", uncapturedLevel: .critical)
+        try await RunningEmulator.with(logger: logger) { running in
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
+                service: BrokerService.Configuration(environment: running.environment))
+            configuration.transport.tls = try LocalPKI().serverTLS()
+            configuration.audit.quarantineDirectory = running.directory.appendingPathComponent("quarantine").path
+            configuration.audit.shutdownAttempts = 1
+            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            let runner = Task { try await app.run() }
+            try await app.store.executeForTesting("ALTER TABLE audit_records RENAME TO audit_records_away")
+            try await app.audit.append(
+                AuditRecord(time: Date(), actor: "svc", tenantID: nil, operation: "key.unwrap", outcome: .success))
+            await app.shutdown()
+            let result = await runner.result
+            do {
+                try result.get()
+                Issue.record("run() returned although an audit record was never written")
+            } catch let error as AuditIncompleteError {
+                #expect(error.unwritten == 1)
+                #expect(error.quarantined == 0)
+                #expect(error.underlying.code == .storeFailure)
+                #expect(error.quarantineFile == configuration.audit.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" })
+            }
+        }
+    }
+}

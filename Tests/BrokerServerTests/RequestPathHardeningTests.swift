@@ -1,0 +1,244 @@
+import AzureEmulator
+import BrokerClient
+import BrokerServer
+import BrokerStore
+import BrokerWire
+import FedBrokerCore
+import FedBrokerTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Issue 12's request-path defects, end to end (emulator over HTTPS, mTLS client, real store):
+/// each test failed before its fix.
+@Suite struct RequestPathHardeningTests {
+    let e2e = EndToEndTests()
+    func deadline(_ seconds: Double = 120) -> Date { Date().addingTimeInterval(seconds) }
+
+    /// Every vault and Entra request the emulator answered, by counter name.
+    func azureRequests(_ w: EndToEndTests.World) -> Int {
+        w.emulator.state.counters.snapshot.filter { $0.key.hasPrefix("keyvault.") || $0.key.hasPrefix("entra.") || $0.key.hasPrefix("imds.") }
+            .values.reduce(0, +)
+    }
+
+    @Test func aKeyVersionThatWouldRewriteTheVaultPathIsRefusedBeforeAnythingIsSent() async throws {
+        try await e2e.withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (_, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            let sent = azureRequests(w)
+            // The blob is re-serialized by hand: the envelope type itself refuses such a version.
+            let injected = try Self.replacingKeyVersion(of: blob, with: "v1/decrypt?api-version=7.4&x=")
+            let refused = await e2e.refusal { _ = try await a.unwrap(injected, deadline: deadline()) }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.reason == .blobInvalid)
+            #expect(azureRequests(w) == sent)
+        }
+    }
+
+    @Test func anOldVersionDisabledFailsItsUnwrapAloneAndTheTenantStaysServed() async throws {
+        try await e2e.withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (_, oldBlob, oldKid) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            let oldVersion = try #require(oldKid.split(separator: "/").last.map(String.init))
+            _ = try w.emulator.state.rotateKey(vault: "contoso-kv", name: "cmk")
+            try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", version: oldVersion, enabled: false)
+
+            let refused = await e2e.refusal { _ = try await a.unwrap(oldBlob, deadline: deadline()) }
+            #expect(refused?.code == .failedPrecondition)
+            #expect(refused?.reason == .keyVersionUnavailable)
+            #expect(refused?.message.contains(oldVersion) == true)
+            // The tenant goes on: new data keys (under the new version) wrap and unwrap.
+            let (plaintext, blob, kid) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(!kid.hasSuffix(oldVersion))
+            #expect(try await a.unwrap(blob, deadline: deadline()) == plaintext)
+            #expect(try await w.store.tenant(w.tenants[0]).state == .active)
+        }
+    }
+
+    @Test func aDisabledKeyStopsNewDataKeysWithinTheBound() async throws {
+        try await e2e.withWorld(configure: { $0.keyStateMaximumAge = 1 }) { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (_, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            // Key Vault wraps with a disabled key all the same (the emulator too): only the
+            // broker's knowledge of the key's state stops the blobs nobody could open.
+            try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", enabled: false)
+            let disabledAt = Date()
+            var refused: WireStatus?
+            while refused == nil, Date().timeIntervalSince(disabledAt) < 10 {
+                do {
+                    _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+                } catch let BrokerCallError.status(status) {
+                    refused = status
+                }
+            }
+            // The bound is the key state's age (1 s here), plus one request.
+            #expect(Date().timeIntervalSince(disabledAt) < 3)
+            #expect(refused?.code == .failedPrecondition)
+            #expect(refused?.reason == .keyDisabled)
+            let wrap = await e2e.refusal { _ = try await a.wrap(tenant: "customer-1", plaintext: [1, 2, 3], deadline: deadline()) }
+            #expect(wrap?.reason == .keyDisabled)
+            let rewrap = await e2e.refusal { _ = try await a.rewrap(blob, deadline: deadline()) }
+            #expect(rewrap?.code == .failedPrecondition)
+            #expect([WireReason.keyDisabled, .keyVersionUnavailable].contains(rewrap?.reason))
+            #expect(try await w.store.tenant(w.tenants[0]).state == .active)
+
+            // Enabled again: served again within the same bound, with no operator.
+            try w.emulator.state.updateKey(vault: "contoso-kv", name: "cmk", enabled: true)
+            let enabledAt = Date()
+            var served = false
+            while !served, Date().timeIntervalSince(enabledAt) < 10 {
+                served = (try? await a.generateDataKey(tenant: "customer-1", deadline: deadline())) != nil
+            }
+            #expect(served)
+        }
+    }
+
+    @Test func aHugeRetryAfterIsClampedAndTheProcessLives() async throws {
+        try await e2e.withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "wrapkey", target: "contoso-kv", status: 429, remaining: 1, retryAfterSeconds: 10_000_000))
+            let refused = await e2e.refusal { _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(5)) }
+            #expect(refused?.reason == .vaultThrottled)
+            #expect(refused?.retryable == true)
+            #expect((1...300_000).contains(refused?.retryAfterMs ?? 0))
+            // Still serving.
+            #expect(try await a.generateDataKey(tenant: "customer-1", deadline: deadline()).plaintext.count == 32)
+        }
+    }
+
+    @Test func aHugeTenantStringIsNeitherEchoedNorStoredWhole() async throws {
+        try await e2e.withWorld { w in
+            let stranger = try w.client("not-registered", retrying: false)
+            let huge = String(repeating: "\u{1b}[31mx", count: 900 * 1024 / 7)
+            let refused = await e2e.refusal { _ = try await stranger.keyStatus(tenant: huge, deadline: deadline()) }
+            #expect(refused?.code == .invalidArgument)
+            #expect((refused?.message.utf8.count ?? .max) <= 1024)
+            #expect(refused?.message.contains("\u{1b}") == false)
+            try await w.audit.shutdown()
+            let entries = try await w.store.auditEntries(AuditQuery(operation: "key.key_status", limit: 10))
+            let entry = try #require(entries.first)
+            #expect((entry.record.detail?.utf8.count ?? 0) <= 1024)
+            #expect(entry.record.detail?.contains("\u{1b}") == false)
+        }
+    }
+
+    @Test func eachWaiterOnASharedUnwrapKeepsItsOwnDeadline() async throws {
+        try await e2e.withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            // The issue's figures are a 0.3 s first caller and a 3 s vault; a loaded 2-core CI run
+            // needs more than 0.3 s just to reach the vault, so 1 s and 4 s keep the same order.
+            w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", remaining: 1, latencyMilliseconds: 4000))
+            let before = w.counter("keyvault.unwrapkey")
+            // The first caller must start the shared vault call before its second is up; on a
+            // loaded machine it may time out before it gets there, leaving the slow rule unused:
+            // then it simply tries again.
+            var first: Task<[UInt8], any Error>?
+            for _ in 0..<10 {
+                let finished = Finished()
+                let attempt = Task {
+                    defer { finished.set() }
+                    return try await a.unwrap(blob, deadline: deadline(1))
+                }
+                while w.emulator.state.faults.all.contains(where: { $0.remaining == 1 }), !finished.value {
+                    try await Task.sleep(for: .milliseconds(5))  // a bounded poll on state, not a timing assumption
+                }
+                if !w.emulator.state.faults.all.contains(where: { $0.remaining == 1 }) {
+                    first = attempt
+                    break
+                }
+                _ = await attempt.result
+            }
+            let started = try #require(first, "the first unwrap never reached the vault in 10 attempts")
+            // The second caller joins the first one's vault call (same blob, same context).
+            let second = Task { try await a.unwrap(blob, deadline: deadline(30)) }
+            do {
+                _ = try await started.value
+                Issue.record("the first caller's 1 s passed during the 4 s vault call; it cannot have succeeded")
+            } catch BrokerCallError.deadlineExceeded {
+            } catch let BrokerCallError.status(status) {
+                #expect(status.code == .deadlineExceeded)
+            }
+            #expect(try await second.value == plaintext)
+            #expect(w.counter("keyvault.unwrapkey") - before == 1)
+        }
+    }
+
+    @Test func aContextPresentedWithAnUnboundBlobIsRefused() async throws {
+        try await e2e.withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (_, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            let refused = await e2e.refusal { _ = try await a.unwrap(blob, context: Array("order/1".utf8), deadline: deadline()) }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.reason == .contextMismatch)
+        }
+    }
+
+    @Test func aCallerWhoseRecordRequiresContextMustPresentOne() async throws {
+        try await e2e.withWorld { w in
+            _ = try await w.store.createCaller(
+                Caller(
+                    id: "svc-strict", identity: LocalPKI.callerIdentity("svc-strict"),
+                    grants: [CallerGrant(operations: Set(KeyOperation.allCases), tenants: .only([w.tenants[0]]))], requireContext: true),
+                actor: "sre")
+            let strict = try w.client("svc-strict", retrying: false)
+            let refused = await e2e.refusal { _ = try await strict.generateDataKey(tenant: "customer-1", deadline: deadline()) }
+            #expect(refused?.code == .invalidArgument)
+            #expect(refused?.reason == .contextMismatch)
+            let context = Array("order/7".utf8)
+            let blob = try await strict.wrap(tenant: "customer-1", plaintext: [7, 7, 7], context: context, deadline: deadline())
+            #expect(try await strict.unwrap(blob, context: context, deadline: deadline()) == [7, 7, 7])
+            let unbound = await e2e.refusal { _ = try await strict.unwrap(blob, deadline: deadline()) }
+            #expect(unbound?.reason == .contextMismatch)
+        }
+    }
+
+    @Test func withTheStoreDownAnUnwrapGetsARetryableUnavailableWithinItsDeadline() async throws {
+        // Runs where scripts/test.sh runs the PostgreSQL tests; this one stops a server of its own.
+        guard ProcessInfo.processInfo.environment["FEDBROKER_TEST_DATABASE_URL"] != nil else { return }
+        let postgres = try ThrowawayPostgres()
+        defer { postgres.destroy() }
+        try await e2e.withWorld(store: try StoreConfiguration(databaseURL: postgres.url), configure: { $0.recordMaximumAge = 0.05 }) { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            try postgres.stop()
+            let started = Date()
+            let refused = await e2e.refusal { _ = try await a.unwrap(blob, deadline: deadline(2)) }
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(elapsed < 3.5, "answered after \(elapsed) s")
+            #expect(refused?.code == .unavailable)
+            #expect([WireReason.storeUnavailable, .auditUnavailable].contains(refused?.reason))
+            #expect(refused?.retryable == true)
+            // Back: served again, nothing to repair.
+            try postgres.start()
+            var opened: [UInt8]?
+            let restarted = Date()
+            while opened == nil, Date().timeIntervalSince(restarted) < 30 {
+                opened = try? await a.unwrap(blob, deadline: deadline(5))
+            }
+            #expect(opened == plaintext)
+        }
+    }
+
+    /// Whether a task has ended (Task itself does not say, short of awaiting it).
+    final class Finished: Sendable {
+        private let done = Mutex(false)
+        func set() { done.withLock { $0 = true } }
+        var value: Bool { done.withLock { $0 } }
+    }
+
+    /// `blob` with its key version replaced by `version` (any bytes), the rest untouched.
+    static func replacingKeyVersion(of blob: [UInt8], with version: String) throws -> [UInt8] {
+        var offset = 6
+        func field() -> Range<Int> {
+            let length = Int(blob[offset]) << 8 | Int(blob[offset + 1])
+            defer { offset += 2 + length }
+            return (offset + 2)..<(offset + 2 + length)
+        }
+        for _ in 0..<3 { _ = field() }  // tenant, vault URL, key name
+        let versionRange = field()
+        let bytes = Array(version.utf8)
+        return Array(blob[..<(versionRange.lowerBound - 2)]) + [UInt8(bytes.count >> 8), UInt8(bytes.count & 0xFF)] + bytes
+            + Array(blob[versionRange.upperBound...])
+    }
+}
