@@ -83,7 +83,7 @@ import FedBrokerTestSupport
         call.cancel()
         let started = ContinuousClock.now
         let result = await call.result
-        #expect(ContinuousClock.now - started < .seconds(20))  // the deadline is 60 s away; a loaded run is slow, not that slow
+        #expect(ContinuousClock.now - started < .seconds(50))  // before the 60 s deadline: the cancellation, not the deadline, ended it
         #expect(throws: CancellationError.self) { try result.get() }
     }
 

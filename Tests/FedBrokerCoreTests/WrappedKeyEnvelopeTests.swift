@@ -24,13 +24,18 @@ import Testing
     }
 
     /// What AES-GCM throws when the tag does not verify: `authenticationFailure` from CryptoKit,
-    /// BoringSSL's CIPHER/BAD_DECRYPT (`ERR_PACK(30, 101)`) from swift-crypto on Linux. Anything
-    /// else (a bad nonce, a wrong key size) is a broken test, not a refused seal.
+    /// `underlyingCoreCryptoError` from swift-crypto on Linux. Its code is whatever error heads
+    /// BoringSSL's per-thread queue — CIPHER/BAD_DECRYPT alone, but under the parallel suite an
+    /// earlier ASN.1 error of another test on the same thread (seen: 0x0C00009E) — so only the case
+    /// is pinned. A bad nonce or key size fails before `open` with another error and another case.
     static func expectSealRefused(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) {
         let error = #expect(throws: CryptoKitError.self, sourceLocation: sourceLocation) { try body() }
-        #expect(
-            error == .authenticationFailure || error == .underlyingCoreCryptoError(error: 30 << 24 | 101),
-            "\(String(describing: error))", sourceLocation: sourceLocation)
+        let refused: Bool
+        switch error {
+        case .authenticationFailure?, .underlyingCoreCryptoError?: refused = true
+        default: refused = false
+        }
+        #expect(refused, "\(String(describing: error))", sourceLocation: sourceLocation)
     }
 
     static func open(_ e: WrappedKeyEnvelope, context: [UInt8]?) throws -> [UInt8] {
