@@ -302,9 +302,9 @@ public final class BrokerService: BrokerRequestHandler {
     ///
     /// `reserve`: seconds kept back from the deadline (at most a quarter of what is left), so the
     /// answer — and the audit record a refusal still needs — reach the caller before it gives up.
-    func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.4, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
+    func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
         let total = clock.remaining(until: deadline)
-        let remaining = total - min(reserve, max(total, 0) * 0.25)
+        let remaining = total - min(reserve, max(total, 0) * fraction)
         do {
             return try await Self.race(read, seconds: remaining)
         } catch let error as BrokerError where error.code != .notFound && error.code != .invalidArgument {
@@ -655,7 +655,7 @@ public final class BrokerService: BrokerRequestHandler {
             // may still be written; the caller retries either way).
             // Half a second past a deadline already gone (DEADLINE_EXCEEDED is audited too; nobody waits for that answer).
             let bound = clock.now < deadline ? deadline : clock.now.addingTimeInterval(0.5)
-            try await fromStore(bound, reserve: 0.1) { [audit] in try await audit.appendDurably(record) }
+            try await fromStore(bound, reserve: 0.3, fraction: 0.6) { [audit] in try await audit.appendDurably(record) }
             return true
         } catch is CancellationError {
             logger.debug("caller gone before its audit record was confirmed", metadata: ["fb.operation": "\(operation.rawValue)"])
