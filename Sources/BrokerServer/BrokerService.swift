@@ -159,10 +159,11 @@ public final class BrokerService: BrokerRequestHandler {
                     $0.health = .with { $0.status = ready ? "SERVING" : "NOT_SERVING"; $0.serverVersion = configuration.serverVersion }
                 }
             case .generateDataKey(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .generateDataKey, caller: caller, deadline: deadline)
+                let authorized = try await authorizedTenant(r.tenant, for: .generateDataKey, caller: caller, deadline: deadline)
+                let tenant = authorized.tenant
                 tenantID = tenant.id
                 let dataKey = SymmetricKey(size: .bits256).withUnsafeBytes { SecretBytes($0) }
-                let context = try await contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, caller: caller, tenant: tenant.id, deadline: deadline)
+                let context = try contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, authorized: authorized, caller: caller)
                 let (envelope, requestID) = try await seal(dataKey, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = envelope.keyVersion
                 clientRequestID = requestID
@@ -176,12 +177,13 @@ public final class BrokerService: BrokerRequestHandler {
                     }
                 }
             case .wrap(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .wrap, caller: caller, deadline: deadline)
+                let authorized = try await authorizedTenant(r.tenant, for: .wrap, caller: caller, deadline: deadline)
+                let tenant = authorized.tenant
                 tenantID = tenant.id
                 guard !r.plaintext.isEmpty, r.plaintext.count <= configuration.maximumWrapPlaintext else {
                     throw Refusal(status: .failure(.invalidArgument, .unspecified, "plaintext must be 1-\(configuration.maximumWrapPlaintext) bytes"), tenant: tenant.id)
                 }
-                let context = try await contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, caller: caller, tenant: tenant.id, deadline: deadline)
+                let context = try contextPolicy(r.context.isEmpty ? nil : Array(r.context), blobBound: nil, authorized: authorized, caller: caller)
                 let (envelope, requestID) = try await seal(r.plaintext.withUnsafeBytes { SecretBytes($0) }, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = envelope.keyVersion
                 clientRequestID = requestID
@@ -191,8 +193,8 @@ public final class BrokerService: BrokerRequestHandler {
                     $0.wrap = .with { $0.blob = blob; $0.keyID = kid(envelope) }
                 }
             case .unwrap(let r):
-                let (plaintext, envelope, requestID) = try await open(Array(r.blob), context: r.context.isEmpty ? nil : Array(r.context), operation: .unwrap, caller: caller, deadline: deadline)
-                tenantID = TenantID(rawValue: envelope.tenantID)
+                let (plaintext, envelope, tenant, requestID) = try await open(Array(r.blob), context: r.context.isEmpty ? nil : Array(r.context), operation: .unwrap, caller: caller, deadline: deadline)
+                tenantID = tenant.id
                 keyVersion = envelope.keyVersion
                 clientRequestID = requestID
                 response = .with {
@@ -201,8 +203,8 @@ public final class BrokerService: BrokerRequestHandler {
                 }
             case .rewrap(let r):
                 let context = r.context.isEmpty ? nil : Array(r.context)
-                let (plaintext, envelope, _) = try await open(Array(r.blob), context: context, operation: .rewrap, caller: caller, deadline: deadline)
-                let tenant = try await authorizedTenant(envelope.tenantID, for: .rewrap, caller: caller, deadline: deadline)
+                // open() authorized the caller for rewrap on the blob's tenant; the fresh blob is sealed under that tenant's key.
+                let (plaintext, _, tenant, _) = try await open(Array(r.blob), context: context, operation: .rewrap, caller: caller, deadline: deadline)
                 tenantID = tenant.id
                 let (fresh, requestID) = try await seal(plaintext, context: context, tenant: tenant, deadline: deadline)
                 keyVersion = fresh.keyVersion
@@ -213,7 +215,7 @@ public final class BrokerService: BrokerRequestHandler {
                     $0.rewrap = .with { $0.blob = blob; $0.keyID = kid(fresh) }
                 }
             case .keyStatus(let r):
-                let tenant = try await authorizedTenant(r.tenant, for: .keyStatus, caller: caller, deadline: deadline, requireServable: false)
+                let tenant = try await authorizedTenant(r.tenant, for: .keyStatus, caller: caller, deadline: deadline, requireServable: false).tenant
                 tenantID = tenant.id
                 response = .with {
                     $0.status = .ok
@@ -259,8 +261,14 @@ public final class BrokerService: BrokerRequestHandler {
     /// the caller's, unauthenticated at the point it is echoed, and up to a frame long.
     static func echo(_ text: String) -> String { BoundedText.escaped(String(text.prefix(80)), limit: 64) }
 
+    /// What a request may act on: the tenant, and the caller's record read once for the request.
+    struct Authorization {
+        let tenant: Tenant
+        let caller: Caller
+    }
+
     /// The tenant, if `caller` may perform `operation` on it and (for key operations) it is served.
-    func authorizedTenant(_ name: String, for operation: KeyOperation, caller: CallerIdentity, deadline: Date, requireServable: Bool = true) async throws -> Tenant {
+    func authorizedTenant(_ name: String, for operation: KeyOperation, caller: CallerIdentity, deadline: Date, requireServable: Bool = true) async throws -> Authorization {
         guard let id = TenantID(rawValue: name) else {
             throw Refusal(status: .failure(.invalidArgument, .tenantUnknown, "'\(Self.echo(name))' is not a tenant id"), tenant: nil)
         }
@@ -277,9 +285,9 @@ public final class BrokerService: BrokerRequestHandler {
         } catch let error as BrokerError where error.code == .notFound {
             throw Refusal(status: .failure(.notFound, .tenantUnknown, "no tenant \(id) is registered"), tenant: id)
         }
-        guard requireServable else { return tenant }
+        guard requireServable else { return Authorization(tenant: tenant, caller: record) }
         switch tenant.state {
-        case .active: return tenant
+        case .active: return Authorization(tenant: tenant, caller: record)
         case .accessLost:
             throw Refusal(
                 status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(id) lost access to its key at the customer's side; the broker probes it again and serves it once access is back"),
@@ -304,9 +312,9 @@ public final class BrokerService: BrokerRequestHandler {
     /// answer — and the audit record a refusal still needs — reach the caller before it gives up.
     func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
         let total = clock.remaining(until: deadline)
-        let remaining = total - min(reserve, max(total, 0) * fraction)
+        let bound = deadline.addingTimeInterval(-min(reserve, max(total, 0) * fraction))
         do {
-            return try await Self.race(read, seconds: remaining)
+            return try await withStoreDeadline(bound, clock: clock, read)
         } catch let error as BrokerError where error.code != .notFound && error.code != .invalidArgument {
             logger.warning("store unavailable on the request path", metadata: ["fb.error": "\(error.code.rawValue)"])
             throw Refusal(
@@ -315,43 +323,16 @@ public final class BrokerService: BrokerRequestHandler {
         }
     }
 
-    /// `work`'s result, or `storeTimeout` after `seconds`, whichever comes first. Not a task group:
-    /// a group would wait for its children, and a store read stuck on a dead connection may not
-    /// heed cancellation; this one is cancelled and left behind.
-    static func race<T: Sendable>(_ work: @escaping @Sendable () async throws -> T, seconds: Double) async throws -> T {
-        let race = DeadlineRace<T>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                race.pending.withLock { $0 = continuation }
-                let timer = Task {
-                    try? await Task.sleep(for: .milliseconds(Int64((min(max(seconds, 0), 86_400) * 1000).rounded(.up))))
-                    guard !Task.isCancelled, let waiting = race.pending.withLock({ $0.take() }) else { return }
-                    race.tasks.withLock { $0.work }?.cancel()
-                    waiting.resume(throwing: BrokerError(.storeTimeout, "the store did not answer within the request's deadline"))
-                }
-                let worker = Task {
-                    let result: Result<T, any Error>
-                    do { result = .success(try await work()) } catch { result = .failure(error) }
-                    race.tasks.withLock { $0.timer }?.cancel()
-                    race.pending.withLock { $0.take() }?.resume(with: result)
-                }
-                race.tasks.withLock { $0 = (worker, timer) }
-            }
-        } onCancel: {
-            race.tasks.withLock { $0.work }?.cancel()
-            race.pending.withLock { $0.take() }?.resume(throwing: CancellationError())
-        }
-    }
-
     /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
     /// presented with a blob that binds none is refused (it would be silently ignored, and the
     /// caller would believe its data bound); a caller whose record requires context must give one.
-    func contextPolicy(_ context: [UInt8]?, blobBound: Bool?, caller: CallerIdentity, tenant: TenantID?, deadline: Date) async throws -> [UInt8]? {
+    func contextPolicy(_ context: [UInt8]?, blobBound: Bool?, authorized: Authorization, caller: CallerIdentity) throws -> [UInt8]? {
+        let tenant = authorized.tenant.id
         if let blobBound, !blobBound, context != nil {
             throw Refusal(
                 status: .failure(.invalidArgument, .contextMismatch, "a context was presented, but this blob was wrapped without one"), tenant: tenant)
         }
-        if context == nil, try await callerRecord(caller, deadline: deadline)?.requireContext == true {
+        if context == nil, authorized.caller.requireContext {
             throw Refusal(
                 status: .failure(
                     .invalidArgument, .contextMismatch,
@@ -401,8 +382,7 @@ public final class BrokerService: BrokerRequestHandler {
             guard let version = VaultKeyID(kid: result.kid)?.version, KeyReference.isValidVersion(version) else {
                 throw KeyVaultError(kind: .other, serviceMessage: "the vault's kid names no key version Key Vault would issue", clientRequestID: result.clientRequestID)
             }
-            // An RSA wrap is as long as the modulus (2048 to 8192 bits): anything else is not a wrap.
-            guard (256...1024).contains(result.value.count) else {
+            guard WrappedKeyEnvelope.wrappedKeyLengths.contains(result.value.count) else {
                 throw KeyVaultError(kind: .other, serviceMessage: "the vault returned a wrapped key of \(result.value.count) bytes", clientRequestID: result.clientRequestID)
             }
             return (version, result.value)
@@ -462,7 +442,7 @@ public final class BrokerService: BrokerRequestHandler {
         }
     }
 
-    func open(_ blob: [UInt8], context: [UInt8]?, operation: KeyOperation, caller: CallerIdentity, deadline: Date) async throws -> (SecretBytes, WrappedKeyEnvelope, String?) {
+    func open(_ blob: [UInt8], context: [UInt8]?, operation: KeyOperation, caller: CallerIdentity, deadline: Date) async throws -> (SecretBytes, WrappedKeyEnvelope, Tenant, String?) {
         let envelope: WrappedKeyEnvelope
         do {
             envelope = try WrappedKeyEnvelope(parsing: blob)
@@ -473,16 +453,17 @@ public final class BrokerService: BrokerRequestHandler {
         // suspended while this call is under way) keeps its key out of the cache.
         let epoch = cache.purgeEpoch
         // The blob names its tenant; the caller must be granted that tenant.
-        let tenant = try await authorizedTenant(envelope.tenantID, for: operation, caller: caller, deadline: deadline)
+        let authorized = try await authorizedTenant(envelope.tenantID, for: operation, caller: caller, deadline: deadline)
+        let tenant = authorized.tenant
         // Only the version comes from the blob (in Key Vault's grammar, checked at parsing): the
         // vault and key are the tenant's record, so a blob can neither send the tenant's token
         // elsewhere nor split one vault into several for the budget and the circuit breaker.
         guard KeyReference.canonicalVaultURL(envelope.vaultURL) == tenant.key.vaultURL, tenant.key.keyName.lowercased() == envelope.keyName.lowercased() else {
             throw Refusal(status: .failure(.invalidArgument, .blobInvalid, "the blob names a key that is not tenant \(tenant.id)'s"), tenant: tenant.id)
         }
-        let context = try await contextPolicy(context, blobBound: envelope.flags.contains(.contextBound), caller: caller, tenant: tenant.id, deadline: deadline)
+        let context = try contextPolicy(context, blobBound: envelope.flags.contains(.contextBound), authorized: authorized, caller: caller)
         let cacheKey = DataKeyCache.Key(tenantID: tenant.id.rawValue, keyVersion: envelope.keyVersion, blob: blob, context: context)
-        if let cached = cache.get(cacheKey) { return (cached, envelope, nil) }
+        if let cached = cache.get(cacheKey) { return (cached, envelope, tenant, nil) }
         let source = try await source(for: tenant, deadline: deadline)
         let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: envelope.keyVersion)
@@ -517,7 +498,7 @@ public final class BrokerService: BrokerRequestHandler {
         } catch is SingleFlight<DataKeyCache.Key, Opened>.DeadlineExceeded {
             throw Refusal(status: .failure(.deadlineExceeded, .vaultUnavailable, "the customer's vault did not answer within this request's deadline", retryable: true), tenant: tenant.id)
         }
-        return (opened.plaintext, envelope, opened.clientRequestID)
+        return (opened.plaintext, envelope, tenant, opened.clientRequestID)
     }
 
     /// Whether a vault error is the vault refusing us (as opposed to failing or being slow).
@@ -665,10 +646,4 @@ public final class BrokerService: BrokerRequestHandler {
             return false
         }
     }
-}
-
-/// The shared state of one `BrokerService.race`: who resumes the caller, and the two tasks.
-private final class DeadlineRace<T: Sendable>: Sendable {
-    let pending = Mutex<CheckedContinuation<T, any Error>?>(nil)
-    let tasks = Mutex<(work: Task<Void, Never>?, timer: Task<Void, Never>?)>((nil, nil))
 }

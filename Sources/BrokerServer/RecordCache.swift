@@ -33,8 +33,9 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         self.clock = clock
     }
 
-    /// `deadline` bounds this caller's wait; a load shared with others goes on for them.
-    func value(for key: Key, deadline: Date = .distantFuture, load: @escaping @Sendable () async throws -> Value) async throws -> Value {
+    /// `deadline` bounds this caller's wait; a load shared with others goes on for them. The
+    /// request path passes none: it bounds the whole read with `withStoreDeadline` already.
+    func value(for key: Key, deadline: Date? = nil, load: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let now = clock.now
         let (cached, generation) = state.withLock { state -> (Value?, UInt64) in
             if let entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge { return (entry.value, state.generation) }

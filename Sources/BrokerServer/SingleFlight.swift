@@ -42,21 +42,22 @@ package final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sen
 
     /// The result of `work` for `key`, started now or joined if under way. Throws
     /// `DeadlineExceeded` when `deadline` passes first and `CancellationError` when the calling
-    /// task is cancelled first; either way the work continues if others wait on it.
-    package func run(_ key: Key, deadline: Date, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
+    /// task is cancelled first; either way the work continues if others wait on it. Without a
+    /// deadline the waiter is bounded by its cancellation alone (and no timer is started).
+    package func run(_ key: Key, deadline: Date?, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let id = state.withLock { s -> UInt64 in
             s.nextID &+= 1
             return s.nextID
         }
         // Real time, measured from the injected clock's now: a manual clock's `sleep` would move
         // time instead of waiting, and expire every waiter at once.
-        let timer = Task { [clock] in
+        let timer = deadline.map { deadline in Task { [clock] in
             let seconds = min(max(clock.remaining(until: deadline), 0), 86_400)
             try? await Task.sleep(for: .milliseconds(Int64((seconds * 1000).rounded(.up))))
             guard !Task.isCancelled else { return }
             self.leave(key, waiter: id, with: DeadlineExceeded())
-        }
-        defer { timer.cancel() }
+        } }
+        defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (waiter: Waiter) in
                 let refused = state.withLock { s -> Bool in

@@ -40,9 +40,7 @@ import FedBrokerTestSupport
     @Test("A certificate with neither a CN nor a URI SAN is refused at the handshake; it is never the anonymous caller")
     func noIdentityIsRefused() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: Self.logger)
         let nameless = try pki.issue(subject: try DistinguishedName { OrganizationName("Contoso") })
@@ -137,9 +135,7 @@ import FedBrokerTestSupport
         defer { files.remove() }
         let revoked = try pki.issue("revoked", server: false)
         try files.write(pki, revoking: [revoked.certificate])
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tlsFiles = files.files
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: Self.logger)
         #expect(await Self.served(port: server.port, tls: try pki.clientTLS(presenting: revoked)) == false)
@@ -154,9 +150,7 @@ import FedBrokerTestSupport
         let files = try TLSFiles()
         defer { files.remove() }
         try files.write(old)
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tlsFiles = files.files
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: Self.logger)
         let port = server.port

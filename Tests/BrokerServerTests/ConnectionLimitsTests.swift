@@ -53,9 +53,7 @@ import FedBrokerTestSupport
     @Test("Over its caller's connection cap a connection gets GOAWAY(RESOURCE_EXHAUSTED, OVERLOADED, retry_after_ms) instead of SETTINGS; other callers are served")
     func callerConnectionCap() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         configuration.perCaller.maximumConnections = 2
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: GatedService(), logger: TransportTests.logger)
@@ -92,9 +90,7 @@ import FedBrokerTestSupport
 
     @Test("Over the server's connection cap a new connection is closed at once, before any TLS work")
     func serverConnectionCap() async throws {
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.maximumConnections = 2
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: GatedService(), logger: TransportTests.logger)
         let first = try await PlainClient.connect(port: server.port)
@@ -115,9 +111,7 @@ import FedBrokerTestSupport
     @Test("A caller's requests in flight are capped across its connections; over the cap a request is refused OVERLOADED with retry_after_ms; other callers are served")
     func callerRequestCap() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         configuration.perCaller.maximumRequests = 2
         let service = GatedService()
@@ -154,9 +148,7 @@ import FedBrokerTestSupport
 
     @Test("timeout_ms is enforced by the server (cut to its maximum): DEADLINE_EXCEEDED comes back and the work stops; an idle connection gets a graceful GOAWAY")
     func requestTimeAndIdleConnections() async throws {
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.connection.maximumRequestTimeout = 0.3
         configuration.connection.idleTimeout = 1
         let service = GatedService()

@@ -76,9 +76,7 @@ final class RawClient {
 
     func withServer(_ body: (Int, LocalPKI) async throws -> Void) async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         configuration.connection.maximumConcurrentStreams = 4
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: Self.logger)
@@ -178,9 +176,7 @@ final class RawClient {
 
     @Test func multiplexedCallsDeadlinesAndStatusesOverMutualTLS() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: SlowService(), logger: TransportTests.logger)
         let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "billing"), serverHostname: "localhost")
@@ -239,9 +235,7 @@ final class RawClient {
 
     @Test func retriesRetryableStatusesAndReturnsTheRestAtOnce() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         let service = FlakyService()
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
@@ -284,9 +278,7 @@ struct PlainClient {
 
 @Suite struct RobustnessTests {
     func withPlainServer(_ body: (Int) async throws -> Void) async throws {
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = nil  // loopback only
         configuration.connection.maximumFrameSize = 64 * 1024
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: TransportTests.logger)
@@ -305,9 +297,7 @@ struct PlainClient {
     }
 
     @Test func plaintextIsRefusedOffLoopback() async throws {
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.host = "0.0.0.0"
         await #expect(throws: BrokerTransportError.plaintextOffLoopback("0.0.0.0")) {
             _ = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: TransportTests.logger)
@@ -363,9 +353,7 @@ struct PlainClient {
     @Test("2,000 connections that never send a ClientHello and 500 that stop inside a frame header are closed within the timeouts, while a new mTLS client is served throughout")
     func aFloodOfSilentAndStalledConnectionsIsClosed() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         configuration.handshakeTimeout = 2
         configuration.connection.prefaceTimeout = 2
@@ -456,9 +444,7 @@ struct PlainClient {
 
     @Test func drainLetsInFlightCallsFinishAndRefusesNewOnes() async throws {
         let pki = try LocalPKI()
-        var configuration = BrokerTransportServer.Configuration()
-        configuration.handshakeTimeout = 120  // a loaded 2-core test run; tests of the timeouts set their own below
-        configuration.connection.prefaceTimeout = 120
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
         let service = GatedService()
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)

@@ -37,13 +37,27 @@ public final class ThrowawayPostgres: @unchecked Sendable {
         try start()
     }
 
+    /// Starts the server, and again after `stop()`. A restart right after an immediate stop can
+    /// find the old server's last backends still exiting (their shared memory or port still held);
+    /// that passes, so the start is tried again for up to 30 s. A failure names the log's end.
     public func start() throws {
-        try asPostgres(
-            "pg_ctl",
-            [
-                "-D", directory.path, "-l", directory.appendingPathComponent("log").path, "-w", "-t", "30", "-o",
-                "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100", "start",
-            ])
+        let log = directory.appendingPathComponent("log")
+        let give = Date().addingTimeInterval(30)
+        while true {
+            do {
+                try asPostgres(
+                    "pg_ctl",
+                    [
+                        "-D", directory.path, "-l", log.path, "-w", "-t", "30", "-o",
+                        "-p \(port) -k \(directory.path) -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100", "start",
+                    ])
+                return
+            } catch let error as Unavailable {
+                let tail = ((try? String(contentsOf: log, encoding: .utf8)) ?? "").split(separator: "\n").suffix(5).joined(separator: "\n")
+                guard Date() < give else { throw Unavailable(description: "\(error.description)\nlog:\n\(tail)") }
+                Thread.sleep(forTimeInterval: 0.5)  // an external process winding down; nothing to await
+            }
+        }
     }
 
     /// Stops the server at once (no checkpoint), like a crash or a failover gap.

@@ -51,7 +51,7 @@ extension WrappedKeyEnvelope {
         guard KeyReference.canonicalVaultURL(vault) != nil else { throw .malformedField("vault URL") }
         let wrapped = try reader.lengthPrefixed()
         // An RSA wrap is as long as the modulus: 256 bytes (2048-bit) up to 1,024 (8192-bit).
-        guard (256...1024).contains(wrapped.count) else { throw .malformedField("wrapped envelope key") }
+        guard Self.wrappedKeyLengths.contains(wrapped.count) else { throw .malformedField("wrapped envelope key") }
         let nonce = try reader.take(12)
         let sealed = try reader.lengthPrefixed()
         guard (1...Self.maximumSealedLength).contains(sealed.count) else { throw .malformedField("sealed data key") }

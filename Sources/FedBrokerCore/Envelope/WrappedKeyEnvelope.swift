@@ -32,6 +32,9 @@ public struct WrappedKeyEnvelope: Sendable, Equatable {
     /// The longest data key a blob seals: generous above Wrap's 318-byte limit (an RSA-3072
     /// OAEP-256 plaintext), small enough that a parse never handles a large allocation.
     public static let maximumSealedLength = 1024
+    /// The lengths an RSA wrap of the envelope key can have: the modulus, 2048 to 8192 bits. A
+    /// vault answer or a blob field outside them is not a wrap.
+    public static let wrappedKeyLengths = 256...1024
 
     public enum Algorithm: UInt8, Sendable, Equatable {
         /// Envelope key wrapped by the vault with RSA-OAEP-256; data key sealed with AES-256-GCM.
