@@ -28,6 +28,8 @@ public final class BrokerApp: Sendable {
     public let store: SQLBrokerStore
     public let service: BrokerService
     public let audit: AuditWriter
+    /// The local journal key operations' audit records go to first, when configured.
+    public let journal: AuditJournal?
     public let transport: BrokerTransportServer
     let httpClient: HTTPClient
     let group: ServiceGroup
@@ -41,12 +43,13 @@ public final class BrokerApp: Sendable {
     public func adminPort() async -> Int? { await adminPorts.port() }
 
     private init(
-        store: SQLBrokerStore, service: BrokerService, audit: AuditWriter, transport: BrokerTransportServer,
+        store: SQLBrokerStore, service: BrokerService, audit: AuditWriter, journal: AuditJournal?, transport: BrokerTransportServer,
         httpClient: HTTPClient, group: ServiceGroup, adminPorts: AdminPorts, logger: Logger
     ) {
         self.store = store
         self.service = service
         self.audit = audit
+        self.journal = journal
         self.transport = transport
         self.httpClient = httpClient
         self.group = group
@@ -74,9 +77,10 @@ public final class BrokerApp: Sendable {
             do {
                 BrokerMetrics.bootstrap()  // before anything that records is made
                 let audit = AuditWriter(store: store, configuration: configuration.audit, logger: logger)
+                let journal = try configuration.auditJournal.map { try AuditJournal(store: store, configuration: $0, logger: logger) }
                 let sources = try Self.assertionSources(configuration, httpClient: http, clock: clock)
                 let service = try BrokerService(
-                    configuration: configuration.service, store: store, audit: audit, httpClient: http, assertionSources: sources,
+                    configuration: configuration.service, store: store, audit: journal ?? audit, httpClient: http, assertionSources: sources,
                     clock: clock, logger: logger)
                 // Announced before serving, so this replica's first vault call already uses its
                 // share of each vault's budget rather than the whole of it.
@@ -96,7 +100,7 @@ public final class BrokerApp: Sendable {
                 let transport = try await BrokerTransportServer.bind(
                     configuration: configuration.transport, service: service, logger: logger)
                 let services: [any Service] = [
-                    ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit),
+                    ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit, journal: journal),
                     ChangeFollowerService(service: service),
                     AccessRecoveryService(recovery: AccessRecovery(service: service, configuration: configuration.accessRecovery, logger: logger)),
                     ReplicaHeartbeatService(
@@ -107,7 +111,7 @@ public final class BrokerApp: Sendable {
                 let group = ServiceGroup(
                     configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
                 return BrokerApp(
-                    store: store, service: service, audit: audit, transport: transport, httpClient: http, group: group,
+                    store: store, service: service, audit: audit, journal: journal, transport: transport, httpClient: http, group: group,
                     adminPorts: adminPorts, logger: logger)
             } catch {
                 try? await http.shutdown()
@@ -166,6 +170,10 @@ public final class BrokerApp: Sendable {
         }
         await adminPorts.finish()
         var auditFailure: AuditIncompleteError?
+        // The journal first: what it cannot ship stays on its disk for the next start.
+        if let journal {
+            do { try await Self.shutdown(journal, logger: logger) } catch let failure as AuditIncompleteError { auditFailure = failure } catch {}
+        }
         do {
             try await audit.shutdown()
         } catch {
@@ -187,6 +195,25 @@ public final class BrokerApp: Sendable {
         logger.info("fedbroker stopped")
         if let failure { throw failure }
         if let auditFailure { throw auditFailure }
+    }
+
+    /// Ships the journal's rest to the store; an `AuditIncompleteError` (logged) when it could not.
+    static func shutdown(_ journal: AuditJournal, logger: Logger) async throws {
+        do {
+            try await journal.shutdown()
+        } catch {
+            let underlying = error as? BrokerError ?? BrokerError(.storeFailure, "audit journal shutdown failed", underlying: error)
+            let health = await journal.health
+            logger.critical(
+                "audit records are not in the store at shutdown; the journal keeps them for the next start",
+                metadata: [
+                    "fb.auditJournal": "\(journal.configuration.directory)", "fb.audit.unwritten": "\(health.backlog)",
+                    "fb.error": "\(underlying.code)", "fb.message": "\(underlying.message)",
+                ])
+            throw AuditIncompleteError(
+                unwritten: health.backlog, quarantined: 0, quarantineFile: journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" },
+                underlying: underlying)
+        }
     }
 
     /// Serves while `body` runs, then shuts down and waits until everything is released, whether
@@ -291,8 +318,14 @@ struct ChangeFollowerService: Service {
 /// rest once the listeners are closed.
 struct AuditService: Service {
     let writer: AuditWriter
+    let journal: AuditJournal?
     func run() async throws {
-        await cancelWhenGracefulShutdown { await writer.run() }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await writer.run() }
+                if let journal { group.addTask { await journal.run() } }
+            }
+        }
     }
 }
 

@@ -46,6 +46,9 @@ public struct BrokerAppConfiguration: Sendable {
     public var store: StoreConfiguration
     /// The audit writer's bounds and where it keeps records the database rejected.
     public var audit = AuditWriter.Configuration()
+    /// The local audit journal key operations write to before answering (nil: straight to the
+    /// store through `audit`, with the store's commit on every key operation's path).
+    public var auditJournal: AuditJournal.Configuration?
     public var service: BrokerService.Configuration
     public var transport = BrokerTransportServer.Configuration()
     /// Seconds in-flight calls get to finish on shutdown.

@@ -10,7 +10,7 @@ extension BrokerService {
     /// Readiness over this service's own store, audit writer and assertion cache, and the canary
     /// when one is configured.
     static func makeReadiness(
-        configuration: Configuration, store: any BrokerStore, audit: AuditWriter, tokens: CrossTenantTokenProvider,
+        configuration: Configuration, store: any BrokerStore, audit: any AuditTrail, tokens: CrossTenantTokenProvider,
         sources: AssertionSourceCatalog, httpClient: HTTPClient, clock: any WallClock, logger: Logger
     ) -> Readiness {
         let probes = Readiness.Probes(

@@ -60,7 +60,7 @@ public final class BrokerService: BrokerRequestHandler {
 
     let configuration: Configuration
     let store: any BrokerStore
-    let audit: AuditWriter
+    let audit: any AuditTrail
     public let tokens: CrossTenantTokenProvider
     public let vault: KeyVaultClient
     public let cache: DataKeyCache
@@ -87,7 +87,7 @@ public final class BrokerService: BrokerRequestHandler {
     }
 
     public init(
-        configuration: Configuration, store: any BrokerStore, audit: AuditWriter, httpClient: HTTPClient,
+        configuration: Configuration, store: any BrokerStore, audit: any AuditTrail, httpClient: HTTPClient,
         assertionSources: AssertionSourceCatalog? = nil, clock: any WallClock = SystemWallClock(), logger: Logger
     ) throws {
         guard let appID = configuration.environment.applicationClientID else {
@@ -636,7 +636,9 @@ public final class BrokerService: BrokerRequestHandler {
             // may still be written; the caller retries either way).
             // Half a second past a deadline already gone (DEADLINE_EXCEEDED is audited too; nobody waits for that answer).
             let bound = clock.now < deadline ? deadline : clock.now.addingTimeInterval(0.5)
-            try await fromStore(bound, reserve: 0.3, fraction: 0.6) { [audit] in try await audit.appendDurably(record) }
+            // Kept back, as for a store read: the answer must still reach the caller.
+            let total = clock.remaining(until: bound)
+            try await audit.appendDurably(record, deadline: bound.addingTimeInterval(-min(0.3, max(total, 0) * 0.6)), clock: clock)
             return true
         } catch is CancellationError {
             logger.debug("caller gone before its audit record was confirmed", metadata: ["fb.operation": "\(operation.rawValue)"])

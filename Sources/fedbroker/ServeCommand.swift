@@ -188,6 +188,7 @@ extension ServeConfiguration {
         }
         var configuration = BrokerAppConfiguration(store: storeConfiguration, service: service)
         configuration.audit = audit
+        configuration.auditJournal = auditJournal
         configuration.drainSeconds = drainSeconds
         configuration.metricsRefreshSeconds = metricsRefreshSeconds
         configuration.transport = transport

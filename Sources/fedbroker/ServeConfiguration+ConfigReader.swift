@@ -46,6 +46,13 @@ extension ServeConfiguration {
     ///   rejected are appended (audit-quarantine.jsonl, mode 0600).
     /// - audit.maxQueueBytes (int, 67108864): bytes of audit records waiting for the store before
     ///   appends wait, then fail (key operations answer UNAVAILABLE).
+    /// - audit.journal (bool, true): key operations' audit records are made durable in a local
+    ///   journal (one fdatasync per batch) and shipped to the store in the background; false: each
+    ///   key operation waits for the store's commit of its record.
+    /// - audit.journalDirectory (string, store.dataDir/audit-journal): the journal's segments.
+    ///   Must outlive the process (and, to lose nothing, the pod): see docs/operations.md.
+    /// - audit.journalMaxBytes (int, 1073741824): unshipped journal beyond which key operations
+    ///   are refused (AUDIT_UNAVAILABLE); at least 16 MiB.
     /// - cache.maxAgeSeconds (double, 300): the revocation bound for cached plaintext keys.
     /// - cache.maxEntries (int, 100000), cache.maxUses (int, 100000): the other cache bounds.
     /// - vault.tenantConcurrency (int, 64): vault calls in flight per tenant before OVERLOADED.
@@ -140,6 +147,14 @@ extension ServeConfiguration {
         storeConnectTimeoutSeconds = try r.double("store.connectTimeoutSeconds")
         audit.quarantineDirectory = try r.string("audit.quarantineDirectory") ?? dataDirectory
         audit.maximumQueueBytes = try r.int("audit.maxQueueBytes") ?? audit.maximumQueueBytes
+        if try r.bool("audit.journal") ?? true {
+            var journal = AuditJournal.Configuration(directory: try r.string("audit.journalDirectory") ?? dataDirectory + "/audit-journal")
+            journal.maximumBytes = try r.int("audit.journalMaxBytes") ?? journal.maximumBytes
+            journal.quarantineDirectory = audit.quarantineDirectory
+            auditJournal = journal
+        } else {
+            auditJournal = nil
+        }
         logLevel = try r.string("log.level") ?? logLevel
 
         var azure = AzureEnvironment()

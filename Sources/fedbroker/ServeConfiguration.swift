@@ -34,6 +34,9 @@ struct ServeConfiguration: Sendable {
     var storeConnectTimeoutSeconds: Double?
     /// audit.* (the quarantine directory defaults to dataDirectory when nil).
     var audit = AuditWriter.Configuration()
+    /// audit.journal / audit.journalDirectory / audit.journalMaxBytes: the local audit journal
+    /// (on by default, in dataDirectory/audit-journal); nil: audit records go straight to the store.
+    var auditJournal: AuditJournal.Configuration?
     var logLevel = "info"
     /// Core dumps stay possible (process.allowCoreDumps); off by default: a core holds plaintext keys.
     var allowCoreDumps = false
@@ -117,6 +120,9 @@ struct ServeConfiguration: Sendable {
         }
         guard audit.maximumQueueBytes >= 1 << 20 else {
             throw ConfigurationError(key: "audit.maxQueueBytes", "must be at least 1048576 (1 MiB)")
+        }
+        if let auditJournal, auditJournal.maximumBytes < 16 << 20 {
+            throw ConfigurationError(key: "audit.journalMaxBytes", "must be at least 16777216 (16 MiB)")
         }
         if let admin {
             if admin.plaintext {

@@ -74,6 +74,32 @@ public struct AuditRecord: Hashable, Sendable {
         self.detail = detail.map { BoundedText.escaped($0, maximumBytes: Limits.detailBytes) }
     }
 
+    /// A record read back from fedbroker's own journal, whose fields were bounded and escaped
+    /// when it was first made: taken as they are, because escaping them again would double every
+    /// backslash. Still cut to the limits, so a damaged journal cannot grow a record.
+    package init(
+        journaled id: UUID, time: Date, actor: String, tenantID: TenantID?, operation: String, keyVersion: String?,
+        outcome: Outcome, latencyMicroseconds: Int64, requestID: String?, clientRequestID: String?, detail: String?
+    ) {
+        func cut(_ text: String, _ limit: Int) -> String {
+            text.utf8.count <= limit ? text : BoundedText.escaped(text, maximumBytes: limit)
+        }
+        self.id = id
+        self.time = time
+        self.actor = cut(actor, Limits.actorBytes)
+        self.tenantID = tenantID
+        self.operation = cut(operation, Limits.operationBytes)
+        self.keyVersion = keyVersion.map { cut($0, Limits.keyVersionBytes) }
+        switch outcome {
+        case .success: self.outcome = .success
+        case .failure(let code): self.outcome = .failure(code: cut(code, Limits.failureCodeBytes))
+        }
+        self.latencyMicroseconds = latencyMicroseconds
+        self.requestID = requestID.map { cut($0, Limits.requestIDBytes) }
+        self.clientRequestID = clientRequestID.map { cut($0, Limits.requestIDBytes) }
+        self.detail = detail.map { cut($0, Limits.detailBytes) }
+    }
+
     /// What the record costs held in memory, roughly: its text plus a fixed part for the rest.
     /// The audit queue is bounded by the sum of these (`AuditWriter.Configuration.maximumQueueBytes`).
     public var approximateSize: Int {

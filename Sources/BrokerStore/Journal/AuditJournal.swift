@@ -1,0 +1,488 @@
+import CoreMetrics
+import FedBrokerCore
+import Foundation
+import Logging
+import NIOPosix
+import Synchronization
+
+/// A local write-ahead log of audit records: what makes a key operation's audit record durable
+/// before its answer (invariant 4) without the store on the request path.
+///
+/// - `appendDurably` returns once the record is on disk: records are framed and checksummed
+///   (`AuditJournalRecord`), appended to the current segment by one I/O thread, and made durable
+///   with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
+///   forms the next one).
+/// - `run()` ships the journal to the store in the background, oldest first, in batches of
+///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
+///   deleted once every record in it is committed to the store. The store failing only makes the
+///   journal grow; `AuditShipperStateMachine` decides when to try again.
+/// - At start, segments left by an earlier process (a crash, or a shutdown that could not reach
+///   the store) are shipped first; a torn last record is a write that was never acknowledged.
+/// - Bounded on disk by `maximumBytes`: beyond it appends are refused (AUDIT_UNAVAILABLE for key
+///   operations), never silently dropped, and readiness reports the journal full.
+///
+/// The trade-off: between its append and its shipping, a record exists only on this disk. A
+/// process crash loses nothing (the next start ships it); losing the disk before the next start
+/// loses what was not shipped, usually under a second's worth. A deployment whose disks do not
+/// outlive the pod must give the journal a volume that does, or accept that window (docs/operations.md).
+public final class AuditJournal: AuditTrail, Sendable {
+    public struct Configuration: Sendable {
+        /// Where the segments live (made, mode 0700, if missing). One process per directory.
+        public var directory: String
+        /// A segment is closed and a new one begun past this size; shipped segments are deleted whole.
+        public var segmentBytes: Int = 8 << 20
+        /// Unshipped journal beyond which appends are refused (the store has been away long).
+        public var maximumBytes: Int = 1 << 30
+        /// Records per store transaction when shipping.
+        public var batchSize: Int = 500
+        /// The first pause after a failed shipment; it doubles up to `maximumRetryDelay`.
+        public var retryDelay: Duration = .milliseconds(500)
+        public var maximumRetryDelay: Duration = .seconds(30)
+        /// Failed shipments `shutdown()` tolerates before it leaves the rest to the next start.
+        public var shutdownAttempts: Int = 5
+        /// Where records the database rejects for their data go (`audit-quarantine.jsonl`).
+        public var quarantineDirectory: String?
+
+        public init(directory: String) { self.directory = directory }
+    }
+
+    struct Segment {
+        let sequence: UInt64
+        /// Bytes known to be on disk: synced by this process, or the file's size for an older one.
+        var end: Int
+        /// No more appends: an older process's segment, or one this process rotated away from.
+        var sealed: Bool
+    }
+
+    private struct State {
+        var queued: [UInt8] = []
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var queuedRecords = 0
+        var writing = false
+        var closed = false
+        /// Set when the current segment could not be repaired after a failed write: appends stop.
+        var broken: String?
+        var brokenSince: ContinuousClock.Instant?
+        /// Unshipped segments, oldest first; the last is the one appended to.
+        var segments: [Segment] = []
+        var activeDescriptor: Int32 = -1
+        /// Bytes of `segments` on disk.
+        var bytes = 0
+        /// Records committed to the journal by this process and not yet shipped.
+        var unshippedRecords = 0
+        var writerIdle: [CheckedContinuation<Void, Never>] = []
+        var shipperWaiting: CheckedContinuation<Void, Never>?
+        var shipperWake = false
+        /// An append was refused for room, and no segment has been shipped since.
+        var full = false
+    }
+
+    public let configuration: Configuration
+    private let store: any BrokerStore
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let machine: Mutex<AuditShipperStateMachine>
+    /// The shipper's position: segment sequence and byte offset.
+    private let cursor = Mutex<(sequence: UInt64, offset: Int)>((0, 0))
+    private let thread = NIOThreadPool(numberOfThreads: 1)
+    private let quarantineFile: AuditQuarantineFile?
+    private let quarantined = Atomic<Int>(0)
+
+    private let journalBytes = Gauge(label: "fedbroker_audit_journal_bytes")
+    private let syncDuration = CoreMetrics.Timer(label: "fedbroker_audit_journal_sync_duration_seconds")
+    private let shippedTotal = Counter(label: "fedbroker_audit_journal_shipped_total")
+    private let shipFailures = Counter(label: "fedbroker_audit_journal_ship_failures_total")
+    private let refusedTotal = Counter(label: "fedbroker_audit_appends_refused_total")
+
+    /// Opens the journal: older segments are kept for shipping, and a new segment is begun.
+    public init(store: any BrokerStore, configuration: Configuration, logger: Logger) throws {
+        self.configuration = configuration
+        self.store = store
+        self.logger = logger
+        self.machine = Mutex(
+            AuditShipperStateMachine(
+                baseDelay: configuration.retryDelay, maximumDelay: configuration.maximumRetryDelay,
+                closingAttempts: configuration.shutdownAttempts))
+        self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
+        try AuditJournalSegments.prepare(directory: configuration.directory)
+        let existing = try AuditJournalSegments.existing(in: configuration.directory)
+        let next = (existing.last?.sequence ?? 0) + 1
+        let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+        let header = AuditJournalSegments.header.count
+        state.withLock {
+            $0.segments = existing.map { Segment(sequence: $0.sequence, end: $0.size, sealed: true) } + [Segment(sequence: next, end: header, sealed: false)]
+            $0.bytes = existing.reduce(header) { $0 + $1.size }
+            $0.activeDescriptor = descriptor
+        }
+        journalBytes.record(existing.reduce(header) { $0 + $1.size })
+        if !existing.isEmpty {
+            logger.notice(
+                "audit journal holds segments from an earlier process; shipping them to the store first",
+                metadata: ["fb.auditJournal": "\(configuration.directory)", "fb.segments": "\(existing.count)"])
+        }
+        thread.start()
+    }
+
+    // MARK: Appending
+
+    public func appendDurably(_ record: AuditRecord, deadline: Date, clock: any WallClock) async throws {
+        var frame: [UInt8] = []
+        AuditJournalRecord.encode(record, into: &frame)
+        let maximum = configuration.maximumBytes
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let decision = state.withLock { state -> Result<Bool, BrokerError> in
+                if state.closed { return .failure(BrokerError(.storeFailure, "the audit journal is closed")) }
+                if let broken = state.broken { return .failure(BrokerError(.storeFailure, "the audit journal cannot be written: \(broken)")) }
+                guard state.bytes + state.queued.count + frame.count <= maximum else {
+                    state.full = true
+                    return .failure(
+                        BrokerError(.storeTimeout, "the audit journal is full (\(state.bytes) bytes not yet in the store; bound \(maximum))"))
+                }
+                state.queued += frame
+                state.queuedRecords += 1
+                state.waiters.append(continuation)
+                guard !state.writing else { return .success(false) }
+                state.writing = true
+                return .success(true)
+            }
+            switch decision {
+            case .failure(let error):
+                refusedTotal.increment()
+                continuation.resume(throwing: error)
+            case .success(true):
+                thread.submit { [self] _ in writeQueued() }
+            case .success(false):
+                break
+            }
+        }
+    }
+
+    /// The I/O thread's loop: one write and one `fdatasync` per batch, until nothing is queued.
+    private func writeQueued() {
+        while true {
+            let taken = state.withLock { state -> (bytes: [UInt8], waiters: [CheckedContinuation<Void, any Error>], records: Int, fd: Int32, end: Int)? in
+                guard !state.queued.isEmpty else {
+                    state.writing = false
+                    let idle = state.writerIdle
+                    state.writerIdle = []
+                    for waiter in idle { waiter.resume() }
+                    return nil
+                }
+                defer {
+                    state.queued = []
+                    state.waiters = []
+                    state.queuedRecords = 0
+                }
+                return (state.queued, state.waiters, state.queuedRecords, state.activeDescriptor, state.segments.last?.end ?? 0)
+            }
+            guard let taken else { return }
+            let path = configuration.directory + "/" + AuditJournalSegments.name(activeSequence)
+            let started = ContinuousClock.now
+            do {
+                try AuditJournalSegments.writeAll(taken.fd, taken.bytes, path: path)
+                guard fdatasync(taken.fd) == 0 else { throw AuditJournalSegments.Failure("cannot sync", path) }
+                syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
+                let total = state.withLock { state -> Int in
+                    state.segments[state.segments.count - 1].end += taken.bytes.count
+                    state.bytes += taken.bytes.count
+                    state.unshippedRecords += taken.records
+                    return state.bytes
+                }
+                journalBytes.record(total)
+                for waiter in taken.waiters { waiter.resume() }
+                wakeShipper()
+                if taken.end + taken.bytes.count >= configuration.segmentBytes { rotate() }
+            } catch {
+                // Nothing of this batch was acknowledged. Cut the segment back to its last synced
+                // record so no later record follows a torn one; if even that fails, stop appending.
+                let repaired = ftruncate(taken.fd, off_t(taken.end)) == 0 && fdatasync(taken.fd) == 0
+                logger.error(
+                    "audit journal write failed; the batch's operations are refused",
+                    metadata: ["fb.auditJournal": "\(path)", "error": "\(error)", "fb.records": "\(taken.records)", "fb.repaired": "\(repaired)"])
+                if !repaired {
+                    state.withLock {
+                        $0.broken = "\(error)"
+                        $0.brokenSince = ContinuousClock.now
+                    }
+                }
+                let refusal = BrokerError(.storeFailure, "the audit journal could not be written")
+                for waiter in taken.waiters { waiter.resume(throwing: refusal) }
+            }
+        }
+    }
+
+    private var activeSequence: UInt64 { state.withLock { $0.segments.last?.sequence ?? 0 } }
+
+    /// Seals the current segment and begins the next (on the I/O thread, between batches).
+    private func rotate() {
+        let next = activeSequence + 1
+        do {
+            let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+            let old = state.withLock { state -> Int32 in
+                let old = state.activeDescriptor
+                state.segments[state.segments.count - 1].sealed = true
+                state.segments.append(Segment(sequence: next, end: AuditJournalSegments.header.count, sealed: false))
+                state.bytes += AuditJournalSegments.header.count
+                state.activeDescriptor = descriptor
+                return old
+            }
+            close(old)
+        } catch {
+            // The current segment stays in use; the next batch tries again.
+            logger.warning("audit journal could not begin a new segment", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Shipping
+
+    /// Ships the journal to the store until the task is cancelled; then call `shutdown()`.
+    public func run() async {
+        var action = machine.withLock { $0.wake(now: .now) }
+        while !Task.isCancelled {
+            switch action {
+            case .none:
+                await waitForRecords()
+                action = machine.withLock { $0.wake(now: .now) }
+            case .ship:
+                action = await shipOnce()
+            case .sleep(let until):
+                guard (try? await Task.sleep(until: until)) != nil else { return }
+                action = machine.withLock { $0.wake(now: .now) }
+            case .finished, .gaveUp:
+                return
+            }
+        }
+        if action == .ship { machine.withLock { $0.notShipped() } }
+    }
+
+    private func shipOnce() async -> AuditShipperStateMachine.Action {
+        do {
+            let more = try await shipBatch()
+            return machine.withLock { $0.shipped(more: more) }
+        } catch {
+            shipFailures.increment()
+            let failures = machine.withLock { $0.consecutiveFailures } + 1
+            logger.warning(
+                "audit records could not be shipped to the store; they stay in the journal",
+                metadata: ["error": "\(String(reflecting: error))", "fb.failures": "\(failures)", "fb.journalBytes": "\(state.withLock { $0.bytes })"])
+            return machine.withLock { $0.failed(now: .now) }
+        }
+    }
+
+    private func wakeShipper() {
+        let waiting = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiting = state.shipperWaiting.take() else {
+                state.shipperWake = true
+                return nil
+            }
+            return waiting
+        }
+        waiting?.resume()
+    }
+
+    private func waitForRecords() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    if state.shipperWake || Task.isCancelled {
+                        state.shipperWake = false
+                        return true
+                    }
+                    state.shipperWaiting = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.shipperWaiting.take() }?.resume()
+        }
+        state.withLock { $0.shipperWake = false }
+    }
+
+    /// Reads the next records from the oldest unshipped segment and commits them to the store.
+    /// Returns whether more remain.
+    private func shipBatch() async throws -> Bool {
+        guard let segment = state.withLock({ $0.segments.first }) else { return false }
+        let path = configuration.directory + "/" + AuditJournalSegments.name(segment.sequence)
+        var position = cursor.withLock { $0.sequence == segment.sequence ? $0.offset : 0 }
+        if position == 0 {
+            let header = try AuditJournalSegments.read(path, from: 0, maximum: AuditJournalSegments.header.count)
+            guard header == AuditJournalSegments.header else {
+                return try retire(segment, path: path, damaged: "it does not begin with the journal header")
+            }
+            position = header.count
+        }
+        guard position < segment.end else {
+            guard segment.sealed else { return false }
+            return try retire(segment, path: path, damaged: nil)
+        }
+        let window = try AuditJournalSegments.read(path, from: position, maximum: min(segment.end - position, 1 << 20))
+        var records: [AuditRecord] = []
+        var consumed = 0
+        var failure: AuditJournalRecord.ReadFailure?
+        window.withUnsafeBytes { bytes in
+            while records.count < configuration.batchSize {
+                switch AuditJournalRecord.decode(bytes, at: consumed) {
+                case .success(let (record, next)):
+                    records.append(record)
+                    consumed = next
+                case .failure(let reason):
+                    if consumed < bytes.count { failure = reason }
+                    return
+                }
+            }
+        }
+        if records.isEmpty {
+            // Nothing readable where records should be: the tail of a write a crash cut short
+            // (never acknowledged), or damage. Either way nothing after it can be trusted.
+            guard segment.sealed else { return false }
+            let tornTail = failure == .truncated
+            if tornTail {
+                logger.notice(
+                    "audit journal segment ends in a torn record (a write interrupted by a crash, never acknowledged); ignored",
+                    metadata: ["fb.auditJournal": "\(path)", "fb.bytes": "\(segment.end - position)"])
+            }
+            return try retire(segment, path: path, damaged: tornTail ? nil : "unreadable record at byte \(position) (\(failure.map { "\($0)" } ?? "unknown"))")
+        }
+        try await write(records)
+        shippedTotal.increment(by: records.count)
+        cursor.withLock { $0 = (segment.sequence, position + consumed) }
+        let more = state.withLock { state -> Bool in
+            state.unshippedRecords = max(0, state.unshippedRecords - records.count)
+            return position + consumed < segment.end || state.segments.count > 1
+        }
+        return more
+    }
+
+    /// Removes a segment that is fully shipped, or renames one that is damaged (kept for an
+    /// operator, never replayed again). Returns whether more segments remain.
+    private func retire(_ segment: Segment, path: String, damaged: String?) throws -> Bool {
+        if let damaged {
+            logger.critical(
+                "audit journal segment is damaged; the rest of it cannot be shipped and is kept aside for inspection",
+                metadata: ["fb.auditJournal": "\(path)\(AuditJournalSegments.damagedSuffix)", "fb.reason": "\(damaged)"])
+            guard rename(path, path + AuditJournalSegments.damagedSuffix) == 0 else {
+                throw AuditJournalSegments.Failure("cannot rename", path)
+            }
+        } else if unlink(path) != 0, errno != ENOENT {
+            throw AuditJournalSegments.Failure("cannot remove", path)
+        }
+        let (more, total) = state.withLock { state -> (Bool, Int) in
+            if state.segments.first?.sequence == segment.sequence {
+                state.segments.removeFirst()
+                state.bytes -= segment.end
+                state.full = false
+            }
+            return (state.segments.count > 1 || (state.segments.first.map { $0.end > AuditJournalSegments.header.count } ?? false), state.bytes)
+        }
+        journalBytes.record(total)
+        cursor.withLock { $0 = (0, 0) }
+        return more
+    }
+
+    /// One batch into the store; records the database rejects for their data are bisected out
+    /// and quarantined, so one bad record cannot hold the journal back.
+    private func write(_ records: [AuditRecord]) async throws {
+        do {
+            let store = self.store
+            // Unstructured: a batch once started is written even if the shipper is being cancelled.
+            try await Task { try await store.appendAudit(records) }.value
+        } catch let error as BrokerError where error.code == .invalidData {
+            guard records.count > 1 else { return quarantine(records[0], error) }
+            try await write(Array(records[..<(records.count / 2)]))
+            try await write(Array(records[(records.count / 2)...]))
+        }
+    }
+
+    private func quarantine(_ record: AuditRecord, _ error: BrokerError) {
+        quarantined.add(1, ordering: .relaxed)
+        var kept = "the journal's log only"
+        if let file = quarantineFile {
+            do {
+                try file.append(record, rejection: error, at: Date())
+                kept = file.path
+            } catch {
+                logger.critical("audit quarantine file cannot be written", metadata: ["error": "\(error)"])
+            }
+        }
+        logger.error(
+            "audit record rejected by the database; quarantined",
+            metadata: ["record": "\(record.id)", "operation": "\(record.operation)", "error": "\(String(reflecting: error))", "fb.auditQuarantineFile": "\(kept)"])
+    }
+
+    // MARK: Health and shutdown
+
+    public var health: AuditWriter.Health {
+        get async {
+            state.withLock { state in
+                AuditWriter.Health(
+                    closed: state.closed, backlog: state.unshippedRecords + state.queuedRecords, maximumPending: .max,
+                    failingFor: state.brokenSince.map { ContinuousClock.now - $0 }, lastFailure: state.broken == nil ? nil : "journal_write_failed",
+                    backlogBytes: state.full ? configuration.maximumBytes : state.bytes + state.queued.count,
+                    maximumQueueBytes: configuration.maximumBytes)
+            }
+        }
+    }
+
+    /// Bytes of unshipped segments on disk (tests, metrics).
+    public var bytesOnDisk: Int { state.withLock { $0.bytes } }
+
+    /// Refuses further appends, waits for the ones under way to reach the disk, then ships what
+    /// is left to the store. Call after `run()` has returned.
+    ///
+    /// - Throws: when records could not be shipped (they remain in the journal and are shipped by
+    ///   the next start on this directory), or when records were quarantined. Either way the
+    ///   store's audit trail is not complete now, and the process should say so by its exit status.
+    public func shutdown() async throws {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let idle = state.withLock { state -> Bool in
+                state.closed = true
+                guard state.writing else { return true }
+                state.writerIdle.append(continuation)
+                return false
+            }
+            if idle { continuation.resume() }
+        }
+        var action = machine.withLock { $0.close() }
+        var finished = false
+        loop: while true {
+            switch action {
+            case .ship:
+                action = await shipOnce()
+            case .sleep(let until):
+                try? await Task.sleep(until: until)
+                action = machine.withLock { $0.wake(now: .now) }
+            case .none:
+                action = machine.withLock { $0.wake(now: .now) }
+                if action == .none { break loop }
+            case .finished:
+                finished = true
+                break loop
+            case .gaveUp:
+                break loop
+            }
+        }
+        let (descriptor, left) = state.withLock { state -> (Int32, [Segment]) in
+            defer { state.activeDescriptor = -1 }
+            return (state.activeDescriptor, state.segments)
+        }
+        if descriptor >= 0 { close(descriptor) }
+        if finished {
+            // Everything is in the store: the last segment too (appends are closed, and the
+            // shipper reached its end), so a clean stop leaves nothing to replay.
+            for segment in left { _ = try? retire(segment, path: configuration.directory + "/" + AuditJournalSegments.name(segment.sequence), damaged: nil) }
+        }
+        try? await thread.shutdownGracefully()
+        if !finished {
+            let (bytes, records) = state.withLock { ($0.bytes, $0.unshippedRecords) }
+            throw BrokerError(
+                .databaseUnavailable,
+                "audit records are not yet in the store (\(records) from this process, \(bytes) journal bytes); they are kept in "
+                    + "\(configuration.directory) and shipped by the next start that uses it")
+        }
+        let count = quarantined.load(ordering: .relaxed)
+        if count > 0 {
+            throw BrokerError(.invalidData, "\(count) audit record(s) were rejected by the database and quarantined (\(quarantineFile?.path ?? "logged only"))")
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import FedBrokerCore
+import FedBrokerTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+@testable import BrokerStore
+
+/// The audit journal against a real store (SQLite and PostgreSQL) and a real directory: what was
+/// acknowledged reaches the store, across a crash, a store outage and a torn write.
+@Suite struct AuditJournalTests {
+    static let clock = SystemWallClock()
+
+    static func directory() -> String {
+        NSTemporaryDirectory() + "fedbroker-journal-\(UUID().uuidString.prefix(8))"
+    }
+
+    static func records(_ count: Int, tenant: String = "journal-tenant") -> [AuditRecord] {
+        (0..<count).map { n in
+            AuditRecord(
+                time: Date(timeIntervalSince1970: 1_800_000_000 + Double(n)), actor: "svc", tenantID: TenantID(rawValue: tenant),
+                operation: "key.unwrap", outcome: .success, latencyMicroseconds: Int64(n), requestID: "r-\(n)")
+        }
+    }
+
+    static func stored(_ store: SQLBrokerStore, tenant: String = "journal-tenant") async throws -> Set<UUID> {
+        var ids = Set<UUID>()
+        var after: Int64 = 0
+        while true {
+            let page = try await store.auditEntries(AuditQuery(tenant: TenantID(rawValue: tenant), afterSequence: after, limit: 1000))
+            guard let last = page.last else { return ids }
+            ids.formUnion(page.map(\.record.id))
+            after = last.sequence
+        }
+    }
+
+    static func appendAll(_ journal: AuditJournal, _ records: [AuditRecord]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for record in records {
+                group.addTask { try await journal.appendDurably(record, deadline: .distantFuture, clock: clock) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    static func segments(in directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }.sorted()
+    }
+
+    @Test("Acknowledged records reach the store; shipped segments are removed and a clean shutdown leaves none", arguments: StoreKind.allCases)
+    func shipsEverything(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.segmentBytes = 16 * 1024  // several segments for 400 records
+            configuration.batchSize = 64
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let shipper = Task { await journal.run() }
+            let records = Self.records(400)
+            try await Self.appendAll(journal, records)
+            shipper.cancel()
+            await shipper.value
+            try await journal.shutdown()
+            #expect(try await Self.stored(store) == Set(records.map(\.id)))
+            #expect(try Self.segments(in: directory).isEmpty)
+            #expect(journal.bytesOnDisk == 0 || journal.bytesOnDisk == AuditJournalSegments.header.count)
+        }
+    }
+
+    @Test("After a crash (no shutdown), the next process ships what the first acknowledged, and a torn last write is ignored")
+    func replaysAfterACrash() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let records = Self.records(120)
+            do {
+                // The first process: appends acknowledged, nothing shipped (its shipper never ran), then it dies.
+                let first = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+                try await Self.appendAll(first, records)
+            }
+            #expect(try await Self.stored(store).isEmpty)
+            // The crash interrupted a write: half a frame at the end of the segment.
+            let segment = try #require(try Self.segments(in: directory).last)
+            var frame: [UInt8] = []
+            AuditJournalRecord.encode(Self.records(1, tenant: "torn")[0], into: &frame)
+            let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
+            handle.seekToEndOfFile()
+            handle.write(Data(frame.prefix(frame.count / 2)))
+            try handle.close()
+
+            let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+            let shipper = Task { await second.run() }
+            // Something new too, so the shipper is woken; the old segment goes first.
+            let later = Self.records(1, tenant: "journal-tenant").map {
+                AuditRecord(time: $0.time, actor: "svc", tenantID: $0.tenantID, operation: "key.wrap", outcome: .success)
+            }
+            try await Self.appendAll(second, later)
+            shipper.cancel()
+            await shipper.value
+            try await second.shutdown()
+            #expect(try await Self.stored(store) == Set((records + later).map(\.id)))
+            #expect(try await Self.stored(store, tenant: "torn").isEmpty)
+            #expect(try Self.segments(in: directory).isEmpty)
+        }
+    }
+
+    @Test("With the store failing, appends still succeed; shutdown says records remain, and the next start ships them")
+    func storeOutage() async throws {
+        let database = try await TestDatabase.make(.sqlite)
+        defer { Task { await database.destroy() } }
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let records = Self.records(50)
+        do {
+            // Not migrated: every insert fails, as with a store that is away.
+            let broken = try await database.open()
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.retryDelay = .milliseconds(10)
+            configuration.shutdownAttempts = 2
+            let journal = try AuditJournal(store: broken, configuration: configuration, logger: TestDatabase.logger)
+            let shipper = Task { await journal.run() }
+            try await Self.appendAll(journal, records)
+            shipper.cancel()
+            await shipper.value
+            await #expect(throws: BrokerError.self) { try await journal.shutdown() }
+            #expect(try Self.segments(in: directory).count == 1)
+            try await broken.close()
+        }
+        let store = try await database.open()
+        _ = try await store.migrate()
+        let journal = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+        let shipper = Task { await journal.run() }
+        shipper.cancel()
+        await shipper.value
+        try await journal.shutdown()
+        #expect(try await Self.stored(store) == Set(records.map(\.id)))
+        try await store.close()
+    }
+
+    @Test("Past its byte bound the journal refuses appends instead of growing")
+    func bounded() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.maximumBytes = 4096
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            var accepted = 0
+            var refusal: BrokerError?
+            for record in Self.records(100) {
+                do {
+                    try await journal.appendDurably(record, deadline: .distantFuture, clock: Self.clock)
+                    accepted += 1
+                } catch let error as BrokerError {
+                    refusal = error
+                    break
+                }
+            }
+            #expect(accepted > 0 && accepted < 100)
+            #expect(refusal?.code == .storeTimeout)
+            #expect(await journal.health.isFull)
+            #expect(journal.bytesOnDisk <= 4096)
+            try? await journal.shutdown()
+        }
+    }
+}
