@@ -1,6 +1,7 @@
 import BrokerWire
 import CoreMetrics
 import Foundation
+import Synchronization
 
 extension BrokerService {
     /// Every framed request: answered by `respond`, then counted by method, status and reason and
@@ -10,16 +11,7 @@ extension BrokerService {
         let started = ContinuousClock.now
         let response = await respond(request, caller: caller, deadline: deadline)
         let elapsed = ContinuousClock.now - started
-        let method = ServiceMetrics.name(of: request.method)
-        Counter(
-            label: ServiceMetrics.requests,
-            dimensions: [
-                ("method", method), ("status", ServiceMetrics.name(of: response.status.code)),
-                ("reason", ServiceMetrics.name(of: response.status.reason)),
-            ]
-        ).increment()
-        CoreMetrics.Timer(label: ServiceMetrics.duration, dimensions: [("method", method)])
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        metricHandles.record(method: request.method, response.status, elapsed: elapsed)
         return response
     }
 }
@@ -28,6 +20,56 @@ extension BrokerService {
 enum ServiceMetrics {
     static let requests = "fedbroker_requests_total"
     static let duration = "fedbroker_request_duration_seconds"
+
+    /// The metric objects, made once per label set: making one goes through the metrics
+    /// factory's lock and a dictionary on every request otherwise. The label sets are the wire's
+    /// closed enums, so this holds at most a few hundred entries. One per service (not static),
+    /// so the objects come from the factory bootstrapped before the service was made.
+    final class Handles: Sendable {
+        private struct Labels: Hashable {
+            var method: Int
+            var code: Int
+            var reason: Int
+        }
+        private let counters = Mutex<[Labels: Counter]>([:])
+        private let timers = Mutex<[Int: CoreMetrics.Timer]>([:])
+
+        func record(method: WireRequest.OneOf_Method?, _ status: WireStatus, elapsed: Duration) {
+            let methodIndex = ServiceMetrics.index(of: method)
+            let labels = Labels(method: methodIndex, code: status.code.rawValue, reason: status.reason.rawValue)
+            let counter = counters.withLock { counters in
+                if let counter = counters[labels] { return counter }
+                let counter = Counter(
+                    label: ServiceMetrics.requests,
+                    dimensions: [
+                        ("method", ServiceMetrics.name(of: method)), ("status", ServiceMetrics.name(of: status.code)),
+                        ("reason", ServiceMetrics.name(of: status.reason)),
+                    ])
+                counters[labels] = counter
+                return counter
+            }
+            counter.increment()
+            let timer = timers.withLock { timers in
+                if let timer = timers[methodIndex] { return timer }
+                let timer = CoreMetrics.Timer(label: ServiceMetrics.duration, dimensions: [("method", ServiceMetrics.name(of: method))])
+                timers[methodIndex] = timer
+                return timer
+            }
+            timer.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        }
+    }
+
+    static func index(of method: WireRequest.OneOf_Method?) -> Int {
+        switch method {
+        case .generateDataKey: 1
+        case .wrap: 2
+        case .unwrap: 3
+        case .rewrap: 4
+        case .keyStatus: 5
+        case .health: 6
+        case nil: 0
+        }
+    }
 
     /// The method, as the protocol names it (docs/protocol.md); `none` for a request without one.
     static func name(of method: WireRequest.OneOf_Method?) -> String {

@@ -68,6 +68,7 @@ public final class BrokerService: BrokerRequestHandler {
     let clock: any WallClock
     let logger: Logger
     let tenantLimit: TenantConcurrencyLimit
+    let metricHandles = ServiceMetrics.Handles()
     let callerRecords: RecordCache<String, Caller?>
     let tenantRecords: RecordCache<TenantID, Tenant>
     let slotRecords: RecordCache<FICSlotID, FICSlot>
@@ -149,7 +150,13 @@ public final class BrokerService: BrokerRequestHandler {
         case .health, .none: operation = nil
         }
         let response: WireResponse
+        let requestID = Self.requestID(request.requestID)
         do {
+            guard let requestID else {
+                throw Refusal(
+                    status: .failure(.invalidArgument, .unspecified, "request_id must be 1-128 characters of printable ASCII (0x21-0x7E), or empty"),
+                    tenant: nil)
+            }
             switch request.method {
             case .health:
                 // OK either way, so the client reads the body: NOT_SERVING is an answer, not a failure.
@@ -245,7 +252,7 @@ public final class BrokerService: BrokerRequestHandler {
             // unaudited; a refusal is returned either way.
             let stored = await record(
                 operation, caller: caller, tenant: tenantID, keyVersion: keyVersion, response: response,
-                clientRequestID: clientRequestID, started: started, deadline: deadline)
+                requestID: requestID ?? UUID().uuidString.lowercased(), clientRequestID: clientRequestID, started: started, deadline: deadline)
             // A refusal is withheld too: every answer, refusals included, leaves only with its record.
             if !stored {
                 return .failure(
@@ -256,6 +263,14 @@ public final class BrokerService: BrokerRequestHandler {
     }
 
     // MARK: Steps
+
+    /// The request's id: the caller's (`request_id`, checked: 1-128 printable ASCII characters,
+    /// so it goes into the audit trail as it is), or a fresh one; nil when the caller's is invalid.
+    static func requestID(_ given: String) -> String? {
+        if given.isEmpty { return UUID().uuidString.lowercased() }
+        guard given.utf8.count <= 128, given.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else { return nil }
+        return given
+    }
 
     /// Text from a request, fit to be echoed in an answer and stored in the audit trail: it is
     /// the caller's, unauthenticated at the point it is echoed, and up to a frame long.
@@ -281,7 +296,11 @@ public final class BrokerService: BrokerRequestHandler {
         }
         let tenant: Tenant
         do {
-            tenant = try await fromStore(deadline) { [tenantRecords, store] in try await tenantRecords.value(for: id) { try await store.tenant(id) } }
+            if let cached = tenantRecords.cached(id) {
+                tenant = cached
+            } else {
+                tenant = try await fromStore(deadline) { [tenantRecords, store] in try await tenantRecords.value(for: id) { try await store.tenant(id) } }
+            }
         } catch let error as BrokerError where error.code == .notFound {
             throw Refusal(status: .failure(.notFound, .tenantUnknown, "no tenant \(id) is registered"), tenant: id)
         }
@@ -299,7 +318,8 @@ public final class BrokerService: BrokerRequestHandler {
 
     /// The caller's record (nil: unknown), read through the record cache within the deadline.
     func callerRecord(_ caller: CallerIdentity, deadline: Date) async throws -> Caller? {
-        try await fromStore(deadline) { [callerRecords, store] in
+        if let cached = callerRecords.cached(caller.name) { return cached }
+        return try await fromStore(deadline) { [callerRecords, store] in
             try await callerRecords.value(for: caller.name) { try await store.caller(identity: caller.name) }
         }
     }
@@ -354,7 +374,12 @@ public final class BrokerService: BrokerRequestHandler {
         guard let slotID = tenant.slotID else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id) has no FIC slot"), tenant: tenant.id)
         }
-        let slot = try await fromStore(deadline) { [slotRecords, store] in try await slotRecords.value(for: slotID) { try await store.slot(slotID) } }
+        let slot: FICSlot
+        if let cached = slotRecords.cached(slotID) {
+            slot = cached
+        } else {
+            slot = try await fromStore(deadline) { [slotRecords, store] in try await slotRecords.value(for: slotID) { try await store.slot(slotID) } }
+        }
         guard slot.state.isServing else {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id)'s slot \(slotID) is \(slot.state.rawValue)"), tenant: tenant.id)
         }
@@ -623,13 +648,13 @@ public final class BrokerService: BrokerRequestHandler {
     /// Stores the operation's audit record, returning once it is committed; false if it was not.
     func record(
         _ operation: KeyOperation, caller: CallerIdentity, tenant: TenantID?, keyVersion: String?, response: WireResponse,
-        clientRequestID: String?, started: Date, deadline: Date
+        requestID: String, clientRequestID: String?, started: Date, deadline: Date
     ) async -> Bool {
         let ok = response.status.code == .ok
         let record = AuditRecord(
             time: started, actor: caller.description, tenantID: tenant, operation: "key.\(operation.rawValue)", keyVersion: keyVersion,
             outcome: ok ? .success : .failure(code: "\(response.status.reason)"),
-            latencyMicroseconds: Int64(clock.now.timeIntervalSince(started) * 1_000_000), requestID: UUID().uuidString.lowercased(),
+            latencyMicroseconds: Int64(clock.now.timeIntervalSince(started) * 1_000_000), requestID: requestID,
             clientRequestID: clientRequestID, detail: ok ? nil : response.status.message)
         do {
             // Bounded like every store call: past the deadline the answer is withheld (the record

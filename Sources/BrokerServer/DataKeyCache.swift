@@ -1,6 +1,7 @@
 import Crypto
 import FedBrokerCore
 import Foundation
+import NIOCore
 import Synchronization
 
 /// Plaintext data keys recently unwrapped, so a hot blob costs one vault call per few minutes
@@ -49,6 +50,11 @@ public final class DataKeyCache: Sendable {
 
     private struct State {
         var entries: [Key: Entry] = [:]
+        /// Keys in the order they were stored, with the sequence they were stored under: the
+        /// oldest live entry is found from the front in O(1) amortized (an element whose entry
+        /// is gone or was stored again since is stale and skipped), instead of a scan of every
+        /// entry under the lock on each insertion into a full cache.
+        var order = CircularBuffer<(key: Key, sequence: UInt64)>()
         var nextSequence: UInt64 = 0
         var evictions = 0
         /// Bumped by every purge: a vault call that began before a purge must not put its key
@@ -100,15 +106,24 @@ public final class DataKeyCache: Sendable {
         let stored = state.withLock { s -> (evicted: Bool, count: Int)? in
             if let epoch, epoch != s.purges { return nil }
             var evicted = false
-            if s.entries[key] == nil, s.entries.count >= policy.maximumEntries,
-                let oldest = s.entries.min(by: { $0.value.sequence < $1.value.sequence })?.key
-            {
-                s.entries[oldest] = nil
-                s.evictions += 1
-                evicted = true
+            if s.entries[key] == nil, s.entries.count >= policy.maximumEntries {
+                while let oldest = s.order.popFirst() {
+                    guard s.entries[oldest.key]?.sequence == oldest.sequence else { continue }  // stale
+                    s.entries[oldest.key] = nil
+                    s.evictions += 1
+                    evicted = true
+                    break
+                }
             }
             s.entries[key] = Entry(secret: secret, storedAt: now, uses: 0, sequence: s.nextSequence)
+            s.order.append((key, s.nextSequence))
             s.nextSequence += 1
+            // Stale elements (entries expired, purged or stored again) are dropped when they
+            // outnumber the live ones, so the order stays within twice the cache's size.
+            if s.order.count > 2 * s.entries.count + 1024 {
+                let live = s.entries
+                s.order = CircularBuffer(s.order.filter { live[$0.key]?.sequence == $0.sequence })
+            }
             return (evicted, s.entries.count)
         }
         if let stored { metrics.evicted(stored.evicted ? 1 : 0, leaving: stored.count) }
@@ -130,7 +145,10 @@ public final class DataKeyCache: Sendable {
     public func purgeAll() {
         let purged = state.withLock { s in
             s.purges &+= 1
-            defer { s.entries.removeAll() }
+            defer {
+                s.entries.removeAll()
+                s.order.removeAll()
+            }
             return s.entries.count
         }
         metrics.purged(purged, leaving: 0)

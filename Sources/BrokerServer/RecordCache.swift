@@ -33,6 +33,15 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         self.clock = clock
     }
 
+    /// The record if it is cached and fresh: the hot path's answer without a task or a wait.
+    func cached(_ key: Key) -> Value? {
+        let now = clock.now
+        return state.withLock { state in
+            guard let entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge else { return nil }
+            return entry.value
+        }
+    }
+
     /// `deadline` bounds this caller's wait; a load shared with others goes on for them. The
     /// request path passes none: it bounds the whole read with `withStoreDeadline` already.
     func value(for key: Key, deadline: Date? = nil, load: @escaping @Sendable () async throws -> Value) async throws -> Value {

@@ -87,6 +87,8 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
     private let quarantineFile: AuditQuarantineFile?
     private let quarantined = Atomic<Int>(0)
+    /// The directory's lock, held for the journal's life.
+    private let lockDescriptor: Atomic<Int32>
 
     private let journalBytes = Gauge(label: "fedbroker_audit_journal_bytes")
     private let syncDuration = CoreMetrics.Timer(label: "fedbroker_audit_journal_sync_duration_seconds")
@@ -105,9 +107,17 @@ public final class AuditJournal: AuditTrail, Sendable {
                 closingAttempts: configuration.shutdownAttempts))
         self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
         try AuditJournalSegments.prepare(directory: configuration.directory)
+        let lock = try AuditJournalSegments.lock(directory: configuration.directory)
+        lockDescriptor = Atomic(lock)
         let existing = try AuditJournalSegments.existing(in: configuration.directory)
         let next = (existing.last?.sequence ?? 0) + 1
-        let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+        let descriptor: Int32
+        do {
+            descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+        } catch {
+            close(lock)
+            throw error
+        }
         let header = AuditJournalSegments.header.count
         state.withLock {
             $0.segments = existing.map { Segment(sequence: $0.sequence, end: $0.size, sealed: true) } + [Segment(sequence: next, end: header, sealed: false)]
@@ -412,6 +422,18 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     // MARK: Health and shutdown
 
+    private func releaseLock() {
+        let lock = lockDescriptor.exchange(-1, ordering: .relaxed)
+        if lock >= 0 { close(lock) }
+    }
+
+    /// A journal dropped without `shutdown()` (a test's simulated crash) lets the directory go.
+    deinit {
+        releaseLock()
+        let descriptor = state.withLock { $0.activeDescriptor }
+        if descriptor >= 0 { close(descriptor) }
+    }
+
     public var health: AuditWriter.Health {
         get async {
             state.withLock { state in
@@ -473,6 +495,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             for segment in left { _ = try? retire(segment, path: configuration.directory + "/" + AuditJournalSegments.name(segment.sequence), damaged: nil) }
         }
         try? await thread.shutdownGracefully()
+        releaseLock()
         if !finished {
             let (bytes, records) = state.withLock { ($0.bytes, $0.unshippedRecords) }
             throw BrokerError(

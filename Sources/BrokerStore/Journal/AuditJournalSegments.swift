@@ -42,6 +42,25 @@ enum AuditJournalSegments {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     }
 
+    /// Takes the directory for this process (an exclusive `flock` on `LOCK`, held until the
+    /// descriptor is closed or the process dies): two processes appending to one journal would
+    /// interleave segments and ship each other's records.
+    static func lock(directory: String) throws -> Int32 {
+        let path = directory + "/LOCK"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw Failure("cannot open", path) }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK {
+                throw Failure(
+                    message: "the audit journal \(directory) is in use by another fedbroker process; give each replica its own audit.journalDirectory")
+            }
+            throw Failure("cannot lock", path, errno: code)
+        }
+        return fd
+    }
+
     /// Existing segments, oldest first, with their sizes.
     static func existing(in directory: String) throws -> [(sequence: UInt64, size: Int)] {
         try FileManager.default.contentsOfDirectory(atPath: directory).compactMap { name -> (UInt64, Int)? in

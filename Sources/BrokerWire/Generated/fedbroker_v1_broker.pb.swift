@@ -243,6 +243,12 @@ public nonisolated struct Fedbroker_V1_Request: Sendable {
   /// DEADLINE_EXCEEDED (docs/protocol.md, "Calls").
   public var timeoutMs: UInt32 = 0
 
+  /// An id of the caller's choosing for this call: 1-128 characters of printable ASCII (0x21-0x7E),
+  /// for example the caller's own trace or request id. The operation's audit record carries it, so
+  /// the caller's logs and the broker's audit trail meet on it. Empty: the broker makes one. Anything
+  /// else is INVALID_ARGUMENT (docs/protocol.md, "Calls").
+  public var requestID: String = String()
+
   public var method: Fedbroker_V1_Request.OneOf_Method? = nil
 
   public var generateDataKey: Fedbroker_V1_GenerateDataKeyRequest {
@@ -657,7 +663,7 @@ nonisolated extension Fedbroker_V1_Reason: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timeout_ms\0\u{4}\u{9}generate_data_key\0\u{1}wrap\0\u{1}unwrap\0\u{1}rewrap\0\u{3}key_status\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}timeout_ms\0\u{3}request_id\0\u{4}\u{8}generate_data_key\0\u{1}wrap\0\u{1}unwrap\0\u{1}rewrap\0\u{3}key_status\0\u{1}health\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -666,6 +672,7 @@ nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       case 10: try {
         var v: Fedbroker_V1_GenerateDataKeyRequest?
         var hadOneofValue = false
@@ -757,6 +764,9 @@ nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf
     if self.timeoutMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 1)
     }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 2)
+    }
     switch self.method {
     case .generateDataKey?: try {
       guard case .generateDataKey(let v)? = self.method else { preconditionFailure() }
@@ -789,6 +799,7 @@ nonisolated extension Fedbroker_V1_Request: SwiftProtobuf.Message, SwiftProtobuf
 
   public static func ==(lhs: Fedbroker_V1_Request, rhs: Fedbroker_V1_Request) -> Bool {
     if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.method != rhs.method {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -50,6 +50,10 @@ struct BenchCommand: AsyncParsableCommand {
     var coldStartDir: String = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/fedbroker-bench" : NSTemporaryDirectory() + "fedbroker-bench"
     @Option(name: .long, help: "Where the cached and uncached parts keep their SQLite store. Every key operation commits its audit record (fsync) before it answers, so this disk's fsync latency is in every figure; /dev/shm takes it out.")
     var storeDir: String = NSTemporaryDirectory()
+    enum AuditPath: String, ExpressibleByArgument, CaseIterable { case journal, store }
+
+    @Option(name: .long, help: "Where key operations' audit records become durable before the answer: journal (serve's default: local write-ahead log, shipped to the store behind) or store (the store's commit on every operation).")
+    var audit: AuditPath = .journal
     @Option(name: .long, help: "Where the JSON results go.")
     var output: String = "bench-results.json"
 
@@ -64,12 +68,13 @@ struct BenchCommand: AsyncParsableCommand {
         logger.logLevel = .error
         var results = BenchResults(machine: .current)
         results.storeDirectory = storeDir
+        results.audit = audit.rawValue
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir) { world in
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .journal) { world in
                 if parts.contains(.cached) { results.cached = try await cached(world) }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }

@@ -40,6 +40,8 @@ struct BenchResults: Codable {
     var machine: Machine
     var debugBuild = false
     /// Where the broker's store (and its audit trail) was: its fsync latency is in the figures.
+    /// Where audit records became durable: `journal` or `store`.
+    var audit: String?
     var storeDirectory: String?
     var cached: [CachedPoint]?
     var uncached: UncachedResult?
@@ -49,7 +51,7 @@ struct BenchResults: Codable {
 
     func table() -> String {
         func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(storeDirectory.map { " — store (audit committed per answer) in \($0)" } ?? "")"]
+        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(storeDirectory.map { " — store in \($0)" } ?? "")\(audit.map { " — audit durable in the \($0) before each answer" } ?? "")"]
         if let cached {
             lines.append("")
             lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")

@@ -41,7 +41,7 @@ struct BenchWorld {
 
     /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation
     ///   commits before it answers) lives; its disk's fsync latency is part of every figure.
-    static func withWorld<T: Sendable>(logger: Logger, storeDirectory: String, _ body: (BenchWorld) async throws -> T) async throws -> T {
+    static func withWorld<T: Sendable>(logger: Logger, storeDirectory: String, journal: Bool = true, _ body: (BenchWorld) async throws -> T) async throws -> T {
         RSAKeyMaterial.reuse(true)
         var emulatorConfiguration = AzureEmulator.Configuration()
         emulatorConfiguration.seedDefaultScenario = true
@@ -72,6 +72,9 @@ struct BenchWorld {
             var configuration = BrokerAppConfiguration(
                 store: .sqlite(path: directory.appendingPathComponent("broker.db").path), service: serviceConfiguration)
             configuration.transport.tls = try pki.serverTLS()
+            // As `serve` runs by default: audit records durable in the local journal, shipped to
+            // the store behind; without it every key operation waits for the store's commit.
+            if journal { configuration.auditJournal = .init(directory: directory.appendingPathComponent("audit-journal").path) }
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
             let store = app.store
             let http = try environment.makeHTTPClient()  // the bench's own direct Key Vault calls
