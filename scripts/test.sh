@@ -95,6 +95,10 @@ if [ "${FEDBROKER_SKIP_SDK_CHECK:-0}" != 1 ]; then
 fi
 scripts/smoke-emulator.sh .build/debug/fedbroker "$sdk_python"
 
+# The hot path's regression guard (docs/operations.md): a cached Unwrap's cost as a ratio to a
+# fixed computation, against Benchmarks/hot-path.json; a change that doubles it fails. Seconds.
+scripts/hot-path-guard.sh
+
 # The parsers that read input from outside, fuzzed for 30 s each from the committed seed corpus
 # (docs/fuzzing.md): a separate release build of Fuzz/ with libFuzzer; any crash fails the run.
 scripts/fuzz.sh 30

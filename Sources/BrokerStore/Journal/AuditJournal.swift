@@ -35,6 +35,10 @@ public final class AuditJournal: AuditTrail, Sendable {
         public var maximumBytes: Int = 1 << 30
         /// Records per store transaction when shipping.
         public var batchSize: Int = 500
+        /// How long the shipper lets records gather after it is woken, so the store gets a few
+        /// large transactions a second rather than one per group commit (each store commit is a
+        /// sync of its own). The store lags the journal by about this much; nothing waits on it.
+        public var shipDelay: Duration = .milliseconds(100)
         /// The first pause after a failed shipment; it doubles up to `maximumRetryDelay`.
         public var retryDelay: Duration = .milliseconds(500)
         public var maximumRetryDelay: Duration = .seconds(30)
@@ -252,6 +256,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             switch action {
             case .none:
                 await waitForRecords()
+                guard (try? await Task.sleep(for: configuration.shipDelay)) != nil else { break }
                 action = machine.withLock { $0.wake(now: .now) }
             case .ship:
                 action = await shipOnce()

@@ -36,6 +36,9 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
     /// Why it matters: the per-vault budget, circuit breaker and the blob-versus-record check are
     /// keyed by this string, so `HTTPS://Vault.vault.azure.net:443/` must not count as another vault.
     public static func canonicalVaultURL(_ text: String) -> String? {
+        // Every blob the broker wrote carries the canonical form already, and it is checked on
+        // every Unwrap: recognise it with one pass over the bytes before parsing a URL.
+        if isCanonicalVaultURL(text) { return text }
         var url = text.trimmingCharacters(in: .whitespaces)
         guard url.utf8.count <= 512 else { return nil }
         while url.hasSuffix("/") { url.removeLast() }
@@ -50,6 +53,27 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
         case nil, 443: return "https://\(host)"
         case let port?: return (1...65535).contains(port) ? "https://\(host):\(port)" : nil
         }
+    }
+
+    /// Whether `text` is already what `canonicalVaultURL` returns for it, in its commonest form:
+    /// `https://` and a host of lowercase letters, digits, dashes and dots (no empty label, no
+    /// trailing dot), without a port. Anything else takes the full parse.
+    static func isCanonicalVaultURL(_ text: String) -> Bool {
+        let utf8 = text.utf8
+        guard utf8.count > 8, utf8.count <= 512, utf8.starts(with: "https://".utf8) else { return false }
+        var previous = UInt8(ascii: ".")  // so that a leading dot fails
+        for byte in utf8.dropFirst(8) {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"):
+                break
+            case UInt8(ascii: "."):
+                guard previous != UInt8(ascii: ".") else { return false }
+            default:
+                return false
+            }
+            previous = byte
+        }
+        return previous != UInt8(ascii: ".")
     }
 
     /// Key Vault's key names: 1-127 ASCII letters, digits and dashes.

@@ -22,15 +22,17 @@ struct BenchCommand: AsyncParsableCommand {
             beside an echo server with the same transport and TLS that answers with a canned Unwrap (no broker logic).
             2. uncached: Unwrap that misses the cache (a fresh blob each time), one at a time, through the broker \
             vs the Key Vault client calling the emulator directly with the same token.
+            4. hot-path: cached Unwrap through the service in process (no socket, no Azure), --iterations times; \
+            scripts/hot-path-guard.sh counts its instructions under callgrind.
             3. cold-start: `fedbroker serve` started as a new process on a store of --tenants tenants over --slots slots: \
             time until it served its first Unwrap, and its resident memory then.
             Build with -c release first; a debug build measures the compiler, not the broker.
             """
     )
 
-    enum Part: String, ExpressibleByArgument, CaseIterable { case cached, uncached, coldStart = "cold-start" }
+    enum Part: String, ExpressibleByArgument, CaseIterable { case cached, uncached, coldStart = "cold-start", hotPath = "hot-path" }
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start.")
+    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start hot-path.")
     var parts: [Part] = Part.allCases
     @Option(name: .long, parsing: .upToNextOption, help: "Concurrent callers for the cached part.")
     var concurrency: [Int] = [1, 16, 64, 256]
@@ -42,6 +44,8 @@ struct BenchCommand: AsyncParsableCommand {
     var connections: Int = 2
     @Option(name: .long, help: "Uncached unwraps measured (each pair: broker, then direct). The broker paces a vault at 800 calls per 10 s, and each sample costs it two (a wrap to make the blob, the unwrap).")
     var uncachedSamples: Int = 200
+    @Option(name: .long, help: "Cached Unwraps through the service in process (hot-path part; 0 measures setup alone, for the instruction-count guard).")
+    var iterations: Int = 2000
     @Option(name: .long, help: "Tenants registered for the cold start.")
     var tenants: Int = 10_000
     @Option(name: .long, help: "FIC slots for the cold start (at most 20).")
@@ -54,10 +58,13 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Where key operations' audit records become durable before the answer: journal (serve's default: local write-ahead log, shipped to the store behind) or store (the store's commit on every operation).")
     var audit: AuditPath = .journal
+    @Option(name: .long, help: "A PostgreSQL server (postgres://USER@HOST:PORT/DB?sslmode=…) for the cached and uncached parts' store, instead of SQLite: the bench makes a database of its own there and drops it after.")
+    var databaseURL: String?
     @Option(name: .long, help: "Where the JSON results go.")
     var output: String = "bench-results.json"
 
     func validate() throws {
+        guard iterations >= 0 else { throw ValidationError("--iterations must be 0 or more") }
         guard seconds > 0, rounds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --rounds, --connections, --uncached-samples must be positive") }
         guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
         guard concurrency.allSatisfy({ $0 > 0 }) else { throw ValidationError("--concurrency values must be positive") }
@@ -69,15 +76,20 @@ struct BenchCommand: AsyncParsableCommand {
         var results = BenchResults(machine: .current)
         results.storeDirectory = storeDir
         results.audit = audit.rawValue
+        results.store = databaseURL == nil ? "sqlite" : "postgres"
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .journal) { world in
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .journal, databaseURL: databaseURL) { world in
                 if parts.contains(.cached) { results.cached = try await cached(world) }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }
+        }
+        if parts.contains(.hotPath) {
+            note("hot path: \(iterations) cached Unwraps through the service in process …")
+            results.hotPath = try await HotPath(iterations: iterations, directory: storeDir, logger: logger).run()
         }
         if parts.contains(.coldStart) {
             results.coldStart = try await ColdStart(tenants: tenants, slots: slots, directory: coldStartDir, logger: logger, note: note).run()

@@ -42,16 +42,19 @@ struct BenchResults: Codable {
     /// Where the broker's store (and its audit trail) was: its fsync latency is in the figures.
     /// Where audit records became durable: `journal` or `store`.
     var audit: String?
+    /// `sqlite` or `postgres`.
+    var store: String?
     var storeDirectory: String?
     var cached: [CachedPoint]?
     var uncached: UncachedResult?
     var coldStart: ColdStartResult?
+    var hotPath: HotPath.Result?
 
     init(machine: Machine) { self.machine = machine }
 
     func table() -> String {
         func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(storeDirectory.map { " — store in \($0)" } ?? "")\(audit.map { " — audit durable in the \($0) before each answer" } ?? "")"]
+        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(store.map { " — \($0) store" } ?? "")\(storeDirectory.map { " in \($0)" } ?? "")\(audit.map { " — audit durable in the \($0) before each answer" } ?? "")"]
         if let cached {
             lines.append("")
             lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")
@@ -75,6 +78,11 @@ struct BenchResults: Codable {
             lines.append("3. Cold start: \(c.tenants) tenants on \(c.slots) slots")
             lines.append("   listening after \(f(c.secondsToListen, 3)) s; first GenerateDataKey answered after \(f(c.secondsToFirstKeyOperation, 3)) s")
             lines.append("   resident memory \(f(c.residentMegabytes, 1)) MiB (peak \(f(c.peakResidentMegabytes, 1)) MiB); exit status after SIGTERM \(c.exitStatus)")
+        }
+        if let h = hotPath, h.iterations > 0 {
+            lines.append("")
+            lines.append("4. Hot path in process (cached Unwrap through the service, no socket): \(h.iterations) calls, one at a time")
+            lines.append("   \(f(h.microsecondsPerCall ?? 0, 1)) µs per call; reference computation \(f(h.microsecondsPerReference ?? 0, 1)) µs; ratio \(f(h.ratioToReference ?? 0, 3)) (median of \(HotPath.rounds) rounds)")
         }
         return lines.joined(separator: "\n")
     }

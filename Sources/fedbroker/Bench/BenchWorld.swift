@@ -41,7 +41,8 @@ struct BenchWorld {
 
     /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation
     ///   commits before it answers) lives; its disk's fsync latency is part of every figure.
-    static func withWorld<T: Sendable>(logger: Logger, storeDirectory: String, journal: Bool = true, _ body: (BenchWorld) async throws -> T) async throws -> T {
+    static func withWorld<T: Sendable>(
+        logger: Logger, storeDirectory: String, journal: Bool = true, databaseURL: String? = nil, _ body: (BenchWorld) async throws -> T) async throws -> T {
         RSAKeyMaterial.reuse(true)
         var emulatorConfiguration = AzureEmulator.Configuration()
         emulatorConfiguration.seedDefaultScenario = true
@@ -69,13 +70,22 @@ struct BenchWorld {
             serviceConfiguration.cache.maximumUses = Int.max
             let pki = try LocalPKI()
             // The broker exactly as `serve` assembles it; the echo baseline is a bare listener.
-            var configuration = BrokerAppConfiguration(
-                store: .sqlite(path: directory.appendingPathComponent("broker.db").path), service: serviceConfiguration)
+            // PostgreSQL: a database of the run's own on the named server, dropped afterwards.
+            var scratch: String?
+            if let databaseURL { scratch = try await PostgresScratchDatabase.create(on: databaseURL, prefix: "bench") }
+            let storeConfiguration = try scratch.map { try StoreConfiguration(databaseURL: $0) } ?? .sqlite(path: directory.appendingPathComponent("broker.db").path)
+            var configuration = BrokerAppConfiguration(store: storeConfiguration, service: serviceConfiguration)
             configuration.transport.tls = try pki.serverTLS()
             // As `serve` runs by default: audit records durable in the local journal, shipped to
             // the store behind; without it every key operation waits for the store's commit.
             if journal { configuration.auditJournal = .init(directory: directory.appendingPathComponent("audit-journal").path) }
-            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            let app: BrokerApp
+            do {
+                app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            } catch {
+                if let scratch, let databaseURL { try? await PostgresScratchDatabase.drop(scratch, on: databaseURL) }
+                throw error
+            }
             let store = app.store
             let http = try environment.makeHTTPClient()  // the bench's own direct Key Vault calls
             let result: Result<T, any Error>
@@ -101,6 +111,7 @@ struct BenchWorld {
                 result = .failure(error)
             }
             try? await http.shutdown()
+            if let scratch, let databaseURL { try? await PostgresScratchDatabase.drop(scratch, on: databaseURL) }
             return try result.get()
         }
     }
