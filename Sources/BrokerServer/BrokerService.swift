@@ -296,7 +296,7 @@ public final class BrokerService: BrokerRequestHandler {
         }
         let tenant: Tenant
         do {
-            if let cached = tenantRecords.cached(id) {
+            if let cached = tenantRecords.cached(id, refreshing: { [store] in try await store.tenant(id) }) {
                 tenant = cached
             } else {
                 tenant = try await fromStore(deadline) { [tenantRecords, store] in try await tenantRecords.value(for: id) { try await store.tenant(id) } }
@@ -318,7 +318,7 @@ public final class BrokerService: BrokerRequestHandler {
 
     /// The caller's record (nil: unknown), read through the record cache within the deadline.
     func callerRecord(_ caller: CallerIdentity, deadline: Date) async throws -> Caller? {
-        if let cached = callerRecords.cached(caller.name) { return cached }
+        if let cached = callerRecords.cached(caller.name, refreshing: { [store] in try await store.caller(identity: caller.name) }) { return cached }
         return try await fromStore(deadline) { [callerRecords, store] in
             try await callerRecords.value(for: caller.name) { try await store.caller(identity: caller.name) }
         }
@@ -375,7 +375,7 @@ public final class BrokerService: BrokerRequestHandler {
             throw Refusal(status: .failure(.failedPrecondition, .identityUnavailable, "tenant \(tenant.id) has no FIC slot"), tenant: tenant.id)
         }
         let slot: FICSlot
-        if let cached = slotRecords.cached(slotID) {
+        if let cached = slotRecords.cached(slotID, refreshing: { [store] in try await store.slot(slotID) }) {
             slot = cached
         } else {
             slot = try await fromStore(deadline) { [slotRecords, store] in try await slotRecords.value(for: slotID) { try await store.slot(slotID) } }

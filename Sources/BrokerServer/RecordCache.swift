@@ -11,6 +11,8 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private struct Entry {
         var value: Value
         var loadedAt: Date
+        /// A background refresh of this entry is under way.
+        var refreshing = false
     }
 
     private struct State {
@@ -34,12 +36,33 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     }
 
     /// The record if it is cached and fresh: the hot path's answer without a task or a wait.
-    func cached(_ key: Key) -> Value? {
+    ///
+    /// Past half its age, the first caller to see it also starts one background `load` (refresh
+    /// ahead): a hot record is replaced before it expires, so requests do not all stall on the
+    /// store once per `maximumAge`. The age bound is unchanged: a record is never served older
+    /// than `maximumAge`, counted from when the load that produced it began.
+    func cached(_ key: Key, refreshing load: (@Sendable () async throws -> Value)? = nil) -> Value? {
         let now = clock.now
-        return state.withLock { state in
-            guard let entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge else { return nil }
-            return entry.value
+        let (value, refresh) = state.withLock { state -> (Value?, UInt64?) in
+            guard var entry = state.entries[key], now.timeIntervalSince(entry.loadedAt) < maximumAge else { return (nil, nil) }
+            guard load != nil, !entry.refreshing, now.timeIntervalSince(entry.loadedAt) >= maximumAge / 2 else { return (entry.value, nil) }
+            entry.refreshing = true
+            state.entries[key] = entry
+            return (entry.value, state.generation)
         }
+        if let generation = refresh, let load {
+            Task {
+                let value = try? await load()
+                state.withLock { state in
+                    guard let value, state.generation == generation else {
+                        state.entries[key]?.refreshing = false
+                        return
+                    }
+                    state.entries[key] = Entry(value: value, loadedAt: now)
+                }
+            }
+        }
+        return value
     }
 
     /// `deadline` bounds this caller's wait; a load shared with others goes on for them. The

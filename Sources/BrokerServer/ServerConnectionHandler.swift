@@ -41,6 +41,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var tasks: [UInt32: Task<Void, Never>] = [:]
     private var deadlines: [UInt32: Scheduled<Void>] = [:]
     private var closing = false
+    /// A flush is queued on the event loop: frames written until it runs leave in one TLS write.
+    private var flushQueued = false
 
     /// Lets the service's own answer at the deadline (a vault timeout, with its reason) win
     /// over the transport's generic one.
@@ -286,13 +288,27 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let frame, !closing else { return }
         var buffer = context.channel.allocator.buffer(capacity: Frame.headerLength + frame.payload.readableBytes)
         try? FrameEncoder().encode(data: frame, out: &buffer)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        // Not flushed at once: answers that complete together (a journal sync resumes a whole
+        // batch of them) go out in one TLS record and one system call. The flush runs after the
+        // event loop's tasks already queued, which is where those answers are.
+        context.write(wrapOutboundOut(buffer), promise: nil)
+        guard !flushQueued else { return }
+        flushQueued = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = loopBound.value
+            handler.flushQueued = false
+            guard !handler.closing else { return }
+            context.flush()
+        }
     }
 
     private func close(context: ChannelHandlerContext) {
         guard !closing else { return }
         closing = true
         cancelTimers()
+        // What was written and not yet flushed (a GOAWAY saying why) leaves before the close.
+        if flushQueued { context.flush() }
         context.close(promise: nil)
     }
 

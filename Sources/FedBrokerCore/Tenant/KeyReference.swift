@@ -56,23 +56,38 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
     }
 
     /// Whether `text` is already what `canonicalVaultURL` returns for it, in its commonest form:
-    /// `https://` and a host of lowercase letters, digits, dashes and dots (no empty label, no
-    /// trailing dot), without a port. Anything else takes the full parse.
+    /// `https://`, a host of lowercase letters, digits, dashes and dots (no empty label, no
+    /// trailing dot), and perhaps `:port` (1-65535 without a leading zero, not 443). Anything else
+    /// takes the full parse.
     static func isCanonicalVaultURL(_ text: String) -> Bool {
         let utf8 = text.utf8
         guard utf8.count > 8, utf8.count <= 512, utf8.starts(with: "https://".utf8) else { return false }
         var previous = UInt8(ascii: ".")  // so that a leading dot fails
+        var port: Int?
         for byte in utf8.dropFirst(8) {
+            if var digits = port {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte), digits != 0 || previous == UInt8(ascii: ":") else { return false }
+                guard !(digits == 0 && byte == UInt8(ascii: "0")) else { return false }  // a leading zero
+                digits = digits * 10 + Int(byte - UInt8(ascii: "0"))
+                guard digits <= 65535 else { return false }
+                port = digits
+                previous = byte
+                continue
+            }
             switch byte {
             case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"):
                 break
             case UInt8(ascii: "."):
                 guard previous != UInt8(ascii: ".") else { return false }
+            case UInt8(ascii: ":"):
+                guard previous != UInt8(ascii: ".") else { return false }
+                port = 0
             default:
                 return false
             }
             previous = byte
         }
+        if let port { return port != 0 && port != 443 }
         return previous != UInt8(ascii: ".")
     }
 
