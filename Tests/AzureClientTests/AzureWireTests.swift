@@ -102,6 +102,17 @@ import Testing
         }
     }
 
+    @Test("a token's description is the redacted template whatever the token (FuzzAzureResponses' finding: a short token)")
+    func entraTokenDescriptionIsRedacted() throws {
+        // The fuzzer's input: a two-letter token, which the harness's substring check mistook
+        // for a leak ("en" is in "expiresIn"). The description never holds the token's bytes.
+        for secret in ["en", "eyJ0eXAiOiJKV1QifQ.e30.c2lnbmF0dXJl"] {
+            let token = try EntraTokenBody(parsing: body(#"{"token_type":"Bearer","expires_in":86398,"xe_texpires_in":86399,"access_token":"\#(secret)"}"#))
+            #expect(token.accessToken == secret)
+            #expect(token.description == "EntraTokenBody(expiresIn: 86398.0, accessToken: <redacted>)")
+        }
+    }
+
     @Test("an Entra error keeps its code and error; text is bounded and escaped; an absurd code is dropped")
     func entraError() throws {
         let error = try #require(EntraErrorBody(parsing: body(
