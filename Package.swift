@@ -19,7 +19,10 @@ let package = Package(
     name: "fedbroker",
     platforms: [.macOS(.v15)],
     products: [
+        // What production runs: serve, migrate, the staff and SRE CLI, probe. No emulator in it.
         .executable(name: "fedbroker", targets: ["fedbroker"]),
+        // For developers only, never shipped: the emulator, the demo, the benchmark.
+        .executable(name: "fedbroker-dev", targets: ["fedbroker-dev"]),
         .library(name: "FedBrokerCore", targets: ["FedBrokerCore"]),
         // Azure's answers parsed within bounds, with no HTTP stack: what Fuzz/ links.
         .library(name: "AzureWire", targets: ["AzureWire"]),
@@ -320,7 +323,6 @@ let package = Package(
             name: "fedbroker",
             dependencies: [
                 "FedBrokerCore",
-                "AzureEmulator",
                 "AzureHTTP",
                 "AzureIdentity",
                 "KeyVault",
@@ -331,7 +333,6 @@ let package = Package(
                 "AdminClient",
                 "AdminAPIModel",
                 "AdminAPI",
-                "FedBrokerTestSupport",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -349,7 +350,40 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // What the tests (and, until it moves to the developer executable, the bench) share: the
+        // The developer executable: the Azure emulator (a token issuer that signs whatever it is
+        // told to), the demo and the benchmarks. It depends on `fedbroker` so that building it
+        // builds the production binary too: the demo runs that binary as a child process, exactly as
+        // deployed, and links none of its code.
+        .executableTarget(
+            name: "fedbroker-dev",
+            dependencies: [
+                "fedbroker",
+                "FedBrokerCore",
+                "AzureEmulator",
+                "AzureHTTP",
+                "AzureIdentity",
+                "KeyVault",
+                "BrokerServer",
+                "BrokerClient",
+                "BrokerWire",
+                "BrokerApp",
+                "BrokerStore",
+                "FedBrokerTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/fedbroker-dev",
+            swiftSettings: swiftSettings
+        ),
+        // What the tests and the developer executable (emulator, demo, bench) share: the
         // manual clock, the test PKI, the running emulator with the broker's environment.
         .target(
             name: "FedBrokerTestSupport",

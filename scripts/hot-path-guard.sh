@@ -14,7 +14,7 @@
 # disk's fsync latency is not what is measured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${FEDBROKER_BIN:-.build/debug/fedbroker}
+bin=${FEDBROKER_DEV_BIN:-.build/debug/fedbroker-dev}
 baseline=Benchmarks/hot-path.json
 iterations=${HOT_PATH_ITERATIONS:-2100}
 # A change that doubles the hot path's cost fails; the noise of a loaded CI machine does not.
@@ -25,7 +25,7 @@ dir=/dev/shm; [ -d "$dir" ] || dir=${TMPDIR:-/tmp}
 out=$(mktemp /tmp/fedbroker-hot-path.XXXXXX.json)
 trap 'rm -f "$out"' EXIT
 "$bin" bench --parts hot-path --iterations "$iterations" --store-dir "$dir" --output "$out" >/dev/null 2>&1 \
-  || { echo "hot-path-guard: fedbroker bench --parts hot-path failed" >&2; "$bin" bench --parts hot-path --iterations 10 --store-dir "$dir" --output "$out" >&2; exit 1; }
+  || { echo "hot-path-guard: fedbroker-dev bench --parts hot-path failed" >&2; "$bin" bench --parts hot-path --iterations 10 --store-dir "$dir" --output "$out" >&2; exit 1; }
 read -r ratio call reference < <(python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["hotPath"]; print(h["ratioToReference"], h["microsecondsPerCall"], h["microsecondsPerReference"])' "$out")
 echo "hot-path-guard: a cached Unwrap costs $ratio reference computations ($call µs against $reference µs, median of 7 rounds, $iterations calls)"
 
@@ -46,7 +46,7 @@ factor = measured / expected
 print(f"hot-path-guard: {factor:.2f} x the baseline ({expected:.3f}); the limit is {margin:.2f} x")
 if factor > margin:
     print("hot-path-guard: FAILED: a cached Unwrap now costs more than the margin allows. Profile "
-          "`fedbroker bench --parts hot-path` (perf record -g) to find the change, or, if the cost is intended, "
+          "`fedbroker-dev bench --parts hot-path` (perf record -g) to find the change, or, if the cost is intended, "
           "run scripts/hot-path-guard.sh --update and say why in the commit.", file=sys.stderr)
     sys.exit(1)
 PY

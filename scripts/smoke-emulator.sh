@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Starts the real `fedbroker emulator` binary, checks it from the outside with curl the way a
+# Starts the real `fedbroker-dev emulator` binary, checks it from the outside with curl the way a
 # newcomer would (env.sh, IMDS, the Key Vault challenge, the control API), and stops it with
 # SIGTERM, expecting a clean exit. With a Python that has scripts/sdk-check/requirements.txt
 # installed as the second argument, Microsoft's own SDKs run against it too.
 # Prints "smoke: N passed, N failed".
 set -uo pipefail
 bin=${1:-.build/debug/fedbroker}
+# The developer executable (emulator, demo, bench) beside it; production never ships it.
+dev=${bin}-dev
 sdk_python=${2:-}
 dir=$(mktemp -d)
 log="$dir/emulator.log"
@@ -17,10 +19,15 @@ check() { # name, command...
 cleanup() { [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
-check "fedbroker emulator --help" "$bin" emulator --help
-check "rejects a non-loopback host" bash -c "! '$bin' emulator --state-dir '$dir/x' --host 0.0.0.0"
+check "fedbroker-dev emulator --help" "$dev" emulator --help
+check "rejects a non-loopback host" bash -c "! '$dev' emulator --state-dir '$dir/x' --host 0.0.0.0"
+# The production binary carries no fake token issuer: no emulator, demo or bench command, and no
+# symbol of the AzureEmulator module or the test support linked into it.
+# (`emulator --help` would not do: an unknown subcommand's --help prints the root help, exit 0.)
+check "fedbroker has no emulator command" bash -c "! '$bin' emulator --state-dir '$dir/none' >/dev/null 2>&1 && ! '$bin' --help | grep -qw emulator"
+check "fedbroker links no AzureEmulator or test-support code" bash -c "! nm '$bin' | grep -q -e AzureEmulator -e FedBrokerTestSupport"
 
-"$bin" emulator --state-dir "$dir/state" >"$dir/stdout" 2>"$log" &
+"$dev" emulator --state-dir "$dir/state" >"$dir/stdout" 2>"$log" &
 pid=$!
 # Wait (bounded) for the emulator to write env.sh: that is its readiness signal.
 for _ in $(seq 1 600); do
@@ -90,6 +97,15 @@ FEDBROKER_SERVER_CALLER_IDENTITY=cn "$bin" serve --plaintext --listen 127.0.0.1:
 check "an unknown server.callerIdentity is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.callerIdentity '$dir/bad.err'"
 FEDBROKER_SERVER_IDLE_TIMEOUT_SECONDS=0 "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
 check "a zero server.idleTimeoutSeconds is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.idleTimeoutSeconds '$dir/bad.err'"
+# The keys a file may set are exactly the keys the reader asks for; a misspelt one is refused;
+# --check-config accepts a good file without starting anything (what deploy-check runs).
+grep -ho 'r\.\(string\|int\|double\|bool\)("[^"]*"' Sources/fedbroker/*.swift | sed 's/.*("//; s/"$//' | sort -u >"$dir/keys-read"
+check "serve --list-config-keys lists exactly the keys the reader reads" bash -c "'$bin' serve --list-config-keys | sort | diff - '$dir/keys-read'"
+printf '{"server": {"maxStream": 8}}\n' >"$dir/typo.json"
+"$bin" serve --config "$dir/typo.json" --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "an unknown key in the file is refused (exit 64), naming it" bash -c "[ $bad_status -eq 64 ] && grep -q server.maxStream '$dir/bad.err'"
+printf '{"server": {"listen": "0.0.0.0:7443", "tlsCert": "/nonexistent/tls.crt", "tlsKey": "/nonexistent/tls.key", "clientCA": "/nonexistent/ca.crt"}}\n' >"$dir/check.json"
+check "serve --check-config accepts a good file without opening its files" bash -c "'$bin' serve --check-config --config '$dir/check.json' | grep -q 'configuration OK'"
 check "a missing --config file is refused" bash -c "! '$bin' serve --config '$dir/absent.json' --plaintext --listen 127.0.0.1:0 2>/dev/null"
 printf '{"server": {"listen": "127.0.0.1:1", "plaintext": true, "maxStreams": 8}, "store": {"dataDir": "%s"}}\n' "$dir/fromfile" >"$dir/serve.json"
 start_serve serve2 --config "$dir/serve.json" --listen 127.0.0.1:0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, .ci/run). On a fresh Debian machine with only the
 # Swift toolchain it installs what the tests need, builds everything once, runs `swift test`,
-# then drives the real `fedbroker migrate` and `fedbroker emulator` binaries from the shell.
+# then drives the real `fedbroker migrate` and `fedbroker-dev emulator` binaries from the shell.
 # The store tests need PostgreSQL: this script starts a throwaway server (and stops it on exit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,6 +94,45 @@ if [ "${FEDBROKER_SKIP_SDK_CHECK:-0}" != 1 ]; then
   sdk_python=$venv/bin/python
 fi
 scripts/smoke-emulator.sh .build/debug/fedbroker "$sdk_python"
+
+# deploy/ checked offline against the built binary (docs/deploy.md, last section): the YAML parses
+# and renders, every configuration key exists, `serve --check-config` accepts the ConfigMap's and
+# the VM's files, the Terraform parses and its variables and outputs agree. No Docker engine,
+# cluster or Azure here: docs/deploy.md lists what is not run.
+deploy_venv=.build/deploy-check-venv
+if [ ! -x "$deploy_venv/bin/python" ]; then
+  python3 -m venv "$deploy_venv" 2>/dev/null || {
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$deploy_venv"
+  }
+fi
+"$deploy_venv/bin/pip" install -q --disable-pip-version-check -r scripts/deploy-check/requirements.txt
+"$deploy_venv/bin/python" scripts/deploy-check.py --fedbroker .build/debug/fedbroker
+
+# The README's first command: the whole product end to end against the emulator (the production
+# `fedbroker` binary as a child process, its CLI, the client library). Exit 0 only when every step
+# did what it said. Then --keep-running, explored the way the README tells a newcomer to.
+demo_dir=$(mktemp -d /tmp/fedbroker-demo-ci.XXXXXX)
+.build/debug/fedbroker-dev demo --work-dir "$demo_dir/run"
+.build/debug/fedbroker-dev demo --keep-running --work-dir "$demo_dir/kept" >"$demo_dir/kept.out" 2>&1 &
+demo_pid=$!
+for _ in $(seq 1 1200); do
+  grep -q "Still running" "$demo_dir/kept.out" 2>/dev/null && break
+  kill -0 "$demo_pid" 2>/dev/null || break
+  sleep 0.1
+done
+grep -q "Still running" "$demo_dir/kept.out" || { echo "test.sh: demo --keep-running did not stay up:" >&2; cat "$demo_dir/kept.out" >&2; exit 1; }
+(
+  . "$demo_dir/kept/env.sh"
+  fedbroker tenant list --state active | grep -q "Northwind" || { echo "test.sh: the kept demo's tenants are not listed" >&2; exit 1; }
+  # shellcheck disable=SC2086  # the variable holds several flags on purpose
+  fedbroker client health $FEDBROKER_DEMO_CLIENT | grep -q SERVING || { echo "test.sh: the kept demo's broker is not serving" >&2; exit 1; }
+)
+kill -TERM "$demo_pid"
+wait "$demo_pid" || { echo "test.sh: demo --keep-running did not stop cleanly on SIGTERM:" >&2; tail -n 20 "$demo_dir/kept.out" >&2; exit 1; }
+echo "test.sh: demo --keep-running: env.sh works for the CLI and the client; SIGTERM stopped it with exit 0"
+rm -rf "$demo_dir"
 
 # The hot path's regression guard (docs/operations.md): a cached Unwrap's cost as a ratio to a
 # fixed computation, against Benchmarks/hot-path.json; a change that doubles it fails. Seconds.

@@ -255,7 +255,7 @@ public final class AzureEmulator: Service, Sendable {
     private func writeEnvironmentFile() throws {
         guard let dir = configuration.stateDirectory else { return }
         let caPath = dir.appendingPathComponent(Self.caFile).path
-        var lines = ["# Written by `fedbroker emulator`; source it: . \(dir.appendingPathComponent(Self.envFile).path)"]
+        var lines = ["# Written by `fedbroker-dev emulator`; source it: . \(dir.appendingPathComponent(Self.envFile).path)"]
         var env: [(String, String)] = [
             ("FEDBROKER_EMU_IMDS_URL", state.currentEndpoints.imds), ("FEDBROKER_EMU_AUTHORITY_URL", state.currentEndpoints.authority),
             ("FEDBROKER_EMU_GRAPH_URL", state.currentEndpoints.graph), ("FEDBROKER_EMU_CONTROL_URL", state.currentEndpoints.control),

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The error bodies of the emulated services, shaped as the real services send them
-/// (../shared/azure/WIRE.md §1.1, §2, §3.5, §4.5). Pure functions: unit-tested without I/O.
+/// (Microsoft's REST references for Entra, IMDS, Key Vault and Graph errors; docs/emulator.md). Pure functions: unit-tested without I/O.
 public enum AzureErrors {}
 
 // MARK: - Entra (AADSTS)

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The scenario `fedbroker emulator` seeds: an ISV tenant with one multi-tenant application
+/// The scenario `fedbroker-dev emulator` seeds: an ISV tenant with one multi-tenant application
 /// trusting two user-assigned identities as its FICs (and holding Graph's
 /// `Application.ReadWrite.OwnedBy`, so it manages them itself); two consented customer tenants, each
 /// with a purge-protected vault holding an RSA-3072 wrapKey/unwrapKey key granted to the

@@ -30,7 +30,7 @@ public struct EmulatorPKI: Sendable {
             caKey = P256.Signing.PrivateKey()
             let name = try DistinguishedName {
                 OrganizationName("fedbroker Azure emulator")
-                CommonName("fedbroker emulator CA")
+                CommonName("fedbroker-dev emulator CA")
             }
             caCertificate = try Certificate(
                 version: .v3, serialNumber: .init(), publicKey: .init(caKey.publicKey),

@@ -302,7 +302,7 @@ public enum RSAKeyMaterial {
     private static let poolSize = 6
     private static let reuseFlag = Mutex(false)
 
-    /// Turns pooling on or off for the process (off by default: `fedbroker emulator` makes fresh keys).
+    /// Turns pooling on or off for the process (off by default: `fedbroker-dev emulator` makes fresh keys).
     public static func reuse(_ on: Bool) { reuseFlag.withLock { $0 = on } }
 
     static func privateKeyDER(bits: Int, avoiding used: Set<Data> = []) throws -> Data {

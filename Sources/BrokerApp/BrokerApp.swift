@@ -71,6 +71,10 @@ public final class BrokerApp: Sendable {
             if configuration.migrateOnStart {
                 let report = try await store.migrate()
                 logger.info("store ready", metadata: ["fb.store": "\(configuration.store)", "fb.schema": "\(report.currentVersion)"])
+            } else {
+                // The schema belongs to a migration job; this replica has no DDL rights and only checks.
+                let version = try await store.verifySchemaIsCurrent()
+                logger.info("store ready (migrations left to the migration job)", metadata: ["fb.store": "\(configuration.store)", "fb.schema": "\(version)"])
             }
             try await Self.bootstrap(configuration.bootstrapSlots, in: store, logger: logger)
             let http = try configuration.service.environment.makeHTTPClient()

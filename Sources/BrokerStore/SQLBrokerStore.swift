@@ -93,6 +93,22 @@ public final class SQLBrokerStore: BrokerStore {
         }
     }
 
+    /// For a process that must not run DDL (`store.migrateOnStart` false, the schema owned by a
+    /// migration job): checks that every migration this binary knows has been applied.
+    ///
+    /// - Returns: the schema version.
+    /// - Throws: `schemaBehind` when migrations are missing (`schemaTooNew` comes from `open`).
+    public func verifySchemaIsCurrent() async throws -> Int {
+        let current = try await schemaVersion()
+        let latest = EmbeddedMigrations.latestVersion(for: backend.dialect)
+        guard current >= latest else {
+            throw BrokerError(
+                .schemaBehind,
+                "the database schema is version \(current) but this fedbroker needs \(latest); run `fedbroker migrate` (the migration job) first")
+        }
+        return current
+    }
+
     /// The newest migration recorded in the database, or 0 when it has never been migrated.
     func schemaVersion() async throws -> Int {
         try await self.backend.withReadTransaction { session in

@@ -26,6 +26,7 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
             case versionConflict = "version_conflict"
             case databaseUnavailable = "database_unavailable"
             case schemaTooNew = "schema_too_new"
+            case schemaBehind = "schema_behind"
             case migrationFailed = "migration_failed"
             case storeFailure = "store_failure"
             case transactionConflict = "transaction_conflict"
@@ -69,6 +70,9 @@ public struct BrokerError: Error, Hashable, CustomStringConvertible, CustomDebug
         public static let databaseUnavailable = Code(.databaseUnavailable)
         /// The database was migrated by a newer fedbroker; this binary refuses to touch it.
         public static let schemaTooNew = Code(.schemaTooNew)
+        /// The database lacks migrations this binary needs and this process may not apply them
+        /// (`store.migrateOnStart` false): run `fedbroker migrate` (the deployment's migration job).
+        public static let schemaBehind = Code(.schemaBehind)
         /// A migration failed and was rolled back.
         public static let migrationFailed = Code(.migrationFailed)
         /// Any other database failure. See `underlying` through `String(reflecting:)`.

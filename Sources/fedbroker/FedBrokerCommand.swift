@@ -1,7 +1,8 @@
 import ArgumentParser
 
-/// `fedbroker`: the broker's single binary. Subcommands arrive with their issues; today it
-/// runs the Azure emulator every test, demo and benchmark stands on.
+/// `fedbroker`: the production binary. It serves, migrates, and is the staff's and SREs' CLI; it
+/// links no emulator, so no token issuer that signs whatever it is told to ships to production.
+/// The emulator, the demo and the benchmark are `fedbroker-dev` (Sources/fedbroker-dev).
 @main
 struct FedBrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +12,6 @@ struct FedBrokerCommand: AsyncParsableCommand {
             fedbroker turns an ISV's managed identities, trusted as federated identity credentials of one \
             multi-tenant application, into wrap/unwrap operations on keys in customers' own vaults.
             """,
-        subcommands: [ServeCommand.self, TenantCommand.self, CallerCommand.self, SlotCommand.self, AuditCommand.self, ClientCommand.self, EmulatorCommand.self, ProbeCommand.self, MigrateCommand.self, BenchCommand.self, AuditLoadCommand.self]
+        subcommands: [ServeCommand.self, TenantCommand.self, CallerCommand.self, SlotCommand.self, AuditCommand.self, ClientCommand.self, ProbeCommand.self, MigrateCommand.self]
     )
 }

@@ -83,6 +83,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     @OptionGroup var azure: AzureOptions
 
+    @Flag(name: .long, help: "Read and check the configuration (file, FEDBROKER_* variables, flags) and exit: 0 and `configuration OK` when serve would accept it. Opens none of the files it names (certificates, keys, the store).")
+    var checkConfig = false
+
+    @Flag(name: .long, help: "Print every configuration key, one per line, and exit.")
+    var listConfigKeys = false
+
     func validate() throws {
         if let listen, Self.split(listen) == nil { throw ValidationError("--listen must be HOST:PORT") }
     }
@@ -118,12 +124,21 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if listConfigKeys {
+            print(ServeConfiguration.knownKeys.joined(separator: "\n"))
+            return
+        }
         let settings: ServeConfiguration
         do {
+            if let config { try ServeConfiguration.checkFileKeys(config) }
             let reader = try await ServeConfiguration.reader(flags: flagValues, file: config, environment: ProcessInfo.processInfo.environment)
             settings = try ServeConfiguration(reader: reader).validated()
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
+        }
+        if checkConfig {
+            print("configuration OK\(config.map { " (\($0))" } ?? "")")
+            return
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -177,7 +192,8 @@ extension ServeConfiguration {
     func appConfiguration() throws -> BrokerAppConfiguration {
         var storeConfiguration: StoreConfiguration
         if let databaseURL {
-            storeConfiguration = try StoreConfiguration(databaseURL: databaseURL)
+            // PGPASSWORD, as for `migrate`: the URL can stay password-free in a ConfigMap.
+            storeConfiguration = try StoreConfiguration(databaseURL: databaseURL).withPasswordFromEnvironment()
             if case .postgres(var settings) = storeConfiguration, let seconds = storeConnectTimeoutSeconds {
                 settings.connectTimeout = .milliseconds(Int64((seconds * 1000).rounded()))
                 storeConfiguration = .postgres(settings)
@@ -187,6 +203,7 @@ extension ServeConfiguration {
             storeConfiguration = .sqlite(path: (dataDirectory as NSString).appendingPathComponent("broker.db"))
         }
         var configuration = BrokerAppConfiguration(store: storeConfiguration, service: service)
+        configuration.migrateOnStart = migrateOnStart
         configuration.audit = audit
         configuration.auditJournal = auditJournal
         configuration.drainSeconds = drainSeconds

@@ -39,6 +39,9 @@ extension ServeConfiguration {
     /// - store.databaseURL (string, secret): postgres://… or sqlite:PATH; default SQLite in store.dataDir.
     /// - store.dataDir (string, fedbroker-data): directory of the embedded SQLite store.
     /// - store.recordMaxAgeSeconds (double, 1): how long a caller/tenant/slot record is reused.
+    /// - store.migrateOnStart (bool, true): apply missing migrations at start; false where a
+    ///   migration job (`fedbroker migrate`) owns the schema and replicas have no DDL rights: the
+    ///   replica then only checks the schema is current and refuses to start (schema_behind) if not.
     /// - store.connectTimeoutSeconds (double, the URL's connect_timeout or 10): how long a PostgreSQL
     ///   connection may take to set up, and a query may wait for a pooled one, before it fails as
     ///   database_unavailable.
@@ -145,6 +148,7 @@ extension ServeConfiguration {
         databaseURL = try r.string("store.databaseURL", secret: true)
         dataDirectory = try r.string("store.dataDir") ?? dataDirectory
         storeConnectTimeoutSeconds = try r.double("store.connectTimeoutSeconds")
+        migrateOnStart = try r.bool("store.migrateOnStart") ?? migrateOnStart
         audit.quarantineDirectory = try r.string("audit.quarantineDirectory") ?? dataDirectory
         audit.maximumQueueBytes = try r.int("audit.maxQueueBytes") ?? audit.maximumQueueBytes
         if try r.bool("audit.journal") ?? true {

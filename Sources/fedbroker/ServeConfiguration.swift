@@ -30,6 +30,8 @@ struct ServeConfiguration: Sendable {
     var drainSeconds: Double = 10
     var databaseURL: String?
     var dataDirectory = "fedbroker-data"
+    /// Apply missing migrations at start; false where a migration job owns the schema.
+    var migrateOnStart = true
     /// store.connectTimeoutSeconds; nil: the URL's connect_timeout, else 10 s.
     var storeConnectTimeoutSeconds: Double?
     /// audit.* (the quarantine directory defaults to dataDirectory when nil).

@@ -8,14 +8,14 @@ import FedBrokerTestSupport
 
 @testable import BrokerStore
 
-/// Kills a real `fedbroker audit-load` process and checks what the database kept.
+/// Kills a real `fedbroker-dev audit-load` process and checks what the database kept.
 @Suite struct DurabilityTests {
     static let loadTenant = TenantID(rawValue: "load-tenant")!
 
     /// Starts `fedbroker audit-load` with `arguments`; stderr goes to a file for diagnostics.
     static func launch(_ arguments: [String]) throws -> (Process, FileHandle, URL) {
         let process = Process()
-        process.executableURL = try FedBrokerBinary.url()
+        process.executableURL = try FedBrokerBinary.devURL()
         process.arguments = ["audit-load"] + arguments
         let stdout = Pipe()
         let stderrURL = FileManager.default.temporaryDirectory.appendingPathComponent("audit-load-\(UUID().uuidString).err")

@@ -34,6 +34,19 @@ import Testing
         }
     }
 
+    @Test("A replica without DDL rights (store.migrateOnStart false) refuses an unmigrated schema and accepts a current one",
+          arguments: StoreKind.allCases)
+    func schemaCheckWithoutMigrating(kind: StoreKind) async throws {
+        try await withStore(kind, migrate: false) { store, _ in
+            await expectBrokerError(.schemaBehind) { _ = try await store.verifySchemaIsCurrent() }
+            // What the migration job does, then the replica's check passes without applying anything.
+            let report = try await store.migrate()
+            #expect(try await store.verifySchemaIsCurrent() == report.currentVersion)
+            try await store.executeForTesting("DELETE FROM fedbroker_schema_migrations WHERE version = \(report.currentVersion)")
+            await expectBrokerError(.schemaBehind) { _ = try await store.verifySchemaIsCurrent() }
+        }
+    }
+
     @Test("A database migrated by a newer fedbroker is refused with schemaTooNew, by migrate and by open",
           arguments: StoreKind.allCases)
     func newerSchemaRefused(kind: StoreKind) async throws {

@@ -2,7 +2,7 @@ import FedBrokerCore
 import Foundation
 
 /// A database of its own on a PostgreSQL server, made empty and dropped afterwards: for the
-/// benchmark (`fedbroker bench --database-url`), which seeds tenants and callers and must not
+/// benchmark (`fedbroker-dev bench --database-url`), which seeds tenants and callers and must not
 /// meet another run's rows. Never for a production database: it creates and drops databases.
 public enum PostgresScratchDatabase {
     /// Creates `fedbroker_<prefix>_<random>` on the server `baseURL` names and returns its URL.

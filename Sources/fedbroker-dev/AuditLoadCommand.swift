@@ -5,7 +5,7 @@ import Foundation
 import Logging
 import UnixSignals
 
-/// `fedbroker audit-load` (hidden): writes audit batches in a loop, for the durability tests that
+/// `fedbroker-dev audit-load` (hidden): writes audit batches in a loop, for the durability tests that
 /// SIGKILL or SIGTERM it mid-stream. Not an operator tool; `--help` does not list it.
 ///
 /// Each record of batch B carries request id `load-B` and detail `B/I/N`, so a test can check that

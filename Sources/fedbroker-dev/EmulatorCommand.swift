@@ -6,7 +6,7 @@ import Logging
 import ServiceLifecycle
 import UnixSignals
 
-/// `fedbroker emulator`: IMDS, Entra, Graph and Key Vault on loopback, seeded with the default
+/// `fedbroker-dev emulator`: IMDS, Entra, Graph and Key Vault on loopback, seeded with the default
 /// scenario, until SIGINT/SIGTERM.
 struct EmulatorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

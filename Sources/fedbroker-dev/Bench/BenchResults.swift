@@ -1,6 +1,6 @@
 import Foundation
 
-/// Everything one `fedbroker bench` run measured, as written to the JSON file.
+/// Everything one `fedbroker-dev bench` run measured, as written to the JSON file.
 struct BenchResults: Codable {
     struct Machine: Codable {
         var cores: Int
@@ -54,7 +54,7 @@ struct BenchResults: Codable {
 
     func table() -> String {
         func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-        var lines = ["fedbroker bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(store.map { " — \($0) store" } ?? "")\(storeDirectory.map { " in \($0)" } ?? "")\(audit.map { " — audit durable in the \($0) before each answer" } ?? "")"]
+        var lines = ["fedbroker-dev bench — \(machine.cores) cores\(debugBuild ? " — DEBUG BUILD" : "")\(store.map { " — \($0) store" } ?? "")\(storeDirectory.map { " in \($0)" } ?? "")\(audit.map { " — audit durable in the \($0) before each answer" } ?? "")"]
         if let cached {
             lines.append("")
             lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")

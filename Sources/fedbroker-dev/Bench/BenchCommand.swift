@@ -10,7 +10,7 @@ import Foundation
 import KeyVault
 import Logging
 
-/// `fedbroker bench`: the broker measured against baselines taken in the same run, on this
+/// `fedbroker-dev bench`: the broker measured against baselines taken in the same run, on this
 /// machine, over real sockets and TLS against the emulator. Figures are ratios to the baseline
 /// so they travel between machines better than absolute numbers do.
 struct BenchCommand: AsyncParsableCommand {
