@@ -41,7 +41,11 @@ import FedBrokerTestSupport
     }
 
     /// Polls `condition` (bounded) until it holds.
-    func eventually(within seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
+    /// Polls `condition` until it holds. 60 s: these servers share the two event loops of
+    /// `MultiThreadedEventLoopGroup.singleton` with every suite running in parallel, the
+    /// 2,500-connection flood among them; on a loaded 2-core CI machine a close took over 20 s
+    /// to be seen once. A bound, not a sleep: a passing run returns as soon as it holds.
+    func eventually(within seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }
