@@ -202,7 +202,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The stand-in for IMDS, Entra, Graph and Key Vault. Never imported by production targets.
+        // The stand-in for IMDS, Entra, Graph and Key Vault. Never imported by production targets:
+        // it lives under Tools/ (development only) beside fedbroker-dev, not under Sources/.
         .target(
             name: "AzureEmulator",
             dependencies: [
@@ -222,6 +223,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            path: "Tools/AzureEmulator",
             swiftSettings: swiftSettings
         ),
         // Tenants, FIC slots, callers and the audit trail, behind one protocol. PostgreSQL for
@@ -380,7 +382,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
-            path: "Sources/fedbroker-dev",
+            path: "Tools/fedbroker-dev",
             swiftSettings: swiftSettings
         ),
         // What the tests and the developer executable (emulator, demo, bench) share: the

@@ -959,10 +959,10 @@ def check_dockerfile(report: Report) -> None:
                      "Sources/fedbroker/.build/x", "x.emu-state/state.json"):
             if not ignored(path, patterns):
                 problems.append(f"{path} would be in the build context")
-        for path in ("Package.swift", "Sources/fedbroker/ServeCommand.swift", "Tests/TestSupport/x.swift"):
+        for path in ("Package.swift", "Sources/fedbroker/ServeCommand.swift", "Tools/fedbroker-dev/x.swift", "Tests/TestSupport/x.swift"):
             if ignored(path, patterns):
                 problems.append(f"{path} would be left out of the build context")
-    report.check("Dockerfile.dockerignore: Package.swift, Sources/, Tests/ in; .build, Package.resolved, keys out", problems)
+    report.check("Dockerfile.dockerignore: Package.swift, Sources/, Tools/, Tests/ in; .build, Package.resolved, keys out", problems)
 
 
 def _joined(lines: list[str]) -> list[str]:

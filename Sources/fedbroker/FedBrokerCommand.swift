@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// `fedbroker`: the production binary. It serves, migrates, and is the staff's and SREs' CLI; it
 /// links no emulator, so no token issuer that signs whatever it is told to ships to production.
-/// The emulator, the demo and the benchmark are `fedbroker-dev` (Sources/fedbroker-dev).
+/// The emulator, the demo and the benchmark are `fedbroker-dev` (Tools/fedbroker-dev).
 @main
 struct FedBrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

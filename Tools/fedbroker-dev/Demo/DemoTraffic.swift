@@ -6,16 +6,16 @@ import Synchronization
 /// What the internal service saw: each call's latency by operation, and every failure.
 final class DemoStats: Sendable {
     private struct State {
-        var latencies: [String: [Double]] = [:]
+        var nanoseconds: [String: [UInt64]] = [:]
         var failures = 0
         var firstFailures: [String] = []
     }
     private let state = Mutex(State())
 
-    func record(_ operation: String, since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-        state.withLock { $0.latencies[operation, default: []].append(seconds) }
+    /// `start`: `DispatchTime.now().uptimeNanoseconds` before the call, as the bench takes it.
+    func record(_ operation: String, since start: UInt64) {
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        state.withLock { $0.nanoseconds[operation, default: []].append(elapsed) }
     }
 
     func fail(_ operation: String, _ error: any Error) {
@@ -29,23 +29,19 @@ final class DemoStats: Sendable {
     func absorb(_ other: DemoStats) {
         let theirs = other.state.withLock { $0 }
         state.withLock { mine in
-            for (operation, values) in theirs.latencies { mine.latencies[operation, default: []].append(contentsOf: values) }
+            for (operation, values) in theirs.nanoseconds { mine.nanoseconds[operation, default: []].append(contentsOf: values) }
             mine.failures += theirs.failures
             mine.firstFailures += theirs.firstFailures.prefix(max(0, 5 - mine.firstFailures.count))
         }
     }
 
     var failures: (count: Int, first: [String]) { state.withLock { ($0.failures, $0.firstFailures) } }
-    var operations: Int { state.withLock { $0.latencies.values.reduce(0) { $0 + $1.count } } }
+    var operations: Int { state.withLock { $0.nanoseconds.values.reduce(0) { $0 + $1.count } } }
 
-    /// operation → (count, p50, p99) in seconds.
-    var summary: [(operation: String, count: Int, p50: Double, p99: Double)] {
+    /// Each operation's calls and percentiles, computed as the bench computes them.
+    var summary: [(operation: String, latency: LatencySample)] {
         state.withLock { state in
-            state.latencies.keys.sorted().map { operation in
-                let sorted = (state.latencies[operation] ?? []).sorted()
-                func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
-                return (operation, sorted.count, percentile(0.5), percentile(0.99))
-            }
+            state.nanoseconds.keys.sorted().map { ($0, LatencySample(nanoseconds: state.nanoseconds[$0] ?? [], seconds: 0, errors: 0)) }
         }
     }
 
@@ -66,7 +62,7 @@ struct DemoTraffic: Sendable {
 
     /// One GenerateDataKey and two Unwraps of its blob; the plaintexts must match.
     func roundTrip(_ tenant: String) async throws {
-        var start = ContinuousClock.now
+        var start = DispatchTime.now().uptimeNanoseconds
         let generated: (plaintext: [UInt8], blob: [UInt8], keyID: String)
         do {
             generated = try await client.generateDataKey(tenant: tenant, deadline: Date().addingTimeInterval(10))
@@ -78,7 +74,7 @@ struct DemoTraffic: Sendable {
         // Two readers of the same data: the first Unwrap goes to the vault, the second is served
         // from the broker's cache (within cache.maxAgeSeconds).
         for _ in 0..<2 {
-            start = ContinuousClock.now
+            start = DispatchTime.now().uptimeNanoseconds
             do {
                 let plaintext = try await client.unwrap(generated.blob, deadline: Date().addingTimeInterval(10))
                 guard plaintext == generated.plaintext else { throw DemoFailure("Unwrap answered a different key than GenerateDataKey made") }

@@ -297,10 +297,7 @@ struct DemoStory {
         let start = ContinuousClock.now
         let limit = start + .milliseconds(Int64(seconds * 1000))
         while ContinuousClock.now < limit {
-            if try await attempt() {
-                let elapsed = ContinuousClock.now - start
-                return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-            }
+            if try await attempt() { return (ContinuousClock.now - start) / .seconds(1) }
             try await Task.sleep(for: .milliseconds(200))
         }
         throw DemoFailure("\(what): not within \(seconds) s")
@@ -344,7 +341,9 @@ struct DemoStory {
         for line in stats.summary {
             DemoOutput.line(
                 "  " + line.operation.padding(toLength: 16, withPad: " ", startingAt: 0)
-                    + String(format: "%6d calls  p50 %7.2f ms  p99 %7.2f ms", line.count, line.p50 * 1000, line.p99 * 1000))
+                    + String(
+                        format: "%6d calls  p50 %7.2f ms  p99 %7.2f ms", line.latency.operations, line.latency.p50Microseconds / 1000,
+                        line.latency.p99Microseconds / 1000))
         }
         let response = try await adminHTTP.execute(HTTPClientRequest(url: "https://localhost:\(adminPort)/metrics"), timeout: .seconds(10))
         let body = String(buffer: try await response.body.collect(upTo: 8 << 20))
