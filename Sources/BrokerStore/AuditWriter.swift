@@ -98,7 +98,9 @@ public actor AuditWriter {
     /// Records of the batch being written (out of `pending` until it commits or goes back).
     private var inFlight = 0
     private var inFlightBytes = 0
-    private var isFlushing = false
+    /// Open, flushing, backing off, closing, closed: when to write, when to retry, when to give up.
+    private var machine: AuditFlushStateMachine
+    private var isFlushing: Bool { self.machine.isFlushing }
     private var flushWaiters: [CheckedContinuation<Void, Never>] = []
     private var isClosed = false
     /// Appends that have not yet put their record in `pending` (or written it through).
@@ -106,7 +108,6 @@ public actor AuditWriter {
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
     private var roomWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var nextRoomWaiter = 0
-    private var consecutiveFailures = 0
     /// When the current run of failed flushes began (nil after a flush that succeeded).
     private var failingSince: ContinuousClock.Instant?
     private var lastError: (any Error)?
@@ -191,6 +192,12 @@ public actor AuditWriter {
         self.configuration = configuration
         self.logger = logger
         self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
+        // The pause after the first failure is two intervals, doubling to maximumRetryDelay;
+        // shutdown's attempts pause shutdownRetryDelay, doubling likewise.
+        self.machine = AuditFlushStateMachine(
+            baseDelay: configuration.flushInterval * 2, maximumDelay: max(configuration.flushInterval, configuration.maximumRetryDelay),
+            closingAttempts: configuration.shutdownAttempts, closingDelay: configuration.shutdownRetryDelay,
+            closingMaximumDelay: configuration.maximumRetryDelay)
     }
 
     /// Queues a record; flushes when a batch is full, and waits when too much is pending.
@@ -331,22 +338,60 @@ public actor AuditWriter {
     }
 
     /// Writes everything pending, batch by batch. Returns `false` if a batch failed; its records
-    /// stay pending and the failure is counted. Concurrent callers take turns.
+    /// stay pending and the failure is counted. Concurrent callers take turns: one waits for the
+    /// flush under way, then flushes what is left.
     @discardableResult
     public func flush() async -> Bool {
-        while self.isFlushing {
-            await withCheckedContinuation { self.flushWaiters.append($0) }
+        while true {
+            switch self.machine.flushRequested() {
+            case .ship:
+                return await self.flushPending().flushed
+            default:
+                await withCheckedContinuation { self.flushWaiters.append($0) }
+            }
         }
-        self.isFlushing = true
+    }
+
+    /// One flush the machine decided on: batches until nothing is pending, or one fails. Tells
+    /// the machine how it went and returns what it answered (a follow-up flush when it was woken
+    /// meanwhile is made here).
+    private func flushPending() async -> (flushed: Bool, next: AuditFlushStateMachine.Action) {
         defer {
-            self.isFlushing = false
             let waiters = self.flushWaiters
             self.flushWaiters = []
             for waiter in waiters { waiter.resume() }
         }
         while true {
+            if let error = await self.writePending() {
+                self.failedFlushes += 1
+                if self.failingSince == nil { self.failingSince = ContinuousClock.now }
+                self.lastError = error
+                let next = self.machine.failed(now: .now)
+                // Durable appenders learn now rather than after the back-off; their records stay.
+                for index in self.pending.indices {
+                    self.pending[index].waiter?.resume(throwing: error)
+                    self.pending[index].waiter = nil
+                }
+                self.logger.warning(
+                    "audit flush failed; records kept for retry",
+                    metadata: [
+                        "error": "\(String(reflecting: error))", "pending": "\(self.pending.count)",
+                        "failedFlushes": "\(self.failedFlushes)",
+                    ])
+                return (false, next)
+            }
+            self.failingSince = nil
+            let next = self.machine.shipped(more: false)
+            guard next == .ship else { return (true, next) }
+        }
+    }
+
+    /// Writes the pending records batch by batch; the error of the batch that failed (its
+    /// unresolved records back at the front), or nil when nothing is left pending.
+    private func writePending() async -> (any Error)? {
+        while true {
             drainInbox()
-            guard !self.pending.isEmpty else { break }
+            guard !self.pending.isEmpty else { return nil }
             let batch = Array(self.pending.prefix(self.configuration.batchSize))
             let batchBytes = batch.reduce(0) { $0 + $1.bytes }
             self.pending.removeFirst(batch.count)
@@ -361,43 +406,31 @@ public actor AuditWriter {
                 self.pending.insert(contentsOf: unresolved, at: 0)
                 self.pendingBytes += unresolved.reduce(0) { $0 + $1.bytes }
                 publishBacklog()
-                self.failedFlushes += 1
-                if self.failingSince == nil { self.failingSince = ContinuousClock.now }
-                self.consecutiveFailures += 1
-                self.lastError = error
-                // Durable appenders learn now rather than after the back-off; their records stay.
-                for index in self.pending.indices {
-                    self.pending[index].waiter?.resume(throwing: error)
-                    self.pending[index].waiter = nil
-                }
-                self.logger.warning(
-                    "audit flush failed; records kept for retry",
-                    metadata: [
-                        "error": "\(String(reflecting: error))", "pending": "\(self.pending.count)",
-                        "failedFlushes": "\(self.failedFlushes)",
-                    ])
-                return false
+                return error
             }
             self.wakeRoomWaiters()
         }
-        self.consecutiveFailures = 0
-        self.failingSince = nil
-        return true
     }
 
-    /// Flushes every `flushInterval` until the task is cancelled, backing off exponentially (up to
-    /// `maximumRetryDelay`) while flushes fail. Call `shutdown()` afterwards.
+    /// Flushes every `flushInterval` until the task is cancelled; after failures, not before the
+    /// machine's back-off (doubling up to `maximumRetryDelay`). Call `shutdown()` afterwards.
     public func run() async {
+        var action = AuditFlushStateMachine.Action.none
         while true {
-            let delay = Self.backOff(
-                self.configuration.flushInterval, failures: self.consecutiveFailures,
-                maximum: self.configuration.maximumRetryDelay)
-            guard (try? await Task.sleep(for: delay)) != nil else { return }
-            await self.flush()
+            let until: ContinuousClock.Instant
+            if case .sleep(let instant) = action {
+                until = instant
+            } else {
+                until = .now.advanced(by: self.configuration.flushInterval)
+            }
+            guard (try? await Task.sleep(until: until)) != nil else { return }
+            action = self.machine.wake(now: .now)
+            if action == .ship { action = await self.flushPending().next }
         }
     }
 
-    /// Closes the writer and flushes everything, retrying failed batches with a doubling pause.
+    /// Closes the writer and flushes everything, retrying failed batches with a doubling pause,
+    /// at most `shutdownAttempts` times.
     ///
     /// - Throws: the last flush error (its code, e.g. `databaseUnavailable`), naming how many
     ///   records remain unwritten, when every attempt failed (they are still in `pendingCount`);
@@ -412,21 +445,25 @@ public actor AuditWriter {
         while self.appendsUnderWay > 0 {
             await withCheckedContinuation { self.idleWaiters.append($0) }
         }
-        let attempts = max(1, self.configuration.shutdownAttempts)
-        var flushed = false
-        for attempt in 1...attempts {
-            if await self.flush() {
-                flushed = true
-                break
-            }
-            if attempt < attempts {
-                try? await Task.sleep(
-                    for: Self.backOff(
-                        self.configuration.shutdownRetryDelay, failures: attempt - 1,
-                        maximum: self.configuration.maximumRetryDelay))
+        var action = self.machine.close()
+        loop: while true {
+            switch action {
+            case .ship:
+                action = await self.flushPending().next
+            case .sleep(let until):
+                try? await Task.sleep(until: until)
+                action = self.machine.wake(now: .now)
+            case .none:
+                // Another caller's batch is out (it decides), or the machine closed meanwhile.
+                if self.machine.state == .closed { break loop }
+                if self.isFlushing { await withCheckedContinuation { self.flushWaiters.append($0) } }
+                action = self.machine.wake(now: .now)
+            case .finished, .gaveUp:
+                break loop
             }
         }
-        if !flushed {
+        if !self.pending.isEmpty {
+            let attempts = max(1, self.configuration.shutdownAttempts)
             let code = (self.lastError as? BrokerError)?.code ?? .storeFailure
             let reason =
                 (self.lastError as? BrokerError)?.message ?? self.lastError.map { String(describing: type(of: $0)) }
@@ -578,10 +615,5 @@ public actor AuditWriter {
 
     static func nanoseconds(_ duration: Duration) -> Int64 {
         duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
-    }
-
-    static func backOff(_ base: Duration, failures: Int, maximum: Duration) -> Duration {
-        guard failures > 0 else { return base }
-        return min(base * (1 << min(failures, 16)), max(base, maximum))
     }
 }

@@ -211,17 +211,18 @@ import Testing
         guard ProcessInfo.processInfo.environment["FEDBROKER_TEST_DATABASE_URL"] != nil else { return }
         let postgres = try ThrowawayPostgres()
         defer { postgres.destroy() }
-        // connect_timeout=1: the store gives up on the stopped server after 1 s (the lookup, then
-        // the refusal's audit record), well inside the request's 20 s, so the broker's answer
-        // comes back, not the client's own deadline.
-        // With a 2 s request the store's bound and the client's were 0.3 s apart, which a loaded
-        // CI machine missed. StoreDownTests checks the deadline-bound store call on its own.
-        try await e2e.withWorld(store: try StoreConfiguration(databaseURL: postgres.url + "&connect_timeout=1"), configure: { $0.recordMaximumAge = 0.05 }) { w in
+        // connect_timeout=5: the store gives up on the stopped server after 5 s (the lookup, then
+        // the refusal's audit record), well inside the request's 30 s, so the broker's answer comes
+        // back, not the client's own deadline. (With a 2 s request the store's bound and the
+        // client's were 0.3 s apart, which a loaded CI machine missed; 1 s was too short for the
+        // world's own setup on a loaded machine.) StoreDeadlineTests checks the deadline-bound
+        // store call on its own.
+        try await e2e.withWorld(store: try StoreConfiguration(databaseURL: postgres.url + "&connect_timeout=5"), configure: { $0.recordMaximumAge = 0.05 }) { w in
             let a = try w.client("svc-a", retrying: false)
             let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
             try postgres.stop()
             let started = Date()
-            let refused = await e2e.refusal { _ = try await a.unwrap(blob, deadline: deadline(20)) }
+            let refused = await e2e.refusal { _ = try await a.unwrap(blob, deadline: deadline(30)) }
             let elapsed = Date().timeIntervalSince(started)
             #expect(refused?.code == .unavailable, "answered after \(elapsed) s")
             #expect([WireReason.storeUnavailable, .auditUnavailable].contains(refused?.reason))

@@ -142,14 +142,6 @@ private func records(_ count: Int, tenant: TenantID, start: Date) -> [AuditRecor
         }
     }
 
-    @Test("Retry pauses double up to the maximum")
-    func backOff() {
-        #expect(AuditWriter.backOff(.seconds(1), failures: 0, maximum: .seconds(30)) == .seconds(1))
-        #expect(AuditWriter.backOff(.seconds(1), failures: 1, maximum: .seconds(30)) == .seconds(2))
-        #expect(AuditWriter.backOff(.seconds(1), failures: 3, maximum: .seconds(30)) == .seconds(8))
-        #expect(AuditWriter.backOff(.seconds(1), failures: 40, maximum: .seconds(30)) == .seconds(30))
-    }
-
     @Test("Control characters (NUL too) are escaped; a record the database rejects is isolated and quarantined, the rest written",
           arguments: StoreKind.allCases)
     func badRecordsDoNotBlockTheQueue(kind: StoreKind) async throws {

@@ -15,7 +15,7 @@ import Synchronization
 /// - `run()` ships the journal to the store in the background, oldest first, in batches of
 ///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
 ///   deleted once every record in it is committed to the store. The store failing only makes the
-///   journal grow; `AuditShipperStateMachine` decides when to try again.
+///   journal grow; `AuditFlushStateMachine` decides when to try again.
 /// - At start, segments left by an earlier process (a crash, or a shutdown that could not reach
 ///   the store) are shipped first; a torn last record is a write that was never acknowledged.
 /// - Bounded on disk by `maximumBytes`: beyond it appends are refused (AUDIT_UNAVAILABLE for key
@@ -85,7 +85,7 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let store: any BrokerStore
     private let logger: Logger
     private let state = Mutex(State())
-    private let machine: Mutex<AuditShipperStateMachine>
+    private let machine: Mutex<AuditFlushStateMachine>
     /// The shipper's position: segment sequence and byte offset.
     private let cursor = Mutex<(sequence: UInt64, offset: Int)>((0, 0))
     private let thread = NIOThreadPool(numberOfThreads: 1)
@@ -106,7 +106,7 @@ public final class AuditJournal: AuditTrail, Sendable {
         self.store = store
         self.logger = logger
         self.machine = Mutex(
-            AuditShipperStateMachine(
+            AuditFlushStateMachine(
                 baseDelay: configuration.retryDelay, maximumDelay: configuration.maximumRetryDelay,
                 closingAttempts: configuration.shutdownAttempts))
         self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
@@ -270,7 +270,7 @@ public final class AuditJournal: AuditTrail, Sendable {
         if action == .ship { machine.withLock { $0.notShipped() } }
     }
 
-    private func shipOnce() async -> AuditShipperStateMachine.Action {
+    private func shipOnce() async -> AuditFlushStateMachine.Action {
         do {
             let more = try await shipBatch()
             return machine.withLock { $0.shipped(more: more) }

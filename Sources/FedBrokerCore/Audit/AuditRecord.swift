@@ -54,11 +54,12 @@ public struct AuditRecord: Hashable, Sendable {
     public let detail: String?
 
     public init(
-        id: UUID = UUID(), time: Date, actor: String, tenantID: TenantID?, operation: String, keyVersion: String? = nil,
+        id: UUID? = nil, time: Date, actor: String, tenantID: TenantID?, operation: String, keyVersion: String? = nil,
         outcome: Outcome, latencyMicroseconds: Int64 = 0, requestID: String? = nil, clientRequestID: String? = nil,
         detail: String? = nil
     ) {
-        self.id = id
+        // Time-ordered, so the audit table's id index grows at its right edge (UUID+TimeOrdered.swift).
+        self.id = id ?? .timeOrdered(at: time)
         self.time = time
         self.actor = BoundedText.escaped(actor, maximumBytes: Limits.actorBytes)
         self.tenantID = tenantID

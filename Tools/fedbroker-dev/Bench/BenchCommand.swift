@@ -22,18 +22,24 @@ struct BenchCommand: AsyncParsableCommand {
             beside an echo server with the same transport and TLS that answers with a canned Unwrap (no broker logic).
             2. uncached: Unwrap that misses the cache (a fresh blob each time), one at a time, through the broker \
             vs the Key Vault client calling the emulator directly with the same token.
-            4. hot-path: cached Unwrap through the service in process (no socket, no Azure), --iterations times; \
-            scripts/hot-path-guard.sh counts its instructions under callgrind.
             3. cold-start: `fedbroker serve` started as a new process on a store of --tenants tenants over --slots slots: \
             time until it served its first Unwrap, and its resident memory then.
+            4. hot-path: cached Unwrap through the service in process (no socket, no Azure), --iterations times, \
+            as a ratio to a fixed computation timed in the same rounds (scripts/hot-path-guard.sh compares it with a baseline).
+            5. audit-insert: --audit-records audit records into the store (SQLite, or --database-url) in the shipper's batches, \
+            time-ordered ids against random ids alternating; not in the default parts.
             Build with -c release first; a debug build measures the compiler, not the broker.
             """
     )
 
-    enum Part: String, ExpressibleByArgument, CaseIterable { case cached, uncached, coldStart = "cold-start", hotPath = "hot-path" }
+    enum Part: String, ExpressibleByArgument, CaseIterable {
+        case cached, uncached, coldStart = "cold-start", hotPath = "hot-path", auditInsert = "audit-insert"
+    }
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start hot-path.")
-    var parts: [Part] = Part.allCases
+    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start hot-path audit-insert (all but audit-insert by default).")
+    var parts: [Part] = [.cached, .uncached, .coldStart, .hotPath]
+    @Option(name: .long, help: "Audit records written by the audit-insert part.")
+    var auditRecords: Int = 200_000
     @Option(name: .long, parsing: .upToNextOption, help: "Concurrent callers for the cached part.")
     var concurrency: [Int] = [1, 16, 64, 256]
     @Option(name: .long, help: "Seconds measured per point and server (after a warm-up of a quarter of it).")
@@ -65,6 +71,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard iterations >= 0 else { throw ValidationError("--iterations must be 0 or more") }
+        guard auditRecords >= 1000 else { throw ValidationError("--audit-records must be at least 1000") }
         guard seconds > 0, rounds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --rounds, --connections, --uncached-samples must be positive") }
         guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
         guard concurrency.allSatisfy({ $0 > 0 }) else { throw ValidationError("--concurrency values must be positive") }
@@ -90,6 +97,9 @@ struct BenchCommand: AsyncParsableCommand {
         if parts.contains(.hotPath) {
             note("hot path: \(iterations) cached Unwraps through the service in process …")
             results.hotPath = try await HotPath(iterations: iterations, directory: storeDir, logger: logger).run()
+        }
+        if parts.contains(.auditInsert) {
+            results.auditInsert = try await AuditInsert(records: auditRecords, directory: storeDir, databaseURL: databaseURL, logger: logger, note: note).run()
         }
         if parts.contains(.coldStart) {
             results.coldStart = try await ColdStart(tenants: tenants, slots: slots, directory: coldStartDir, logger: logger, note: note).run()

@@ -49,6 +49,7 @@ struct BenchResults: Codable {
     var uncached: UncachedResult?
     var coldStart: ColdStartResult?
     var hotPath: HotPath.Result?
+    var auditInsert: AuditInsert.Result?
 
     init(machine: Machine) { self.machine = machine }
 
@@ -83,6 +84,11 @@ struct BenchResults: Codable {
             lines.append("")
             lines.append("4. Hot path in process (cached Unwrap through the service, no socket): \(h.iterations) calls, one at a time")
             lines.append("   \(f(h.microsecondsPerCall ?? 0, 1)) µs per call; reference computation \(f(h.microsecondsPerReference ?? 0, 1)) µs; ratio \(f(h.ratioToReference ?? 0, 3)) (median of \(HotPath.rounds) rounds)")
+        }
+        if let a = auditInsert {
+            lines.append("")
+            lines.append("5. Audit insert into \(a.store): \(a.records) records in batches of \(a.batchSize), alternating")
+            lines.append("   time-ordered ids \(f(a.timeOrderedPerSecond, 0))/s, random ids \(f(a.randomPerSecond, 0))/s: ratio \(f(a.ratio, 2)) (last tenth \(f(a.ratioAtEnd, 2)))")
         }
         return lines.joined(separator: "\n")
     }

@@ -1,15 +1,19 @@
-/// When the journal's records go to the store: the audit writer's life as a plain struct, so
-/// its rules are tested without a disk, a database or a clock (sans-IO, like the connection
-/// state machines). `AuditJournal` feeds it events and performs the actions it returns.
+/// When audit records go to the store: the life of both audit writers as a plain struct, so its
+/// rules are tested without a disk, a database or a clock (sans-IO, like the connection state
+/// machines). `AuditJournal` (shipping its journal) and `AuditWriter` (its in-memory queue) feed it
+/// events and perform the actions it returns.
 ///
-/// - open: idle; records committed to the journal (or the interval) wake it to ship.
+/// - open: idle; records (or the interval) wake it to flush.
 /// - flushing: one batch is on its way to the store; wakes meanwhile are remembered, so records
-///   that arrive during a batch follow at once.
-/// - backingOff: the store failed; nothing is tried before `until` (the pause doubles per
-///   consecutive failure up to `maximumDelay`). The records wait safely in the journal.
-/// - closing: no more appends; ship what is left, with at most `closingAttempts` failures.
-/// - closed: done, or given up (what was not shipped stays in the journal for the next start).
-struct AuditShipperStateMachine {
+///   that arrive during a batch follow at once. Others who want a flush wait for this one.
+/// - backingOff: the store failed; a wake does nothing before `until` (the pause doubles per
+///   consecutive failure up to `maximumDelay`). The records wait safely (journal or queue). An
+///   explicit flush request (`flushRequested`) still goes: someone is waiting on it.
+/// - closing: no more appends; flush what is left, with at most `closingAttempts` failures and
+///   shorter pauses (`closingDelay`, doubling up to `closingMaximumDelay`).
+/// - closed: done, or given up (what was not written stays in the journal for the next start, or
+///   pending in the writer). An explicit flush request after that is one more attempt.
+struct AuditFlushStateMachine {
     enum State: Equatable {
         case open
         case flushing
@@ -39,11 +43,26 @@ struct AuditShipperStateMachine {
     let baseDelay: Duration
     let maximumDelay: Duration
     let closingAttempts: Int
+    let closingDelay: Duration
+    let closingMaximumDelay: Duration
 
-    init(baseDelay: Duration, maximumDelay: Duration, closingAttempts: Int) {
+    init(
+        baseDelay: Duration, maximumDelay: Duration, closingAttempts: Int, closingDelay: Duration? = nil,
+        closingMaximumDelay: Duration = .seconds(2)
+    ) {
         self.baseDelay = baseDelay
         self.maximumDelay = max(baseDelay, maximumDelay)
         self.closingAttempts = max(1, closingAttempts)
+        self.closingDelay = closingDelay ?? baseDelay
+        self.closingMaximumDelay = closingMaximumDelay
+    }
+
+    /// Whether a batch is out (so a flush requested now waits for it).
+    var isFlushing: Bool {
+        switch state {
+        case .flushing, .closing(flushing: true): true
+        case .open, .backingOff, .closing(flushing: false), .closed: false
+        }
     }
 
     /// Records were committed to the journal, or a timer fired.
@@ -64,6 +83,25 @@ struct AuditShipperStateMachine {
             return .ship
         case .closed:
             return .none
+        }
+    }
+
+    /// Someone asked for a flush and waits for its result (an appender whose record must be
+    /// durable, a full batch, a test): unlike `wake`, a back-off does not hold it back, since the
+    /// caller would otherwise only learn of the failure later. `.none`: a batch is out; wait for
+    /// it, then ask again.
+    mutating func flushRequested() -> Action {
+        switch state {
+        case .open, .backingOff:
+            state = .flushing
+            return .ship
+        case .flushing, .closing(flushing: true):
+            return .none
+        case .closing(flushing: false), .closed:
+            // After closing, one more attempt (a manual flush of what shutdown could not write);
+            // it counts against the closing attempts like the others.
+            state = .closing(flushing: true)
+            return .ship
         }
     }
 
@@ -108,7 +146,7 @@ struct AuditShipperStateMachine {
             }
             state = .closing(flushing: false)
             // Shorter pauses while closing: the process is waiting to exit.
-            return .sleep(until: now.advanced(by: min(delay(failures: closingFailures), .seconds(2))))
+            return .sleep(until: now.advanced(by: closingPause(failures: closingFailures)))
         case .open, .backingOff, .closed:
             return .none
         }
@@ -139,7 +177,16 @@ struct AuditShipperStateMachine {
     }
 
     func delay(failures: Int) -> Duration {
-        guard failures > 1 else { return baseDelay }
-        return min(baseDelay * (1 << min(failures - 1, 16)), maximumDelay)
+        Self.doubling(baseDelay, failures: failures, maximum: maximumDelay)
+    }
+
+    func closingPause(failures: Int) -> Duration {
+        min(Self.doubling(closingDelay, failures: failures, maximum: closingMaximumDelay), closingMaximumDelay)
+    }
+
+    /// `base` after the first failure, doubling with each further one, at most `maximum`.
+    static func doubling(_ base: Duration, failures: Int, maximum: Duration) -> Duration {
+        guard failures > 1 else { return base }
+        return min(base * (1 << min(failures - 1, 16)), maximum)
     }
 }

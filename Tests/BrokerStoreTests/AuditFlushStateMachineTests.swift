@@ -2,12 +2,13 @@ import Testing
 
 @testable import BrokerStore
 
-/// The audit shipper's rules, without a disk, a database or a clock.
-@Suite struct AuditShipperStateMachineTests {
+/// The audit writers' rules (the journal's shipper and the in-memory writer), without a disk, a
+/// database or a clock.
+@Suite struct AuditFlushStateMachineTests {
     let t0 = ContinuousClock.now
 
-    func machine() -> AuditShipperStateMachine {
-        AuditShipperStateMachine(baseDelay: .milliseconds(500), maximumDelay: .seconds(4), closingAttempts: 3)
+    func machine() -> AuditFlushStateMachine {
+        AuditFlushStateMachine(baseDelay: .milliseconds(500), maximumDelay: .seconds(4), closingAttempts: 3)
     }
 
     @Test("Records wake an idle shipper; a wake during a batch makes the next one follow at once")
@@ -95,5 +96,48 @@ import Testing
         m.notShipped()
         #expect(m.state == .closing(flushing: false))
         #expect(m.wake(now: t0) == .ship)
+    }
+
+    @Test("An explicit flush goes through a back-off, waits for a batch out, and is one more attempt after closing")
+    func explicitFlush() {
+        var m = machine()
+        #expect(m.flushRequested() == .ship)
+        #expect(m.isFlushing)
+        #expect(m.flushRequested() == .none)  // wait for the batch out
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .milliseconds(500)))
+        #expect(!m.isFlushing)
+        #expect(m.wake(now: t0) == .sleep(until: t0 + .milliseconds(500)))  // the timer waits
+        #expect(m.flushRequested() == .ship)  // a waiting appender does not
+        #expect(m.shipped(more: false) == .none)
+        #expect(m.state == .open)
+
+        #expect(m.close() == .ship)
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .milliseconds(500)))
+        #expect(m.flushRequested() == .ship)  // cuts the closing pause short
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .seconds(1)))
+        #expect(m.wake(now: t0 + .seconds(1)) == .ship)
+        #expect(m.failed(now: t0) == .gaveUp)
+        #expect(m.state == .closed)
+        // What shutdown could not write: flushed by hand later, one attempt each time.
+        #expect(m.flushRequested() == .ship)
+        #expect(m.failed(now: t0) == .gaveUp)
+        #expect(m.flushRequested() == .ship)
+        #expect(m.shipped(more: false) == .finished)
+        #expect(m.state == .closed)
+    }
+
+    @Test("Closing pauses start at their own delay and are capped by their own maximum")
+    func closingPauses() {
+        var m = AuditFlushStateMachine(
+            baseDelay: .seconds(2), maximumDelay: .seconds(30), closingAttempts: 5, closingDelay: .milliseconds(200),
+            closingMaximumDelay: .milliseconds(500))
+        #expect(m.close() == .ship)
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .milliseconds(200)))
+        _ = m.wake(now: t0 + .seconds(1))
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .milliseconds(400)))
+        _ = m.wake(now: t0 + .seconds(1))
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .milliseconds(500)))
+        #expect(m.delay(failures: 1) == .seconds(2))
+        #expect(m.delay(failures: 5) == .seconds(30))
     }
 }
