@@ -194,8 +194,9 @@ public actor AuditWriter {
         self.quarantineFile = configuration.quarantineDirectory.map(AuditQuarantineFile.init(directory:))
         // The pause after the first failure is two intervals, doubling to maximumRetryDelay;
         // shutdown's attempts pause shutdownRetryDelay, doubling likewise.
+        let maximumDelay = max(configuration.flushInterval, configuration.maximumRetryDelay)
         self.machine = AuditFlushStateMachine(
-            baseDelay: configuration.flushInterval * 2, maximumDelay: max(configuration.flushInterval, configuration.maximumRetryDelay),
+            baseDelay: min(configuration.flushInterval * 2, maximumDelay), maximumDelay: maximumDelay,
             closingAttempts: configuration.shutdownAttempts, closingDelay: configuration.shutdownRetryDelay,
             closingMaximumDelay: configuration.maximumRetryDelay)
     }
