@@ -164,7 +164,13 @@ import Testing
     }
 
     @Test func twoHundredConcurrentUnwrapsOnAColdCacheFetchOneAssertionAndOneToken() async throws {
-        try await withClients { f in
+        // The subject is the token path (one assertion, one token for 200 cold callers), not the
+        // breaker: on a loaded CI machine some of 200 simultaneous TLS connections to the emulator
+        // fail and are retried, and five of them in a row opened the default breaker (seen in CI).
+        var configuration = KeyVaultClient.Configuration()
+        configuration.allowedVaultHostSuffixes = ["localhost"]
+        configuration.circuitBreaker = .init(failureThreshold: 1000, openSeconds: 5)
+        try await withClients(vaultConfiguration: configuration) { f in
             // Wrap through the emulator's Swift API so the caches stay cold.
             let version = try #require(f.state.read { $0.vaults[f.scenario.customers[0].vaultName]?.keys["cmk"]?.latest })
             let publicKey = try RSAOAEPHelper.wrap([42, 42], derPrivateKey: version.privateKeyDER)
@@ -183,7 +189,8 @@ import Testing
             let counters = try await f.controlCounters()
             #expect(counters["imds.token"] == 1)
             #expect(counters["entra.token"] == 1)
-            #expect(counters["keyvault.unwrapkey"] == 200)
+            // At least one each: a retried call after a reset may have reached the vault twice.
+            #expect((counters["keyvault.unwrapkey"] ?? 0) >= 200)
         }
     }
 
