@@ -71,8 +71,9 @@ import Testing
                     refused = status
                 }
             }
-            // The bound is the key state's age (1 s here), plus one request.
-            #expect(Date().timeIntervalSince(disabledAt) < 3)
+            // The bound is the key state's age (1 s here), plus one request. A loaded CI machine took
+            // 3.6 s once; 8 s still tells this bound from the 60 s default and from never.
+            #expect(Date().timeIntervalSince(disabledAt) < 8)
             #expect(refused?.code == .failedPrecondition)
             #expect(refused?.reason == .keyDisabled)
             let wrap = await e2e.refusal { _ = try await a.wrap(tenant: "customer-1", plaintext: [1, 2, 3], deadline: deadline()) }
