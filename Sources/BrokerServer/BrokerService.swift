@@ -252,7 +252,7 @@ public final class BrokerService: BrokerRequestHandler {
             // unaudited; a refusal is returned either way.
             let stored = await record(
                 operation, caller: caller, tenant: tenantID, keyVersion: keyVersion, response: response,
-                requestID: requestID ?? UUID().uuidString.lowercased(), clientRequestID: clientRequestID, started: started, deadline: deadline)
+                requestID: requestID ?? GeneratedRequestID.next(), clientRequestID: clientRequestID, started: started, deadline: deadline)
             // A refusal is withheld too: every answer, refusals included, leaves only with its record.
             if !stored {
                 return .failure(
@@ -267,7 +267,7 @@ public final class BrokerService: BrokerRequestHandler {
     /// The request's id: the caller's (`request_id`, checked: 1-128 printable ASCII characters,
     /// so it goes into the audit trail as it is), or a fresh one; nil when the caller's is invalid.
     static func requestID(_ given: String) -> String? {
-        if given.isEmpty { return UUID().uuidString.lowercased() }
+        if given.isEmpty { return GeneratedRequestID.next() }
         guard given.utf8.count <= 128, given.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else { return nil }
         return given
     }

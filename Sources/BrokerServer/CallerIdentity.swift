@@ -10,7 +10,15 @@ public struct CallerIdentity: Sendable, Hashable, CustomStringConvertible {
     /// form. Empty only for `unauthenticated`.
     public let name: String
 
-    public init(name: String) { self.name = name }
+    /// The name's UTF-8 bytes, kept beside it: every request hashes and compares the identity
+    /// (admission, the caller's record), and a contiguous array does both at once where the
+    /// string's UTF-8 view goes byte by byte.
+    private let bytes: [UInt8]
+
+    public init(name: String) {
+        self.name = name
+        self.bytes = Array(name.utf8)
+    }
 
     /// What audit records and messages name the caller by.
     public var description: String { name.isEmpty ? "(anonymous)" : name }
@@ -20,11 +28,11 @@ public struct CallerIdentity: Sendable, Hashable, CustomStringConvertible {
     public static let unauthenticated = CallerIdentity(name: "")
 
     public static func == (lhs: CallerIdentity, rhs: CallerIdentity) -> Bool {
-        lhs.name.utf8.elementsEqual(rhs.name.utf8)
+        lhs.bytes == rhs.bytes
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(name.utf8.count)
-        for byte in name.utf8 { hasher.combine(byte) }
+        hasher.combine(bytes.count)
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 }

@@ -29,15 +29,19 @@ public final class DataKeyCache: Sendable {
     public struct Key: Hashable, Sendable {
         public var tenantID: String
         public var keyVersion: String
-        /// SHA-256 of the blob and of the context: the cache holds no blob bytes.
-        var blobDigest: [UInt8]
-        var contextDigest: [UInt8]
+        /// SHA-256 of the blob and of the context: the cache holds no blob bytes. Kept as digests,
+        /// not arrays: a digest hashes its 32 bytes at once, an array byte by byte.
+        var blobDigest: SHA256Digest
+        var contextDigest: SHA256Digest
 
         public init(tenantID: String, keyVersion: String, blob: [UInt8], context: [UInt8]?) {
             self.tenantID = tenantID
             self.keyVersion = keyVersion
-            self.blobDigest = Array(SHA256.hash(data: blob))
-            self.contextDigest = Array(SHA256.hash(data: [context == nil ? 0 : 1] + (context ?? [])))
+            self.blobDigest = SHA256.hash(data: blob)
+            var hash = SHA256()
+            hash.update(data: [context == nil ? 0 : 1] as [UInt8])
+            if let context { hash.update(data: context) }
+            self.contextDigest = hash.finalize()
         }
     }
 

@@ -176,6 +176,35 @@ import FedBrokerTestSupport
         #expect(try goAway.message(as: WireGoAway.self).lastStreamID == 1)
         try await server.close()
     }
+
+    @Test("One timer per connection expires each request at its own time: a short timeout after a long one, and one after the timer fired")
+    func shorterDeadlinesAfterLongerOnesExpireOnTime() async throws {
+        let configuration = BrokerTransportServer.Configuration.generousForTests()
+        let service = GatedService()
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
+        let client = try await PlainClient.connect(port: server.port)
+        let frames = try await RawFrames.collect(on: client.channel)
+        func answered(_ streamID: UInt32) -> WireResponse? {
+            frames.all.first { $0.type == .response && $0.streamID == streamID }.flatMap { try? $0.message(as: WireResponse.self) }
+        }
+        // Stream 1 asks for 100 s, so the connection's timer is armed 100 s out; stream 3's 0.3 s
+        // must move it earlier, or stream 3 would be answered only with stream 1.
+        try await client.send(
+            ConnectionPreface.bytes() + Array(try RawFrames.encode(try keyStatus(1, tenant: "hang", timeoutMs: 100_000)).readableBytesView)
+                + Array(try RawFrames.encode(try keyStatus(3, tenant: "hang", timeoutMs: 300)).readableBytesView))
+        #expect(await eventually { answered(3) != nil })
+        #expect(answered(3)?.status.code == .deadlineExceeded)
+        // The timer fired for stream 3 and was re-armed for stream 1; a new short request is
+        // expired on its own time too.
+        try await client.send(Array(try RawFrames.encode(try keyStatus(5, tenant: "hang", timeoutMs: 200)).readableBytesView))
+        #expect(await eventually { answered(5) != nil })
+        #expect(answered(5)?.status.code == .deadlineExceeded)
+        // Stream 1's 100 s have not passed: it is still open, unanswered.
+        #expect(answered(1) == nil)
+        #expect(server.admission.usage(of: .unauthenticated).requests == 1)
+        try await client.channel.close()
+        try await server.close()
+    }
 }
 
 /// Frames a plaintext client receives, collected as they come.

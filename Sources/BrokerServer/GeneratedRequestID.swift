@@ -1,0 +1,55 @@
+import Synchronization
+
+/// Request ids the broker makes for requests that came without one: UUID-shaped (version 4,
+/// lowercase, 36 characters), so logs and the audit trail read the same whichever side made the id.
+///
+/// Why not `UUID()`: on Linux, Foundation's `UUID()` opens, reads and closes `/dev/urandom` on
+/// every call, three system calls that `perf` put at about 5 % of the broker's CPU on the cached
+/// Unwrap path. A request id correlates log lines and audit rows; it is not a secret and guards
+/// nothing. So the ids are a counter, unique within the process, passed through the SplitMix64
+/// finalizer (a bijection on 64 bits, so distinct counters give distinct words) with two seeds
+/// drawn once from the system's random number generator, so two processes' ids do not line up.
+enum GeneratedRequestID {
+    private static let seeds: (UInt64, UInt64) = {
+        var generator = SystemRandomNumberGenerator()
+        return (generator.next(), generator.next())
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    /// The next id: `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`.
+    static func next() -> String {
+        let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let high = mix(seeds.0 &+ n) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
+        let low = mix(seeds.1 &+ n) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
+        return format(high: high, low: low)
+    }
+
+    /// SplitMix64's output function (Steele, Lea, Flood 2014).
+    static func mix(_ value: UInt64) -> UInt64 {
+        var z = value &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// 32 hex digits in the UUID's 8-4-4-4-12 grouping, written straight into the string's storage.
+    static func format(high: UInt64, low: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 36) { buffer in
+            let digits: StaticString = "0123456789abcdef"
+            var index = 0
+            func put(_ word: UInt64, nibbles: ClosedRange<Int>) {
+                for nibble in nibbles.reversed() {
+                    if index == 8 || index == 13 || index == 18 || index == 23 {
+                        buffer[index] = UInt8(ascii: "-")
+                        index += 1
+                    }
+                    buffer[index] = digits.utf8Start[Int(truncatingIfNeeded: (word >> UInt64(nibble * 4)) & 0xF)]
+                    index += 1
+                }
+            }
+            put(high, nibbles: 0...15)
+            put(low, nibbles: 0...15)
+            return index
+        }
+    }
+}
