@@ -181,12 +181,12 @@ struct AuditFlushStateMachine {
     }
 
     func closingPause(failures: Int) -> Duration {
-        min(Self.doubling(closingDelay, failures: failures, maximum: closingMaximumDelay), closingMaximumDelay)
+        Self.doubling(closingDelay, failures: failures, maximum: closingMaximumDelay)
     }
 
-    /// `base` after the first failure, doubling with each further one, at most `maximum`.
+    /// `base` after the first failure, doubling with each further one; never more than `maximum`.
     static func doubling(_ base: Duration, failures: Int, maximum: Duration) -> Duration {
-        guard failures > 1 else { return base }
+        guard failures > 1 else { return min(base, maximum) }
         return min(base * (1 << min(failures - 1, 16)), maximum)
     }
 }

@@ -140,4 +140,14 @@ import Testing
         #expect(m.delay(failures: 1) == .seconds(2))
         #expect(m.delay(failures: 5) == .seconds(30))
     }
+
+    @Test("A closing delay longer than the closing maximum (it defaults to the base delay) is cut to it from the first pause")
+    func closingPauseNeverExceedsItsMaximum() {
+        var m = AuditFlushStateMachine(baseDelay: .seconds(5), maximumDelay: .seconds(30), closingAttempts: 5)
+        #expect(m.close() == .ship)
+        #expect(m.failed(now: t0) == .sleep(until: t0 + .seconds(2)))
+        #expect(m.closingPause(failures: 1) == .seconds(2))
+        #expect(m.closingPause(failures: 4) == .seconds(2))
+        #expect(m.delay(failures: 1) == .seconds(5))
+    }
 }
