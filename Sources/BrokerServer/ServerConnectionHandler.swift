@@ -41,7 +41,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var tasks: [UInt32: Task<Void, Never>] = [:]
     /// When each open request's time runs out (its deadline plus `deadlineGrace`). One timer per
     /// connection, armed for the earliest, expires them: a timer scheduled and cancelled for every
-    /// request cost about 4 % of the cached Unwrap's CPU (`perf`), for deadlines that almost
+    /// request cost about 2 % of the cached Unwrap's CPU (`perf`), for deadlines that almost
     /// never fire.
     private var deadlines: [UInt32: NIODeadline] = [:]
     private var deadlineTimer: (at: NIODeadline, task: Scheduled<Void>)?
