@@ -6,9 +6,11 @@ import Synchronization
 /// Why not `UUID()`: on Linux, Foundation's `UUID()` opens, reads and closes `/dev/urandom` on
 /// every call, three system calls that `perf` put at about 4 % of the broker's CPU on the cached
 /// Unwrap path. A request id correlates log lines and audit rows; it is not a secret and guards
-/// nothing. So the ids are a counter, unique within the process, passed through the SplitMix64
-/// finalizer (a bijection on 64 bits, so distinct counters give distinct words) with two seeds
+/// nothing. So the ids are a process counter passed through the SplitMix64 finalizer (a bijection
+/// on 64 bits, so distinct counters give distinct words; the version and variant bits then leave
+/// 122 bits, so repeats within a process are practically, not provably, impossible) with two seeds
 /// drawn once from the system's random number generator, so two processes' ids do not line up.
+/// They are predictable from one another, which a correlation id may be.
 enum GeneratedRequestID {
     private static let seeds: (UInt64, UInt64) = {
         var generator = SystemRandomNumberGenerator()

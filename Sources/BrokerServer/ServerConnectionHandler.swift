@@ -257,6 +257,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         if let armed = deadlineTimer, armed.at <= expiry { return }
         deadlineTimer?.task.cancel()
         let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: expiry) { [self] in
+            // Only the armed timer acts; a replaced one that ran anyway leaves it to its successor.
+            guard deadlineTimer?.at == expiry else { return }
             deadlineTimer = nil
             expireDueRequests(context: context)
         }

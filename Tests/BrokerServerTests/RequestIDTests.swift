@@ -24,7 +24,7 @@ import Testing
             #expect(Array(id.utf8)[14] == UInt8(ascii: "4"))
             #expect("89ab".utf8.contains(Array(id.utf8)[19]))
         }
-        // The finalizer is a bijection, so distinct counters can never share an id: spot-check
+        // The finalizer is a bijection, so distinct counters never share a word: spot-check
         // that neighbouring inputs do not collide and that it is not the identity.
         let mixed = Set((0..<UInt64(100_000)).map(GeneratedRequestID.mix))
         #expect(mixed.count == 100_000)
