@@ -138,6 +138,14 @@ rm -rf "$demo_dir"
 # fixed computation, against Benchmarks/hot-path.json; a change that doubles it fails. Seconds.
 scripts/hot-path-guard.sh
 
+# The bench's cold start drives the production `fedbroker serve` as a child process; a small store
+# keeps it to seconds. It once launched fedbroker-dev itself (no `serve` there) and nothing noticed.
+cold_out=$(mktemp /tmp/fedbroker-cold-start.XXXXXX.json)
+.build/debug/fedbroker-dev bench --parts cold-start --tenants 200 --slots 2 --cold-start-dir "${TMPDIR:-/tmp}" --output "$cold_out" >/dev/null 2>&1 \
+  || { echo "test.sh: fedbroker-dev bench --parts cold-start failed:" >&2; .build/debug/fedbroker-dev bench --parts cold-start --tenants 20 --slots 2 --cold-start-dir "${TMPDIR:-/tmp}" --output "$cold_out" >&2; exit 1; }
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["coldStart"]; assert c["exitStatus"] == 0, c; print("test.sh: bench cold start: %d tenants, first answer after %.2f s, exit %d" % (c["tenants"], c["secondsToFirstKeyOperation"], c["exitStatus"]))' "$cold_out"
+rm -f "$cold_out"
+
 # The parsers that read input from outside, fuzzed for 30 s each from the committed seed corpus
 # (docs/fuzzing.md): a separate release build of Fuzz/ with libFuzzer; any crash fails the run.
 scripts/fuzz.sh 30

@@ -19,6 +19,8 @@ struct ColdStart {
     let note: (String) -> Void
 
     func run() async throws -> BenchResults.ColdStartResult {
+        // The production binary, found before the store is seeded: this executable has no `serve`.
+        let fedbroker = try DemoCommand.locate(nil)
         var emulatorConfiguration = AzureEmulator.Configuration()
         emulatorConfiguration.seedDefaultScenario = true
         return try await AzureEmulator.withRunning(configuration: emulatorConfiguration, logger: logger) { emulator, endpoints in
@@ -54,7 +56,7 @@ struct ColdStart {
             let clientCA = try file("client-ca.pem", pki.caCertificatePEM)
 
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+            process.executableURL = fedbroker
             process.arguments = [
                 "serve", "--listen", "127.0.0.1:0", "--tls-cert", certPath, "--tls-key", keyPath, "--client-ca", clientCA,
                 "--data-dir", dir.path, "--log-level", "warning",
