@@ -163,7 +163,7 @@ import FedBrokerTestSupport
         try await client.send(ConnectionPreface.bytes() + Array(try RawFrames.encode(try keyStatus(1, tenant: "hang", timeoutMs: 600_000)).readableBytesView))
         let started = ContinuousClock.now
         #expect(await eventually { frames.count >= 2 })
-        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(ContinuousClock.now - started < .seconds(120))  // the 0.3 s maximum, not the 10 minutes asked for
         let answer = try frames.all[1].message(as: WireResponse.self)
         #expect(answer.status.code == .deadlineExceeded && answer.status.retryable)
         #expect(await eventually { server.admission.usage(of: .unauthenticated).requests == 0 })  // its work was stopped

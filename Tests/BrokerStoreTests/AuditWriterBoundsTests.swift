@@ -134,7 +134,7 @@ import Testing
             let started = ContinuousClock.now
             waiting.cancel()
             let result = await waiting.result
-            #expect(ContinuousClock.now - started < .seconds(10), "not the 120 s append timeout")
+            #expect(ContinuousClock.now - started < .seconds(60), "not the 120 s append timeout")
             #expect(throws: CancellationError.self) { try result.get() }
             #expect(await writer.health.backlog == 1, "the first record only (pending or in a flush under way)")
             try await Self.rename(store, away: false)
