@@ -39,7 +39,8 @@ public final class DataKeyCache: Sendable {
             self.keyVersion = keyVersion
             self.blobDigest = SHA256.hash(data: blob)
             var hash = SHA256()
-            hash.update(data: [context == nil ? 0 : 1] as [UInt8])
+            let bound: UInt8 = context == nil ? 0 : 1
+            withUnsafeBytes(of: bound) { hash.update(bufferPointer: $0) }
             if let context { hash.update(data: context) }
             self.contextDigest = hash.finalize()
         }

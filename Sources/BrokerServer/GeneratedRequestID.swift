@@ -39,18 +39,16 @@ enum GeneratedRequestID {
         String(unsafeUninitializedCapacity: 36) { buffer in
             let digits: StaticString = "0123456789abcdef"
             var index = 0
-            func put(_ word: UInt64, nibbles: ClosedRange<Int>) {
-                for nibble in nibbles.reversed() {
+            for word in [high, low] {
+                for shift in stride(from: 60, through: 0, by: -4) {
                     if index == 8 || index == 13 || index == 18 || index == 23 {
                         buffer[index] = UInt8(ascii: "-")
                         index += 1
                     }
-                    buffer[index] = digits.utf8Start[Int(truncatingIfNeeded: (word >> UInt64(nibble * 4)) & 0xF)]
+                    buffer[index] = digits.utf8Start[Int(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)]
                     index += 1
                 }
             }
-            put(high, nibbles: 0...15)
-            put(low, nibbles: 0...15)
             return index
         }
     }
