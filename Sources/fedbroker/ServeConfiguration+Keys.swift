@@ -20,6 +20,8 @@ extension ServeConfiguration {
         "audit.journal",
         "audit.journalDirectory",
         "audit.journalMaxBytes",
+        "audit.journalSync",
+        "audit.journalSyncIntervalSeconds",
         "audit.maxQueueBytes",
         "audit.quarantineDirectory",
         "azure.appClientID",

@@ -105,6 +105,83 @@ import Testing
         }
     }
 
+    @Test("Sync.interval: appends return without a sync, and a crash of the process loses none of them")
+    func intervalAppendsSurviveAProcessCrash() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let records = Self.records(100)
+            do {
+                var configuration = AuditJournal.Configuration(directory: directory)
+                configuration.sync = .interval(.seconds(3600))
+                // No shipper, so no background sync either: only the kernel holds the writes.
+                let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+                try await Self.appendAll(first, records)
+                #expect(first.syncs == 0)
+                // The same appends with every batch synced wait for a sync each time.
+                var batched = AuditJournal.Configuration(directory: directory + "-batch")
+                batched.sync = .everyBatch
+                let second = try AuditJournal(store: store, configuration: batched, logger: TestDatabase.logger)
+                defer { try? FileManager.default.removeItem(atPath: directory + "-batch") }
+                try await Self.appendAll(second, Self.records(3, tenant: "batch"))
+                #expect(second.syncs >= 1)
+            }
+            // The process died (dropped without shutdown); the next start ships all it acknowledged.
+            let next = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+            let shipper = Task { await next.run() }
+            shipper.cancel()
+            await shipper.value
+            try await next.shutdown()
+            #expect(try await Self.stored(store) == Set(records.map(\.id)))
+        }
+    }
+
+    @Test("Sync.interval: the background sync follows the writes; a sealed segment is synced, and so is what shutdown leaves", .timeLimit(.minutes(2)))
+    func intervalSyncsBehind() async throws {
+        let database = try await TestDatabase.make(.sqlite)
+        defer { Task { await database.destroy() } }
+        let directory = Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let store = try await database.open()
+            _ = try await store.migrate()
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.sync = .interval(.milliseconds(20))
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let shipper = Task { await journal.run() }
+            try await Self.appendAll(journal, Self.records(10))
+            // Returns once the tick has synced what was written (hangs, and fails on the time limit, if it never does).
+            await journal.synced()
+            #expect(journal.syncs >= 1)
+            shipper.cancel()
+            await shipper.value
+            try await journal.shutdown()
+            try await store.close()
+        }
+        // Not migrated, so nothing ships: every segment stays, and each must have been synced.
+        let unmigrated = try await TestDatabase.make(.sqlite)
+        defer { Task { await unmigrated.destroy() } }
+        let broken = try await unmigrated.open()
+        var configuration = AuditJournal.Configuration(directory: directory + "-kept")
+        defer { try? FileManager.default.removeItem(atPath: directory + "-kept") }
+        configuration.sync = .interval(.seconds(3600))
+        configuration.segmentBytes = 16 * 1024
+        configuration.retryDelay = .milliseconds(10)
+        configuration.shutdownAttempts = 1
+        let journal = try AuditJournal(store: broken, configuration: configuration, logger: TestDatabase.logger)
+        for record in Self.records(400) { try await journal.appendDurably(record, deadline: .distantFuture, clock: Self.clock) }
+        let segments = try Self.segments(in: directory + "-kept")
+        #expect(segments.count >= 3)
+        // One sync for each segment sealed by a rotation, none yet for the active one.
+        #expect(journal.syncs == segments.count - 1)
+        let active = try FileManager.default.attributesOfItem(atPath: directory + "-kept/" + segments[segments.count - 1])
+        let activeWritten = try #require(active[.size] as? Int) > AuditJournalSegments.header.count
+        await #expect(throws: BrokerError.self) { try await journal.shutdown() }
+        // Shutdown syncs what the active segment holds (a rotation may have just begun it empty).
+        #expect(journal.syncs == segments.count - (activeWritten ? 0 : 1))
+        try await broken.close()
+    }
+
     @Test("With the store failing, appends still succeed; shutdown says records remain, and the next start ships them")
     func storeOutage() async throws {
         let database = try await TestDatabase.make(.sqlite)

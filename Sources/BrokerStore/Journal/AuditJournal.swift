@@ -8,10 +8,12 @@ import Synchronization
 /// A local write-ahead log of audit records: what makes a key operation's audit record durable
 /// before its answer (invariant 4) without the store on the request path.
 ///
-/// - `appendDurably` returns once the record is on disk: records are framed and checksummed
+/// - `appendDurably` returns once the record is durable: records are framed and checksummed
 ///   (`AuditJournalRecord`), appended to the current segment by one I/O thread, and made durable
 ///   with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
-///   forms the next one).
+///   forms the next one). With `Sync.interval` it returns once the batch is written to the file
+///   (in the kernel, so a crash of the process loses nothing) and the file is synced in the
+///   background at most that long after.
 /// - `run()` ships the journal to the store in the background, oldest first, in batches of
 ///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
 ///   deleted once every record in it is committed to the store. The store failing only makes the
@@ -46,8 +48,24 @@ public final class AuditJournal: AuditTrail, Sendable {
         public var shutdownAttempts: Int = 5
         /// Where records the database rejects for their data go (`audit-quarantine.jsonl`).
         public var quarantineDirectory: String?
+        /// When an appended record counts as durable (so when its operation may be answered).
+        public var sync: Sync = .everyBatch
 
         public init(directory: String) { self.directory = directory }
+    }
+
+    /// What an acknowledged record survives, against what the acknowledgement waits for.
+    public enum Sync: Sendable, Equatable {
+        /// Each batch is `fdatasync`ed before its appends return: a record survives a crash of the
+        /// process and of the host (kernel panic, power loss). Every answer waits for one sync of
+        /// the journal's volume.
+        case everyBatch
+        /// Appends return once their batch is written to the file: the kernel holds it, so a crash
+        /// (SIGKILL) of the process loses nothing, and the next start ships it. The file is
+        /// `fdatasync`ed at most this long after a write, so a crash of the host loses at most
+        /// this long's records. For a volume whose sync is slow (a network disk), the way MySQL's
+        /// `innodb_flush_log_at_trx_commit=2` is.
+        case interval(Duration)
     }
 
     struct Segment {
@@ -79,6 +97,10 @@ public final class AuditJournal: AuditTrail, Sendable {
         var shipperWake = false
         /// An append was refused for room, and no segment has been shipped since.
         var full = false
+        /// `Sync.interval`: the active segment holds writes not yet synced, since `lastSync`.
+        var unsynced = false
+        var lastSync = ContinuousClock.now
+        var syncWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     public let configuration: Configuration
@@ -91,6 +113,7 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
     private let quarantineFile: AuditQuarantineFile?
     private let quarantined = Atomic<Int>(0)
+    private let syncCount = Atomic<Int>(0)
     /// The directory's lock, held for the journal's life.
     private let lockDescriptor: Atomic<Int32>
 
@@ -129,6 +152,12 @@ public final class AuditJournal: AuditTrail, Sendable {
             $0.activeDescriptor = descriptor
         }
         journalBytes.record(existing.reduce(header) { $0 + $1.size })
+        let durability: String
+        switch configuration.sync {
+        case .everyBatch: durability = "each batch fdatasynced before its answers"
+        case .interval(let every): durability = "written before the answer, fdatasynced every \(every) (a host crash loses at most that)"
+        }
+        logger.info("audit journal open", metadata: ["fb.auditJournal": "\(configuration.directory)", "fb.sync": "\(durability)"])
         if !existing.isEmpty {
             logger.notice(
                 "audit journal holds segments from an earlier process; shipping them to the store first",
@@ -194,17 +223,25 @@ public final class AuditJournal: AuditTrail, Sendable {
             let started = ContinuousClock.now
             do {
                 try AuditJournalSegments.writeAll(taken.fd, taken.bytes, path: path)
-                guard fdatasync(taken.fd) == 0 else { throw AuditJournalSegments.Failure("cannot sync", path) }
-                syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
-                let total = state.withLock { state -> Int in
+                if configuration.sync == .everyBatch {
+                    guard fdatasync(taken.fd) == 0 else { throw AuditJournalSegments.Failure("cannot sync", path) }
+                    syncCount.add(1, ordering: .relaxed)
+                    syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
+                }
+                let (total, syncDue) = state.withLock { state -> (Int, Bool) in
                     state.segments[state.segments.count - 1].end += taken.bytes.count
                     state.bytes += taken.bytes.count
                     state.unshippedRecords += taken.records
-                    return state.bytes
+                    guard case .interval(let every) = configuration.sync else { return (state.bytes, false) }
+                    state.unsynced = true
+                    return (state.bytes, ContinuousClock.now - state.lastSync >= every)
                 }
                 journalBytes.record(total)
                 for waiter in taken.waiters { waiter.resume() }
                 wakeShipper()
+                // Under steady load this loop may never run dry, so the interval is kept here too,
+                // not only by the background tick (which waits for this loop to end).
+                if syncDue { syncWritten() }
                 if taken.end + taken.bytes.count >= configuration.segmentBytes { rotate() }
             } catch {
                 // Nothing of this batch was acknowledged. Cut the segment back to its last synced
@@ -227,9 +264,69 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     private var activeSequence: UInt64 { state.withLock { $0.segments.last?.sequence ?? 0 } }
 
+    /// `Sync.interval`: syncs what was written to the active segment since the last sync (on the
+    /// I/O thread, which does every write, so nothing is written while the flag is read).
+    private func syncWritten() {
+        let descriptor = state.withLock { state -> Int32? in
+            state.lastSync = .now
+            guard state.unsynced, state.activeDescriptor >= 0 else { return nil }
+            return state.activeDescriptor
+        }
+        guard let descriptor else { return resumeSyncWaiters() }
+        let started = ContinuousClock.now
+        if fdatasync(descriptor) == 0 {
+            syncCount.add(1, ordering: .relaxed)
+            syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
+            state.withLock { $0.unsynced = false }
+        } else {
+            // Answered records may not survive a crash of the host. Stop answering more on a disk
+            // that cannot sync: appends are refused from here on (readiness fails).
+            let failure = AuditJournalSegments.Failure("cannot sync", configuration.directory + "/" + AuditJournalSegments.name(activeSequence))
+            logger.critical(
+                "audit journal cannot be synced; appends are refused, and records already answered may be lost if the host crashes",
+                metadata: ["error": "\(failure)"])
+            state.withLock {
+                $0.broken = "\(failure)"
+                $0.brokenSince = ContinuousClock.now
+            }
+        }
+        resumeSyncWaiters()
+    }
+
+    private func resumeSyncWaiters() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.syncWaiters = [] }
+            return state.syncWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once nothing written is waiting for its sync (`Sync.interval`; at once otherwise).
+    /// For tests: the background sync is observable without a sleep.
+    package func synced() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                guard state.unsynced, state.broken == nil else { return true }
+                state.syncWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// `Sync.interval`: every interval, the writes since the last sync are synced (on the I/O thread).
+    private func tick(every interval: Duration) async {
+        while (try? await Task.sleep(for: interval)) != nil {
+            guard state.withLock({ $0.unsynced }) else { continue }
+            thread.submit { [self] in if $0 == .active { syncWritten() } }
+        }
+    }
+
     /// Seals the current segment and begins the next (on the I/O thread, between batches).
     private func rotate() {
         let next = activeSequence + 1
+        // A sealed segment gets no later sync of its own.
+        if case .interval = configuration.sync { syncWritten() }
         do {
             let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
             let old = state.withLock { state -> Int32 in
@@ -249,8 +346,18 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     // MARK: Shipping
 
-    /// Ships the journal to the store until the task is cancelled; then call `shutdown()`.
+    /// Ships the journal to the store (and with `Sync.interval` syncs it) until the task is
+    /// cancelled; then call `shutdown()`.
     public func run() async {
+        guard case .interval(let every) = configuration.sync else { return await ship() }
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.tick(every: every) }
+            await ship()
+            group.cancelAll()
+        }
+    }
+
+    private func ship() async {
         var action = machine.withLock { $0.wake(now: .now) }
         while !Task.isCancelled {
             switch action {
@@ -451,6 +558,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         }
     }
 
+    /// Segment syncs so far (tests: which writes waited for one).
+    package var syncs: Int { syncCount.load(ordering: .relaxed) }
+
     /// Bytes of unshipped segments on disk (tests, metrics).
     public var bytesOnDisk: Int { state.withLock { $0.bytes } }
 
@@ -469,6 +579,10 @@ public final class AuditJournal: AuditTrail, Sendable {
                 return false
             }
             if idle { continuation.resume() }
+        }
+        if case .interval = configuration.sync {
+            // What is left unshipped must be on disk before the process goes.
+            try? await thread.runIfActive { [self] in syncWritten() }
         }
         var action = machine.withLock { $0.close() }
         var finished = false

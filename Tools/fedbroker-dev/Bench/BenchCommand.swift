@@ -60,9 +60,11 @@ struct BenchCommand: AsyncParsableCommand {
     var coldStartDir: String = FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/fedbroker-bench" : NSTemporaryDirectory() + "fedbroker-bench"
     @Option(name: .long, help: "Where the cached and uncached parts keep their SQLite store. Every key operation commits its audit record (fsync) before it answers, so this disk's fsync latency is in every figure; /dev/shm takes it out.")
     var storeDir: String = NSTemporaryDirectory()
-    enum AuditPath: String, ExpressibleByArgument, CaseIterable { case journal, store }
+    enum AuditPath: String, ExpressibleByArgument, CaseIterable {
+        case journal, journalInterval = "journal-interval", store
+    }
 
-    @Option(name: .long, help: "Where key operations' audit records become durable before the answer: journal (serve's default: local write-ahead log, shipped to the store behind) or store (the store's commit on every operation).")
+    @Option(name: .long, help: "Where key operations' audit records become durable before the answer: journal (serve's default: local write-ahead log, one fdatasync per batch before its answers, shipped to the store behind), journal-interval (audit.journalSync interval: written to the journal before the answer, fdatasynced every 0.1 s) or store (the store's commit on every operation).")
     var audit: AuditPath = .journal
     @Option(name: .long, help: "A PostgreSQL server (postgres://USER@HOST:PORT/DB?sslmode=…) for the cached and uncached parts' store, instead of SQLite: the bench makes a database of its own there and drops it after.")
     var databaseURL: String?
@@ -89,7 +91,7 @@ struct BenchCommand: AsyncParsableCommand {
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .journal, databaseURL: databaseURL) { world in
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .store ? nil : audit == .journal ? .everyBatch : .interval(.milliseconds(100)), databaseURL: databaseURL) { world in
                 if parts.contains(.cached) { results.cached = try await cached(world) }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }

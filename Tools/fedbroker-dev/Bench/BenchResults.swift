@@ -40,7 +40,8 @@ struct BenchResults: Codable {
     var machine: Machine
     var debugBuild = false
     /// Where the broker's store (and its audit trail) was: its fsync latency is in the figures.
-    /// Where audit records became durable: `journal` or `store`.
+    /// Where audit records became durable: `journal`, `journal-interval` (written before the
+    /// answer, synced behind it) or `store`.
     var audit: String?
     /// `sqlite` or `postgres`.
     var store: String?

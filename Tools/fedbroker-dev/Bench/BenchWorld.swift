@@ -42,7 +42,7 @@ struct BenchWorld {
     /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation
     ///   commits before it answers) lives; its disk's fsync latency is part of every figure.
     static func withWorld<T: Sendable>(
-        logger: Logger, storeDirectory: String, journal: Bool = true, databaseURL: String? = nil, _ body: (BenchWorld) async throws -> T) async throws -> T {
+        logger: Logger, storeDirectory: String, journal: AuditJournal.Sync? = .everyBatch, databaseURL: String? = nil, _ body: (BenchWorld) async throws -> T) async throws -> T {
         RSAKeyMaterial.reuse(true)
         var emulatorConfiguration = AzureEmulator.Configuration()
         emulatorConfiguration.seedDefaultScenario = true
@@ -78,7 +78,10 @@ struct BenchWorld {
             configuration.transport.tls = try pki.serverTLS()
             // As `serve` runs by default: audit records durable in the local journal, shipped to
             // the store behind; without it every key operation waits for the store's commit.
-            if journal { configuration.auditJournal = .init(directory: directory.appendingPathComponent("audit-journal").path) }
+            if let journal {
+                configuration.auditJournal = .init(directory: directory.appendingPathComponent("audit-journal").path)
+                configuration.auditJournal?.sync = journal
+            }
             let app: BrokerApp
             do {
                 app = try await BrokerApp.build(configuration, signals: [], logger: logger)
