@@ -59,7 +59,7 @@ extension ServeConfiguration {
     /// - audit.journalSync (string, batch): batch: each group commit is fdatasynced before its
     ///   answers leave, so a record survives a crash of the host too; interval: answers leave once
     ///   the batch is written to the file (a crash of the process loses nothing) and the journal is
-    ///   fdatasynced in the background, so a crash of the host loses at most one interval.
+    ///   fdatasynced in the background, so a crash of the host loses about one interval.
     /// - audit.journalSyncIntervalSeconds (double, 0.1): that interval, 0.001-10.
     /// - cache.maxAgeSeconds (double, 300): the revocation bound for cached plaintext keys.
     /// - cache.maxEntries (int, 100000), cache.maxUses (int, 100000): the other cache bounds.
@@ -160,13 +160,13 @@ extension ServeConfiguration {
             var journal = AuditJournal.Configuration(directory: try r.string("audit.journalDirectory") ?? dataDirectory + "/audit-journal")
             journal.maximumBytes = try r.int("audit.journalMaxBytes") ?? journal.maximumBytes
             let interval = try r.double("audit.journalSyncIntervalSeconds") ?? 0.1
+            guard interval >= 0.001, interval <= 10 else {
+                throw ConfigurationError(key: "audit.journalSyncIntervalSeconds", "must be 0.001-10")
+            }
             switch try r.string("audit.journalSync") ?? "batch" {
             case "batch":
                 journal.sync = .everyBatch
             case "interval":
-                guard interval >= 0.001, interval <= 10 else {
-                    throw ConfigurationError(key: "audit.journalSyncIntervalSeconds", "must be 0.001-10")
-                }
                 journal.sync = .interval(.microseconds(Int64((interval * 1_000_000).rounded())))
             case let other:
                 throw ConfigurationError(key: "audit.journalSync", "'\(BoundedText.escaped(other, limit: 32))' is not batch or interval")

@@ -301,6 +301,7 @@ public enum RSAKeyMaterial {
     private static let pool = Mutex(Pool())
     private static let poolSize = 6
     private static let reuseFlag = Mutex(false)
+    private static let generating = Mutex(())
 
     /// Turns pooling on or off for the process (off by default: `fedbroker-dev emulator` makes fresh keys).
     public static func reuse(_ on: Bool) { reuseFlag.withLock { $0 = on } }
@@ -309,7 +310,25 @@ public enum RSAKeyMaterial {
         guard reuseFlag.withLock({ $0 }) else {
             return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
         }
-        if let reused = pool.withLock({ p -> Data? in
+        if let reused = draw(bits: bits, avoiding: used) { return reused }
+        // One generation at a time: when dozens of suites start emulators at once, each used to
+        // generate its own keys until the pool was full, dozens of RSA-3072 generations blocking
+        // the test process's cooperative threads together (a clean-clone CI run stalled 25-45 s
+        // at its start and failed deadlines in tests that use no emulator). Serialized, the pool
+        // fills after `poolSize` generations and the callers waiting meanwhile draw from it.
+        return try generating.withLock { _ in
+            if let reused = draw(bits: bits, avoiding: used) { return reused }
+            let fresh = try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+            pool.withLock { p in
+                if p.keys[bits, default: []].count < poolSize { p.keys[bits, default: []].append(fresh) }
+            }
+            return fresh
+        }
+    }
+
+    /// A pooled key not in `used`, once the pool for `bits` is full.
+    private static func draw(bits: Int, avoiding used: Set<Data>) -> Data? {
+        pool.withLock { p -> Data? in
             guard let keys = p.keys[bits], keys.count >= poolSize else { return nil }
             for _ in 0..<keys.count {
                 let index = p.next[bits, default: 0]
@@ -317,13 +336,6 @@ public enum RSAKeyMaterial {
                 if !used.contains(keys[index]) { return keys[index] }
             }
             return nil  // every pooled key is in use by this vault key: a fresh one
-        }) {
-            return reused
         }
-        let fresh = try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
-        pool.withLock { p in
-            if p.keys[bits, default: []].count < poolSize { p.keys[bits, default: []].append(fresh) }
-        }
-        return fresh
     }
 }

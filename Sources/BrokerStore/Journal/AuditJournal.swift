@@ -13,7 +13,7 @@ import Synchronization
 ///   with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
 ///   forms the next one). With `Sync.interval` it returns once the batch is written to the file
 ///   (in the kernel, so a crash of the process loses nothing) and the file is synced in the
-///   background at most that long after.
+///   background about that long after (by a tick the journal owns until `shutdown()`).
 /// - `run()` ships the journal to the store in the background, oldest first, in batches of
 ///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
 ///   deleted once every record in it is committed to the store. The store failing only makes the
@@ -62,8 +62,8 @@ public final class AuditJournal: AuditTrail, Sendable {
         case everyBatch
         /// Appends return once their batch is written to the file: the kernel holds it, so a crash
         /// (SIGKILL) of the process loses nothing, and the next start ships it. The file is
-        /// `fdatasync`ed at most this long after a write, so a crash of the host loses at most
-        /// this long's records. For a volume whose sync is slow (a network disk), the way MySQL's
+        /// `fdatasync`ed about this long after the oldest write not yet synced (plus the sync's own
+        /// time), so a crash of the host loses about this long's records. For a volume whose sync is slow (a network disk), the way MySQL's
         /// `innodb_flush_log_at_trx_commit=2` is.
         case interval(Duration)
     }
@@ -97,9 +97,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         var shipperWake = false
         /// An append was refused for room, and no segment has been shipped since.
         var full = false
-        /// `Sync.interval`: the active segment holds writes not yet synced, since `lastSync`.
+        /// `Sync.interval`: the active segment holds writes not yet synced, the oldest from `unsyncedSince`.
         var unsynced = false
-        var lastSync = ContinuousClock.now
+        var unsyncedSince = ContinuousClock.now
         var syncWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -114,6 +114,9 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let quarantineFile: AuditQuarantineFile?
     private let quarantined = Atomic<Int>(0)
     private let syncCount = Atomic<Int>(0)
+    /// `Sync.interval`: the background sync, owned by the journal so it runs until `shutdown()`
+    /// (through the listeners' drain, whose answers need it too), not only while `run()` ships.
+    private let ticker = Mutex<Task<Void, Never>?>(nil)
     /// The directory's lock, held for the journal's life.
     private let lockDescriptor: Atomic<Int32>
 
@@ -155,7 +158,7 @@ public final class AuditJournal: AuditTrail, Sendable {
         let durability: String
         switch configuration.sync {
         case .everyBatch: durability = "each batch fdatasynced before its answers"
-        case .interval(let every): durability = "written before the answer, fdatasynced every \(every) (a host crash loses at most that)"
+        case .interval(let every): durability = "written before the answer, fdatasynced about every \(every) (a host crash loses about that)"
         }
         logger.info("audit journal open", metadata: ["fb.auditJournal": "\(configuration.directory)", "fb.sync": "\(durability)"])
         if !existing.isEmpty {
@@ -164,6 +167,16 @@ public final class AuditJournal: AuditTrail, Sendable {
                 metadata: ["fb.auditJournal": "\(configuration.directory)", "fb.segments": "\(existing.count)"])
         }
         thread.start()
+        if case .interval(let every) = configuration.sync {
+            ticker.withLock {
+                $0 = Task { [weak self] in
+                    while (try? await Task.sleep(for: every)) != nil {
+                        guard let self else { return }
+                        self.tick()
+                    }
+                }
+            }
+        }
     }
 
     // MARK: Appending
@@ -203,7 +216,7 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// The I/O thread's loop: one write and one `fdatasync` per batch, until nothing is queued.
     private func writeQueued() {
         while true {
-            let taken = state.withLock { state -> (bytes: [UInt8], waiters: [CheckedContinuation<Void, any Error>], records: Int, fd: Int32, end: Int)? in
+            let taken = state.withLock { state -> (bytes: [UInt8], waiters: [CheckedContinuation<Void, any Error>], records: Int, fd: Int32, end: Int, broken: Bool)? in
                 guard !state.queued.isEmpty else {
                     state.writing = false
                     let idle = state.writerIdle
@@ -216,9 +229,15 @@ public final class AuditJournal: AuditTrail, Sendable {
                     state.waiters = []
                     state.queuedRecords = 0
                 }
-                return (state.queued, state.waiters, state.queuedRecords, state.activeDescriptor, state.segments.last?.end ?? 0)
+                return (state.queued, state.waiters, state.queuedRecords, state.activeDescriptor, state.segments.last?.end ?? 0, state.broken != nil)
             }
             guard let taken else { return }
+            guard !taken.broken else {
+                // Queued before the journal broke (a failed repair or sync): not written, refused.
+                let refusal = BrokerError(.storeFailure, "the audit journal cannot be written")
+                for waiter in taken.waiters { waiter.resume(throwing: refusal) }
+                continue
+            }
             let path = configuration.directory + "/" + AuditJournalSegments.name(activeSequence)
             let started = ContinuousClock.now
             do {
@@ -233,14 +252,18 @@ public final class AuditJournal: AuditTrail, Sendable {
                     state.bytes += taken.bytes.count
                     state.unshippedRecords += taken.records
                     guard case .interval(let every) = configuration.sync else { return (state.bytes, false) }
-                    state.unsynced = true
-                    return (state.bytes, ContinuousClock.now - state.lastSync >= every)
+                    let now = ContinuousClock.now
+                    if !state.unsynced {
+                        state.unsynced = true
+                        state.unsyncedSince = now
+                    }
+                    return (state.bytes, now - state.unsyncedSince >= every)
                 }
                 journalBytes.record(total)
                 for waiter in taken.waiters { waiter.resume() }
                 wakeShipper()
                 // Under steady load this loop may never run dry, so the interval is kept here too,
-                // not only by the background tick (which waits for this loop to end).
+                // not only by the background tick (whose sync waits for this loop to end).
                 if syncDue { syncWritten() }
                 if taken.end + taken.bytes.count >= configuration.segmentBytes { rotate() }
             } catch {
@@ -264,12 +287,14 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     private var activeSequence: UInt64 { state.withLock { $0.segments.last?.sequence ?? 0 } }
 
-    /// `Sync.interval`: syncs what was written to the active segment since the last sync (on the
-    /// I/O thread, which does every write, so nothing is written while the flag is read).
-    private func syncWritten() {
+    /// `Sync.interval`: syncs what was written to the active segment since the last sync. On the
+    /// I/O thread, which does every write, so nothing is written between the flag's read and the
+    /// sync; or from `shutdown()` once that thread and the tick are done. Once the journal is
+    /// closed only the syncs that must run do (`evenWhenClosed`: sealing a segment, the last one),
+    /// so none from the tick races the descriptor's close; once it is broken none does.
+    private func syncWritten(evenWhenClosed: Bool = false) {
         let descriptor = state.withLock { state -> Int32? in
-            state.lastSync = .now
-            guard state.unsynced, state.activeDescriptor >= 0 else { return nil }
+            guard state.unsynced, state.activeDescriptor >= 0, state.broken == nil, evenWhenClosed || !state.closed else { return nil }
             return state.activeDescriptor
         }
         guard let descriptor else { return resumeSyncWaiters() }
@@ -314,19 +339,23 @@ public final class AuditJournal: AuditTrail, Sendable {
         }
     }
 
-    /// `Sync.interval`: every interval, the writes since the last sync are synced (on the I/O thread).
-    private func tick(every interval: Duration) async {
-        while (try? await Task.sleep(for: interval)) != nil {
-            guard state.withLock({ $0.unsynced }) else { continue }
-            thread.submit { [self] in if $0 == .active { syncWritten() } }
-        }
+    /// `Sync.interval`, every interval: the writes since the last sync are synced on the I/O thread.
+    private func tick() {
+        guard state.withLock({ $0.unsynced && $0.broken == nil }) else { return }
+        thread.submit { [self] in if $0 == .active { syncWritten() } }
+    }
+
+    /// Returns once the I/O thread has done what was submitted to it so far (tests: a rotation
+    /// that follows an append's answer is finished before files are counted).
+    package func quiesce() async {
+        try? await thread.runIfActive {}
     }
 
     /// Seals the current segment and begins the next (on the I/O thread, between batches).
     private func rotate() {
         let next = activeSequence + 1
         // A sealed segment gets no later sync of its own.
-        if case .interval = configuration.sync { syncWritten() }
+        if case .interval = configuration.sync { syncWritten(evenWhenClosed: true) }
         do {
             let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
             let old = state.withLock { state -> Int32 in
@@ -346,18 +375,8 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     // MARK: Shipping
 
-    /// Ships the journal to the store (and with `Sync.interval` syncs it) until the task is
-    /// cancelled; then call `shutdown()`.
+    /// Ships the journal to the store until the task is cancelled; then call `shutdown()`.
     public func run() async {
-        guard case .interval(let every) = configuration.sync else { return await ship() }
-        await withDiscardingTaskGroup { group in
-            group.addTask { await self.tick(every: every) }
-            await ship()
-            group.cancelAll()
-        }
-    }
-
-    private func ship() async {
         var action = machine.withLock { $0.wake(now: .now) }
         while !Task.isCancelled {
             switch action {
@@ -458,10 +477,13 @@ public final class AuditJournal: AuditTrail, Sendable {
             // Nothing readable where records should be: the tail of a write a crash cut short
             // (never acknowledged), or damage. Either way nothing after it can be trusted.
             guard segment.sealed else { return false }
-            let tornTail = failure == .truncated
+            // Zeros to the end are a tail a crash of the host left allocated but unwritten (with
+            // `Sync.interval`, of records written and not yet synced): torn, not damaged.
+            let zeros = window.count == segment.end - position && window.allSatisfy { $0 == 0 }
+            let tornTail = failure == .truncated || zeros
             if tornTail {
                 logger.notice(
-                    "audit journal segment ends in a torn record (a write interrupted by a crash, never acknowledged); ignored",
+                    "audit journal segment ends in a torn record (a write interrupted by a crash of the process or the host); ignored",
                     metadata: ["fb.auditJournal": "\(path)", "fb.bytes": "\(segment.end - position)"])
             }
             return try retire(segment, path: path, damaged: tornTail ? nil : "unreadable record at byte \(position) (\(failure.map { "\($0)" } ?? "unknown"))")
@@ -541,6 +563,7 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     /// A journal dropped without `shutdown()` (a test's simulated crash) lets the directory go.
     deinit {
+        ticker.withLock { $0?.cancel() }
         releaseLock()
         let descriptor = state.withLock { $0.activeDescriptor }
         if descriptor >= 0 { close(descriptor) }
@@ -580,9 +603,12 @@ public final class AuditJournal: AuditTrail, Sendable {
             }
             if idle { continuation.resume() }
         }
-        if case .interval = configuration.sync {
-            // What is left unshipped must be on disk before the process goes.
-            try? await thread.runIfActive { [self] in syncWritten() }
+        if let ticker = ticker.withLock({ $0.take() }) {
+            ticker.cancel()
+            await ticker.value
+            // The writer is idle and appends are closed: what is left unshipped goes to disk now,
+            // from here, before the process can go.
+            syncWritten(evenWhenClosed: true)
         }
         var action = machine.withLock { $0.close() }
         var finished = false
