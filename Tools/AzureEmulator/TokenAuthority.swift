@@ -22,7 +22,10 @@ final class TokenAuthority: Sendable {
         if let privateKeyDER {
             key = try _RSA.Signing.PrivateKey(derRepresentation: privateKeyDER)
         } else {
-            key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+            // Pooled in tests like the vault keys (`RSAKeyMaterial.reuse`): every emulator a test
+            // starts needs a signing key, and generating each one made RSA generation most of the
+            // test process's CPU in its first 45 s (`perf record` on `swift test`).
+            key = try _RSA.Signing.PrivateKey(derRepresentation: RSAKeyMaterial.privateKeyDER(bits: 2048))
         }
         self.privateKeyDER = key.derRepresentation
         let primitives = try key.publicKey.getKeyPrimitives()
