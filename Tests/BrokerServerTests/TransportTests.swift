@@ -292,7 +292,9 @@ struct PlainClient {
     func healthy(_ port: Int) async throws -> Bool {
         let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: port, tls: nil)
         defer { Task { await connection.close() } }
-        let response = try await connection.call(.with { $0.health = .init() }, timeout: 10)
+        // Served, against never: a bound well apart from both. At the start of a full run on 2
+        // cores a Health call here has taken over 10 s (a clean-clone CI run failed on it).
+        let response = try await connection.call(.with { $0.health = .init() }, timeout: 60)
         return response.health.status == "SERVING"
     }
 
