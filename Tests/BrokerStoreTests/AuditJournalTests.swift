@@ -114,7 +114,7 @@ import Testing
             do {
                 var configuration = AuditJournal.Configuration(directory: directory)
                 configuration.sync = .interval(.seconds(3600))
-                // No shipper, so no background sync either: only the kernel holds the writes.
+                // An hour's interval, so no background sync: only the kernel holds the writes.
                 let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
                 try await Self.appendAll(first, records)
                 #expect(first.syncs == 0)
@@ -186,7 +186,7 @@ import Testing
         try await broken.close()
     }
 
-    @Test("A segment that ends in zeros (a host crash's unwritten tail) ships what precedes them and is not kept as damaged")
+    @Test("A segment that ends in a record cut off by zeros (a host crash's unwritten tail) ships what precedes it and is not kept as damaged")
     func zeroTailIsTorn() async throws {
         try await withStore(.sqlite) { store, _ in
             let directory = Self.directory()
@@ -198,8 +198,11 @@ import Testing
             }
             let segment = try #require(try Self.segments(in: directory).last)
             let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
+            // A record whose first 40 bytes reached the disk, then zeros to the block's end.
+            var frame: [UInt8] = []
+            AuditJournalRecord.encode(Self.records(1, tenant: "lost")[0], into: &frame)
             handle.seekToEndOfFile()
-            handle.write(Data(count: 4096))
+            handle.write(Data(frame.prefix(40)) + Data(count: 4096))
             try handle.close()
 
             let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
@@ -211,6 +214,19 @@ import Testing
             let left = try FileManager.default.contentsOfDirectory(atPath: directory)
             #expect(!left.contains { $0.hasSuffix(AuditJournalSegments.damagedSuffix) }, "kept: \(left)")
         }
+    }
+
+    @Test("A lost tail is zeros from inside the last record to the end; anything else after it is damage")
+    func lostTailShape() {
+        var frame: [UInt8] = []
+        AuditJournalRecord.encode(Self.records(1)[0], into: &frame)
+        #expect(AuditJournal.endsInZeros([UInt8](repeating: 0, count: 4096)))
+        // The record's first 40 bytes reached the disk, the rest of its block did not.
+        #expect(AuditJournal.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: 4000)))
+        // Bytes after the record's declared end are not a lost tail.
+        #expect(!AuditJournal.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: frame.count) + [1]))
+        // Nor is a length no writer gives.
+        #expect(!AuditJournal.endsInZeros([0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5] + [UInt8](repeating: 0, count: 100)))
     }
 
     @Test("With the store failing, appends still succeed; shutdown says records remain, and the next start ships them")

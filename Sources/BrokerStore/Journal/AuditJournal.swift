@@ -100,6 +100,8 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// `Sync.interval`: the active segment holds writes not yet synced, the oldest from `unsyncedSince`.
         var unsynced = false
         var unsyncedSince = ContinuousClock.now
+        /// A sync from the tick waits on the I/O thread: no second one is queued behind it.
+        var syncQueued = false
         var syncWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -172,7 +174,7 @@ public final class AuditJournal: AuditTrail, Sendable {
                 $0 = Task { [weak self] in
                     while (try? await Task.sleep(for: every)) != nil {
                         guard let self else { return }
-                        self.tick()
+                        self.tick(every: every)
                     }
                 }
             }
@@ -294,7 +296,9 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// so none from the tick races the descriptor's close; once it is broken none does.
     private func syncWritten(evenWhenClosed: Bool = false) {
         let descriptor = state.withLock { state -> Int32? in
-            guard state.unsynced, state.activeDescriptor >= 0, state.broken == nil, evenWhenClosed || !state.closed else { return nil }
+            // Broken, only the syncs that must run are tried (a write that failed leaves earlier
+            // answered records to sync).
+            guard state.unsynced, state.activeDescriptor >= 0, evenWhenClosed || (state.broken == nil && !state.closed) else { return nil }
             return state.activeDescriptor
         }
         guard let descriptor else { return resumeSyncWaiters() }
@@ -339,10 +343,20 @@ public final class AuditJournal: AuditTrail, Sendable {
         }
     }
 
-    /// `Sync.interval`, every interval: the writes since the last sync are synced on the I/O thread.
-    private func tick() {
-        guard state.withLock({ $0.unsynced && $0.broken == nil }) else { return }
-        thread.submit { [self] in if $0 == .active { syncWritten() } }
+    /// `Sync.interval`, every interval: writes at least an interval old are synced on the I/O
+    /// thread. One queued at a time, so a sync slower than the interval (the disk this mode is
+    /// for) does not pile up syncs that then take the journal's thread from the writes.
+    private func tick(every interval: Duration) {
+        let due = state.withLock { state -> Bool in
+            guard state.unsynced, state.broken == nil, !state.syncQueued, ContinuousClock.now - state.unsyncedSince >= interval else { return false }
+            state.syncQueued = true
+            return true
+        }
+        guard due else { return }
+        thread.submit { [self] in
+            state.withLock { $0.syncQueued = false }
+            if $0 == .active { syncWritten() }
+        }
     }
 
     /// Returns once the I/O thread has done what was submitted to it so far (tests: a rotation
@@ -477,10 +491,10 @@ public final class AuditJournal: AuditTrail, Sendable {
             // Nothing readable where records should be: the tail of a write a crash cut short
             // (never acknowledged), or damage. Either way nothing after it can be trusted.
             guard segment.sealed else { return false }
-            // Zeros to the end are a tail a crash of the host left allocated but unwritten (with
-            // `Sync.interval`, of records written and not yet synced): torn, not damaged.
-            let zeros = window.count == segment.end - position && window.allSatisfy { $0 == 0 }
-            let tornTail = failure == .truncated || zeros
+            // A crash of the host can leave the tail allocated but unwritten (with `Sync.interval`,
+            // records written and not yet synced): zeros from inside the last record to the end.
+            // Torn, not damaged, when nothing but zeros follows the record that fails to read.
+            let tornTail = failure == .truncated || (window.count == segment.end - position && Self.endsInZeros(window))
             if tornTail {
                 logger.notice(
                     "audit journal segment ends in a torn record (a write interrupted by a crash of the process or the host); ignored",
@@ -496,6 +510,16 @@ public final class AuditJournal: AuditTrail, Sendable {
             return position + consumed < segment.end || state.segments.count > 1
         }
         return more
+    }
+
+    /// Whether `bytes` (a segment's unreadable rest, beginning with a record) is all zeros after
+    /// that first record's header and within its declared length: what a lost tail looks like.
+    static func endsInZeros(_ bytes: [UInt8]) -> Bool {
+        guard let last = bytes.lastIndex(where: { $0 != 0 }) else { return true }
+        guard bytes.count >= AuditJournalRecord.headerLength else { return false }
+        let length = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
+        // A length no writer gives is damage, whatever follows it.
+        return length <= AuditJournalRecord.maximumPayload && last < AuditJournalRecord.headerLength + length
     }
 
     /// Removes a segment that is fully shipped, or renames one that is damaged (kept for an
@@ -606,8 +630,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         if let ticker = ticker.withLock({ $0.take() }) {
             ticker.cancel()
             await ticker.value
-            // The writer is idle and appends are closed: what is left unshipped goes to disk now,
-            // from here, before the process can go.
+            // The writer is idle and appends are closed; a sync the tick handed over finishes
+            // first. What is left unshipped goes to disk now, before the process can go.
+            await quiesce()
             syncWritten(evenWhenClosed: true)
         }
         var action = machine.withLock { $0.close() }
