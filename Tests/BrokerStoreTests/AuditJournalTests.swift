@@ -43,6 +43,14 @@ import Testing
         }
     }
 
+    /// A next start's shipping, to the end: the shipper stopped at once, then `shutdown()` ships the rest.
+    static func shipTheRest(_ journal: AuditJournal) async throws {
+        let shipper = Task { await journal.run() }
+        shipper.cancel()
+        await shipper.value
+        try await journal.shutdown()
+    }
+
     static func segments(in directory: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }.sorted()
     }
@@ -128,10 +136,7 @@ import Testing
             }
             // The process died (dropped without shutdown); the next start ships all it acknowledged.
             let next = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
-            let shipper = Task { await next.run() }
-            shipper.cancel()
-            await shipper.value
-            try await next.shutdown()
+            try await Self.shipTheRest(next)
             #expect(try await Self.stored(store) == Set(records.map(\.id)))
         }
     }
@@ -154,10 +159,7 @@ import Testing
             // as while the listeners drain after it stopped.
             await journal.synced()
             #expect(journal.syncs >= 1)
-            let shipper = Task { await journal.run() }
-            shipper.cancel()
-            await shipper.value
-            try await journal.shutdown()
+            try await Self.shipTheRest(journal)
             try await store.close()
         }
         // Not migrated, so nothing ships: every segment stays, and each must have been synced.
@@ -206,10 +208,7 @@ import Testing
             try handle.close()
 
             let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
-            let shipper = Task { await second.run() }
-            shipper.cancel()
-            await shipper.value
-            try await second.shutdown()
+            try await Self.shipTheRest(second)
             #expect(try await Self.stored(store) == Set(records.map(\.id)))
             let left = try FileManager.default.contentsOfDirectory(atPath: directory)
             #expect(!left.contains { $0.hasSuffix(AuditJournalSegments.damagedSuffix) }, "kept: \(left)")
@@ -220,13 +219,13 @@ import Testing
     func lostTailShape() {
         var frame: [UInt8] = []
         AuditJournalRecord.encode(Self.records(1)[0], into: &frame)
-        #expect(AuditJournal.endsInZeros([UInt8](repeating: 0, count: 4096)))
+        #expect(AuditJournalRecord.endsInZeros([UInt8](repeating: 0, count: 4096)))
         // The record's first 40 bytes reached the disk, the rest of its block did not.
-        #expect(AuditJournal.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: 4000)))
+        #expect(AuditJournalRecord.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: 4000)))
         // Bytes after the record's declared end are not a lost tail.
-        #expect(!AuditJournal.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: frame.count) + [1]))
+        #expect(!AuditJournalRecord.endsInZeros(Array(frame.prefix(40)) + [UInt8](repeating: 0, count: frame.count) + [1]))
         // Nor is a length no writer gives.
-        #expect(!AuditJournal.endsInZeros([0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5] + [UInt8](repeating: 0, count: 100)))
+        #expect(!AuditJournalRecord.endsInZeros([0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5] + [UInt8](repeating: 0, count: 100)))
     }
 
     @Test("With the store failing, appends still succeed; shutdown says records remain, and the next start ships them")
@@ -254,10 +253,7 @@ import Testing
         let store = try await database.open()
         _ = try await store.migrate()
         let journal = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
-        let shipper = Task { await journal.run() }
-        shipper.cancel()
-        await shipper.value
-        try await journal.shutdown()
+        try await Self.shipTheRest(journal)
         #expect(try await Self.stored(store) == Set(records.map(\.id)))
         try await store.close()
     }

@@ -63,8 +63,8 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// Appends return once their batch is written to the file: the kernel holds it, so a crash
         /// (SIGKILL) of the process loses nothing, and the next start ships it. The file is
         /// `fdatasync`ed about this long after the oldest write not yet synced (plus the sync's own
-        /// time), so a crash of the host loses about this long's records. For a volume whose sync is slow (a network disk), the way MySQL's
-        /// `innodb_flush_log_at_trx_commit=2` is.
+        /// time), so a crash of the host loses about this long's records. For a volume whose sync
+        /// is slow (a network disk), the way MySQL's `innodb_flush_log_at_trx_commit=2` is.
         case interval(Duration)
     }
 
@@ -292,12 +292,11 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// `Sync.interval`: syncs what was written to the active segment since the last sync. On the
     /// I/O thread, which does every write, so nothing is written between the flag's read and the
     /// sync; or from `shutdown()` once that thread and the tick are done. Once the journal is
-    /// closed only the syncs that must run do (`evenWhenClosed`: sealing a segment, the last one),
-    /// so none from the tick races the descriptor's close; once it is broken none does.
+    /// closed or broken only the syncs that must run do (`evenWhenClosed`: sealing a segment, the
+    /// last one at shutdown), so none from the tick races the descriptor's close or retries a
+    /// sync that failed.
     private func syncWritten(evenWhenClosed: Bool = false) {
         let descriptor = state.withLock { state -> Int32? in
-            // Broken, only the syncs that must run are tried (a write that failed leaves earlier
-            // answered records to sync).
             guard state.unsynced, state.activeDescriptor >= 0, evenWhenClosed || (state.broken == nil && !state.closed) else { return nil }
             return state.activeDescriptor
         }
@@ -494,7 +493,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             // A crash of the host can leave the tail allocated but unwritten (with `Sync.interval`,
             // records written and not yet synced): zeros from inside the last record to the end.
             // Torn, not damaged, when nothing but zeros follows the record that fails to read.
-            let tornTail = failure == .truncated || (window.count == segment.end - position && Self.endsInZeros(window))
+            let tornTail = failure == .truncated || (window.count == segment.end - position && AuditJournalRecord.endsInZeros(window))
             if tornTail {
                 logger.notice(
                     "audit journal segment ends in a torn record (a write interrupted by a crash of the process or the host); ignored",
@@ -510,16 +509,6 @@ public final class AuditJournal: AuditTrail, Sendable {
             return position + consumed < segment.end || state.segments.count > 1
         }
         return more
-    }
-
-    /// Whether `bytes` (a segment's unreadable rest, beginning with a record) is all zeros after
-    /// that first record's header and within its declared length: what a lost tail looks like.
-    static func endsInZeros(_ bytes: [UInt8]) -> Bool {
-        guard let last = bytes.lastIndex(where: { $0 != 0 }) else { return true }
-        guard bytes.count >= AuditJournalRecord.headerLength else { return false }
-        let length = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2]) << 16 | Int(bytes[3]) << 24
-        // A length no writer gives is damage, whatever follows it.
-        return length <= AuditJournalRecord.maximumPayload && last < AuditJournalRecord.headerLength + length
     }
 
     /// Removes a segment that is fully shipped, or renames one that is damaged (kept for an

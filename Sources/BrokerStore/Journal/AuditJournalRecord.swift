@@ -20,6 +20,16 @@ enum AuditJournalRecord {
     static let maximumPayload = 8 * 1024
     static let headerLength = 8
 
+    /// Whether `bytes` (a segment's unreadable rest, beginning with a frame) is zeros from inside
+    /// that frame's declared length to the end: what a crash of the host leaves of a write it
+    /// lost. A length no writer gives is damage, whatever follows it.
+    static func endsInZeros(_ bytes: [UInt8]) -> Bool {
+        guard let last = bytes.lastIndex(where: { $0 != 0 }) else { return true }
+        guard bytes.count >= headerLength else { return false }
+        let length = bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: 0, as: UInt32.self).littleEndian) }
+        return length <= maximumPayload && last < headerLength + length
+    }
+
     /// Why a frame could not be read; `truncated` is the ordinary end of a torn write.
     enum ReadFailure: Error, Equatable {
         case truncated

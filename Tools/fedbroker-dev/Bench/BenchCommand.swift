@@ -62,6 +62,15 @@ struct BenchCommand: AsyncParsableCommand {
     var storeDir: String = NSTemporaryDirectory()
     enum AuditPath: String, ExpressibleByArgument, CaseIterable {
         case journal, journalInterval = "journal-interval", store
+
+        /// The journal's sync for this path; nil: no journal (the store's commit).
+        var journalSync: AuditJournal.Sync? {
+            switch self {
+            case .journal: .everyBatch
+            case .journalInterval: .interval(.milliseconds(100))
+            case .store: nil
+            }
+        }
     }
 
     @Option(name: .long, help: "Where key operations' audit records become durable before the answer: journal (serve's default: local write-ahead log, one fdatasync per batch before its answers, shipped to the store behind), journal-interval (audit.journalSync interval: written to the journal before the answer, fdatasynced every 0.1 s) or store (the store's commit on every operation).")
@@ -91,7 +100,7 @@ struct BenchCommand: AsyncParsableCommand {
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit == .store ? nil : audit == .journal ? .everyBatch : .interval(.milliseconds(100)), databaseURL: databaseURL) { world in
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: databaseURL) { world in
                 if parts.contains(.cached) { results.cached = try await cached(world) }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }
