@@ -11,6 +11,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages the tests use. curl drives the CLI smoke test.
 packages=()
 command -v curl >/dev/null 2>&1 || packages+=(curl)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v swift >/dev/null 2>&1 || { echo "test.sh: the Swift toolchain (swift) is not on PATH" >&2; exit 2; }
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 [ -x "$(pg_bin)/initdb" ] || packages+=(postgresql)
@@ -32,9 +33,11 @@ done
 pg_data=$(mktemp -d /tmp/fedbroker-pg.XXXXXX)
 as_root chown postgres:postgres "$pg_data"
 chmod 700 "$pg_data" 2>/dev/null || as_root chmod 700 "$pg_data"
+rsa_keys=""
 stop_postgres() {
   as_postgres "$PGBIN/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
   as_root rm -rf "$pg_data"
+  [ -z "$rsa_keys" ] || rm -rf "$rsa_keys"
 }
 trap stop_postgres EXIT
 as_postgres "$PGBIN/initdb" -D "$pg_data" -A trust -U postgres -E UTF8 --no-sync >/dev/null
@@ -48,15 +51,43 @@ echo "test.sh: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 1
 # limit to the hard one (a no-op where it already is).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The test run's RSA keys (RSAKeyMaterial in EmulatorState+Scenario.swift): the emulators' pool,
+# six each of the sizes the tests use (2048, 3072), and spares for the tests' own issuers, made by
+# openssl while the build runs, so the test process does not generate them on its cooperative
+# threads at the suite's start. Throwaway test keys in a private scratch directory, removed on exit.
+rsa_keys=$(mktemp -d /tmp/fedbroker-test-rsa.XXXXXX)
+chmod 700 "$rsa_keys"
+make_rsa_keys() {  # prefix bits count
+  for n in $(seq "$3"); do
+    openssl genpkey -algorithm RSA -pkeyopt "rsa_keygen_bits:$2" -out "$rsa_keys/$1-$2-$n.pem" 2>/dev/null || return 1
+  done
+}
+make_rsa_keys rsa 2048 6 & rsa_2048=$!
+make_rsa_keys rsa 3072 6 & rsa_3072=$!
+{ make_rsa_keys spare 2048 10 && make_rsa_keys spare 3072 2; } & rsa_spares=$!
+
 # One build of sources and tests, then the tests without a rebuild (avoids the trait flip-flop
 # between `swift build` and `swift test`, see SWIFT-STACK.md pitfall 2).
 swift build --build-tests
+if wait "$rsa_2048" && wait "$rsa_3072" && wait "$rsa_spares"; then
+  export FEDBROKER_TEST_RSA_KEYS="$rsa_keys"
+  echo "test.sh: $(ls "$rsa_keys" | wc -l) RSA keys for the emulators made by openssl"
+else
+  echo "test.sh: openssl could not make the emulators' RSA keys; the tests generate their own" >&2
+fi
 # Every log line of the test process, at trace level for the broker worlds, and every secret the
 # tests meet, go to a scratch directory; the checker then proves no secret reached a log line
 # (Tests/TestSupport/TestLogging.swift).
 export FEDBROKER_TEST_LOG_DIR
 FEDBROKER_TEST_LOG_DIR=$(mktemp -d /tmp/fedbroker-test-logs.XXXXXX)
-swift test --skip-build
+# Bounded: the suite takes about two minutes, so a test process still running after 20 fails the
+# run (with its exit code, 124) rather than holding CI to its own limit.
+status=0
+timeout -k 30 1200 swift test --skip-build || status=$?
+if [ "$status" -ne 0 ]; then
+  [ "$status" -ne 124 ] || echo "test.sh: swift test was still running after 20 minutes and was stopped" >&2
+  exit "$status"
+fi
 python3 scripts/check-log-secrets.py "$FEDBROKER_TEST_LOG_DIR"
 rm -rf "$FEDBROKER_TEST_LOG_DIR"
 unset FEDBROKER_TEST_LOG_DIR

@@ -1,3 +1,4 @@
+import AzureEmulator
 import Crypto
 import CryptoExtras
 import FedBrokerCore
@@ -7,7 +8,7 @@ import JWTKit
 /// An AKS-style OIDC issuer: signs projected service-account tokens (RS256) and publishes its JWKS.
 struct AKSIssuer: Sendable {
     let issuer = "https://oidc.test.aks/\(UUID().uuidString.lowercased())/"
-    let key = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
+    let key = try! _RSA.Signing.PrivateKey(derRepresentation: RSAKeyMaterial.spareKeyDER(bits: 2048))
 
     struct Claims: JWTPayload {
         var iss: String

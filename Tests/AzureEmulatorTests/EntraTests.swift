@@ -145,7 +145,7 @@ import Testing
             // An AKS-style OIDC issuer whose key the emulator does not hold: unknown until registered.
             let issuer = "https://oidc.example.test/cluster-1/"
             // A key of its own, never one from the tests' pool the emulator's key may come from.
-            let foreign = try await TokenAuthority(privateKeyDER: _RSA.Signing.PrivateKey(keySize: .bits2048).derRepresentation)
+            let foreign = try await TokenAuthority(privateKeyDER: RSAKeyMaterial.spareKeyDER(bits: 2048))
             let now = h.clock.unixSeconds
             let token = try await foreign.sign(ExternalClaims(iss: issuer, sub: "system:serviceaccount:fedbroker:broker", aud: "api://AzureADTokenExchange", iat: now, nbf: now, exp: now + 3600))
             try h.state.addFederatedCredential(appID: h.scenario.appClientID, name: "aks", issuer: issuer, subject: "system:serviceaccount:fedbroker:broker")

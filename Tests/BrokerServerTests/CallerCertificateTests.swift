@@ -51,7 +51,7 @@ import FedBrokerTestSupport
         let named = try pki.issue(subject: try DistinguishedName { OrganizationName("Contoso") }, uris: ["spiffe://fedbroker.test/contoso"])
         let connection = try await BrokerConnection.connect(
             host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(presenting: named), serverHostname: "localhost")
-        #expect(try await connection.call(.with { $0.health = .init() }, timeout: 10).health.serverVersion == "spiffe://fedbroker.test/contoso")
+        #expect(try await connection.call(.with { $0.health = .init() }, timeout: 60).health.serverVersion == "spiffe://fedbroker.test/contoso")
         await connection.close()
         try await server.close()
     }

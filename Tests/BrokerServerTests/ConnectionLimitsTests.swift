@@ -106,7 +106,7 @@ import FedBrokerTestSupport
         try await first.channel.close()
         #expect(await eventually { server.openConnections == 1 })
         let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: server.port, tls: nil)
-        #expect(try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "t" } }, timeout: 10).keyStatus.tenant == "t")
+        #expect(try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "t" } }, timeout: 60).keyStatus.tenant == "t")
         await connection.close()
         try await second.channel.close()
         try await server.close()
@@ -138,7 +138,7 @@ import FedBrokerTestSupport
         #expect(status.retryable && status.retryAfterMs > 0)
         // Another caller is not held back by a's cap.
         let b = try await BrokerConnection.connect(host: "127.0.0.1", port: server.port, tls: try pki.clientTLS(commonName: "b"), serverHostname: "localhost")
-        #expect(try await b.call(.with { $0.keyStatus = .with { $0.tenant = "other" } }, timeout: 10).keyStatus.state == LocalPKI.callerIdentity("b"))
+        #expect(try await b.call(.with { $0.keyStatus = .with { $0.tenant = "other" } }, timeout: 60).keyStatus.state == LocalPKI.callerIdentity("b"))
         // Once a's calls are answered, a is served again.
         service.release()
         let answers = try await first.read(2)

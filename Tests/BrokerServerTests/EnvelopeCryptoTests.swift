@@ -1,3 +1,4 @@
+import AzureEmulator
 import BrokerServer
 import Crypto
 import CryptoExtras
@@ -7,7 +8,7 @@ import Testing
 
 /// Seal and open with a local RSA-3072 key standing in for the vault.
 @Suite struct EnvelopeCryptoTests {
-    static let vaultKeyDER = try! _RSA.Encryption.PrivateKey(keySize: .bits3072).derRepresentation
+    static let vaultKeyDER = try! RSAKeyMaterial.spareKeyDER(bits: 3072)
     static var vaultKey: _RSA.Encryption.PrivateKey { try! _RSA.Encryption.PrivateKey(derRepresentation: vaultKeyDER) }
 
     func wrapping(tenant: String = "tenant-a") -> EnvelopeCrypto.Wrapping {

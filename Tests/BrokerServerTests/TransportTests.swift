@@ -186,7 +186,7 @@ final class RawClient {
         let answers = try await withThrowingTaskGroup(of: (String, String).self) { group in
             for tenant in tenants {
                 group.addTask {
-                    let r = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = tenant } }, timeout: 10)
+                    let r = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = tenant } }, timeout: 60)
                     return (r.keyStatus.tenant, r.keyStatus.state)
                 }
             }
@@ -197,14 +197,14 @@ final class RawClient {
 
         // A failure status comes back typed, with its reason.
         await #expect(throws: BrokerCallError.status(.failure(.notFound, .tenantUnknown, "no tenant named unknown"))) {
-            _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "unknown" } }, timeout: 10)
+            _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "unknown" } }, timeout: 60)
         }
 
         // A call past its deadline fails as such, and the connection keeps serving.
         await #expect(throws: BrokerCallError.deadlineExceeded) {
             _ = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "slow" } }, timeout: 0.2)
         }
-        let after = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "after" } }, timeout: 10)
+        let after = try await connection.call(.with { $0.keyStatus = .with { $0.tenant = "after" } }, timeout: 60)
         #expect(after.keyStatus.tenant == "after")
 
         await connection.close()
@@ -357,8 +357,10 @@ struct PlainClient {
         let pki = try LocalPKI()
         var configuration = BrokerTransportServer.Configuration.generousForTests()
         configuration.tls = try pki.serverTLS()
-        configuration.handshakeTimeout = 2
-        configuration.connection.prefaceTimeout = 2
+        // 5 s, not less: the steady caller's and the stalling clients' own handshakes must finish
+        // within it while the full suite starts on two cores (at 2 s a steady handshake timed out).
+        configuration.handshakeTimeout = 5
+        configuration.connection.prefaceTimeout = 5
         configuration.connection.partialFrameTimeout = 1
         configuration.perCaller.maximumConnections = 1_000
         let server = try await BrokerTransportServer.bind(configuration: configuration, service: EchoCallerService(), logger: TransportTests.logger)
@@ -397,7 +399,7 @@ struct PlainClient {
             stalled.append(client)
         }
 
-        // Every one of them is closed by the server: 2 s of handshake or 1 s of partial-frame
+        // Every one of them is closed by the server: 5 s of handshake or 1 s of partial-frame
         // timeout each, with room for a loaded 2-core machine, and none is left.
         let silentLeft = await Self.stillOpen(silent, within: 30)
         let stalledLeft = await Self.stillOpen(stalled.map(\.channel.channel), within: 30)

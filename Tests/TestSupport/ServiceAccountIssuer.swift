@@ -14,7 +14,7 @@ public struct ServiceAccountIssuer: Sendable {
 
     public init() throws {
         self.issuer = "https://oidc.test.aks/\(UUID().uuidString.lowercased())/"
-        self.key = try _RSA.Signing.PrivateKey(keySize: .bits2048)
+        self.key = try _RSA.Signing.PrivateKey(derRepresentation: RSAKeyMaterial.spareKeyDER(bits: 2048))
     }
 
     public static func subject(namespace: String, serviceAccount: String) -> String {

@@ -293,18 +293,90 @@ extension EmulatorState {
 /// there. With `reuse` on (tests only), keys are drawn from a small rotating pool per size. Tests
 /// running in parallel draw from the same pool, so a draw may return a key that one vault key
 /// already has as an earlier version: rotation passes those in `avoiding`.
+///
+/// `scripts/test.sh` fills the pool before the tests start: it has `openssl` (optimised, outside
+/// the test process) write the keys to a scratch directory named by `FEDBROKER_TEST_RSA_KEYS`,
+/// and the first `reuse(true)` loads them. Generated in the test process, the fills ran on the
+/// cooperative threads (two on a 2-core machine) in a debug build of BoringSSL, and a caller
+/// waiting for a fill blocked its thread too: every task of the test process, servers included,
+/// could stall for seconds at the suite's start (a 10 s call timed out in a clean-clone CI run).
 public enum RSAKeyMaterial {
     private struct Pool {
         var keys: [Int: [Data]] = [:]
         var next: [Int: Int] = [:]
+        /// Prepared keys handed out once each (`spareKeyDER`), never drawn for the pool.
+        var spares: [Int: [Data]] = [:]
+        var loaded = false
     }
     private static let pool = Mutex(Pool())
     private static let poolSize = 6
     private static let reuseFlag = Mutex(false)
     private static let generating = Mutex(())
 
+    /// The environment variable naming a directory of PEM RSA keys for the pool (tests only).
+    public static let preparedKeysVariable = "FEDBROKER_TEST_RSA_KEYS"
+
     /// Turns pooling on or off for the process (off by default: `fedbroker-dev emulator` makes fresh keys).
-    public static func reuse(_ on: Bool) { reuseFlag.withLock { $0 = on } }
+    public static func reuse(_ on: Bool) {
+        reuseFlag.withLock { $0 = on }
+        if on { loadPrepared() }
+    }
+
+    /// A key no other caller in this process gets, for a test that needs a key the emulator
+    /// cannot hold (a stranger's issuer, a cluster's own signing key): one of the prepared
+    /// `spare-*.pem` keys while they last, else a fresh one.
+    public static func spareKeyDER(bits: Int) throws -> Data {
+        loadPrepared()
+        if let spare = pool.withLock({ $0.spares[bits]?.popLast() }) { return spare }
+        return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+    }
+
+    /// Fills the pool and the spares, once per process, from the `*.pem` files in the directory
+    /// that `FEDBROKER_TEST_RSA_KEYS` names, each sorted by its own key size; files named
+    /// `spare-*` are spares. A file that is not an RSA key of 2048, 3072 or 4096 bits is skipped
+    /// and said on standard error; sizes left short are generated in process as before.
+    private static func loadPrepared() {
+        guard let directory = ProcessInfo.processInfo.environment[preparedKeysVariable], !directory.isEmpty else { return }
+        // Under `generating`: a caller that finds the pool short meanwhile waits for the load
+        // (milliseconds) instead of generating a key of its own.
+        generating.withLock { _ in
+            guard !pool.withLock({ $0.loaded }) else { return }
+            load(from: URL(fileURLWithPath: directory))
+        }
+    }
+
+    private static func load(from directory: URL) {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).filter { $0.hasSuffix(".pem") }.sorted()
+        var loaded: [Int: [Data]] = [:]
+        var spares: [Int: [Data]] = [:]
+        var skipped: [String] = []
+        for name in names {
+            let file = directory.appendingPathComponent(name)
+            guard let pem = try? String(contentsOf: file, encoding: .utf8), pem.utf8.count <= 16_384,
+                  let key = try? _RSA.Encryption.PrivateKey(pemRepresentation: pem),
+                  [2048, 3072, 4096].contains(key.keySizeInBits)
+            else {
+                skipped.append(String(name.prefix(64)))
+                continue
+            }
+            if name.hasPrefix("spare-") {
+                spares[key.keySizeInBits, default: []].append(key.derRepresentation)
+            } else {
+                loaded[key.keySizeInBits, default: []].append(key.derRepresentation)
+            }
+        }
+        if !skipped.isEmpty {
+            FileHandle.standardError.write(Data("RSAKeyMaterial: skipped \(skipped.count) file(s) in \(preparedKeysVariable) that are not RSA keys of 2048, 3072 or 4096 bits: \(skipped.prefix(5))\n".utf8))
+        }
+        pool.withLock { p in
+            p.loaded = true
+            p.spares = spares
+            for (bits, keys) in loaded {
+                let room = max(0, poolSize - p.keys[bits, default: []].count)
+                p.keys[bits, default: []].append(contentsOf: keys.prefix(room))
+            }
+        }
+    }
 
     static func privateKeyDER(bits: Int, avoiding used: Set<Data> = []) throws -> Data {
         guard reuseFlag.withLock({ $0 }) else {
