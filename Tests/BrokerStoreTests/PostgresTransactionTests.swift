@@ -1,5 +1,6 @@
 import FedBrokerCore
 import Foundation
+import Synchronization
 import Testing
 
 @testable import BrokerStore
@@ -54,6 +55,32 @@ import Testing
             let started = ContinuousClock.now
             await expectBrokerError(.storeTimeout) { try await store.executeForTesting("SELECT pg_sleep(120)") }
             #expect(ContinuousClock.now - started < .seconds(60))  // the timeout, not the statement's end, answered
+        }
+    }
+
+    @Test("A statement the server never answers (its backend stopped) fails as databaseUnavailable after statement_timeout plus the connect timeout; its connection is dropped and the store serves again")
+    func unansweredStatement() async throws {
+        try await withPostgres({ $0.statementTimeout = .milliseconds(500); $0.connectTimeout = .seconds(1) }) { store in
+            let stopped = Mutex<pid_t?>(nil)
+            defer { if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) } }
+            let started = ContinuousClock.now
+            await expectBrokerError(.databaseUnavailable) {
+                try await store.backend.withTransaction { session in
+                    let pid = pid_t(try #require(try await session.query("SELECT pg_backend_pid() AS pid", []).first?.integer("pid")))
+                    // SIGSTOP: the backend holds its socket open and answers nothing, as a host
+                    // that vanished would; the server's statement_timeout cannot fire either.
+                    try #require(kill(pid, SIGSTOP) == 0, "signalling the server's backend needs root, as scripts/test.sh runs")
+                    stopped.withLock { $0 = pid }
+                    _ = try await session.query("SELECT 1 AS one", [])
+                }
+            }
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed >= .milliseconds(1_500), "given up only after statement_timeout plus the connect timeout, not before: \(elapsed)")
+            #expect(elapsed < .seconds(30), "bounded, not a hang: \(elapsed)")
+            if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) }
+            // The abandoned connection was closed, so the pool leases a working one.
+            let row = try await store.backend.withTransaction { session in try await session.query("SELECT 1 AS one", []) }.first
+            #expect(try row?.integer("one") == 1)
         }
     }
 

@@ -117,7 +117,9 @@ final class PostgresBackend: SQLBackend {
             // the race's task group finishes before `withPooledConnection` returns.
             return try await withoutActuallyEscaping(body) { body in
                 try await self.withPooledConnection(deadline: deadline) { connection in
-                    let session = PostgresSession(connection: connection, logger: logger)
+                    let session = PostgresSession(
+                        connection: connection, logger: logger,
+                        answerWithin: min(self.settings.statementTimeout, left) + self.settings.connectTimeout)
                     try await session.run(
                         readOnly ? "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY" : "BEGIN ISOLATION LEVEL READ COMMITTED")
                     do {
@@ -323,11 +325,42 @@ final class PostgresBackend: SQLBackend {
 struct PostgresSession: SQLSession {
     let connection: PostgresConnection
     let logger: Logger
+    /// How long a statement may go unanswered before the client gives up on it and closes the
+    /// connection: the transaction's `statement_timeout` plus the connect timeout, so the
+    /// server's own timeout answers first whenever the server can answer at all. nil: unbounded.
+    var answerWithin: Duration?
     var dialect: SQLDialect { .postgres }
 
-    func run(_ sql: String) async throws {
-        try await self.connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger)
+    init(connection: PostgresConnection, logger: Logger, answerWithin: Duration? = nil) {
+        self.connection = connection
+        self.logger = logger
+        self.answerWithin = answerWithin
     }
+
+    func run(_ sql: String) async throws {
+        let (connection, logger) = (self.connection, self.logger)
+        try await self.answered { _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
+    }
+
+    /// What the server's `statement_timeout` cannot bound: postgres-nio 1.33 drops a statement
+    /// written to a connection the server has just closed without ever answering it
+    /// (vapor/postgres-nio#487; a test whose server was stopped under its pooled connection hung
+    /// for good in its ROLLBACK), and a server host that vanishes without closing the socket never
+    /// answers either. Past `answerWithin` the statement is abandoned, and the connection closed so
+    /// the pool drops it instead of leasing it again.
+    private func answered<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let limit = self.answerWithin else { return try await body() }
+        do {
+            return try await StoreDeadline.race(until: ContinuousClock.now.advanced(by: limit), body) { StatementUnanswered() }
+        } catch is StatementUnanswered {
+            self.connection.close().whenComplete { _ in }
+            throw BrokerError(
+                .databaseUnavailable,
+                "PostgreSQL did not answer a statement within \(limit) (statement_timeout plus store.connectTimeoutSeconds); the connection is closed")
+        }
+    }
+
+    private struct StatementUnanswered: Error {}
 
     func execute(_ sql: String) async throws {
         try await self.run(sql)
@@ -344,16 +377,19 @@ struct PostgresSession: SQLSession {
             }
         }
         let statement = PostgresQuery(unsafeSQL: Self.numberPlaceholders(sql), binds: bindings)
-        let rows = try await self.connection.query(statement, logger: self.logger)
-        var result: [SQLRow] = []
-        for try await row in rows {
-            var values: [String: SQLValue] = [:]
-            for cell in row {
-                values[cell.columnName] = try Self.value(of: cell)
+        let (connection, logger) = (self.connection, self.logger)
+        return try await self.answered {
+            let rows = try await connection.query(statement, logger: logger)
+            var result: [SQLRow] = []
+            for try await row in rows {
+                var values: [String: SQLValue] = [:]
+                for cell in row {
+                    values[cell.columnName] = try Self.value(of: cell)
+                }
+                result.append(SQLRow(values: values))
             }
-            result.append(SQLRow(values: values))
+            return result
         }
-        return result
     }
 
     func lock(_ key: AdvisoryLockKey) async throws {
