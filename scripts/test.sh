@@ -37,7 +37,11 @@ rsa_keys=""
 stop_postgres() {
   as_postgres "$PGBIN/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
   as_root rm -rf "$pg_data"
-  [ -z "$rsa_keys" ] || rm -rf "$rsa_keys"
+  if [ -n "$rsa_keys" ]; then
+    kill $(jobs -p) 2>/dev/null || true  # openssl still writing there, when the build failed
+    wait 2>/dev/null || true
+    rm -rf "$rsa_keys"
+  fi
 }
 trap stop_postgres EXIT
 as_postgres "$PGBIN/initdb" -D "$pg_data" -A trust -U postgres -E UTF8 --no-sync >/dev/null
@@ -71,7 +75,7 @@ make_rsa_keys rsa 3072 6 & rsa_3072=$!
 swift build --build-tests
 if wait "$rsa_2048" && wait "$rsa_3072" && wait "$rsa_spares"; then
   export FEDBROKER_TEST_RSA_KEYS="$rsa_keys"
-  echo "test.sh: $(ls "$rsa_keys" | wc -l) RSA keys for the emulators made by openssl"
+  echo "test.sh: $(ls "$rsa_keys" | wc -l) RSA keys for the tests made by openssl (the emulators' pool and spares)"
 else
   echo "test.sh: openssl could not make the emulators' RSA keys; the tests generate their own" >&2
 fi
@@ -85,7 +89,7 @@ FEDBROKER_TEST_LOG_DIR=$(mktemp -d /tmp/fedbroker-test-logs.XXXXXX)
 status=0
 timeout -k 30 1200 swift test --skip-build || status=$?
 if [ "$status" -ne 0 ]; then
-  [ "$status" -ne 124 ] || echo "test.sh: swift test was still running after 20 minutes and was stopped" >&2
+  [ "$status" -ne 124 ] && [ "$status" -ne 137 ] || echo "test.sh: swift test was still running after 20 minutes and was stopped" >&2
   exit "$status"
 fi
 python3 scripts/check-log-secrets.py "$FEDBROKER_TEST_LOG_DIR"

@@ -77,13 +77,16 @@ final class StoreDeadline: Sendable {
     }
 
     /// `body`'s result, or `timeout()`'s error at `instant`, whichever comes first; the loser is
-    /// cancelled and not waited for. A cancelled caller gets `CancellationError` at once.
+    /// cancelled and not waited for. A cancelled caller gets `CancellationError` at once, unless
+    /// `abandonOnCancel` is false: then `body` runs to its end or to `instant` whatever the
+    /// caller's cancellation (a statement on a leased connection, which must finish before the
+    /// next one on that connection is sent, or the connection goes back to the pool mid-transaction).
     static func race<T: Sendable>(
-        until instant: ContinuousClock.Instant, _ body: @escaping @Sendable () async throws -> T,
+        until instant: ContinuousClock.Instant, abandonOnCancel: Bool = true, _ body: @escaping @Sendable () async throws -> T,
         timeout: @escaping @Sendable () -> any Error
     ) async throws -> T {
         let race = Race<T>()
-        return try await withTaskCancellationHandler {
+        let run = {
             try await withCheckedThrowingContinuation { continuation in
                 race.start(continuation)
                 let work = Task {
@@ -97,6 +100,10 @@ final class StoreDeadline: Sendable {
                 }
                 race.attach(work, timer)
             }
+        }
+        guard abandonOnCancel else { return try await run() }
+        return try await withTaskCancellationHandler {
+            try await run()
         } onCancel: {
             race.finish(.failure(CancellationError()))
         }

@@ -58,25 +58,29 @@ import Testing
         }
     }
 
-    @Test("A statement the server never answers (its backend stopped) fails as databaseUnavailable after statement_timeout plus the connect timeout; its connection is dropped and the store serves again")
+    @Test(
+        "A statement the server never answers (its backend stopped) fails as databaseUnavailable after statement_timeout plus the connect timeout; its connection is dropped and the store serves again",
+        .enabled(if: geteuid() == 0, "SIGSTOP to the server's backend needs root (scripts/test.sh in CI runs as root)"))
     func unansweredStatement() async throws {
-        try await withPostgres({ $0.statementTimeout = .milliseconds(500); $0.connectTimeout = .seconds(1) }) { store in
+        try await withPostgres({ $0.statementTimeout = .seconds(2); $0.connectTimeout = .seconds(1) }) { store in
             let stopped = Mutex<pid_t?>(nil)
             defer { if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) } }
             let started = ContinuousClock.now
             await expectBrokerError(.databaseUnavailable) {
                 try await store.backend.withTransaction { session in
-                    let pid = pid_t(try #require(try await session.query("SELECT pg_backend_pid() AS pid", []).first?.integer("pid")))
+                    let backend = try await session.query("SELECT pg_backend_pid() AS pid", []).first?.integer("pid")
+                    let pid = try #require(backend.flatMap { pid_t(exactly: $0) })
                     // SIGSTOP: the backend holds its socket open and answers nothing, as a host
                     // that vanished would; the server's statement_timeout cannot fire either.
-                    try #require(kill(pid, SIGSTOP) == 0, "signalling the server's backend needs root, as scripts/test.sh runs")
+                    try #require(kill(pid, SIGSTOP) == 0, "could not stop the server's backend \(pid)")
                     stopped.withLock { $0 = pid }
                     _ = try await session.query("SELECT 1 AS one", [])
                 }
             }
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed >= .milliseconds(1_500), "given up only after statement_timeout plus the connect timeout, not before: \(elapsed)")
-            #expect(elapsed < .seconds(30), "bounded, not a hang: \(elapsed)")
+            #expect(elapsed >= .seconds(3), "given up only after statement_timeout plus the connect timeout, not before: \(elapsed)")
+            // One bound (3 s), not two: no ROLLBACK waits out a second one on the closed connection.
+            #expect(elapsed < .seconds(6), "bounded once, not a hang: \(elapsed)")
             if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) }
             // The abandoned connection was closed, so the pool leases a working one.
             let row = try await store.backend.withTransaction { session in try await session.query("SELECT 1 AS one", []) }.first

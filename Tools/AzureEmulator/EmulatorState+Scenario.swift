@@ -336,7 +336,10 @@ public enum RSAKeyMaterial {
     /// `spare-*` are spares. A file that is not an RSA key of 2048, 3072 or 4096 bits is skipped
     /// and said on standard error; sizes left short are generated in process as before.
     private static func loadPrepared() {
-        guard let directory = ProcessInfo.processInfo.environment[preparedKeysVariable], !directory.isEmpty else { return }
+        // Checked first without `generating`, which an in-process generation may hold for seconds.
+        guard !pool.withLock({ $0.loaded }),
+            let directory = ProcessInfo.processInfo.environment[preparedKeysVariable], !directory.isEmpty
+        else { return }
         // Under `generating`: a caller that finds the pool short meanwhile waits for the load
         // (milliseconds) instead of generating a key of its own.
         generating.withLock { _ in

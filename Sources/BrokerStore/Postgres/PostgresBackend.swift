@@ -133,8 +133,9 @@ final class PostgresBackend: SQLBackend {
                     } catch {
                         // In a task of its own, so a cancelled caller still rolls back before the
                         // connection returns to the pool. A failed ROLLBACK means the connection is gone;
-                        // the server rolls back then.
-                        await Task { try? await session.run("ROLLBACK") }.value
+                        // the server rolls back then. None on a connection already closed (a statement
+                        // left unanswered): postgres-nio would never answer it either.
+                        if !connection.isClosed { await Task { try? await session.run("ROLLBACK") }.value }
                         throw error
                     }
                 }
@@ -351,9 +352,14 @@ struct PostgresSession: SQLSession {
     private func answered<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let limit = self.answerWithin else { return try await body() }
         do {
-            return try await StoreDeadline.race(until: ContinuousClock.now.advanced(by: limit), body) { StatementUnanswered() }
+            // Not abandoned when the caller is cancelled: the request's own deadline race answers
+            // the caller, and this statement must end before the next is sent on the connection.
+            return try await StoreDeadline.race(until: ContinuousClock.now.advanced(by: limit), abandonOnCancel: false, body) {
+                StatementUnanswered()
+            }
         } catch is StatementUnanswered {
-            self.connection.close().whenComplete { _ in }
+            // Closed before the lease ends, so the pool learns it is gone before leasing it again.
+            try? await self.connection.close().get()
             throw BrokerError(
                 .databaseUnavailable,
                 "PostgreSQL did not answer a statement within \(limit) (statement_timeout plus store.connectTimeoutSeconds); the connection is closed")
