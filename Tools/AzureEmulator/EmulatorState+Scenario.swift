@@ -328,7 +328,7 @@ public enum RSAKeyMaterial {
     public static func spareKeyDER(bits: Int) throws -> Data {
         loadPrepared()
         if let spare = pool.withLock({ $0.spares[bits]?.popLast() }) { return spare }
-        return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+        return try fresh(bits: bits)
     }
 
     /// Fills the pool and the spares, once per process, from the `*.pem` files in the directory
@@ -383,7 +383,7 @@ public enum RSAKeyMaterial {
 
     static func privateKeyDER(bits: Int, avoiding used: Set<Data> = []) throws -> Data {
         guard reuseFlag.withLock({ $0 }) else {
-            return try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+            return try fresh(bits: bits)
         }
         if let reused = draw(bits: bits, avoiding: used) { return reused }
         // One generation at a time: when dozens of suites start emulators at once, each used to
@@ -393,12 +393,17 @@ public enum RSAKeyMaterial {
         // fills after `poolSize` generations and the callers waiting meanwhile draw from it.
         return try generating.withLock { _ in
             if let reused = draw(bits: bits, avoiding: used) { return reused }
-            let fresh = try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
+            let key = try fresh(bits: bits)
             pool.withLock { p in
-                if p.keys[bits, default: []].count < poolSize { p.keys[bits, default: []].append(fresh) }
+                if p.keys[bits, default: []].count < poolSize { p.keys[bits, default: []].append(key) }
             }
-            return fresh
+            return key
         }
+    }
+
+    /// A key generated here, in this process.
+    private static func fresh(bits: Int) throws -> Data {
+        try _RSA.Encryption.PrivateKey(keySize: .init(bitCount: bits)).derRepresentation
     }
 
     /// A pooled key not in `used`, once the pool for `bits` is full.

@@ -328,15 +328,9 @@ struct PostgresSession: SQLSession {
     let logger: Logger
     /// How long a statement may go unanswered before the client gives up on it and closes the
     /// connection: the transaction's `statement_timeout` plus the connect timeout, so the
-    /// server's own timeout answers first whenever the server can answer at all. nil: unbounded.
-    var answerWithin: Duration?
+    /// server's own timeout answers first whenever the server can answer at all.
+    let answerWithin: Duration
     var dialect: SQLDialect { .postgres }
-
-    init(connection: PostgresConnection, logger: Logger, answerWithin: Duration? = nil) {
-        self.connection = connection
-        self.logger = logger
-        self.answerWithin = answerWithin
-    }
 
     func run(_ sql: String) async throws {
         let (connection, logger) = (self.connection, self.logger)
@@ -350,7 +344,7 @@ struct PostgresSession: SQLSession {
     /// answers either. Past `answerWithin` the statement is abandoned, and the connection closed so
     /// the pool drops it instead of leasing it again.
     private func answered<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        guard let limit = self.answerWithin else { return try await body() }
+        let limit = self.answerWithin
         do {
             // Not abandoned when the caller is cancelled: the request's own deadline race answers
             // the caller, and this statement must end before the next is sent on the connection.
