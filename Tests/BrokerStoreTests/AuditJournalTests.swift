@@ -51,6 +51,28 @@ import Testing
         try await journal.shutdown()
     }
 
+    /// Where the records end in a segment that holds exactly these (its file goes on, in zeros).
+    static func end(of records: [AuditRecord]) -> Int {
+        records.reduce(AuditJournalSegments.header.count) { end, record in
+            var frame: [UInt8] = []
+            AuditJournalRecord.encode(record, into: &frame)
+            return end + frame.count
+        }
+    }
+
+    /// Writes `bytes` at `offset` of a segment, as a write the crash interrupted would have.
+    static func write(_ bytes: Data, at offset: Int, of path: String) throws {
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seek(toOffset: UInt64(offset))
+        handle.write(bytes)
+        try handle.close()
+    }
+
+    /// Segments kept aside as damaged.
+    static func damaged(in directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(AuditJournalSegments.damagedSuffix) }.sorted()
+    }
+
     static func segments(in directory: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }.sorted()
     }
@@ -88,14 +110,13 @@ import Testing
                 try await Self.appendAll(first, records)
             }
             #expect(try await Self.stored(store).isEmpty)
-            // The crash interrupted a write: half a frame at the end of the segment.
+            // The crash interrupted a write: half a frame after the last record, zeros after it.
             let segment = try #require(try Self.segments(in: directory).last)
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int)
+            #expect(size == AuditJournal.Configuration(directory: directory).segmentBytes, "preallocated")
             var frame: [UInt8] = []
             AuditJournalRecord.encode(Self.records(1, tenant: "torn")[0], into: &frame)
-            let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
-            handle.seekToEndOfFile()
-            handle.write(Data(frame.prefix(frame.count / 2)))
-            try handle.close()
+            try Self.write(Data(frame.prefix(frame.count / 2)), at: Self.end(of: records), of: directory + "/" + segment)
 
             let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
             let shipper = Task { await second.run() }
@@ -110,6 +131,8 @@ import Testing
             #expect(try await Self.stored(store) == Set((records + later).map(\.id)))
             #expect(try await Self.stored(store, tenant: "torn").isEmpty)
             #expect(try Self.segments(in: directory).isEmpty)
+            // The zeros after the torn record are a preallocated segment's rest, not damage.
+            #expect(try Self.damaged(in: directory) == [])
         }
     }
 
@@ -180,8 +203,9 @@ import Testing
         #expect(segments.count >= 3)
         // One sync for each segment sealed by a rotation, none yet for the active one.
         #expect(journal.syncs == segments.count - 1)
-        let active = try FileManager.default.attributesOfItem(atPath: directory + "-kept/" + segments[segments.count - 1])
-        let activeWritten = try #require(active[.size] as? Int) > AuditJournalSegments.header.count
+        // Preallocated: written when anything but zeros follows the header.
+        let active = try #require(FileManager.default.contents(atPath: directory + "-kept/" + segments[segments.count - 1]))
+        let activeWritten = active.dropFirst(AuditJournalSegments.header.count).contains { $0 != 0 }
         await #expect(throws: BrokerError.self) { try await journal.shutdown() }
         // Shutdown syncs what the active segment holds (a rotation may have just begun it empty).
         #expect(journal.syncs == segments.count - (activeWritten ? 0 : 1))
@@ -199,19 +223,162 @@ import Testing
                 try await Self.appendAll(first, records)
             }
             let segment = try #require(try Self.segments(in: directory).last)
-            let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
-            // A record whose first 40 bytes reached the disk, then zeros to the block's end.
+            // A record whose first 40 bytes reached the disk, then zeros to the end.
             var frame: [UInt8] = []
             AuditJournalRecord.encode(Self.records(1, tenant: "lost")[0], into: &frame)
-            handle.seekToEndOfFile()
-            handle.write(Data(frame.prefix(40)) + Data(count: 4096))
-            try handle.close()
+            try Self.write(Data(frame.prefix(40)), at: Self.end(of: records), of: directory + "/" + segment)
 
             let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
             try await Self.shipTheRest(second)
             #expect(try await Self.stored(store) == Set(records.map(\.id)))
+            #expect(try Self.damaged(in: directory) == [])
+        }
+    }
+
+    @Test("Segments are preallocated, the next one ahead: a rotation begins a full-size segment, and no spare outlives shutdown")
+    func preallocated() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.segmentBytes = 16 * 1024
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            await journal.spareReady()
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("audit-spare-") }.count == 1)
+            // Several segments' worth: each rotation installs the spare made ahead (or grows one
+            // as written if the spare is late, so only the second segment is sure to be full size).
+            let records = Self.records(400)
+            for record in records { try await journal.appendDurably(record, deadline: .distantFuture, clock: Self.clock) }
+            await journal.quiesce()
+            let segments = try Self.segments(in: directory)
+            #expect(segments.count >= 3)
+            for segment in segments.prefix(2) {
+                let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int)
+                #expect(size >= configuration.segmentBytes, "\(segment) is \(size) bytes")
+            }
+            try await Self.shipTheRest(journal)
+            #expect(try await Self.stored(store) == Set(records.map(\.id)))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0 != "LOCK" } == [])
+        }
+    }
+
+    @Test("Without preallocation segments grow as written, and a crash's segments of either kind ship in full")
+    func mixedSegments() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let grown = Self.records(30, tenant: "grown")
+            let full = Self.records(30)
+            do {
+                var configuration = AuditJournal.Configuration(directory: directory)
+                configuration.preallocate = false
+                let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+                try await Self.appendAll(first, grown)
+                let segment = try #require(try Self.segments(in: directory).last)
+                let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int)
+                #expect(size == Self.end(of: grown))
+            }
+            do {
+                let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+                try await Self.appendAll(second, full)
+            }
+            let third = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
+            try await Self.shipTheRest(third)
+            #expect(try await Self.stored(store, tenant: "grown") == Set(grown.map(\.id)))
+            #expect(try await Self.stored(store) == Set(full.map(\.id)))
             let left = try FileManager.default.contentsOfDirectory(atPath: directory)
-            #expect(!left.contains { $0.hasSuffix(AuditJournalSegments.damagedSuffix) }, "kept: \(left)")
+            #expect(left.filter { $0 != "LOCK" } == [], "left: \(left)")
+        }
+    }
+
+    @Test(
+        "Past the last record of a preallocated segment (and past a torn one), anything but zeros is damage: the segment is kept aside",
+        arguments: [false, true])
+    func bytesAfterTheZeros(afterATornRecord: Bool) async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let records = Self.records(20)
+            var configuration = AuditJournal.Configuration(directory: directory)
+            // Two read windows (1 MiB each) of zeros before the stray byte.
+            configuration.segmentBytes = 3 << 20
+            do {
+                let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+                try await Self.appendAll(first, records)
+            }
+            let segment = try #require(try Self.segments(in: directory).last)
+            if afterATornRecord {
+                var frame: [UInt8] = []
+                AuditJournalRecord.encode(Self.records(1, tenant: "torn")[0], into: &frame)
+                try Self.write(Data(frame.prefix(40)), at: Self.end(of: records), of: directory + "/" + segment)
+            }
+            try Self.write(Data([1]), at: configuration.segmentBytes - 1, of: directory + "/" + segment)
+            let second = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            try await Self.shipTheRest(second)
+            #expect(try await Self.stored(store) == Set(records.map(\.id)))
+            #expect(try Self.damaged(in: directory) == [segment + AuditJournalSegments.damagedSuffix])
+        }
+    }
+
+    @Test("A failed sync refuses its batch (none of it acknowledged), the segment is cut back, and the next batch is written")
+    func failedBatchSync() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let failNext = Atomic<Bool>(false)
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.dataSync = { descriptor in
+                guard !failNext.exchange(false, ordering: .relaxed) else {
+                    errno = EIO
+                    return -1
+                }
+                return fdatasync(descriptor)
+            }
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let records = Self.records(3)
+            try await journal.appendDurably(records[0], deadline: .distantFuture, clock: Self.clock)
+            failNext.store(true, ordering: .relaxed)
+            await #expect {
+                try await journal.appendDurably(records[1], deadline: .distantFuture, clock: Self.clock)
+            } throws: { ($0 as? BrokerError)?.code == .storeFailure }
+            // Cut back to the last acknowledged record (no later record follows the refused one).
+            let segment = try #require(try Self.segments(in: directory).last)
+            #expect(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int == Self.end(of: [records[0]]))
+            // Repaired (the cut and its sync succeeded): the journal goes on.
+            try await journal.appendDurably(records[2], deadline: .distantFuture, clock: Self.clock)
+            #expect(await journal.health.lastFailure == nil)
+            try await Self.shipTheRest(journal)
+            #expect(try await Self.stored(store) == [records[0].id, records[2].id])
+        }
+    }
+
+    @Test("Sync.interval: a background sync that fails stops the journal: later appends are refused and its health says so")
+    func failedBackgroundSync() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.sync = .interval(.milliseconds(10))
+            configuration.dataSync = { _ in
+                errno = EIO
+                return -1
+            }
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let records = Self.records(2)
+            // Written, so answered: the sync comes after. One record, so one batch: a second
+            // batch could come after the failed sync and be refused.
+            try await journal.appendDurably(records[0], deadline: .distantFuture, clock: Self.clock)
+            // Returns once the background sync has run (and failed: nothing is left waiting for it).
+            await journal.synced()
+            await #expect {
+                try await journal.appendDurably(records[1], deadline: .distantFuture, clock: Self.clock)
+            } throws: { ($0 as? BrokerError)?.code == .storeFailure }
+            let health = await journal.health
+            #expect(health.lastFailure == "journal_write_failed")
+            #expect(health.failingFor != nil)
+            // The answered record is in the file (the kernel holds it), so it is still shipped.
+            try await Self.shipTheRest(journal)
+            #expect(try await Self.stored(store) == [records[0].id])
         }
     }
 

@@ -9,8 +9,8 @@ import Synchronization
 /// before its answer (invariant 4) without the store on the request path.
 ///
 /// - `appendDurably` returns once the record is durable: records are framed and checksummed
-///   (`AuditJournalRecord`), appended to the current segment by one I/O thread, and made durable
-///   with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
+///   (`AuditJournalRecord`), written after the last record of the current segment by one I/O
+///   thread, and made durable with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
 ///   forms the next one). With `Sync.interval` it returns once the batch is written to the file
 ///   (in the kernel, so a crash of the process loses nothing) and the file is synced in the
 ///   background about that long after (by a tick the journal owns until `shutdown()`).
@@ -18,6 +18,8 @@ import Synchronization
 ///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
 ///   deleted once every record in it is committed to the store. The store failing only makes the
 ///   journal grow; `AuditFlushStateMachine` decides when to try again.
+/// - Segments are preallocated (zeros to `segmentBytes`; the next one made ahead by
+///   `spareThread`), so a sync commits no file growth; zeros at a record boundary end a segment.
 /// - At start, segments left by an earlier process (a crash, or a shutdown that could not reach
 ///   the store) are shipped first; a torn last record is a write that was never acknowledged.
 /// - Bounded on disk by `maximumBytes`: beyond it appends are refused (AUDIT_UNAVAILABLE for key
@@ -33,6 +35,11 @@ public final class AuditJournal: AuditTrail, Sendable {
         public var directory: String
         /// A segment is closed and a new one begun past this size; shipped segments are deleted whole.
         public var segmentBytes: Int = 8 << 20
+        /// Segments are made at `segmentBytes` (zeros) before records go in, the next one ahead
+        /// of need by a thread of its own: a sync then commits no file growth, about half an
+        /// appended file's `fdatasync` on ext4. Costs a write of the zeros (the journal volume
+        /// writes each segment twice) and one segment of disk ahead. Off: segments grow as written.
+        public var preallocate = true
         /// Unshipped journal beyond which appends are refused (the store has been away long).
         public var maximumBytes: Int = 1 << 30
         /// Records per store transaction when shipping.
@@ -50,6 +57,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         public var quarantineDirectory: String?
         /// When an appended record counts as durable (so when its operation may be answered).
         public var sync: Sync = .everyBatch
+        /// The data sync of the segment being written (`fdatasync`); a test makes it fail, since
+        /// no disk here can be made to fail a sync on demand.
+        package var dataSync: @Sendable (Int32) -> Int32 = { fdatasync($0) }
 
         public init(directory: String) { self.directory = directory }
     }
@@ -70,7 +80,8 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     struct Segment {
         let sequence: UInt64
-        /// Bytes known to be on disk: synced by this process, or the file's size for an older one.
+        /// Bytes known to be on disk: synced by this process, or the file's size for an older one
+        /// (a preallocated segment's zeros included).
         var end: Int
         /// No more appends: an older process's segment, or one this process rotated away from.
         var sealed: Bool
@@ -103,6 +114,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// A sync from the tick waits on the I/O thread: no second one is queued behind it.
         var syncQueued = false
         var syncWaiters: [CheckedContinuation<Void, Never>] = []
+        /// The next segment, preallocated ahead by `spareThread` under `spareName`.
+        var spare: Int32?
+        var preparingSpare = false
     }
 
     public let configuration: Configuration
@@ -113,6 +127,11 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// The shipper's position: segment sequence and byte offset.
     private let cursor = Mutex<(sequence: UInt64, offset: Int)>((0, 0))
     private let thread = NIOThreadPool(numberOfThreads: 1)
+    /// Zero-fills the next segment off the I/O thread, so a rotation does not hold appends up.
+    private let spareThread = NIOThreadPool(numberOfThreads: 1)
+    /// The spare's scratch name, this journal's own: a journal dropped without `shutdown()` (a
+    /// test's crash) may still be filling its spare when the next one opens the directory.
+    private let spareName = "audit-spare-\(UInt32.random(in: .min ... .max)).tmp"
     private let quarantineFile: AuditQuarantineFile?
     private let quarantined = Atomic<Int>(0)
     private let syncCount = Atomic<Int>(0)
@@ -145,7 +164,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         let next = (existing.last?.sequence ?? 0) + 1
         let descriptor: Int32
         do {
-            descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+            // A spare an earlier process was making or had ready: never written to, so never shipped.
+            AuditJournalSegments.removeScratch(in: configuration.directory)
+            descriptor = try AuditJournalSegments.create(next, in: configuration.directory, preallocated: Self.preallocated(configuration))
         } catch {
             close(lock)
             throw error
@@ -169,6 +190,8 @@ public final class AuditJournal: AuditTrail, Sendable {
                 metadata: ["fb.auditJournal": "\(configuration.directory)", "fb.segments": "\(existing.count)"])
         }
         thread.start()
+        spareThread.start()
+        prepareSpare()
         if case .interval(let every) = configuration.sync {
             ticker.withLock {
                 $0 = Task { [weak self] in
@@ -243,9 +266,9 @@ public final class AuditJournal: AuditTrail, Sendable {
             let path = configuration.directory + "/" + AuditJournalSegments.name(activeSequence)
             let started = ContinuousClock.now
             do {
-                try AuditJournalSegments.writeAll(taken.fd, taken.bytes, path: path)
+                try AuditJournalSegments.writeAll(taken.fd, taken.bytes, at: taken.end, path: path)
                 if configuration.sync == .everyBatch {
-                    guard fdatasync(taken.fd) == 0 else { throw AuditJournalSegments.Failure("cannot sync", path) }
+                    guard configuration.dataSync(taken.fd) == 0 else { throw AuditJournalSegments.Failure("cannot sync", path) }
                     syncCount.add(1, ordering: .relaxed)
                     syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
                 }
@@ -271,7 +294,8 @@ public final class AuditJournal: AuditTrail, Sendable {
             } catch {
                 // Nothing of this batch was acknowledged. Cut the segment back to its last synced
                 // record so no later record follows a torn one; if even that fails, stop appending.
-                let repaired = ftruncate(taken.fd, off_t(taken.end)) == 0 && fdatasync(taken.fd) == 0
+                // (The cut ends the segment's preallocation too: its later syncs commit growth.)
+                let repaired = ftruncate(taken.fd, off_t(taken.end)) == 0 && configuration.dataSync(taken.fd) == 0
                 logger.error(
                     "audit journal write failed; the batch's operations are refused",
                     metadata: ["fb.auditJournal": "\(path)", "error": "\(error)", "fb.records": "\(taken.records)", "fb.repaired": "\(repaired)"])
@@ -302,7 +326,7 @@ public final class AuditJournal: AuditTrail, Sendable {
         }
         guard let descriptor else { return resumeSyncWaiters() }
         let started = ContinuousClock.now
-        if fdatasync(descriptor) == 0 {
+        if configuration.dataSync(descriptor) == 0 {
             syncCount.add(1, ordering: .relaxed)
             syncDuration.recordNanoseconds(AuditWriter.nanoseconds(ContinuousClock.now - started))
             state.withLock { $0.unsynced = false }
@@ -364,13 +388,25 @@ public final class AuditJournal: AuditTrail, Sendable {
         try? await thread.runIfActive {}
     }
 
+    /// Returns once the spare asked for so far is made (tests).
+    package func spareReady() async {
+        try? await spareThread.runIfActive {}
+    }
+
     /// Seals the current segment and begins the next (on the I/O thread, between batches).
     private func rotate() {
         let next = activeSequence + 1
         // A sealed segment gets no later sync of its own.
         if case .interval = configuration.sync { syncWritten(evenWhenClosed: true) }
         do {
-            let descriptor = try AuditJournalSegments.create(next, in: configuration.directory)
+            let descriptor: Int32
+            if let spare = state.withLock({ $0.spare.take() }) {
+                try AuditJournalSegments.install(spare, from: spareName, as: next, in: configuration.directory)
+                descriptor = spare
+            } else {
+                // The spare is not ready (a slow disk, or a burst): this segment grows as written.
+                descriptor = try AuditJournalSegments.create(next, in: configuration.directory, preallocated: AuditJournalSegments.header.count)
+            }
             let old = state.withLock { state -> Int32 in
                 let old = state.activeDescriptor
                 state.segments[state.segments.count - 1].sealed = true
@@ -384,7 +420,53 @@ public final class AuditJournal: AuditTrail, Sendable {
             // The current segment stays in use; the next batch tries again.
             logger.warning("audit journal could not begin a new segment", metadata: ["error": "\(error)"])
         }
+        prepareSpare()
     }
+
+    private static func preallocated(_ configuration: Configuration) -> Int {
+        configuration.preallocate ? max(configuration.segmentBytes, AuditJournalSegments.header.count) : AuditJournalSegments.header.count
+    }
+
+    /// Has `spareThread` make the next segment, unless one is ready or being made. The work holds
+    /// the journal weakly, so a journal dropped without `shutdown()` lets its directory go at once.
+    private func prepareSpare() {
+        guard configuration.preallocate else { return }
+        let start = state.withLock { state -> Bool in
+            guard state.spare == nil, !state.preparingSpare, !state.closed else { return false }
+            state.preparingSpare = true
+            return true
+        }
+        guard start else { return }
+        let (directory, name, size, logger) = (configuration.directory, spareName, Self.preallocated(configuration), logger)
+        spareThread.submit { [weak self] work in
+            var made: Int32?
+            if work == .active {
+                do {
+                    made = try AuditJournalSegments.createScratch(name, in: directory, preallocated: size)
+                } catch {
+                    logger.warning(
+                        "audit journal could not prepare its next segment; that one will grow as it is written, with slower syncs",
+                        metadata: ["error": "\(error)"])
+                }
+            }
+            let discard = { (descriptor: Int32) in
+                close(descriptor)
+                unlink(directory + "/" + name)
+            }
+            guard let self else {
+                if let made { discard(made) }
+                return
+            }
+            let unwanted = self.state.withLock { state -> Int32? in
+                state.preparingSpare = false
+                guard !state.closed else { return made }
+                state.spare = made
+                return nil
+            }
+            if let unwanted { discard(unwanted) }
+        }
+    }
+
 
     // MARK: Shipping
 
@@ -487,13 +569,21 @@ public final class AuditJournal: AuditTrail, Sendable {
             }
         }
         if records.isEmpty {
-            // Nothing readable where records should be: the tail of a write a crash cut short
-            // (never acknowledged), or damage. Either way nothing after it can be trusted.
+            // Nothing readable where records should be: where writing stopped in a preallocated
+            // segment, the tail of a write a crash cut short (never acknowledged), or damage.
+            // Either way nothing after it can be trusted.
             guard segment.sealed else { return false }
-            // A crash of the host can leave the tail allocated but unwritten (with `Sync.interval`,
-            // records written and not yet synced): zeros from inside the last record to the end.
-            // Torn, not damaged, when nothing but zeros follows the record that fails to read.
-            let tornTail = failure == .truncated || (window.count == segment.end - position && AuditJournalRecord.endsInZeros(window))
+            // Zeros to the end of the file: a preallocated segment's unused rest (`unused`), or a
+            // record a crash of the host left allocated but unwritten (with `Sync.interval`,
+            // records written and not yet synced). Torn, not damaged, when nothing but zeros
+            // follows the record that fails to read.
+            let unused = window.allSatisfy { $0 == 0 }
+            var tornTail = !unused && failure == .truncated
+            if unused || (!tornTail && AuditJournalRecord.endsInZeros(window)) {
+                let zerosToEnd = try AuditJournalSegments.zeros(path, from: position + window.count, to: segment.end)
+                if unused && zerosToEnd { return try retire(segment, path: path, damaged: nil) }
+                tornTail = !unused && zerosToEnd
+            }
             if tornTail {
                 logger.notice(
                     "audit journal segment ends in a torn record (a write interrupted by a crash of the process or the host); ignored",
@@ -578,8 +668,9 @@ public final class AuditJournal: AuditTrail, Sendable {
     deinit {
         ticker.withLock { $0?.cancel() }
         releaseLock()
-        let descriptor = state.withLock { $0.activeDescriptor }
+        let (descriptor, spare) = state.withLock { ($0.activeDescriptor, $0.spare) }
         if descriptor >= 0 { close(descriptor) }
+        if let spare { close(spare) }
     }
 
     public var health: AuditWriter.Health {
@@ -654,6 +745,11 @@ public final class AuditJournal: AuditTrail, Sendable {
             for segment in left { _ = try? retire(segment, path: configuration.directory + "/" + AuditJournalSegments.name(segment.sequence), damaged: nil) }
         }
         try? await thread.shutdownGracefully()
+        try? await spareThread.shutdownGracefully()
+        if let spare = state.withLock({ $0.spare.take() }) {
+            close(spare)
+            unlink(configuration.directory + "/" + spareName)
+        }
         releaseLock()
         if !finished {
             let (bytes, records) = state.withLock { ($0.bytes, $0.unshippedRecords) }

@@ -28,18 +28,23 @@ struct BenchCommand: AsyncParsableCommand {
             as a ratio to a fixed computation timed in the same rounds (scripts/hot-path-guard.sh compares it with a baseline).
             5. audit-insert: --audit-records audit records into the store (SQLite, or --database-url) in the shipper's batches, \
             time-ordered ids against random ids alternating; not in the default parts.
+            6. journal-append: --journal-appends durable audit-journal appends (write and fdatasync) into segments \
+            preallocated with zeros (serve's default) against segments grown as written, alternating, one at a time \
+            and 16 at a time, in --store-dir; not in the default parts.
             Build with -c release first; a debug build measures the compiler, not the broker.
             """
     )
 
     enum Part: String, ExpressibleByArgument, CaseIterable {
-        case cached, uncached, coldStart = "cold-start", hotPath = "hot-path", auditInsert = "audit-insert"
+        case cached, uncached, coldStart = "cold-start", hotPath = "hot-path", auditInsert = "audit-insert", journalAppend = "journal-append"
     }
 
-    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start hot-path audit-insert (all but audit-insert by default).")
+    @Option(name: .long, parsing: .upToNextOption, help: "Parts to run: cached uncached cold-start hot-path audit-insert journal-append (all but audit-insert and journal-append by default).")
     var parts: [Part] = [.cached, .uncached, .coldStart, .hotPath]
     @Option(name: .long, help: "Audit records written by the audit-insert part.")
     var auditRecords: Int = 200_000
+    @Option(name: .long, help: "Appends into each journal by the journal-append part.")
+    var journalAppends = 4000
     @Option(name: .long, parsing: .upToNextOption, help: "Concurrent callers for the cached part.")
     var concurrency: [Int] = [1, 16, 64, 256]
     @Option(name: .long, help: "Seconds measured per point and server (after a warm-up of a quarter of it).")
@@ -82,6 +87,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard iterations >= 0 else { throw ValidationError("--iterations must be 0 or more") }
+        guard journalAppends >= 250 else { throw ValidationError("--journal-appends must be at least 250") }
         guard auditRecords >= 1000 else { throw ValidationError("--audit-records must be at least 1000") }
         guard seconds > 0, rounds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --rounds, --connections, --uncached-samples must be positive") }
         guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
@@ -111,6 +117,9 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if parts.contains(.auditInsert) {
             results.auditInsert = try await AuditInsert(records: auditRecords, directory: storeDir, databaseURL: databaseURL, logger: logger, note: note).run()
+        }
+        if parts.contains(.journalAppend) {
+            results.journalAppend = try await JournalAppend(appends: journalAppends, directory: storeDir, logger: logger, note: note).run()
         }
         if parts.contains(.coldStart) {
             results.coldStart = try await ColdStart(tenants: tenants, slots: slots, directory: coldStartDir, logger: logger, note: note).run()

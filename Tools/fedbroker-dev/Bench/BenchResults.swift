@@ -51,6 +51,7 @@ struct BenchResults: Codable {
     var coldStart: ColdStartResult?
     var hotPath: HotPath.Result?
     var auditInsert: AuditInsert.Result?
+    var journalAppend: JournalAppend.Result?
 
     init(machine: Machine) { self.machine = machine }
 
@@ -90,6 +91,12 @@ struct BenchResults: Codable {
             lines.append("")
             lines.append("5. Audit insert into \(a.store): \(a.records) records in batches of \(a.batchSize), alternating")
             lines.append("   time-ordered ids \(f(a.timeOrderedPerSecond, 0))/s, random ids \(f(a.randomPerSecond, 0))/s: ratio \(f(a.ratio, 2)) (last tenth \(f(a.ratioAtEnd, 2)))")
+        }
+        if let j = journalAppend {
+            lines.append("")
+            lines.append("6. Audit journal append (write + fdatasync), \(j.appends) into each journal, alternating")
+            lines.append("   one at a time, p50/p99 µs: preallocated \(f(j.preallocatedP50))/\(f(j.preallocatedP99)), grown \(f(j.grownP50))/\(f(j.grownP99)): p50 ratio \(f(j.ratioP50, 2))")
+            lines.append("   16 at a time: preallocated \(f(j.preallocatedPerSecond))/s, grown \(f(j.grownPerSecond))/s: ratio \(f(j.ratioThroughput, 2))")
         }
         return lines.joined(separator: "\n")
     }
