@@ -86,8 +86,25 @@ export FEDBROKER_TEST_LOG_DIR
 FEDBROKER_TEST_LOG_DIR=$(mktemp -d /tmp/fedbroker-test-logs.XXXXXX)
 # Bounded: the suite takes about two minutes, so a test process still running after 20 fails the
 # run (with its exit code, 124) rather than holding CI to its own limit.
+# In the background and waited for: `timeout` runs the tests in a process group of their own,
+# which a Ctrl-C in a terminal does not reach, so an INT or TERM to this script is passed on.
+# As INT, both ways: `swift test` stops its test process on INT, while on TERM it dies alone and
+# leaves that process (in a process group of its own too) running.
 status=0
-timeout -k 30 1200 swift test --skip-build || status=$?
+interrupted=""
+timeout -s INT -k 30 1200 swift test --skip-build &
+tests=$!
+trap 'interrupted=1; kill -INT "$tests" 2>/dev/null || true' INT TERM
+while :; do
+  wait "$tests" && status=0 || status=$?
+  # A trapped signal ends `wait` early; the tests are waited for until they are gone.
+  kill -0 "$tests" 2>/dev/null || break
+done
+trap - INT TERM
+if [ -n "$interrupted" ]; then
+  echo "test.sh: interrupted; swift test was stopped" >&2
+  exit 130
+fi
 if [ "$status" -ne 0 ]; then
   [ "$status" -ne 124 ] && [ "$status" -ne 137 ] || echo "test.sh: swift test was still running after 20 minutes and was stopped" >&2
   exit "$status"
