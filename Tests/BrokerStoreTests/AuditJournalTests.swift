@@ -51,6 +51,12 @@ import Testing
         try await journal.shutdown()
     }
 
+    /// Before a test drops a journal as a crash would: its I/O thread lets go of it, so the drop
+    /// releases the directory's lock at once (the next open would find it in use otherwise).
+    static func crash(_ journal: AuditJournal) async {
+        await journal.quiesce()
+    }
+
     /// Where the records end in a segment that holds exactly these (its file goes on, in zeros).
     static func end(of records: [AuditRecord]) -> Int {
         records.reduce(AuditJournalSegments.header.count) { end, record in
@@ -108,6 +114,7 @@ import Testing
                 // The first process: appends acknowledged, nothing shipped (its shipper never ran), then it dies.
                 let first = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
                 try await Self.appendAll(first, records)
+                await Self.crash(first)
             }
             #expect(try await Self.stored(store).isEmpty)
             // The crash interrupted a write: half a frame after the last record, zeros after it.
@@ -148,6 +155,7 @@ import Testing
                 // An hour's interval, so no background sync: only the kernel holds the writes.
                 let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
                 try await Self.appendAll(first, records)
+                await Self.crash(first)
                 #expect(first.syncs == 0)
                 // The same appends with every batch synced wait for a sync each time.
                 var batched = AuditJournal.Configuration(directory: directory + "-batch")
@@ -221,6 +229,7 @@ import Testing
             do {
                 let first = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
                 try await Self.appendAll(first, records)
+                await Self.crash(first)
             }
             let segment = try #require(try Self.segments(in: directory).last)
             // A record whose first 40 bytes reached the disk, then zeros to the end.
@@ -274,6 +283,7 @@ import Testing
                 configuration.preallocate = false
                 let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
                 try await Self.appendAll(first, grown)
+                await Self.crash(first)
                 let segment = try #require(try Self.segments(in: directory).last)
                 let size = try #require(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int)
                 #expect(size == Self.end(of: grown))
@@ -281,6 +291,7 @@ import Testing
             do {
                 let second = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
                 try await Self.appendAll(second, full)
+                await Self.crash(second)
             }
             let third = try AuditJournal(store: store, configuration: .init(directory: directory), logger: TestDatabase.logger)
             try await Self.shipTheRest(third)
@@ -305,6 +316,7 @@ import Testing
             do {
                 let first = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
                 try await Self.appendAll(first, records)
+                await Self.crash(first)
             }
             let segment = try #require(try Self.segments(in: directory).last)
             if afterATornRecord {

@@ -10,8 +10,8 @@ import Synchronization
 ///
 /// - `appendDurably` returns once the record is durable: records are framed and checksummed
 ///   (`AuditJournalRecord`), written after the last record of the current segment by one I/O
-///   thread, and made durable with one `fdatasync` per batch (group commit: whatever arrived while a batch was being synced
-///   forms the next one). With `Sync.interval` it returns once the batch is written to the file
+///   thread, and made durable with one `fdatasync` per batch (group commit: whatever arrived
+///   while a batch was being synced forms the next one). With `Sync.interval` it returns once the batch is written to the file
 ///   (in the kernel, so a crash of the process loses nothing) and the file is synced in the
 ///   background about that long after (by a tick the journal owns until `shutdown()`).
 /// - `run()` ships the journal to the store in the background, oldest first, in batches of
@@ -19,7 +19,8 @@ import Synchronization
 ///   deleted once every record in it is committed to the store. The store failing only makes the
 ///   journal grow; `AuditFlushStateMachine` decides when to try again.
 /// - Segments are preallocated (zeros to `segmentBytes`; the next one made ahead by
-///   `spareThread`), so a sync commits no file growth; zeros at a record boundary end a segment.
+///   `spareThread`), so a sync commits no file growth; zeros from a record boundary to the end
+///   of the file end a segment.
 /// - At start, segments left by an earlier process (a crash, or a shutdown that could not reach
 ///   the store) are shipped first; a torn last record is a write that was never acknowledged.
 /// - Bounded on disk by `maximumBytes`: beyond it appends are refused (AUDIT_UNAVAILABLE for key
@@ -424,7 +425,7 @@ public final class AuditJournal: AuditTrail, Sendable {
     }
 
     private static func preallocated(_ configuration: Configuration) -> Int {
-        configuration.preallocate ? max(configuration.segmentBytes, AuditJournalSegments.header.count) : AuditJournalSegments.header.count
+        configuration.preallocate ? configuration.segmentBytes : AuditJournalSegments.header.count
     }
 
     /// Has `spareThread` make the next segment, unless one is ready or being made. The work holds
@@ -449,12 +450,8 @@ public final class AuditJournal: AuditTrail, Sendable {
                         metadata: ["error": "\(error)"])
                 }
             }
-            let discard = { (descriptor: Int32) in
-                close(descriptor)
-                unlink(directory + "/" + name)
-            }
             guard let self else {
-                if let made { discard(made) }
+                if let made { AuditJournalSegments.discard(made, name, in: directory) }
                 return
             }
             let unwanted = self.state.withLock { state -> Int32? in
@@ -463,10 +460,9 @@ public final class AuditJournal: AuditTrail, Sendable {
                 state.spare = made
                 return nil
             }
-            if let unwanted { discard(unwanted) }
+            if let unwanted { AuditJournalSegments.discard(unwanted, name, in: directory) }
         }
     }
-
 
     // MARK: Shipping
 
@@ -573,17 +569,13 @@ public final class AuditJournal: AuditTrail, Sendable {
             // segment, the tail of a write a crash cut short (never acknowledged), or damage.
             // Either way nothing after it can be trusted.
             guard segment.sealed else { return false }
-            // Zeros to the end of the file: a preallocated segment's unused rest (`unused`), or a
+            // Zeros to the end of the file: a preallocated segment's unused rest (all zeros), or a
             // record a crash of the host left allocated but unwritten (with `Sync.interval`,
             // records written and not yet synced). Torn, not damaged, when nothing but zeros
             // follows the record that fails to read.
-            let unused = window.allSatisfy { $0 == 0 }
-            var tornTail = !unused && failure == .truncated
-            if unused || (!tornTail && AuditJournalRecord.endsInZeros(window)) {
-                let zerosToEnd = try AuditJournalSegments.zeros(path, from: position + window.count, to: segment.end)
-                if unused && zerosToEnd { return try retire(segment, path: path, damaged: nil) }
-                tornTail = !unused && zerosToEnd
-            }
+            let zerosToEnd = try AuditJournalRecord.endsInZeros(window) && AuditJournalSegments.zeros(path, from: position + window.count, to: segment.end)
+            if zerosToEnd && window.allSatisfy({ $0 == 0 }) { return try retire(segment, path: path, damaged: nil) }
+            let tornTail = failure == .truncated || zerosToEnd
             if tornTail {
                 logger.notice(
                     "audit journal segment ends in a torn record (a write interrupted by a crash of the process or the host); ignored",
@@ -746,10 +738,7 @@ public final class AuditJournal: AuditTrail, Sendable {
         }
         try? await thread.shutdownGracefully()
         try? await spareThread.shutdownGracefully()
-        if let spare = state.withLock({ $0.spare.take() }) {
-            close(spare)
-            unlink(configuration.directory + "/" + spareName)
-        }
+        if let spare = state.withLock({ $0.spare.take() }) { AuditJournalSegments.discard(spare, spareName, in: configuration.directory) }
         releaseLock()
         if !finished {
             let (bytes, records) = state.withLock { ($0.bytes, $0.unshippedRecords) }

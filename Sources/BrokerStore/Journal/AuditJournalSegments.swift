@@ -95,8 +95,7 @@ enum AuditJournalSegments {
         do {
             try fill(fd, to: preallocated, path: path)
         } catch {
-            close(fd)
-            unlink(path)
+            discard(fd, scratch, in: directory)
             throw error
         }
         return fd
@@ -109,17 +108,21 @@ enum AuditJournalSegments {
         let path = directory + "/" + name(sequence)
         guard rename(directory + "/" + scratch, path) == 0 else {
             let failure = Failure("cannot rename \(scratch) to", path)
-            close(fd)
-            unlink(directory + "/" + scratch)
+            discard(fd, scratch, in: directory)
             throw failure
         }
         do {
             try syncDirectory(directory)
         } catch {
-            close(fd)
-            unlink(path)
+            discard(fd, name(sequence), in: directory)
             throw error
         }
+    }
+
+    /// Closes a segment file not (or no longer) wanted and removes it.
+    static func discard(_ fd: Int32, _ name: String, in directory: String) {
+        close(fd)
+        unlink(directory + "/" + name)
     }
 
     /// Removes scratch segments an earlier process left (a crash mid-fill, or its spare).

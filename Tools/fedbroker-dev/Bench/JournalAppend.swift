@@ -67,7 +67,7 @@ struct JournalAppend {
         await preallocated.spareReady()
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         var serial = [RawSample(), RawSample()]
-        var parallel = [RawSample(), RawSample()]
+        var parallelSeconds = [0.0, 0.0]
         for round in 0..<(rounds * 2) {
             let kind = round % 2
             let journal = kind == 0 ? preallocated : grown
@@ -92,15 +92,14 @@ struct JournalAppend {
                 }
                 try await group.waitForAll()
             }
-            parallel[kind].seconds += Double(now() - before) / 1e9
-            parallel[kind].nanoseconds += [UInt64](repeating: 0, count: Self.round)
+            parallelSeconds[kind] += Double(now() - before) / 1e9
         }
         let (one, other) = (serial[0].summary, serial[1].summary)
-        let (many, baseline) = (parallel[0].summary, parallel[1].summary)
+        let perSecond = parallelSeconds.map { Double(rounds * Self.round) / $0 }
         return Result(
             appends: rounds * Self.round, preallocatedP50: one.p50Microseconds, preallocatedP99: one.p99Microseconds,
             grownP50: other.p50Microseconds, grownP99: other.p99Microseconds, ratioP50: one.p50Microseconds / other.p50Microseconds,
-            preallocatedPerSecond: many.throughput, grownPerSecond: baseline.throughput, ratioThroughput: many.throughput / baseline.throughput)
+            preallocatedPerSecond: perSecond[0], grownPerSecond: perSecond[1], ratioThroughput: perSecond[0] / perSecond[1])
     }
 
     /// About the size of a cached Unwrap's record.
