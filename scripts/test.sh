@@ -90,15 +90,25 @@ FEDBROKER_TEST_LOG_DIR=$(mktemp -d /tmp/fedbroker-test-logs.XXXXXX)
 # which a Ctrl-C in a terminal does not reach, so an INT or TERM to this script is passed on.
 # As INT, both ways: `swift test` stops its test process on INT, while on TERM it dies alone and
 # leaves that process (in a process group of its own too) running.
+# The trap is set first and the job started only if no signal came yet. One window is left: a
+# signal between the job's start and `timeout` setting its handlers (microseconds) is lost, as
+# bash starts a background job with INT ignored; the script then waits the run out.
 status=0
 interrupted=""
-timeout -s INT -k 30 1200 swift test --skip-build &
-tests=$!
-trap 'interrupted=1; kill -INT "$tests" 2>/dev/null || true' INT TERM
-while :; do
+tests=""
+stop_tests() { [ -z "$tests" ] || kill -INT "$tests" 2>/dev/null || true; }
+trap 'interrupted=1; stop_tests' INT TERM
+if [ -z "$interrupted" ]; then
+  timeout -s INT -k 30 1200 swift test --skip-build &
+  tests=$!
+  [ -z "$interrupted" ] || stop_tests
+fi
+while [ -n "$tests" ]; do
   wait "$tests" && status=0 || status=$?
-  # A trapped signal ends `wait` early; the tests are waited for until they are gone.
-  kill -0 "$tests" 2>/dev/null || break
+  # A trapped signal ends `wait` early (a status above 128) while the tests still run: wait again
+  # until they are gone. Any other status is theirs (127: no such child, so never a spin on a
+  # reused pid).
+  [ "$status" -gt 128 ] && kill -0 "$tests" 2>/dev/null || break
 done
 trap - INT TERM
 if [ -n "$interrupted" ]; then
