@@ -77,7 +77,7 @@ extension AdminHandler {
             case .failure(let code): (.failure, code)
             }
         return .init(
-            id: record.id.uuidString.lowercased(), time: record.time, actor: record.actor, tenantId: record.tenantID?.rawValue,
+            id: record.id.lowercaseText, time: record.time, actor: record.actor, tenantId: record.tenantID?.rawValue,
             operation: record.operation, keyVersion: record.keyVersion, outcome: outcome, errorCode: code,
             latencyUs: record.latencyMicroseconds, requestId: record.requestID, clientRequestId: record.clientRequestID,
             detail: record.detail)

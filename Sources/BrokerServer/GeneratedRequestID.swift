@@ -1,3 +1,5 @@
+import Foundation
+import FedBrokerCore
 import Synchronization
 
 /// Request ids the broker makes for requests that came without one: UUID-shaped (version 4,
@@ -34,22 +36,6 @@ enum GeneratedRequestID {
         return z ^ (z >> 31)
     }
 
-    /// 32 hex digits in the UUID's 8-4-4-4-12 grouping, written straight into the string's storage.
-    static func format(high: UInt64, low: UInt64) -> String {
-        String(unsafeUninitializedCapacity: 36) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            var index = 0
-            for word in [high, low] {
-                for shift in stride(from: 60, through: 0, by: -4) {
-                    if index == 8 || index == 13 || index == 18 || index == 23 {
-                        buffer[index] = UInt8(ascii: "-")
-                        index += 1
-                    }
-                    buffer[index] = digits.utf8Start[Int(truncatingIfNeeded: (word >> UInt64(shift)) & 0xF)]
-                    index += 1
-                }
-            }
-            return index
-        }
-    }
+    /// 32 hex digits in the UUID's 8-4-4-4-12 grouping, lowercase.
+    static func format(high: UInt64, low: UInt64) -> String { UUID.lowercaseText(high: high, low: low) }
 }

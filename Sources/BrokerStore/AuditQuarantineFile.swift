@@ -58,7 +58,7 @@ struct AuditQuarantineFile: Sendable {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return Line(
-            id: record.id.uuidString.lowercased(), time: formatter.string(from: record.time), actor: record.actor,
+            id: record.id.lowercaseText, time: formatter.string(from: record.time), actor: record.actor,
             tenant: record.tenantID?.rawValue, operation: record.operation, keyVersion: record.keyVersion, outcome: outcome,
             errorCode: code, latencyMicroseconds: record.latencyMicroseconds, requestID: record.requestID,
             clientRequestID: record.clientRequestID, detail: record.detail, rejection: rejection.code.rawValue,

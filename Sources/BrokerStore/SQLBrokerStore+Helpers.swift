@@ -164,7 +164,7 @@ extension SQLBrokerStore {
             // details come from callers, so NUL bytes are dropped on both stores alike.
             let clean = Self.withoutNUL
             binds += [
-                .text(record.id.uuidString.lowercased()), .integer(Self.micros(record.time)), .text(clean(record.actor)),
+                .text(record.id.lowercaseText), .integer(Self.micros(record.time)), .text(clean(record.actor)),
                 .text(clean(record.tenantID?.rawValue)), .text(clean(record.operation)), .text(clean(record.keyVersion)),
                 .text(outcome), .text(clean(code)), .integer(record.latencyMicroseconds), .text(clean(record.requestID)),
                 .text(clean(record.clientRequestID)), .text(clean(record.detail)),

@@ -25,6 +25,33 @@ import Testing
         }
     }
 
+    @Test("Records appended one after another into one buffer read back in turn, each frame's header naming its own payload")
+    func appendedFrames() throws {
+        let records = (1...3).map { Self.record($0) }
+        // An odd-length prefix: the frames' headers land unaligned, and the prefix stays as it was.
+        let prefix: [UInt8] = [0xAA, 0xBB, 0xCC]
+        var bytes = prefix
+        var starts: [Int] = []
+        for record in records {
+            starts.append(bytes.count)
+            AuditJournalRecord.encode(record, into: &bytes)
+        }
+        #expect(Array(bytes.prefix(3)) == prefix)
+        var offset = prefix.count
+        for (index, record) in records.enumerated() {
+            #expect(offset == starts[index])
+            let length = bytes.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset, as: UInt32.self).littleEndian) }
+            let checksum = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self).littleEndian }
+            #expect(checksum == CRC32C.checksum(bytes[(offset + 8)..<(offset + 8 + length)]))
+            #expect(bytes[offset + 8] == AuditJournalRecord.version)
+            let decoded = try bytes.withUnsafeBytes { try AuditJournalRecord.decode($0, at: offset).get() }
+            #expect(decoded.0 == record)
+            #expect(decoded.next == offset + 8 + length)
+            offset = decoded.next
+        }
+        #expect(offset == bytes.count)
+    }
+
     @Test("A torn frame is truncated; a flipped byte fails the checksum; an absurd length is refused")
     func damage() {
         var bytes: [UInt8] = []

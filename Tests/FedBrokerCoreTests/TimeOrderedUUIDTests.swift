@@ -46,4 +46,24 @@ import Testing
         #expect(UUID.timeOrdered(at: Date(timeIntervalSince1970: .infinity)).uuidString.hasPrefix("00000000-0000-7"))
         #expect(UUID.timeOrdered(at: Date(timeIntervalSince1970: .nan)).uuidString.hasPrefix("00000000-0000-7"))
     }
+
+    @Test("Ids of one millisecond differ in their random bits, across several refills of the random pool")
+    func sameMillisecond() {
+        let date = Date(timeIntervalSince1970: 1_800_000_000.0005)
+        // About 2 words an id, 512 words a refill: 3,000 ids take about a dozen refills.
+        let ids = (0..<3000).map { _ in UUID.timeOrdered(at: date) }
+        #expect(Set(ids).count == 3000)
+        let randomTails = Set(ids.map { $0.lowercaseText.dropFirst(19) })
+        #expect(randomTails.count == 3000)
+        #expect(!randomTails.contains("8000-000000000000"))
+    }
+
+    @Test("lowercaseText is uuidString in lowercase")
+    func lowercaseText() {
+        for _ in 0..<200 {
+            let id = UUID()
+            #expect(id.lowercaseText == id.uuidString.lowercased())
+        }
+        #expect(UUID(uuid: (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255)).lowercaseText == "00010203-0405-0607-0809-0a0b0c0d0eff")
+    }
 }

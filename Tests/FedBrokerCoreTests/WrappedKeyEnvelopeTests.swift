@@ -146,4 +146,12 @@ import Testing
         }
         #expect((try? WrappedKeyEnvelope(parsing: Self.blob(name: "cmk", version: "78DEEBED173B48E48F55ABF87ED4CF71"))) != nil)
     }
+
+    @Test("Key names are 1-127 ASCII letters, digits and hyphens: no other letters or digits, however Unicode classes them")
+    func keyNameGrammar() {
+        for name in ["cmk", "CMK-2", String(repeating: "a", count: 127), "0"] { #expect(KeyReference.isValidName(name), "\(name)") }
+        for name in ["", String(repeating: "a", count: 128), "clé", "key\u{0661}", "a_b", "a.b", "a b", "\r\n", "ｃｍｋ", "a\u{0301}", "-\u{0301}", "\u{212A}"] {
+            #expect(!KeyReference.isValidName(name), "\(name)")
+        }
+    }
 }

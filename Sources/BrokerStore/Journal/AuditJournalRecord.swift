@@ -38,38 +38,58 @@ enum AuditJournalRecord {
         case malformed(String)
     }
 
+    /// Appends the record's frame to `bytes`. Written in place (the header patched once the
+    /// payload's length and checksum are known): this runs on every key operation's path, where a
+    /// temporary array per field cost more than the rest of the encoding.
     static func encode(_ record: AuditRecord, into bytes: inout [UInt8]) {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(64 + record.approximateSize)
-        payload.append(version)
-        withUnsafeBytes(of: record.id.uuid) { payload.append(contentsOf: $0) }
-        append(Int64((record.time.timeIntervalSince1970 * 1_000_000).rounded()), to: &payload)
-        append(record.latencyMicroseconds, to: &payload)
+        let frameStart = bytes.count
+        // Grown geometrically, so frames encoded one after another into one buffer stay linear.
+        let needed = headerLength + 64 + record.approximateSize
+        if bytes.capacity - frameStart < needed { bytes.reserveCapacity(max(frameStart + needed, 2 * bytes.capacity)) }
+        bytes.append(contentsOf: repeatElement(0, count: headerLength))
+        bytes.append(version)
+        withUnsafeBytes(of: record.id.uuid) { bytes.append(contentsOf: $0) }
+        append(Int64((record.time.timeIntervalSince1970 * 1_000_000).rounded()), to: &bytes)
+        append(record.latencyMicroseconds, to: &bytes)
         let failure: String?
         switch record.outcome {
         case .success:
-            payload.append(0)
+            bytes.append(0)
             failure = nil
         case .failure(let code):
-            payload.append(1)
+            bytes.append(1)
             failure = code
         }
-        for text in [
-            record.actor, record.tenantID?.rawValue, record.operation, record.keyVersion, failure, record.requestID,
-            record.clientRequestID, record.detail,
-        ] {
-            guard let text else {
-                payload += [0xFF, 0xFF]
-                continue
-            }
-            // The record's limits keep every text far below 0xFFFF bytes; cut defensively anyway.
-            let utf8 = Array(text.utf8.prefix(0xFFFE))
-            payload += [UInt8(utf8.count & 0xFF), UInt8(utf8.count >> 8)]
-            payload += utf8
+        append(record.actor, to: &bytes)
+        append(record.tenantID?.rawValue, to: &bytes)
+        append(record.operation, to: &bytes)
+        append(record.keyVersion, to: &bytes)
+        append(failure, to: &bytes)
+        append(record.requestID, to: &bytes)
+        append(record.clientRequestID, to: &bytes)
+        append(record.detail, to: &bytes)
+        let payloadStart = frameStart + headerLength
+        let length = UInt32(truncatingIfNeeded: bytes.count - payloadStart)
+        let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[payloadStart...])) }
+        bytes.withUnsafeMutableBytes { header in
+            header.storeBytes(of: length.littleEndian, toByteOffset: frameStart, as: UInt32.self)
+            header.storeBytes(of: checksum.littleEndian, toByteOffset: frameStart + 4, as: UInt32.self)
         }
-        append(UInt32(payload.count), to: &bytes)
-        append(CRC32C.checksum(payload), to: &bytes)
-        bytes += payload
+    }
+
+    /// One text field: `u16 LE length` and UTF-8, or 0xFFFF for an absent text.
+    private static func append(_ text: String?, to bytes: inout [UInt8]) {
+        guard let text else {
+            bytes.append(0xFF)
+            bytes.append(0xFF)
+            return
+        }
+        // The record's limits keep every text far below 0xFFFF bytes; cut defensively anyway.
+        let utf8 = text.utf8.prefix(0xFFFE)
+        let count = utf8.count
+        bytes.append(UInt8(truncatingIfNeeded: count))
+        bytes.append(UInt8(truncatingIfNeeded: count >> 8))
+        bytes.append(contentsOf: utf8)
     }
 
     /// The record at `offset` in `bytes` and the offset after it.
@@ -88,27 +108,25 @@ enum AuditJournalRecord {
     private static func parse(_ payload: UnsafeRawBufferPointer) -> Result<AuditRecord, ReadFailure> {
         var reader = Reader(bytes: payload)
         guard reader.byte() == version else { return .failure(.malformed("version")) }
-        guard let idBytes = reader.take(16), let micros = reader.int64(), let latency = reader.int64(), let outcome = reader.byte(),
+        guard let idBytes = reader.uuid(), let micros = reader.int64(), let latency = reader.int64(), let outcome = reader.byte(),
             outcome <= 1
         else { return .failure(.malformed("fixed fields")) }
-        var texts: [String?] = []
-        for _ in 0..<8 {
-            guard let text = reader.text() else { return .failure(.malformed("text field")) }
-            texts.append(text)
-        }
-        guard reader.isAtEnd, let actor = texts[0], let operation = texts[2] else { return .failure(.malformed("record")) }
+        guard let actorText = reader.text(), let tenantText = reader.text(), let operationText = reader.text(),
+            let keyVersion = reader.text(), let failure = reader.text(), let requestID = reader.text(),
+            let clientRequestID = reader.text(), let detail = reader.text()
+        else { return .failure(.malformed("text field")) }
+        guard reader.isAtEnd, let actor = actorText, let operation = operationText else { return .failure(.malformed("record")) }
         var tenant: TenantID?
-        if let raw = texts[1] {
+        if let raw = tenantText {
             guard let id = TenantID(rawValue: raw) else { return .failure(.malformed("tenant")) }
             tenant = id
         }
-        let uuid = idBytes.withUnsafeBytes { $0.loadUnaligned(as: uuid_t.self) }
-        let outcomeValue: AuditRecord.Outcome = outcome == 0 ? .success : .failure(code: texts[4] ?? "")
+        let outcomeValue: AuditRecord.Outcome = outcome == 0 ? .success : .failure(code: failure ?? "")
         return .success(
             AuditRecord(
-                journaled: UUID(uuid: uuid), time: Date(timeIntervalSince1970: Double(micros) / 1_000_000), actor: actor,
-                tenantID: tenant, operation: operation, keyVersion: texts[3], outcome: outcomeValue,
-                latencyMicroseconds: latency, requestID: texts[5], clientRequestID: texts[6], detail: texts[7]))
+                journaled: UUID(uuid: idBytes), time: Date(timeIntervalSince1970: Double(micros) / 1_000_000), actor: actor,
+                tenantID: tenant, operation: operation, keyVersion: keyVersion, outcome: outcomeValue,
+                latencyMicroseconds: latency, requestID: requestID, clientRequestID: clientRequestID, detail: detail))
     }
 
     private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
@@ -121,18 +139,26 @@ enum AuditJournalRecord {
 
         var isAtEnd: Bool { offset == bytes.count }
 
-        mutating func take(_ count: Int) -> [UInt8]? {
-            guard bytes.count - offset >= count else { return nil }
+        mutating func take(_ count: Int) -> UnsafeRawBufferPointer? {
+            guard count >= 0, bytes.count - offset >= count else { return nil }
             defer { offset += count }
-            return Array(bytes[offset..<(offset + count)])
+            return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
         }
 
-        mutating func byte() -> UInt8? { take(1)?.first }
+        mutating func byte() -> UInt8? {
+            guard offset < bytes.count else { return nil }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
 
-        mutating func int64() -> Int64? {
-            guard bytes.count - offset >= 8 else { return nil }
-            defer { offset += 8 }
-            return Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+        mutating func uuid() -> uuid_t? { load(uuid_t.self) }
+
+        mutating func int64() -> Int64? { load(Int64.self).map(Int64.init(littleEndian:)) }
+
+        private mutating func load<T: BitwiseCopyable>(_: T.Type) -> T? {
+            guard bytes.count - offset >= MemoryLayout<T>.size else { return nil }
+            defer { offset += MemoryLayout<T>.size }
+            return bytes.loadUnaligned(fromByteOffset: offset, as: T.self)
         }
 
         /// `.some(nil)` for an absent text, nil when the field is malformed.
@@ -141,7 +167,7 @@ enum AuditJournalRecord {
             let length = Int(low) | Int(high) << 8
             if length == 0xFFFF { return .some(nil) }
             guard let utf8 = take(length) else { return nil }
-            guard let text = String(validating: utf8, as: UTF8.self) else { return nil }
+            guard let text = utf8.withMemoryRebound(to: UInt8.self, { String(validating: $0, as: UTF8.self) }) else { return nil }
             return .some(text)
         }
     }

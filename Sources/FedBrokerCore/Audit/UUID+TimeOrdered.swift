@@ -27,9 +27,9 @@ extension UUID {
             ))
     }
 
-    /// A version-7 UUID for `date`, from the system's random number generator.
+    /// A version-7 UUID for `date`, from the system's random numbers (`PooledSystemRandom`).
     public static func timeOrdered(at date: Date) -> UUID {
-        var generator = SystemRandomNumberGenerator()
+        var generator = PooledSystemRandom()
         return timeOrdered(at: date, using: &generator)
     }
 }

@@ -29,7 +29,8 @@ extension WrappedKeyEnvelope {
     public init(parsing bytes: [UInt8]) throws(EnvelopeError) {
         var reader = Reader(bytes: bytes)
         guard bytes.count >= 6 else { throw .tooShort }
-        guard try reader.take(3) == Self.magic else { throw .badMagic }
+        guard bytes[0..<3].elementsEqual(Self.magic) else { throw .badMagic }
+        reader.offset = 3
         let version = try reader.byte()
         guard version == 1 else { throw .unsupportedVersion(version) }
         let algorithmByte = try reader.byte()
@@ -68,21 +69,34 @@ extension WrappedKeyEnvelope {
         var offset = 0
         var remaining: Int { bytes.count - offset }
 
-        mutating func take(_ n: Int) throws(EnvelopeError) -> [UInt8] {
+        mutating func take(_ n: Int) throws(EnvelopeError) -> [UInt8] { Array(try slice(n)) }
+
+        mutating func slice(_ n: Int) throws(EnvelopeError) -> ArraySlice<UInt8> {
             guard remaining >= n else { throw .tooShort }
             defer { offset += n }
-            return Array(bytes[offset..<offset + n])
+            return bytes[offset..<offset + n]
         }
 
-        mutating func byte() throws(EnvelopeError) -> UInt8 { try take(1)[0] }
-
-        mutating func lengthPrefixed() throws(EnvelopeError) -> [UInt8] {
-            let length = try take(2)
-            return try take(Int(length[0]) << 8 | Int(length[1]))
+        // Bytes, lengths and texts are read in place: a blob is parsed on every Unwrap, cached or
+        // not, and an array per field was most of the parse's cost.
+        mutating func byte() throws(EnvelopeError) -> UInt8 {
+            guard remaining >= 1 else { throw .tooShort }
+            defer { offset += 1 }
+            return bytes[offset]
         }
+
+        mutating func length() throws(EnvelopeError) -> Int {
+            guard remaining >= 2 else { throw .tooShort }
+            defer { offset += 2 }
+            return Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
+        }
+
+        mutating func lengthPrefixed() throws(EnvelopeError) -> [UInt8] { try take(try length()) }
 
         mutating func string(_ field: String) throws(EnvelopeError) -> String {
-            guard let s = String(validating: try lengthPrefixed(), as: UTF8.self) else { throw .malformedField(field) }
+            guard let s = try slice(try length()).withUnsafeBufferPointer({ String(validating: $0, as: UTF8.self) }) else {
+                throw .malformedField(field)
+            }
             return s
         }
     }

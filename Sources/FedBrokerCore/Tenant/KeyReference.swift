@@ -93,7 +93,12 @@ public struct KeyReference: Hashable, Codable, Sendable, CustomStringConvertible
 
     /// Key Vault's key names: 1-127 ASCII letters, digits and dashes.
     public static func isValidName(_ name: String) -> Bool {
-        (1...127).contains(name.count) && name.allSatisfy { ($0.isASCII && ($0.isLetter || $0.isNumber)) || $0 == "-" }
+        // ASCII letters, digits and hyphens, so bytes and characters are the same count.
+        (1...127).contains(name.utf8.count)
+            && name.utf8.allSatisfy {
+                (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0)
+                    || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-")
+            }
     }
 
     /// A key version as Key Vault issues it: 32 ASCII hex digits. Anything else that claims to be

@@ -61,12 +61,13 @@ struct BenchResults: Codable {
         if let cached {
             lines.append("")
             lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")
-            lines.append("   conc   broker ops/s   echo ops/s   ratio   broker p50/p99/p99.9 µs    echo p50/p99/p99.9 µs   errors")
+            lines.append("   conc   broker ops/s   echo ops/s   ratio   broker p50/p99/p99.9 µs    echo p50/p99/p99.9 µs   errors   CPU µs/op broker/echo")
             for p in cached {
                 lines.append(
                     "   \(pad(p.concurrency, 4))   \(pad(f(p.broker.throughput), 12))   \(pad(f(p.echo.throughput), 10))   \(pad(f(p.ratio, 2), 5))   "
                         + "\(pad("\(f(p.broker.p50Microseconds))/\(f(p.broker.p99Microseconds))/\(f(p.broker.p999Microseconds))", 23))   "
-                        + "\(pad("\(f(p.echo.p50Microseconds))/\(f(p.echo.p99Microseconds))/\(f(p.echo.p999Microseconds))", 21))   \(p.broker.errors + p.echo.errors)")
+                        + "\(pad("\(f(p.echo.p50Microseconds))/\(f(p.echo.p99Microseconds))/\(f(p.echo.p999Microseconds))", 21))   \(pad(p.broker.errors + p.echo.errors, 6))   "
+                        + "\(f(p.broker.cpuMicrosecondsPerOperation ?? 0))/\(f(p.echo.cpuMicrosecondsPerOperation ?? 0))")
             }
         }
         if let uncached {
