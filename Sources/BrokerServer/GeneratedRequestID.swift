@@ -25,7 +25,7 @@ enum GeneratedRequestID {
         let n = counter.wrappingAdd(1, ordering: .relaxed).newValue
         let high = mix(seeds.0 &+ n) & 0xFFFF_FFFF_FFFF_0FFF | 0x4000
         let low = mix(seeds.1 &+ n) & 0x3FFF_FFFF_FFFF_FFFF | 0x8000_0000_0000_0000
-        return format(high: high, low: low)
+        return UUID.lowercaseText(high: high, low: low)
     }
 
     /// SplitMix64's output function (Steele, Lea, Flood 2014).
@@ -35,7 +35,4 @@ enum GeneratedRequestID {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-
-    /// 32 hex digits in the UUID's 8-4-4-4-12 grouping, lowercase.
-    static func format(high: UInt64, low: UInt64) -> String { UUID.lowercaseText(high: high, low: low) }
 }

@@ -29,7 +29,7 @@ import Testing
         let mixed = Set((0..<UInt64(100_000)).map(GeneratedRequestID.mix))
         #expect(mixed.count == 100_000)
         #expect(GeneratedRequestID.mix(1) != 1)
-        #expect(GeneratedRequestID.format(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210) == "01234567-89ab-cdef-fedc-ba9876543210")
+        #expect(UUID.lowercaseText(high: 0x0123_4567_89AB_CDEF, low: 0xFEDC_BA98_7654_3210) == "01234567-89ab-cdef-fedc-ba9876543210")
     }
 
     @Test("Too long, spaces, control characters and non-ASCII are refused", arguments: [

@@ -145,11 +145,7 @@ enum AuditJournalRecord {
             return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
         }
 
-        mutating func byte() -> UInt8? {
-            guard offset < bytes.count else { return nil }
-            defer { offset += 1 }
-            return bytes[offset]
-        }
+        mutating func byte() -> UInt8? { load(UInt8.self) }
 
         mutating func uuid() -> uuid_t? { load(uuid_t.self) }
 

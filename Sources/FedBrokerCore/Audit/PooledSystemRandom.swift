@@ -29,31 +29,35 @@ struct PooledSystemRandom: RandomNumberGenerator {
         }
 
         private mutating func refill() {
-            var filled = 0
-            #if canImport(Glibc)
-            // /dev/urandom is what SystemRandomNumberGenerator's getrandom reads too; Glibc's
-            // module does not declare getrandom itself.
-            let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
-            if fd >= 0 {
-                words.withUnsafeMutableBytes { buffer in
-                    guard let base = buffer.baseAddress else { return }
-                    while filled < buffer.count {
-                        let got = read(fd, base + filled, buffer.count - filled)
-                        if got > 0 {
-                            filled += got
-                        } else if got < 0 && errno == EINTR {
-                            continue
-                        } else {
-                            break
-                        }
-                    }
-                }
-                close(fd)
-            }
-            #endif
+            let filled = Self.readURandom(into: &words)
             // Where /dev/urandom could not be read, the standard generator fills the rest.
             var system = SystemRandomNumberGenerator()
             for word in (filled / 8)..<words.count { words[word] = system.next() }
+        }
+
+        /// Bytes read from /dev/urandom into `words`: all of them, or fewer where it cannot be
+        /// read. (It is what SystemRandomNumberGenerator's getrandom reads too; Glibc's module
+        /// does not declare getrandom itself.)
+        private static func readURandom(into words: inout [UInt64]) -> Int {
+            #if canImport(Glibc)
+            let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return 0 }
+            defer { close(fd) }
+            return words.withUnsafeMutableBytes { buffer in
+                var filled = 0
+                while filled < buffer.count, let base = buffer.baseAddress {
+                    let got = read(fd, base + filled, buffer.count - filled)
+                    if got > 0 {
+                        filled += got
+                    } else if got >= 0 || errno != EINTR {
+                        break
+                    }
+                }
+                return filled
+            }
+            #else
+            return 0
+            #endif
         }
     }
 }

@@ -80,15 +80,13 @@ extension WrappedKeyEnvelope {
         // Bytes, lengths and texts are read in place: a blob is parsed on every Unwrap, cached or
         // not, and an array per field was most of the parse's cost.
         mutating func byte() throws(EnvelopeError) -> UInt8 {
-            guard remaining >= 1 else { throw .tooShort }
-            defer { offset += 1 }
-            return bytes[offset]
+            let byte = try slice(1)
+            return byte[byte.startIndex]
         }
 
         mutating func length() throws(EnvelopeError) -> Int {
-            guard remaining >= 2 else { throw .tooShort }
-            defer { offset += 2 }
-            return Int(bytes[offset]) << 8 | Int(bytes[offset + 1])
+            let length = try slice(2)
+            return Int(length[length.startIndex]) << 8 | Int(length[length.startIndex + 1])
         }
 
         mutating func lengthPrefixed() throws(EnvelopeError) -> [UInt8] { try take(try length()) }

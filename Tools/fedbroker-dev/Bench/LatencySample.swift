@@ -41,14 +41,17 @@ struct RawSample: Sendable {
     var nanoseconds: [UInt64] = []
     var seconds: Double = 0
     var errors = 0
-    /// Process CPU seconds in the measured windows (`measure`), nil where not taken.
-    var cpuSeconds: Double?
+    /// Process CPU seconds in the measured windows (`measure`); 0 where not taken.
+    var cpuSeconds = 0.0
 
     static func + (a: RawSample, b: RawSample) -> RawSample {
-        let cpu = a.cpuSeconds.map { $0 + (b.cpuSeconds ?? 0) } ?? b.cpuSeconds
-        return .init(nanoseconds: a.nanoseconds + b.nanoseconds, seconds: a.seconds + b.seconds, errors: a.errors + b.errors, cpuSeconds: cpu)
+        .init(
+            nanoseconds: a.nanoseconds + b.nanoseconds, seconds: a.seconds + b.seconds, errors: a.errors + b.errors,
+            cpuSeconds: a.cpuSeconds + b.cpuSeconds)
     }
-    var summary: LatencySample { LatencySample(nanoseconds: nanoseconds, seconds: seconds, errors: errors, cpuSeconds: cpuSeconds) }
+    var summary: LatencySample {
+        LatencySample(nanoseconds: nanoseconds, seconds: seconds, errors: errors, cpuSeconds: cpuSeconds > 0 ? cpuSeconds : nil)
+    }
 }
 
 /// Runs `concurrency` loops of `call` for `seconds` (after `warmup` seconds not counted) and
