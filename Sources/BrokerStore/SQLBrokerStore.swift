@@ -389,8 +389,8 @@ public final class SQLBrokerStore: BrokerStore {
 
     public func appendAudit(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
-        if records.count <= 200 {
-            // One multi-row INSERT: atomic on its own.
+        if records.count <= 200 || self.backend.dialect == .postgres {
+            // One INSERT: atomic on its own. PostgreSQL takes any batch as one (an array per column).
             return try await self.backend.withSingleStatement { session in try await self.insertAudit(session, records) }
         }
         try await self.backend.withTransaction { session in

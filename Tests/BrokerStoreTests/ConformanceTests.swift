@@ -282,6 +282,28 @@ import Testing
         }
     }
 
+    @Test("Audit: a batch larger than one SQLite statement (450 records of one instant, NULLs mixed in) keeps its order and its NULLs",
+          arguments: StoreKind.allCases)
+    func auditBatchOrder(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            let tenant = TenantID(rawValue: "tenant-a")!
+            let instant = database.clock.now
+            // PostgreSQL takes the batch as arrays (unnest) and SQLite as 200-row statements: both
+            // must store the records in batch order (seq) and keep NULL apart from the empty text.
+            let records = (0..<450).map { (n: Int) -> AuditRecord in
+                AuditRecord(
+                    time: instant, actor: "svc", tenantID: tenant, operation: "unwrap",
+                    keyVersion: n % 3 == 0 ? nil : "kv\(n)", outcome: n % 7 == 0 ? .failure(code: "vault_forbidden") : .success,
+                    latencyMicroseconds: Int64(n), requestID: String(format: "r-%03d", n),
+                    clientRequestID: n % 4 == 0 ? nil : (n % 4 == 1 ? "" : "c\(n)"), detail: n % 5 == 0 ? nil : "d\(n)")
+            }
+            try await store.appendAudit(records)
+            let stored = try await store.auditRecords(tenant: tenant, from: .distantPast, to: .distantFuture, limit: 1_000)
+            #expect(stored.map(\.requestID) == records.map(\.requestID), "in the order the batch had")
+            #expect(stored == records, "every field, NULL and empty text alike, as written")
+        }
+    }
+
     @Test("Change feed: one event per committed change, in order, none for refused changes", arguments: StoreKind.allCases)
     func changeFeedOrder(kind: StoreKind) async throws {
         try await withStore(kind) { store, _ in

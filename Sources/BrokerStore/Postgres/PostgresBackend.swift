@@ -374,6 +374,8 @@ struct PostgresSession: SQLSession {
             case .integer(let integer): bindings.append(integer)
             case .bool(let bool): bindings.append(bool)
             case .null: bindings.append(String?.none)
+            case .textArray(let texts): try bindings.append(PostgresNullableTextArray(texts))
+            case .integerArray(let integers): bindings.append(integers)
             }
         }
         let statement = PostgresQuery(unsafeSQL: Self.numberPlaceholders(sql), binds: bindings)

@@ -8,6 +8,10 @@ enum SQLValue: Hashable, Sendable {
     case bool(Bool)
     /// NULL; every nullable column in the schema is TEXT.
     case null
+    /// One column of a batch of rows, bound as one array (`text[]`, `bigint[]`) that `unnest`
+    /// turns back into rows. PostgreSQL only: SQLite has no arrays, and its backend refuses them.
+    case textArray([String?])
+    case integerArray([Int64])
 
     static func text(_ value: String?) -> SQLValue { value.map(SQLValue.text) ?? .null }
 }

@@ -245,12 +245,13 @@ struct SQLiteSession: SQLSession {
     var dialect: SQLDialect { .sqlite }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
-        let data = binds.map { value -> SQLiteData in
+        let data = try binds.map { value -> SQLiteData in
             switch value {
             case .text(let text): .text(text)
             case .integer(let integer): .integer(SQLiteInt64(integer))
             case .bool(let bool): .integer(bool ? 1 : 0)
             case .null: .null
+            case .textArray, .integerArray: throw BrokerError(.storeFailure, "an array bind reached SQLite, which has no arrays")
             }
         }
         let rows = RowCollector()
