@@ -149,12 +149,22 @@ extension SQLBrokerStore {
         return String(text.unicodeScalars.filter { $0 != "\u{0}" }.map(Character.init))
     }
 
-    /// The `outcome` and `error_code` columns of an audit record.
-    static func outcomeColumns(_ outcome: AuditRecord.Outcome) -> (String, String?) {
-        switch outcome {
-        case .success: ("success", nil)
-        case .failure(let code): ("failure", code)
-        }
+    /// One audit record as the values of `auditColumns`, in order: the one mapping both stores'
+    /// inserts use. PostgreSQL text cannot hold NUL (22021 would fail the whole batch), and request
+    /// ids and details come from callers, so NUL bytes are dropped on both stores alike.
+    static func auditValues(_ record: AuditRecord) -> [SQLValue] {
+        let (outcome, code): (String, String?) =
+            switch record.outcome {
+            case .success: ("success", nil)
+            case .failure(let code): ("failure", code)
+            }
+        let clean = Self.withoutNUL
+        return [
+            .text(record.id.lowercaseText), .integer(Self.micros(record.time)), .text(clean(record.actor)),
+            .text(clean(record.tenantID?.rawValue)), .text(clean(record.operation)), .text(clean(record.keyVersion)),
+            .text(outcome), .text(clean(code)), .integer(record.latencyMicroseconds), .text(clean(record.requestID)),
+            .text(clean(record.clientRequestID)), .text(clean(record.detail)),
+        ]
     }
 
     func insertAudit(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
@@ -163,18 +173,7 @@ extension SQLBrokerStore {
         let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         var binds: [SQLValue] = []
         binds.reserveCapacity(records.count * 12)
-        for record in records {
-            let (outcome, code) = Self.outcomeColumns(record.outcome)
-            // PostgreSQL text cannot hold NUL (22021 would fail the whole batch); request ids and
-            // details come from callers, so NUL bytes are dropped on both stores alike.
-            let clean = Self.withoutNUL
-            binds += [
-                .text(record.id.lowercaseText), .integer(Self.micros(record.time)), .text(clean(record.actor)),
-                .text(clean(record.tenantID?.rawValue)), .text(clean(record.operation)), .text(clean(record.keyVersion)),
-                .text(outcome), .text(clean(code)), .integer(record.latencyMicroseconds), .text(clean(record.requestID)),
-                .text(clean(record.clientRequestID)), .text(clean(record.detail)),
-            ]
-        }
+        for record in records { binds += Self.auditValues(record) }
         _ = try await session.query(
             """
             INSERT INTO audit_records (\(Self.auditColumns))
@@ -185,31 +184,13 @@ extension SQLBrokerStore {
     }
 
     /// PostgreSQL: the batch as twelve arrays, one per column, turned back into rows by `unnest`.
-    /// The statement is the same small text for every batch, where a multi-row `VALUES` of 12
-    /// binds per row made the server parse and plan a statement of 2,400 parameters (200 rows) for each
-    /// one (`bench --parts audit-insert --database-url`). `ORDER BY ord` keeps `seq` in batch
-    /// order, as `VALUES` did.
+    /// postgres-nio still sends it as an unnamed statement the server parses and plans for every
+    /// batch, but one of 12 parameters, where a multi-row `VALUES` of 200 rows had 2,400, each
+    /// encoded and typed on its own (`bench --parts audit-insert --database-url`). `ORDER BY ord`
+    /// keeps `seq` in batch order, as `VALUES` did.
     private func insertAuditColumns(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
-        let clean = Self.withoutNUL
-        var ids: [String?] = [], actors: [String?] = [], tenants: [String?] = [], operations: [String?] = []
-        var keyVersions: [String?] = [], outcomes: [String?] = [], codes: [String?] = [], requestIDs: [String?] = []
-        var clientRequestIDs: [String?] = [], details: [String?] = []
-        var times: [Int64] = [], latencies: [Int64] = []
-        for record in records {
-            let (outcome, code) = Self.outcomeColumns(record.outcome)
-            ids.append(record.id.lowercaseText)
-            times.append(Self.micros(record.time))
-            actors.append(clean(record.actor))
-            tenants.append(clean(record.tenantID?.rawValue))
-            operations.append(clean(record.operation))
-            keyVersions.append(clean(record.keyVersion))
-            outcomes.append(outcome)
-            codes.append(clean(code))
-            latencies.append(record.latencyMicroseconds)
-            requestIDs.append(clean(record.requestID))
-            clientRequestIDs.append(clean(record.clientRequestID))
-            details.append(clean(record.detail))
-        }
+        let rows = records.map(Self.auditValues)
+        let columns = try (0..<(rows.first?.count ?? 0)).map { column in try SQLValue.array(rows.map { $0[column] }) }
         _ = try await session.query(
             """
             INSERT INTO audit_records (\(Self.auditColumns))
@@ -220,11 +201,7 @@ extension SQLBrokerStore {
             ORDER BY ord
             ON CONFLICT (id) DO NOTHING
             """,
-            [
-                .textArray(ids), .integerArray(times), .textArray(actors), .textArray(tenants), .textArray(operations),
-                .textArray(keyVersions), .textArray(outcomes), .textArray(codes), .integerArray(latencies),
-                .textArray(requestIDs), .textArray(clientRequestIDs), .textArray(details),
-            ])
+            columns)
     }
 
     /// Appends to the change feed (under the feed lock, so sequence numbers commit in order) and

@@ -389,12 +389,17 @@ public final class SQLBrokerStore: BrokerStore {
 
     public func appendAudit(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
-        if records.count <= 200 || self.backend.dialect == .postgres {
-            // One INSERT: atomic on its own. PostgreSQL takes any batch as one (an array per column).
+        // Rows per statement: SQLite binds 12 values a row, 200 rows to a statement;
+        // PostgreSQL binds 12 arrays whatever the rows, capped so that one statement stays well
+        // within statement_timeout for a caller that sets a large batch.
+        let rowsPerStatement = self.backend.dialect == .postgres ? 2_000 : 200
+        if records.count <= rowsPerStatement {
+            // One INSERT: atomic on its own.
             return try await self.backend.withSingleStatement { session in try await self.insertAudit(session, records) }
         }
         try await self.backend.withTransaction { session in
-            for chunk in stride(from: 0, to: records.count, by: 200).map({ records[$0..<min($0 + 200, records.count)] }) {
+            for start in stride(from: 0, to: records.count, by: rowsPerStatement) {
+                let chunk = records[start..<min(start + rowsPerStatement, records.count)]
                 try await self.insertAudit(session, Array(chunk))
             }
         }

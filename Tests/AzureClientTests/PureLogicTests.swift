@@ -89,7 +89,17 @@ import FedBrokerTestSupport
             let token = try await cache.token(for: "k", deadline: deadline())
             #expect(token.expiresOn.timeIntervalSince(clock.now) >= 60)
             seen.append(token)
-            await Task.yield()
+            // A token inside its refresh window (540 s before expiry) starts a fetch in the
+            // background. Let that fetch land before the clock moves on, so the time it records is
+            // the one it started at; a yield alone left it behind by a step on a loaded machine.
+            var spins = 0
+            while try await cache.token(for: "k", deadline: deadline()).expiresOn.timeIntervalSince(clock.now) <= 540,
+                spins < 100_000
+            {
+                await Task.yield()
+                spins += 1
+            }
+            #expect(spins < 100_000, "the background refresh never landed")
         }
         #expect(Set(seen.map(\.token)).count >= 2)
         #expect(fetches.all.count <= 4)

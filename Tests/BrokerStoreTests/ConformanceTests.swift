@@ -294,7 +294,7 @@ import Testing
                 AuditRecord(
                     time: instant, actor: "svc", tenantID: tenant, operation: "unwrap",
                     keyVersion: n % 3 == 0 ? nil : "kv\(n)", outcome: n % 7 == 0 ? .failure(code: "vault_forbidden") : .success,
-                    latencyMicroseconds: Int64(n), requestID: String(format: "r-%03d", n),
+                    latencyMicroseconds: Int64(n), requestID: "r-\(n)",
                     clientRequestID: n % 4 == 0 ? nil : (n % 4 == 1 ? "" : "c\(n)"), detail: n % 5 == 0 ? nil : "d\(n)")
             }
             try await store.appendAudit(records)

@@ -15,7 +15,7 @@ import Synchronization
 ///   (in the kernel, so a crash of the process loses nothing) and the file is synced in the
 ///   background about that long after (by a tick the journal owns until `shutdown()`).
 /// - `run()` ships the journal to the store in the background, oldest first, in batches of
-///   `batchSize` (one multi-row insert each; re-sending is idempotent by record id). A segment is
+///   `batchSize` (one store transaction each; re-sending is idempotent by record id). A segment is
 ///   deleted once every record in it is committed to the store. The store failing only makes the
 ///   journal grow; `AuditFlushStateMachine` decides when to try again.
 /// - Segments are preallocated (zeros to `segmentBytes`; the next one made ahead by

@@ -17,7 +17,8 @@ struct PostgresNullableTextArray: PostgresEncodable {
     static var psqlType: PostgresDataType { .textArray }
     static var psqlFormat: PostgresFormat { .binary }
 
-    /// Past the wire format's 32-bit lengths; no bounded audit record comes near it.
+    /// Past the wire format's 32-bit lengths. The server refuses a value over 1 GB before that;
+    /// an audit batch (records of at most a few KB) comes near neither.
     private static let tooLong = BrokerError(.invalidData, "an array bind is longer than PostgreSQL's wire format allows")
 
     func encode<JSONEncoder: PostgresJSONEncoder>(

@@ -1,3 +1,5 @@
+import FedBrokerCore
+
 /// A bind parameter or column value, in the few types the schema uses.
 ///
 /// Why our own type: the shared store logic (`SQLBrokerStore`) is written once for both databases,
@@ -14,6 +16,23 @@ enum SQLValue: Hashable, Sendable {
     case integerArray([Int64])
 
     static func text(_ value: String?) -> SQLValue { value.map(SQLValue.text) ?? .null }
+
+    /// One column of rows as one array bind: integers as `integerArray`, text and NULL as
+    /// `textArray`. A column that mixes the two (or holds a boolean) is a bug in the caller's
+    /// mapping, refused rather than converted.
+    static func array(_ column: [SQLValue]) throws -> SQLValue {
+        var integers: [Int64] = []
+        var texts: [String?] = []
+        for value in column {
+            switch value {
+            case .integer(let integer) where texts.isEmpty: integers.append(integer)
+            case .text(let text) where integers.isEmpty: texts.append(text)
+            case .null where integers.isEmpty: texts.append(nil)
+            default: throw BrokerError(.storeFailure, "a column of an array bind mixes types")
+            }
+        }
+        return integers.isEmpty ? .textArray(texts) : .integerArray(integers)
+    }
 }
 
 /// One result row, by column name.
