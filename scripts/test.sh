@@ -208,6 +208,17 @@ cold_out=$(mktemp /tmp/fedbroker-cold-start.XXXXXX.json)
 python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["coldStart"]; assert c["exitStatus"] == 0, c; print("test.sh: bench cold start: %d tenants, first answer after %.2f s, exit %d" % (c["tenants"], c["secondsToFirstKeyOperation"], c["exitStatus"]))' "$cold_out"
 rm -f "$cold_out"
 
+# The cached part with --compare-stores: a broker on SQLite and one on this run's PostgreSQL take
+# turns in the same rounds. Checked for answers on both and no errors, not for figures (a debug
+# build's figures mean nothing). Seconds.
+compare_out=$(mktemp /tmp/fedbroker-compare-stores.XXXXXX.json)
+compare_log=$(mktemp /tmp/fedbroker-compare-stores.XXXXXX.log)
+.build/debug/fedbroker-dev bench --parts cached --compare-stores --database-url "$FEDBROKER_TEST_DATABASE_URL" \
+  --concurrency 4 --seconds 0.6 --rounds 2 --store-dir "${TMPDIR:-/tmp}" --output "$compare_out" >"$compare_log" 2>&1 \
+  || { echo "test.sh: fedbroker-dev bench --parts cached --compare-stores failed:" >&2; cat "$compare_log" >&2; exit 1; }
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["cached"][0]; ok=all(p[s]["operations"] > 0 and p[s]["errors"] == 0 for s in ("echo","broker","postgres")); assert ok, p; print("test.sh: bench --compare-stores: %d answers on SQLite, %d on PostgreSQL, none failed" % (p["broker"]["operations"], p["postgres"]["operations"]))' "$compare_out"
+rm -f "$compare_out" "$compare_log"
+
 # The parsers that read input from outside, fuzzed for 30 s each from the committed seed corpus
 # (docs/fuzzing.md): a separate release build of Fuzz/ with libFuzzer; any crash fails the run.
 scripts/fuzz.sh 30

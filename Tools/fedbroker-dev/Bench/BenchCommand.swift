@@ -19,7 +19,10 @@ struct BenchCommand: AsyncParsableCommand {
         abstract: "Benchmark the broker against same-run baselines; prints a table and writes JSON.",
         discussion: """
             1. cached: Unwrap of a cached key through client + broker over mTLS, at each --concurrency, \
-            beside an echo server with the same transport and TLS that answers with a canned Unwrap (no broker logic).
+            beside an echo server with the same transport and TLS that answers with a canned Unwrap (no broker logic). \
+            After each broker window the bench waits for the journal to ship its records, so that work does not fall \
+            into the next window. With --compare-stores, a second broker on PostgreSQL (--database-url) takes its turn \
+            in the same rounds, and the table puts it beside the SQLite one.
             2. uncached: Unwrap that misses the cache (a fresh blob each time), one at a time, through the broker \
             vs the Key Vault client calling the emulator directly with the same token.
             3. cold-start: `fedbroker serve` started as a new process on a store of --tenants tenants over --slots slots: \
@@ -82,6 +85,8 @@ struct BenchCommand: AsyncParsableCommand {
     var audit: AuditPath = .journal
     @Option(name: .long, help: "A PostgreSQL server (postgres://USER@HOST:PORT/DB?sslmode=…) for the cached and uncached parts' store, instead of SQLite: the bench makes a database of its own there and drops it after.")
     var databaseURL: String?
+    @Flag(name: .long, help: "With --database-url: the cached part measures a broker on SQLite and a broker on that PostgreSQL server in the same run, taking turns round by round beside one echo, and reports PostgreSQL's figures against SQLite's. The uncached part then runs on SQLite.")
+    var compareStores = false
     @Option(name: .long, help: "Where the JSON results go.")
     var output: String = "bench-results.json"
 
@@ -92,6 +97,7 @@ struct BenchCommand: AsyncParsableCommand {
         guard seconds > 0, rounds > 0, connections > 0, uncachedSamples > 0, tenants >= 0 else { throw ValidationError("--seconds, --rounds, --connections, --uncached-samples must be positive") }
         guard (1...20).contains(slots) else { throw ValidationError("--slots must be 1-20 (Entra allows 20 FICs per application)") }
         guard concurrency.allSatisfy({ $0 > 0 }) else { throw ValidationError("--concurrency values must be positive") }
+        guard !compareStores || databaseURL != nil else { throw ValidationError("--compare-stores needs --database-url: the PostgreSQL server to compare SQLite with") }
     }
 
     func run() async throws {
@@ -100,14 +106,20 @@ struct BenchCommand: AsyncParsableCommand {
         var results = BenchResults(machine: .current)
         results.storeDirectory = storeDir
         results.audit = audit.rawValue
-        results.store = databaseURL == nil ? "sqlite" : "postgres"
+        results.store = compareStores ? "sqlite and postgres" : databaseURL == nil ? "sqlite" : "postgres"
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: databaseURL) { world in
-                if parts.contains(.cached) { results.cached = try await cached(world) }
+            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: compareStores ? nil : databaseURL) { world in
+                if parts.contains(.cached), compareStores, let databaseURL {
+                    results.cached = try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: databaseURL) { postgres in
+                        try await cached(world, beside: postgres)
+                    }
+                } else if parts.contains(.cached) {
+                    results.cached = try await cached(world, beside: nil)
+                }
                 if parts.contains(.uncached) { results.uncached = try await uncached(world) }
             }
         }
@@ -135,28 +147,45 @@ struct BenchCommand: AsyncParsableCommand {
 
     // MARK: Parts
 
-    func cached(_ world: BenchWorld) async throws -> [BenchResults.CachedPoint] {
-        let broker = try world.client(port: world.broker.port, connections: connections)
+    /// - Parameter postgres: with `--compare-stores`, the world whose broker is on PostgreSQL; its
+    ///   broker takes a turn after (or, every other round, before) `world`'s in each round.
+    func cached(_ world: BenchWorld, beside postgres: BenchWorld?) async throws -> [BenchResults.CachedPoint] {
         let echo = try world.client(port: world.echo.port, connections: connections)
-        defer { Task { await broker.close(); await echo.close() } }
         let deadline: @Sendable () -> Date = { Date().addingTimeInterval(30) }
-        let (plaintext, blob, _) = try await broker.generateDataKey(tenant: "customer-1", deadline: deadline())
-        guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }
+        let worlds = [world] + (postgres.map { [$0] } ?? [])
+        let brokers = try worlds.map { try $0.client(port: $0.broker.port, connections: connections) }
+        defer { Task { for broker in brokers { await broker.close() }; await echo.close() } }
+        // Each broker unwraps a blob of its own: a blob names its emulator's vault.
+        var blobs: [[UInt8]] = []
+        for broker in brokers {
+            let (plaintext, blob, _) = try await broker.generateDataKey(tenant: "customer-1", deadline: deadline())
+            guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }
+            blobs.append(blob)
+        }
+        let echoBlob = blobs[0]  // the echo never opens it
         var points: [BenchResults.CachedPoint] = []
         for level in concurrency {
-            note("cached unwrap, concurrency \(level): echo and broker, \(rounds) rounds …")
+            note("cached unwrap, concurrency \(level): echo and \(brokers.count == 1 ? "broker" : "the brokers on SQLite and on PostgreSQL"), \(rounds) rounds …")
             var baseline = RawSample()
-            var measured = RawSample()
+            var measured = [RawSample](repeating: RawSample(), count: brokers.count)
+            var shipping = [Double](repeating: 0, count: brokers.count)
             let window = seconds / Double(rounds)
-            for _ in 0..<rounds {
+            for round in 0..<rounds {
                 baseline = baseline + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
-                    _ = try await echo.unwrap(blob, deadline: deadline())
+                    _ = try await echo.unwrap(echoBlob, deadline: deadline())
                 })
-                measured = measured + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
-                    _ = try await broker.unwrap(blob, deadline: deadline())
-                })
+                // The brokers take turns going first, so a drift within a round hits both alike.
+                for index in round % 2 == 0 ? Array(brokers.indices) : brokers.indices.reversed() {
+                    let (broker, blob) = (brokers[index], blobs[index])
+                    measured[index] = measured[index] + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
+                        _ = try await broker.unwrap(blob, deadline: deadline())
+                    })
+                    shipping[index] += try await worlds[index].shipped()
+                }
             }
-            points.append(.init(concurrency: level, broker: measured.summary, echo: baseline.summary))
+            points.append(.init(
+                concurrency: level, broker: measured[0].summary, echo: baseline.summary, shippingWaitSeconds: shipping[0],
+                postgres: brokers.count > 1 ? measured[1].summary : nil, postgresShippingWaitSeconds: brokers.count > 1 ? shipping[1] : nil))
         }
         return points
     }

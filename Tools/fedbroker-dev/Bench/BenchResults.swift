@@ -11,12 +11,34 @@ struct BenchResults: Codable {
         }
     }
 
-    struct CachedPoint: Codable {
+    struct CachedPoint: Codable, Sendable {
         var concurrency: Int
+        /// The broker on the run's store (SQLite, or PostgreSQL with `--database-url` alone).
         var broker: LatencySample
         var echo: LatencySample
-        /// Broker throughput as a fraction of the echo's: the cost of broker logic (target ≥ 0.6 at 64).
+        /// Seconds waited after the broker's windows for its journal to ship what they appended
+        /// (not in any window).
+        var shippingWaitSeconds: Double?
+        /// With `--compare-stores`: the broker on PostgreSQL, measured in the same rounds.
+        var postgres: LatencySample?
+        var postgresShippingWaitSeconds: Double?
+        /// Broker throughput as a fraction of the echo's: the cost of broker logic (target ≥ 0.6).
         var ratio: Double { echo.throughput > 0 ? broker.throughput / echo.throughput : 0 }
+        /// The PostgreSQL broker's throughput as a fraction of the SQLite one's (target ≥ 0.9).
+        var postgresToSQLite: Double? { postgres.map { broker.throughput > 0 ? $0.throughput / broker.throughput : 0 } }
+        /// The same, each broker's answers divided by its windows plus its wait for their shipping:
+        /// what broker and store keep up with together. A store whose inserts fall behind the
+        /// answers (the journal grows) shows here, not in the windows' throughput.
+        var sustainedPostgresToSQLite: Double? {
+            guard let postgres else { return nil }
+            let sqlite = Self.sustained(broker, waited: shippingWaitSeconds)
+            return sqlite > 0 ? Self.sustained(postgres, waited: postgresShippingWaitSeconds) / sqlite : 0
+        }
+
+        static func sustained(_ sample: LatencySample, waited: Double?) -> Double {
+            let seconds = sample.seconds + (waited ?? 0)
+            return seconds > 0 ? Double(sample.operations) / seconds : 0
+        }
     }
 
     struct UncachedResult: Codable {
@@ -61,13 +83,30 @@ struct BenchResults: Codable {
         if let cached {
             lines.append("")
             lines.append("1. Cached Unwrap over mTLS vs echo baseline (same frames, same TLS, no broker logic)")
-            lines.append("   conc   broker ops/s   echo ops/s   ratio   broker p50/p99/p99.9 µs    echo p50/p99/p99.9 µs   errors   CPU µs/op broker/echo")
+            lines.append("   CPU µs/op: this process's (client, brokers, emulator), then the machine's (a PostgreSQL server on it included)")
+            lines.append("   conc   broker ops/s   echo ops/s   ratio   broker p50/p99/p99.9 µs    echo p50/p99/p99.9 µs   errors   CPU µs/op broker/echo   machine")
+            func cpu(_ sample: LatencySample) -> String { f(sample.cpuMicrosecondsPerOperation ?? 0) }
+            func machineCPU(_ sample: LatencySample) -> String { f(sample.machineCPUMicrosecondsPerOperation ?? 0) }
             for p in cached {
                 lines.append(
                     "   \(pad(p.concurrency, 4))   \(pad(f(p.broker.throughput), 12))   \(pad(f(p.echo.throughput), 10))   \(pad(f(p.ratio, 2), 5))   "
                         + "\(pad("\(f(p.broker.p50Microseconds))/\(f(p.broker.p99Microseconds))/\(f(p.broker.p999Microseconds))", 23))   "
                         + "\(pad("\(f(p.echo.p50Microseconds))/\(f(p.echo.p99Microseconds))/\(f(p.echo.p999Microseconds))", 21))   \(pad(p.broker.errors + p.echo.errors, 6))   "
-                        + "\(f(p.broker.cpuMicrosecondsPerOperation ?? 0))/\(f(p.echo.cpuMicrosecondsPerOperation ?? 0))")
+                        + "\(pad("\(cpu(p.broker))/\(cpu(p.echo))", 21))   \(machineCPU(p.broker))/\(machineCPU(p.echo))")
+            }
+            if cached.contains(where: { $0.postgres != nil }) {
+                lines.append("   The same rounds, a broker on PostgreSQL taking its turn beside the one on SQLite above (same echo):")
+                lines.append("   sustained: answers over the windows plus the wait after them until the journal had shipped them to the store")
+                lines.append("   conc   PostgreSQL ops/s   ratio to echo   PostgreSQL/SQLite ops/s   sustained   shipping wait s PostgreSQL/SQLite   p50/p99/p99.9 µs          errors   machine CPU µs/op PostgreSQL/SQLite")
+                for p in cached {
+                    guard let pg = p.postgres, let relative = p.postgresToSQLite, let sustained = p.sustainedPostgresToSQLite else { continue }
+                    lines.append(
+                        "   \(pad(p.concurrency, 4))   \(pad(f(pg.throughput), 16))   \(pad(f(p.echo.throughput > 0 ? pg.throughput / p.echo.throughput : 0, 2), 13))   "
+                            + "\(pad(f(relative, 2), 23))   \(pad(f(sustained, 2), 9))   "
+                            + "\(pad("\(f(p.postgresShippingWaitSeconds ?? 0, 2))/\(f(p.shippingWaitSeconds ?? 0, 2))", 33))   "
+                            + "\(pad("\(f(pg.p50Microseconds))/\(f(pg.p99Microseconds))/\(f(pg.p999Microseconds))", 23))   \(pad(pg.errors, 6))   "
+                            + "\(machineCPU(pg))/\(machineCPU(p.broker))")
+                }
             }
         }
         if let uncached {

@@ -25,6 +25,8 @@ struct BenchWorld {
     let http: HTTPClient
     let store: SQLBrokerStore
     let audit: AuditWriter
+    /// The broker's audit journal (nil when records commit to the store before each answer).
+    let journal: AuditJournal?
     let service: BrokerService
     let broker: BrokerTransportServer
     let echo: BrokerTransportServer
@@ -37,6 +39,25 @@ struct BenchWorld {
         var configuration = FedBrokerClient.Configuration(host: "127.0.0.1", port: port, tls: try pki.clientTLS(commonName: Self.callerName), serverHostname: "localhost")
         configuration.connections = connections
         return FedBrokerClient(configuration: configuration)
+    }
+
+    /// Waits until the journal has shipped every record to the store, so the shipping behind one
+    /// measured window does not run in the next one (the echo's, or the other store's broker).
+    /// Polls: this is the bench, not a test, and the journal has no "shipped" signal to await.
+    ///
+    /// - Returns: the seconds waited.
+    func shipped(timeout: Duration = .seconds(60)) async throws -> Double {
+        guard let journal else { return 0 }
+        let clock = ContinuousClock()
+        let start = clock.now
+        while await journal.health.backlog > 0 {
+            guard clock.now - start < timeout else {
+                throw BenchError("the audit journal still held \(await journal.health.backlog) unshipped records after \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let waited = clock.now - start
+        return Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
     }
 
     /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation
@@ -104,7 +125,7 @@ struct BenchWorld {
                         let echo = try await BrokerTransportServer.bind(configuration: transport, service: CannedUnwrapHandler(), logger: logger)
                         let world = BenchWorld(
                             emulator: emulator, scenario: scenario, environment: environment, http: http, store: store, audit: app.audit,
-                            service: app.service, broker: app.transport, echo: echo, pki: pki, directory: directory)
+                            journal: app.journal, service: app.service, broker: app.transport, echo: echo, pki: pki, directory: directory)
                         let outcome: Result<T, any Error>
                         do { outcome = .success(try await body(world)) } catch { outcome = .failure(error) }
                         try? await echo.close()

@@ -16,10 +16,14 @@ struct LatencySample: Codable, Sendable {
     /// the measured window, divided by the answers in it. It moves less than throughput when the
     /// machine's other load does, but not by nothing (about ±15 % between runs on a 2-core VM).
     var cpuMicrosecondsPerOperation: Double?
+    /// The whole machine's busy CPU time (`/proc/stat`: every process, a PostgreSQL server on
+    /// this machine included) in the measured window, divided by the answers in it. The figure
+    /// to compare stores by: the process's own CPU leaves out the database server's.
+    var machineCPUMicrosecondsPerOperation: Double?
 
     var throughput: Double { seconds > 0 ? Double(operations) / seconds : 0 }
 
-    init(nanoseconds: [UInt64], seconds: Double, errors: Int, cpuSeconds: Double? = nil) {
+    init(nanoseconds: [UInt64], seconds: Double, errors: Int, cpuSeconds: Double? = nil, machineCPUSeconds: Double? = nil) {
         let sorted = nanoseconds.sorted()
         func percentile(_ p: Double) -> Double {
             guard !sorted.isEmpty else { return 0 }
@@ -33,6 +37,7 @@ struct LatencySample: Codable, Sendable {
         self.p999Microseconds = percentile(0.999)
         self.errors = errors
         self.cpuMicrosecondsPerOperation = cpuSeconds.flatMap { sorted.isEmpty ? nil : $0 * 1e6 / Double(sorted.count) }
+        self.machineCPUMicrosecondsPerOperation = machineCPUSeconds.flatMap { sorted.isEmpty ? nil : $0 * 1e6 / Double(sorted.count) }
     }
 }
 
@@ -43,14 +48,18 @@ struct RawSample: Sendable {
     var errors = 0
     /// Process CPU seconds in the measured windows (`measure`); 0 where not taken.
     var cpuSeconds = 0.0
+    /// The machine's busy CPU seconds in the measured windows; 0 where `/proc/stat` was not read.
+    var machineCPUSeconds = 0.0
 
     static func + (a: RawSample, b: RawSample) -> RawSample {
         .init(
             nanoseconds: a.nanoseconds + b.nanoseconds, seconds: a.seconds + b.seconds, errors: a.errors + b.errors,
-            cpuSeconds: a.cpuSeconds + b.cpuSeconds)
+            cpuSeconds: a.cpuSeconds + b.cpuSeconds, machineCPUSeconds: a.machineCPUSeconds + b.machineCPUSeconds)
     }
     var summary: LatencySample {
-        LatencySample(nanoseconds: nanoseconds, seconds: seconds, errors: errors, cpuSeconds: cpuSeconds > 0 ? cpuSeconds : nil)
+        LatencySample(
+            nanoseconds: nanoseconds, seconds: seconds, errors: errors, cpuSeconds: cpuSeconds > 0 ? cpuSeconds : nil,
+            machineCPUSeconds: machineCPUSeconds > 0 ? machineCPUSeconds : nil)
     }
 }
 
@@ -62,18 +71,22 @@ func measure(
     let start = DispatchTime.now().uptimeNanoseconds
     let measureFrom = start + UInt64(warmup * 1e9)
     let end = measureFrom + UInt64(seconds * 1e9)
-    // The process's CPU clock read at the window's two ends, beside the callers.
-    async let cpuSeconds: Double = {
+    // The process's CPU clock and the machine's busy time read at the window's two ends, beside
+    // the callers.
+    async let cpuSeconds: (process: Double, machine: Double) = {
         func sleep(until instant: UInt64) async {
             let now = DispatchTime.now().uptimeNanoseconds
             if instant > now { try? await Task.sleep(nanoseconds: instant - now) }
         }
         await sleep(until: measureFrom)
-        let (before, from) = (processCPUSeconds(), DispatchTime.now().uptimeNanoseconds)
+        let (before, machineBefore, from) = (processCPUSeconds(), machineBusySeconds(), DispatchTime.now().uptimeNanoseconds)
         await sleep(until: end)
-        let (after, to) = (processCPUSeconds(), DispatchTime.now().uptimeNanoseconds)
+        let (after, machineAfter, to) = (processCPUSeconds(), machineBusySeconds(), DispatchTime.now().uptimeNanoseconds)
         // Scaled to the nominal window: this task wakes late when the callers keep the threads busy.
-        return to > from ? (after - before) * seconds * 1e9 / Double(to - from) : 0
+        guard to > from else { return (0, 0) }
+        let scale = seconds * 1e9 / Double(to - from)
+        let machine = machineBefore.flatMap { b in machineAfter.map { ($0 - b) * scale } } ?? 0
+        return ((after - before) * scale, machine)
     }()
     let results = await withTaskGroup(of: ([UInt64], Int).self) { group in
         for _ in 0..<concurrency {
@@ -101,9 +114,24 @@ func measure(
         }
         return await group.reduce(into: ([UInt64](), 0)) { $0.0 += $1.0; $0.1 += $1.1 }
     }
-    return RawSample(nanoseconds: results.0, seconds: seconds, errors: results.1, cpuSeconds: await cpuSeconds)
+    let cpu = await cpuSeconds
+    return RawSample(nanoseconds: results.0, seconds: seconds, errors: results.1, cpuSeconds: cpu.process, machineCPUSeconds: cpu.machine)
 }
 
 /// CPU time used by every thread of this process so far (`clock()`: glibc reads the process's
 /// CPU-time clock).
 func processCPUSeconds() -> Double { Double(clock()) / Double(CLOCKS_PER_SEC) }
+
+/// Busy CPU time of the whole machine so far: the first line of `/proc/stat` (user, nice, system,
+/// idle, iowait, irq, softirq, steal, in clock ticks), all but idle and iowait. Nil where it
+/// cannot be read or parsed (not Linux).
+func machineBusySeconds() -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+        let line = text.split(separator: "\n", maxSplits: 1).first, line.hasPrefix("cpu ")
+    else { return nil }
+    let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
+    guard ticks.count == 8 else { return nil }
+    let perSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+    guard perSecond > 0 else { return nil }
+    return (ticks.reduce(0, +) - ticks[3] - ticks[4]) / perSecond
+}
