@@ -216,7 +216,8 @@ compare_log=$(mktemp /tmp/fedbroker-compare-stores.XXXXXX.log)
 .build/debug/fedbroker-dev bench --parts cached --compare-stores --database-url "$FEDBROKER_TEST_DATABASE_URL" \
   --concurrency 4 --seconds 0.6 --rounds 2 --store-dir "${TMPDIR:-/tmp}" --output "$compare_out" >"$compare_log" 2>&1 \
   || { echo "test.sh: fedbroker-dev bench --parts cached --compare-stores failed:" >&2; cat "$compare_log" >&2; exit 1; }
-python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["cached"][0]; ok=all(p[s]["operations"] > 0 and p[s]["errors"] == 0 for s in ("echo","broker","postgres")); assert ok, p; print("test.sh: bench --compare-stores: %d answers on SQLite, %d on PostgreSQL, none failed" % (p["broker"]["operations"], p["postgres"]["operations"]))' "$compare_out"
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["cached"][0]; ok=all(p[s]["operations"] > 0 and p[s]["errors"] == 0 for s in ("echo","broker","postgres")); assert ok, p; print("test.sh: bench --compare-stores: %d answers on SQLite, %d on PostgreSQL, none failed" % (p["broker"]["operations"], p["postgres"]["operations"]))' "$compare_out" \
+  || { echo "test.sh: bench --compare-stores: the echo or a broker got no answers, or some failed:" >&2; cat "$compare_log" >&2; exit 1; }
 rm -f "$compare_out" "$compare_log"
 
 # The parsers that read input from outside, fuzzed for 30 s each from the committed seed corpus

@@ -106,17 +106,15 @@ struct BenchCommand: AsyncParsableCommand {
         var results = BenchResults(machine: .current)
         results.storeDirectory = storeDir
         results.audit = audit.rawValue
-        results.store = compareStores ? "sqlite and postgres" : databaseURL == nil ? "sqlite" : "postgres"
+        results.store = compareStores && parts.contains(.cached) ? "sqlite and postgres" : databaseURL == nil || compareStores ? "sqlite" : "postgres"
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: compareStores ? nil : databaseURL) { world in
+            try await withWorld(databaseURL: compareStores ? nil : databaseURL, logger: logger) { world in
                 if parts.contains(.cached), compareStores, let databaseURL {
-                    results.cached = try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: databaseURL) { postgres in
-                        try await cached(world, beside: postgres)
-                    }
+                    results.cached = try await withWorld(databaseURL: databaseURL, logger: logger) { try await cached(world, beside: $0) }
                 } else if parts.contains(.cached) {
                     results.cached = try await cached(world, beside: nil)
                 }
@@ -145,47 +143,67 @@ struct BenchCommand: AsyncParsableCommand {
 
     func note(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
+    /// The world of the cached and uncached parts, its store SQLite or on `databaseURL`.
+    func withWorld<T: Sendable>(databaseURL: String?, logger: Logger, _ body: (BenchWorld) async throws -> T) async throws -> T {
+        try await BenchWorld.withWorld(logger: logger, storeDirectory: storeDir, journal: audit.journalSync, databaseURL: databaseURL, body)
+    }
+
     // MARK: Parts
 
     /// - Parameter postgres: with `--compare-stores`, the world whose broker is on PostgreSQL; its
     ///   broker takes a turn after (or, every other round, before) `world`'s in each round.
     func cached(_ world: BenchWorld, beside postgres: BenchWorld?) async throws -> [BenchResults.CachedPoint] {
-        let echo = try world.client(port: world.echo.port, connections: connections)
         let deadline: @Sendable () -> Date = { Date().addingTimeInterval(30) }
         let worlds = [world] + (postgres.map { [$0] } ?? [])
-        let brokers = try worlds.map { try $0.client(port: $0.broker.port, connections: connections) }
-        defer { Task { for broker in brokers { await broker.close() }; await echo.close() } }
-        // Each broker unwraps a blob of its own: a blob names its emulator's vault.
-        var blobs: [[UInt8]] = []
-        for broker in brokers {
+        var clients: [FedBrokerClient] = []
+        defer {
+            let opened = clients
+            Task { for client in opened { await client.close() } }
+        }
+        let echo = try world.client(port: world.echo.port, connections: connections)
+        clients.append(echo)
+        var brokers: [FedBrokerClient] = []
+        var blobs: [[UInt8]] = []  // each broker's own: a blob names its emulator's vault
+        for each in worlds {
+            let broker = try each.client(port: each.broker.port, connections: connections)
+            clients.append(broker)
+            brokers.append(broker)
             let (plaintext, blob, _) = try await broker.generateDataKey(tenant: "customer-1", deadline: deadline())
             guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }
             blobs.append(blob)
         }
         let echoBlob = blobs[0]  // the echo never opens it
+        // Two brokers go first in turn, so each goes first equally often: an even number of rounds.
+        let rounds = brokers.count > 1 ? self.rounds + self.rounds % 2 : self.rounds
         var points: [BenchResults.CachedPoint] = []
         for level in concurrency {
             note("cached unwrap, concurrency \(level): echo and \(brokers.count == 1 ? "broker" : "the brokers on SQLite and on PostgreSQL"), \(rounds) rounds …")
             var baseline = RawSample()
             var measured = [RawSample](repeating: RawSample(), count: brokers.count)
             var shipping = [Double](repeating: 0, count: brokers.count)
+            var sustained = [BenchResults.Sustained](repeating: .init(), count: brokers.count)
             let window = seconds / Double(rounds)
             for round in 0..<rounds {
                 baseline = baseline + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
                     _ = try await echo.unwrap(echoBlob, deadline: deadline())
                 })
-                // The brokers take turns going first, so a drift within a round hits both alike.
                 for index in round % 2 == 0 ? Array(brokers.indices) : brokers.indices.reversed() {
                     let (broker, blob) = (brokers[index], blobs[index])
-                    measured[index] = measured[index] + (await measure(concurrency: level, seconds: window, warmup: window / 4) {
-                        _ = try await broker.unwrap(blob, deadline: deadline())
+                    sustained[index] = sustained[index] + (try await BenchResults.Sustained.measuring {
+                        let sample = await measure(concurrency: level, seconds: window, warmup: window / 4) {
+                            _ = try await broker.unwrap(blob, deadline: deadline())
+                        }
+                        measured[index] = measured[index] + sample
+                        shipping[index] += try await worlds[index].shipped()
+                        return sample.answered
                     })
-                    shipping[index] += try await worlds[index].shipped()
                 }
             }
+            let compared = brokers.count > 1
             points.append(.init(
-                concurrency: level, broker: measured[0].summary, echo: baseline.summary, shippingWaitSeconds: shipping[0],
-                postgres: brokers.count > 1 ? measured[1].summary : nil, postgresShippingWaitSeconds: brokers.count > 1 ? shipping[1] : nil))
+                concurrency: level, broker: measured[0].summary, echo: baseline.summary, shippingWaitSeconds: shipping[0], sustained: sustained[0],
+                postgres: compared ? measured[1].summary : nil, postgresShippingWaitSeconds: compared ? shipping[1] : nil,
+                postgresSustained: compared ? sustained[1] : nil))
         }
         return points
     }

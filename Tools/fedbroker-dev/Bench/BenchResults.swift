@@ -11,6 +11,33 @@ struct BenchResults: Codable {
         }
     }
 
+    /// A broker's turns from the start of each warm-up until the journal had shipped the turn's
+    /// records: every answer over that time, and the machine's CPU over it. What broker and store
+    /// keep up with together; a store whose inserts fall behind the answers shows here, not in
+    /// the measured window's throughput.
+    struct Sustained: Codable, Sendable {
+        var answers = 0
+        var seconds = 0.0
+        /// The machine's busy CPU over the turns (`/proc/stat`), the store's shipping included.
+        var machineCPUSeconds: Double?
+
+        var throughput: Double { seconds > 0 ? Double(answers) / seconds : 0 }
+        var machineCPUMicrosecondsPerAnswer: Double? { microsecondsPerOperation(machineCPUSeconds, answers) }
+
+        /// Times `turn`, which returns the answers it got once their records are shipped.
+        static func measuring(_ turn: () async throws -> Int) async rethrows -> Sustained {
+            let (start, machineBefore) = (DispatchTime.now().uptimeNanoseconds, machineBusySeconds())
+            let answers = try await turn()
+            let (seconds, machineAfter) = (secondsSince(start), machineBusySeconds())
+            return .init(answers: answers, seconds: seconds, machineCPUSeconds: machineBefore.flatMap { b in machineAfter.map { $0 - b } })
+        }
+
+        static func + (a: Sustained, b: Sustained) -> Sustained {
+            let cpu = a.machineCPUSeconds.flatMap { x in b.machineCPUSeconds.map { x + $0 } }
+            return .init(answers: a.answers + b.answers, seconds: a.seconds + b.seconds, machineCPUSeconds: a.answers == 0 ? b.machineCPUSeconds : cpu)
+        }
+    }
+
     struct CachedPoint: Codable, Sendable {
         var concurrency: Int
         /// The broker on the run's store (SQLite, or PostgreSQL with `--database-url` alone).
@@ -19,26 +46,24 @@ struct BenchResults: Codable {
         /// Seconds waited after the broker's windows for its journal to ship what they appended
         /// (not in any window).
         var shippingWaitSeconds: Double?
+        var sustained: Sustained?
         /// With `--compare-stores`: the broker on PostgreSQL, measured in the same rounds.
         var postgres: LatencySample?
         var postgresShippingWaitSeconds: Double?
+        var postgresSustained: Sustained?
+
         /// Broker throughput as a fraction of the echo's: the cost of broker logic (target ≥ 0.6).
-        var ratio: Double { echo.throughput > 0 ? broker.throughput / echo.throughput : 0 }
+        var ratio: Double { Self.ratio(broker.throughput, echo.throughput) }
+        var postgresRatio: Double? { postgres.map { Self.ratio($0.throughput, echo.throughput) } }
         /// The PostgreSQL broker's throughput as a fraction of the SQLite one's (target ≥ 0.9).
-        var postgresToSQLite: Double? { postgres.map { broker.throughput > 0 ? $0.throughput / broker.throughput : 0 } }
-        /// The same, each broker's answers divided by its windows plus its wait for their shipping:
-        /// what broker and store keep up with together. A store whose inserts fall behind the
-        /// answers (the journal grows) shows here, not in the windows' throughput.
+        var postgresToSQLite: Double? { postgres.map { Self.ratio($0.throughput, broker.throughput) } }
+        /// The same over the sustained spans (shipping included).
         var sustainedPostgresToSQLite: Double? {
-            guard let postgres else { return nil }
-            let sqlite = Self.sustained(broker, waited: shippingWaitSeconds)
-            return sqlite > 0 ? Self.sustained(postgres, waited: postgresShippingWaitSeconds) / sqlite : 0
+            guard let postgresSustained, let sustained else { return nil }
+            return Self.ratio(postgresSustained.throughput, sustained.throughput)
         }
 
-        static func sustained(_ sample: LatencySample, waited: Double?) -> Double {
-            let seconds = sample.seconds + (waited ?? 0)
-            return seconds > 0 ? Double(sample.operations) / seconds : 0
-        }
+        private static func ratio(_ a: Double, _ b: Double) -> Double { b > 0 ? a / b : 0 }
     }
 
     struct UncachedResult: Codable {
@@ -96,16 +121,16 @@ struct BenchResults: Codable {
             }
             if cached.contains(where: { $0.postgres != nil }) {
                 lines.append("   The same rounds, a broker on PostgreSQL taking its turn beside the one on SQLite above (same echo):")
-                lines.append("   sustained: answers over the windows plus the wait after them until the journal had shipped them to the store")
-                lines.append("   conc   PostgreSQL ops/s   ratio to echo   PostgreSQL/SQLite ops/s   sustained   shipping wait s PostgreSQL/SQLite   p50/p99/p99.9 µs          errors   machine CPU µs/op PostgreSQL/SQLite")
+                lines.append("   sustained: every answer from each warm-up's start until the journal had shipped them, over that time; machine CPU over the same")
+                lines.append("   conc   PostgreSQL ops/s   ratio to echo   PostgreSQL/SQLite ops/s   sustained   shipping wait s PostgreSQL/SQLite   p50/p99/p99.9 µs          errors   sustained machine CPU µs/answer PostgreSQL/SQLite")
                 for p in cached {
-                    guard let pg = p.postgres, let relative = p.postgresToSQLite, let sustained = p.sustainedPostgresToSQLite else { continue }
+                    guard let pg = p.postgres, let toEcho = p.postgresRatio, let relative = p.postgresToSQLite else { continue }
                     lines.append(
-                        "   \(pad(p.concurrency, 4))   \(pad(f(pg.throughput), 16))   \(pad(f(p.echo.throughput > 0 ? pg.throughput / p.echo.throughput : 0, 2), 13))   "
-                            + "\(pad(f(relative, 2), 23))   \(pad(f(sustained, 2), 9))   "
+                        "   \(pad(p.concurrency, 4))   \(pad(f(pg.throughput), 16))   \(pad(f(toEcho, 2), 13))   "
+                            + "\(pad(f(relative, 2), 23))   \(pad(f(p.sustainedPostgresToSQLite ?? 0, 2), 9))   "
                             + "\(pad("\(f(p.postgresShippingWaitSeconds ?? 0, 2))/\(f(p.shippingWaitSeconds ?? 0, 2))", 33))   "
                             + "\(pad("\(f(pg.p50Microseconds))/\(f(pg.p99Microseconds))/\(f(pg.p999Microseconds))", 23))   \(pad(pg.errors, 6))   "
-                            + "\(machineCPU(pg))/\(machineCPU(p.broker))")
+                            + "\(f(p.postgresSustained?.machineCPUMicrosecondsPerAnswer ?? 0))/\(f(p.sustained?.machineCPUMicrosecondsPerAnswer ?? 0))")
                 }
             }
         }

@@ -46,18 +46,16 @@ struct BenchWorld {
     /// Polls: this is the bench, not a test, and the journal has no "shipped" signal to await.
     ///
     /// - Returns: the seconds waited.
-    func shipped(timeout: Duration = .seconds(60)) async throws -> Double {
+    func shipped(timeoutSeconds: Double = 60) async throws -> Double {
         guard let journal else { return 0 }
-        let clock = ContinuousClock()
-        let start = clock.now
+        let start = DispatchTime.now().uptimeNanoseconds
         while await journal.health.backlog > 0 {
-            guard clock.now - start < timeout else {
-                throw BenchError("the audit journal still held \(await journal.health.backlog) unshipped records after \(timeout)")
+            guard secondsSince(start) < timeoutSeconds else {
+                throw BenchError("the audit journal still held \(await journal.health.backlog) unshipped records after \(timeoutSeconds) s")
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        let waited = clock.now - start
-        return Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
+        return secondsSince(start)
     }
 
     /// - Parameter storeDirectory: where the SQLite store (and so the audit trail every operation

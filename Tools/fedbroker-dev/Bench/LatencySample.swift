@@ -36,8 +36,8 @@ struct LatencySample: Codable, Sendable {
         self.p99Microseconds = percentile(0.99)
         self.p999Microseconds = percentile(0.999)
         self.errors = errors
-        self.cpuMicrosecondsPerOperation = cpuSeconds.flatMap { sorted.isEmpty ? nil : $0 * 1e6 / Double(sorted.count) }
-        self.machineCPUMicrosecondsPerOperation = machineCPUSeconds.flatMap { sorted.isEmpty ? nil : $0 * 1e6 / Double(sorted.count) }
+        self.cpuMicrosecondsPerOperation = microsecondsPerOperation(cpuSeconds, sorted.count)
+        self.machineCPUMicrosecondsPerOperation = microsecondsPerOperation(machineCPUSeconds, sorted.count)
     }
 }
 
@@ -50,11 +50,15 @@ struct RawSample: Sendable {
     var cpuSeconds = 0.0
     /// The machine's busy CPU seconds in the measured windows; 0 where `/proc/stat` was not read.
     var machineCPUSeconds = 0.0
+    /// Every answer of the calls, the warm-up's and those that ended past the window included
+    /// (what the broker's journal had to ship).
+    var answered = 0
 
     static func + (a: RawSample, b: RawSample) -> RawSample {
         .init(
             nanoseconds: a.nanoseconds + b.nanoseconds, seconds: a.seconds + b.seconds, errors: a.errors + b.errors,
-            cpuSeconds: a.cpuSeconds + b.cpuSeconds, machineCPUSeconds: a.machineCPUSeconds + b.machineCPUSeconds)
+            cpuSeconds: a.cpuSeconds + b.cpuSeconds, machineCPUSeconds: a.machineCPUSeconds + b.machineCPUSeconds,
+            answered: a.answered + b.answered)
     }
     var summary: LatencySample {
         LatencySample(
@@ -88,12 +92,13 @@ func measure(
         let machine = machineBefore.flatMap { b in machineAfter.map { ($0 - b) * scale } } ?? 0
         return ((after - before) * scale, machine)
     }()
-    let results = await withTaskGroup(of: ([UInt64], Int).self) { group in
+    let results = await withTaskGroup(of: ([UInt64], Int, Int).self) { group in
         for _ in 0..<concurrency {
             group.addTask {
                 var latencies: [UInt64] = []
                 latencies.reserveCapacity(1 << 14)
                 var errors = 0
+                var answered = 0
                 while true {
                     let before = DispatchTime.now().uptimeNanoseconds
                     if before >= end { break }
@@ -105,18 +110,30 @@ func measure(
                         succeeded = false
                     }
                     let after = DispatchTime.now().uptimeNanoseconds
+                    if succeeded { answered += 1 }
                     guard before >= measureFrom && after <= end else { continue }
                     // Only answers count: a fast refusal must not pass for throughput.
                     if succeeded { latencies.append(after - before) } else { errors += 1 }
                 }
-                return (latencies, errors)
+                return (latencies, errors, answered)
             }
         }
-        return await group.reduce(into: ([UInt64](), 0)) { $0.0 += $1.0; $0.1 += $1.1 }
+        return await group.reduce(into: ([UInt64](), 0, 0)) { $0.0 += $1.0; $0.1 += $1.1; $0.2 += $1.2 }
     }
     let cpu = await cpuSeconds
-    return RawSample(nanoseconds: results.0, seconds: seconds, errors: results.1, cpuSeconds: cpu.process, machineCPUSeconds: cpu.machine)
+    return RawSample(
+        nanoseconds: results.0, seconds: seconds, errors: results.1, cpuSeconds: cpu.process, machineCPUSeconds: cpu.machine,
+        answered: results.2)
 }
+
+/// `seconds` of CPU spread over `operations`, in µs each; nil without either.
+func microsecondsPerOperation(_ seconds: Double?, _ operations: Int) -> Double? {
+    guard let seconds, operations > 0 else { return nil }
+    return seconds * 1e6 / Double(operations)
+}
+
+/// Seconds on the uptime clock the bench times everything by, since `start` (uptime nanoseconds).
+func secondsSince(_ start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
 
 /// CPU time used by every thread of this process so far (`clock()`: glibc reads the process's
 /// CPU-time clock).
