@@ -397,7 +397,7 @@ public final class SQLBrokerStore: BrokerStore {
             // One INSERT: atomic on its own.
             return try await self.backend.withSingleStatement { session in try await self.insertAudit(session, records) }
         }
-        try await self.backend.withTransaction { session in
+        try await self.backend.withBulkInsertTransaction { session in
             for start in stride(from: 0, to: records.count, by: rowsPerStatement) {
                 let chunk = records[start..<min(start + rowsPerStatement, records.count)]
                 try await self.insertAudit(session, Array(chunk))

@@ -41,6 +41,13 @@ protocol SQLBackend: Sendable {
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result
 
+    /// Runs `body`, several multi-row inserts (the audit shipper's batch), in one transaction like
+    /// `withTransaction`. SQLite keeps each insert's statement journal in memory here instead of
+    /// in a temporary file on disk (`SQLiteBackend`).
+    func withBulkInsertTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
     /// Runs a read-only `body` without taking the write lock: PostgreSQL `READ ONLY`, SQLite a
     /// `BEGIN DEFERRED` on a separate reader connection (WAL), so the authorization read path does
     /// not queue behind writers.
@@ -58,6 +65,13 @@ protocol SQLBackend: Sendable {
 extension SQLBackend {
     /// By default one statement is one transaction like any other.
     func withSingleStatement<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await withTransaction(body)
+    }
+
+    /// By default a bulk insert is a transaction like any other.
+    func withBulkInsertTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
         try await withTransaction(body)

@@ -31,6 +31,13 @@ final class SQLiteBackend: SQLBackend {
     private let threadPool: NIOThreadPool
 
     private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
+    /// The writer connection's `temp_store`: in memory (true) only for bulk inserts, SQLite's
+    /// default (false) otherwise, unknown (nil) after a switch that failed. Read and changed by the
+    /// holder of `lock` only.
+    private let temporaryStorageInMemory = Mutex<Bool?>(false)
+
+    /// The writer's `temp_store` as last switched (tests: which path a write took).
+    var writerTemporaryStorageInMemory: Bool? { self.temporaryStorageInMemory.withLock { $0 } }
 
     private init(
         connection: SQLiteConnection, reader: SQLiteConnection, path: String, threadPool: NIOThreadPool,
@@ -114,9 +121,29 @@ final class SQLiteBackend: SQLBackend {
     func withTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
+        try await self.transaction(temporaryStorageInMemory: false, body)
+    }
+
+    /// A multi-row `INSERT` inside a transaction needs a statement journal (to undo that statement
+    /// alone if it fails). Past 64 KiB SQLite spills it to a temporary file, which it creates on
+    /// disk and writes 4 KiB at a time: several files every 100 ms for the audit shipper under
+    /// load, on the disk the audit journal syncs (docs/operations.md, "Both stores in one run").
+    /// `temp_store = MEMORY` keeps it in memory. That is for these transactions only: the setting
+    /// also lifts the sorter's spill threshold, so an index built over a large table by a
+    /// migration would sort it wholly in memory.
+    func withBulkInsertTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await self.transaction(temporaryStorageInMemory: true, body)
+    }
+
+    private func transaction<Result: Sendable>(
+        temporaryStorageInMemory inMemory: Bool, _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
         do {
             return try await self.lock.withLock {
                 let session = SQLiteSession(connection: self.writer.withLock { $0 })
+                try await self.useTemporaryStorage(inMemory: inMemory, session)
                 // IMMEDIATE takes the write lock now, so a read-then-write transaction can never be
                 // refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
                 _ = try await session.query("BEGIN IMMEDIATE", [])
@@ -141,7 +168,9 @@ final class SQLiteBackend: SQLBackend {
     ) async throws -> Result {
         do {
             return try await self.lock.withLock {
-                try await body(SQLiteSession(connection: self.writer.withLock { $0 }))
+                let session = SQLiteSession(connection: self.writer.withLock { $0 })
+                try await self.useTemporaryStorage(inMemory: false, session)
+                return try await body(session)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "statement")
@@ -169,6 +198,16 @@ final class SQLiteBackend: SQLBackend {
         }
     }
 
+    /// Switches the writer's `temp_store` when the statements about to run want the other setting;
+    /// outside a transaction, with `lock` held. A failed switch leaves the setting unknown, so the
+    /// next caller switches again whatever it wants.
+    private func useTemporaryStorage(inMemory: Bool, _ session: SQLiteSession) async throws {
+        guard self.temporaryStorageInMemory.withLock({ $0 }) != inMemory else { return }
+        self.temporaryStorageInMemory.withLock { $0 = nil }
+        _ = try await session.query(inMemory ? "PRAGMA temp_store = MEMORY" : "PRAGMA temp_store = DEFAULT", [])
+        self.temporaryStorageInMemory.withLock { $0 = inMemory }
+    }
+
     /// Rolls back in a task of its own (a cancelled caller must not leave the connection inside an
     /// open transaction). When ROLLBACK fails, checks the connection is back in autocommit mode (a
     /// `BEGIN` succeeds); if it is not, the writer connection is replaced so that one failure
@@ -194,6 +233,7 @@ final class SQLiteBackend: SQLBackend {
                         connection = fresh
                         return old
                     }
+                    self.temporaryStorageInMemory.withLock { $0 = false }  // a new connection has the default
                     try? await old.close()
                 } catch {
                     self.logger.error(
