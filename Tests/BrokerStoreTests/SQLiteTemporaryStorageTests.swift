@@ -28,6 +28,7 @@ import Testing
                     time: database.clock.now, actor: "svc", tenantID: tenant, operation: "unwrap", keyVersion: nil,
                     outcome: .success, latencyMicroseconds: Int64(n), requestID: "r-\(n)", clientRequestID: nil, detail: nil)
             }
+            _ = try await backend.withBulkInsertTransaction(setting)  // so the next write must switch back
             try await store.appendAudit(Array(records.prefix(150)))
             #expect(backend.writerTemporaryStorageInMemory == false, "150 records: one statement, the default")
             try await store.appendAudit(Array(records.dropFirst(150)))

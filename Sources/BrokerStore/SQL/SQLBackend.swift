@@ -43,7 +43,7 @@ protocol SQLBackend: Sendable {
 
     /// Runs `body`, several multi-row inserts (the audit shipper's batch), in one transaction like
     /// `withTransaction`. SQLite keeps each insert's statement journal in memory here instead of
-    /// in a temporary file on disk (`SQLiteBackend`).
+    /// in a temporary file (`SQLiteBackend`).
     func withBulkInsertTransaction<Result: Sendable>(
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result

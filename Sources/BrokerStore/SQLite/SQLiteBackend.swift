@@ -32,8 +32,9 @@ final class SQLiteBackend: SQLBackend {
 
     private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
     /// The writer connection's `temp_store`: in memory (true) only for bulk inserts, SQLite's
-    /// default (false) otherwise, unknown (nil) after a switch that failed. Read and changed by the
-    /// holder of `lock` only.
+    /// default (false) otherwise, unknown (nil) after a switch that failed. Switched by the holder
+    /// of `lock` only (the switch and the statements after it must not interleave with another
+    /// caller's).
     private let temporaryStorageInMemory = Mutex<Bool?>(false)
 
     /// The writer's `temp_store` as last switched (tests: which path a write took).
@@ -126,8 +127,9 @@ final class SQLiteBackend: SQLBackend {
 
     /// A multi-row `INSERT` inside a transaction needs a statement journal (to undo that statement
     /// alone if it fails). Past 64 KiB SQLite spills it to a temporary file, which it creates on
-    /// disk and writes 4 KiB at a time: several files every 100 ms for the audit shipper under
-    /// load, on the disk the audit journal syncs (docs/operations.md, "Both stores in one run").
+    /// disk (SQLite's temporary directory: `SQLITE_TMPDIR`, `TMPDIR`, else `/var/tmp`, `/usr/tmp`,
+    /// `/tmp`) and writes 4 KiB at a time: several files a second for the audit shipper under load
+    /// (docs/operations.md, "Both stores in one run").
     /// `temp_store = MEMORY` keeps it in memory. That is for these transactions only: the setting
     /// also lifts the sorter's spill threshold, so an index built over a large table by a
     /// migration would sort it wholly in memory.
