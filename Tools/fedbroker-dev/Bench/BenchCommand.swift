@@ -106,13 +106,15 @@ struct BenchCommand: AsyncParsableCommand {
         var results = BenchResults(machine: .current)
         results.storeDirectory = storeDir
         results.audit = audit.rawValue
-        results.store = compareStores && parts.contains(.cached) ? "sqlite and postgres" : databaseURL == nil || compareStores ? "sqlite" : "postgres"
+        // The main world's store: SQLite unless PostgreSQL is named and not only for comparison.
+        let mainDatabaseURL = compareStores ? nil : databaseURL
+        results.store = compareStores && parts.contains(.cached) ? "sqlite and postgres" : mainDatabaseURL == nil ? "sqlite" : "postgres"
         #if DEBUG
         note("warning: this is a debug build; build with `swift build -c release` for figures worth reporting")
         results.debugBuild = true
         #endif
         if parts.contains(.cached) || parts.contains(.uncached) {
-            try await withWorld(databaseURL: compareStores ? nil : databaseURL, logger: logger) { world in
+            try await withWorld(databaseURL: mainDatabaseURL, logger: logger) { world in
                 if parts.contains(.cached), compareStores, let databaseURL {
                     results.cached = try await withWorld(databaseURL: databaseURL, logger: logger) { try await cached(world, beside: $0) }
                 } else if parts.contains(.cached) {
@@ -155,18 +157,15 @@ struct BenchCommand: AsyncParsableCommand {
     func cached(_ world: BenchWorld, beside postgres: BenchWorld?) async throws -> [BenchResults.CachedPoint] {
         let deadline: @Sendable () -> Date = { Date().addingTimeInterval(30) }
         let worlds = [world] + (postgres.map { [$0] } ?? [])
-        var clients: [FedBrokerClient] = []
+        let echo = try world.client(port: world.echo.port, connections: connections)
+        var brokers: [FedBrokerClient] = []
         defer {
-            let opened = clients
+            let opened = [echo] + brokers
             Task { for client in opened { await client.close() } }
         }
-        let echo = try world.client(port: world.echo.port, connections: connections)
-        clients.append(echo)
-        var brokers: [FedBrokerClient] = []
         var blobs: [[UInt8]] = []  // each broker's own: a blob names its emulator's vault
         for each in worlds {
             let broker = try each.client(port: each.broker.port, connections: connections)
-            clients.append(broker)
             brokers.append(broker)
             let (plaintext, blob, _) = try await broker.generateDataKey(tenant: "customer-1", deadline: deadline())
             guard try await broker.unwrap(blob, deadline: deadline()) == plaintext else { throw BenchError("unwrap returned another key") }

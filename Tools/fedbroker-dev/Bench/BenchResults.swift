@@ -18,23 +18,24 @@ struct BenchResults: Codable {
     struct Sustained: Codable, Sendable {
         var answers = 0
         var seconds = 0.0
-        /// The machine's busy CPU over the turns (`/proc/stat`), the store's shipping included.
-        var machineCPUSeconds: Double?
+        /// The machine's busy CPU over the turns (`/proc/stat`), the store's shipping included; 0
+        /// where it was not read.
+        var machineCPUSeconds = 0.0
 
         var throughput: Double { seconds > 0 ? Double(answers) / seconds : 0 }
-        var machineCPUMicrosecondsPerAnswer: Double? { microsecondsPerOperation(machineCPUSeconds, answers) }
+        var machineCPUMicrosecondsPerAnswer: Double? {
+            microsecondsPerOperation(machineCPUSeconds > 0 ? machineCPUSeconds : nil, answers)
+        }
 
         /// Times `turn`, which returns the answers it got once their records are shipped.
         static func measuring(_ turn: () async throws -> Int) async rethrows -> Sustained {
             let (start, machineBefore) = (DispatchTime.now().uptimeNanoseconds, machineBusySeconds())
             let answers = try await turn()
-            let (seconds, machineAfter) = (secondsSince(start), machineBusySeconds())
-            return .init(answers: answers, seconds: seconds, machineCPUSeconds: machineBefore.flatMap { b in machineAfter.map { $0 - b } })
+            return .init(answers: answers, seconds: secondsSince(start), machineCPUSeconds: machineBusySeconds(since: machineBefore))
         }
 
         static func + (a: Sustained, b: Sustained) -> Sustained {
-            let cpu = a.machineCPUSeconds.flatMap { x in b.machineCPUSeconds.map { x + $0 } }
-            return .init(answers: a.answers + b.answers, seconds: a.seconds + b.seconds, machineCPUSeconds: a.answers == 0 ? b.machineCPUSeconds : cpu)
+            .init(answers: a.answers + b.answers, seconds: a.seconds + b.seconds, machineCPUSeconds: a.machineCPUSeconds + b.machineCPUSeconds)
         }
     }
 

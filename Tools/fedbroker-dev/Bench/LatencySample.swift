@@ -17,8 +17,9 @@ struct LatencySample: Codable, Sendable {
     /// machine's other load does, but not by nothing (about ±15 % between runs on a 2-core VM).
     var cpuMicrosecondsPerOperation: Double?
     /// The whole machine's busy CPU time (`/proc/stat`: every process, a PostgreSQL server on
-    /// this machine included) in the measured window, divided by the answers in it. The figure
-    /// to compare stores by: the process's own CPU leaves out the database server's.
+    /// this machine included) in the measured window, divided by the answers in it: the process's
+    /// own CPU leaves out the database server's. To compare stores, take it over the sustained
+    /// span (`BenchResults.Sustained`), which includes the shipping after the window.
     var machineCPUMicrosecondsPerOperation: Double?
 
     var throughput: Double { seconds > 0 ? Double(operations) / seconds : 0 }
@@ -85,12 +86,11 @@ func measure(
         await sleep(until: measureFrom)
         let (before, machineBefore, from) = (processCPUSeconds(), machineBusySeconds(), DispatchTime.now().uptimeNanoseconds)
         await sleep(until: end)
-        let (after, machineAfter, to) = (processCPUSeconds(), machineBusySeconds(), DispatchTime.now().uptimeNanoseconds)
+        let (after, machine, to) = (processCPUSeconds(), machineBusySeconds(since: machineBefore), DispatchTime.now().uptimeNanoseconds)
         // Scaled to the nominal window: this task wakes late when the callers keep the threads busy.
         guard to > from else { return (0, 0) }
         let scale = seconds * 1e9 / Double(to - from)
-        let machine = machineBefore.flatMap { b in machineAfter.map { ($0 - b) * scale } } ?? 0
-        return ((after - before) * scale, machine)
+        return ((after - before) * scale, machine * scale)
     }()
     let results = await withTaskGroup(of: ([UInt64], Int, Int).self) { group in
         for _ in 0..<concurrency {
@@ -151,4 +151,11 @@ func machineBusySeconds() -> Double? {
     let perSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     guard perSecond > 0 else { return nil }
     return (ticks.reduce(0, +) - ticks[3] - ticks[4]) / perSecond
+}
+
+/// The machine's busy seconds since `before` (a `machineBusySeconds()` reading); 0 when either
+/// reading failed, which the samples record as "not read".
+func machineBusySeconds(since before: Double?) -> Double {
+    guard let before, let now = machineBusySeconds() else { return 0 }
+    return now - before
 }
