@@ -77,7 +77,7 @@ package enum AzureHTTP {
     }
 
     /// A request id for `x-ms-client-request-id`: returned to the caller for its audit trail.
-    package static func newClientRequestID() -> String { UUID().uuidString.lowercased() }
+    package static func newClientRequestID() -> String { UUID.randomLowercaseText() }
 
     /// RFC 3986 unreserved characters only: everything else in a path segment or a query value
     /// is percent-encoded, so a value can never add a segment, a parameter or a fragment.
@@ -89,7 +89,19 @@ package enum AzureHTTP {
 
     /// `value` percent-encoded for use as one path segment or one query value.
     package static func percentEncoded(_ value: String) -> String {
+        // Key names, versions and operations are unreserved already (every vault call's path):
+        // returned as they are, without Foundation's encoder (about 3 µs a segment on Linux).
+        if value.utf8.allSatisfy(isUnreserved) { return value }
         // Encoding UTF-8 with a non-empty allowed set cannot fail; the fallback is unreachable.
-        value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+        return value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            true
+        default: false
+        }
     }
 }

@@ -260,6 +260,9 @@ import Testing
             FederatedIdentityCredentialFilter(name: "n", subject: "O'B", issuer: "i").expression
                 == "name eq 'n' and subject eq 'O''B' and issuer eq 'i'")
         #expect(AzureHTTP.percentEncoded("eq 'a&b'#/?") == "eq%20%27a%26b%27%23%2F%3F")
+        #expect(AzureHTTP.percentEncoded("Key-1._~az09") == "Key-1._~az09")
+        #expect(AzureHTTP.percentEncoded("clé") == "cl%C3%A9")
+        #expect(AzureHTTP.percentEncoded("") == "")
     }
 
     @Test("Graph's message is bounded to 256 characters with control characters escaped")

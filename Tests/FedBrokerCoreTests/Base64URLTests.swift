@@ -26,6 +26,24 @@ import FedBrokerTestSupport
 
     @Test func acceptsPadding() {
         #expect(Base64URL.decode("Zm8=") == Array("fo".utf8))
+        #expect(Base64URL.decode("Zg==") == Array("f".utf8))
+        #expect(Base64URL.decode("Zg=") == Array("f".utf8))
+        #expect(Base64URL.decode("Zm9v") == Array("foo".utf8))
+    }
+
+    /// Every length up to a wrapped RSA-4096 key, against Foundation's coder with the alphabet
+    /// swapped by hand (what this type did before it used swift-extras-base64).
+    @Test func agreesWithFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...520 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let standard = Data(bytes).base64EncodedString()
+            let expected = standard.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == expected, "length \(length)")
+            #expect(Base64URL.decode(expected) == bytes, "length \(length)")
+            #expect(Base64URL.decode(standard.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")) == bytes, "padded, length \(length)")
+            if standard.contains("+") || standard.contains("/") { #expect(Base64URL.decode(standard) == nil, "standard alphabet, length \(length)") }
+        }
     }
 }
 

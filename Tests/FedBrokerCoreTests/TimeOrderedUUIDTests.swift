@@ -66,4 +66,16 @@ import Testing
         }
         #expect(UUID(uuid: (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255)).lowercaseText == "00010203-0405-0607-0809-0a0b0c0d0eff")
     }
+
+    @Test("randomLowercaseText is a version-4 UUID in lowercase, distinct across refills of the pool")
+    func randomText() throws {
+        let texts = (0..<2000).map { _ in UUID.randomLowercaseText() }
+        #expect(Set(texts).count == 2000)
+        for text in texts.prefix(200) {
+            let parsed = try #require(UUID(uuidString: text))
+            #expect(parsed.lowercaseText == text)
+            #expect(parsed.uuid.6 >> 4 == 4)
+            #expect(parsed.uuid.8 >> 6 == 0b10)
+        }
+    }
 }
