@@ -445,20 +445,23 @@ public final class SQLBrokerStore: BrokerStore {
         self.changeFeed(after: sequence, pollInterval: pollInterval, caughtUpWhileListening: nil)
     }
 
-    /// `caughtUpWhileListening` (tests) is called once, after the first read that started after
-    /// LISTEN was established: from then on only a notification (or the poll) brings news.
+    /// `caughtUpWhileListening` (tests) is called after the first read that started after LISTEN
+    /// was established, and again after each time it was established anew (a lost connection):
+    /// from then on only a notification (or the poll) brings news. `listenRetryDelay`: the first
+    /// wait before listening again after it ended (doubling while it keeps failing).
     func changeFeed(
-        after sequence: Int64, pollInterval: Duration, caughtUpWhileListening: (@Sendable () -> Void)?
+        after sequence: Int64, pollInterval: Duration, listenRetryDelay: Duration = .milliseconds(500),
+        caughtUpWhileListening: (@Sendable () -> Void)?
     ) -> AsyncThrowingStream<ChangeEvent, any Error> {
         let (events, output) = AsyncThrowingStream<ChangeEvent, any Error>.makeStream()
-        let listening = ListeningFlag()
+        let listening = ListenStarts()
         let task = Task {
             let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             await withTaskGroup(of: Void.self) { group in
-                if let notifications = self.backend.changeNotifications() {
+                if let notifications = self.backend.changeNotifications(retryDelay: listenRetryDelay) {
                     group.addTask {
-                        for await _ in notifications {
-                            listening.set()  // the first wake-up is LISTEN established
+                        for await starts in notifications {
+                            listening.record(starts)
                             wake.yield()
                         }
                     }
@@ -468,10 +471,10 @@ public final class SQLBrokerStore: BrokerStore {
                     while (try? await Task.sleep(for: pollInterval)) != nil { wake.yield() }
                 }
                 wake.yield()
-                var reported = false
+                var reported = 0
                 var last = sequence
                 for await _ in wakeups {
-                    let wasListening = listening.isSet
+                    let starts = listening.starts
                     do {
                         while true {
                             let batch = try await self.changes(after: last, limit: 500)
@@ -481,8 +484,8 @@ public final class SQLBrokerStore: BrokerStore {
                             }
                             if batch.count < 500 { break }
                         }
-                        if wasListening, !reported {
-                            reported = true
+                        if starts > reported {
+                            reported = starts
                             caughtUpWhileListening?()
                         }
                     } catch {
@@ -508,11 +511,19 @@ extension SQLBrokerStore {
             _ = try await session.query(sql, [])
         }
     }
+
+    /// Runs a raw query and returns how many rows it gave. Tests only: they act on the server's
+    /// own views (its backends, for one).
+    package func rowCountForTesting(_ sql: String) async throws -> Int {
+        try await self.backend.withTransaction { session in
+            try await session.query(sql, []).count
+        }
+    }
 }
 
-/// Set once the change feed's LISTEN is established.
-private final class ListeningFlag: Sendable {
-    private let value = Mutex(false)
-    func set() { self.value.withLock { $0 = true } }
-    var isSet: Bool { self.value.withLock { $0 } }
+/// How many times the change feed's LISTEN has been established, as last heard.
+private final class ListenStarts: Sendable {
+    private let value = Mutex(0)
+    func record(_ starts: Int) { self.value.withLock { $0 = max($0, starts) } }
+    var starts: Int { self.value.withLock { $0 } }
 }

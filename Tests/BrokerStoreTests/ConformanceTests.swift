@@ -355,6 +355,39 @@ import Testing
         }
     }
 
+    @Test("Change feed on PostgreSQL: a follower whose LISTEN connection is killed listens again, and hears the next commit through NOTIFY")
+    func changeFeedListensAgain() async throws {
+        try await withStore(.postgres) { store, database in
+            try await withReplicas(1, of: database) { replicas in
+                let follower = replicas[0]
+                let (caughtUp, caughtUpSignal) = AsyncStream<Void>.makeStream()
+                // The poll interval is an hour: after the kill, only a new LISTEN can bring the event.
+                let feed = follower.changeFeed(
+                    after: try await follower.latestChangeSequence(), pollInterval: .seconds(3600), listenRetryDelay: .milliseconds(20),
+                    caughtUpWhileListening: { caughtUpSignal.yield() })
+                let killed = try await withDeadline(seconds: 30, "the follower listening, then listening again") { () async throws -> Int in
+                    var killed = 0
+                    var starts = 0
+                    for await _ in caughtUp {
+                        starts += 1
+                        if starts == 2 { break }
+                        killed = try await store.rowCountForTesting(
+                            "SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'")
+                    }
+                    return killed
+                }
+                #expect(killed == 1, "exactly the follower's LISTEN connection was terminated")
+                _ = try await store.createSlot(
+                    FICSlotID(rawValue: "feed-after-relisten")!, identity: makeIdentity(1, application: "app-1"), actor: "sre")
+                let event = try await withDeadline(seconds: 20, "a change-feed event after LISTEN came back") { () async throws -> ChangeEvent? in
+                    for try await event in feed { return event }
+                    return nil
+                }
+                #expect(event?.entityID == "feed-after-relisten")
+            }
+        }
+    }
+
     @Test("Errors: an unreachable PostgreSQL and an unopenable SQLite path are databaseUnavailable")
     func databaseDown() async throws {
         let port = try closedLoopbackPort()

@@ -209,29 +209,50 @@ final class PostgresBackend: SQLBackend {
         return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
-    func changeNotifications() -> AsyncStream<Void>? {
-        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    func changeNotifications(retryDelay: Duration) -> AsyncStream<Int>? {
+        let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let client = self.client
         let logger = self.logger
         let task = Task {
-            do {
-                try await client.withConnection { connection in
-                    try await connection.listen(on: Self.notificationChannel, consume: { notifications in
-                        // Listening now: anything committed from here on wakes us. Wake once so the
-                        // follower re-reads whatever committed while LISTEN was being set up.
-                        continuation.yield()
-                        for try await _ in notifications {
-                            continuation.yield()
-                        }
-                    })
+            let started = Mutex(0)
+            var delay = retryDelay
+            // A lost connection (a restarted server, a failover, a killed backend) ends LISTEN;
+            // without it, followers would learn of changes only by polling until the process
+            // restarts. So listen again, backing off while the server stays away.
+            while !Task.isCancelled {
+                let startsBefore = started.withLock { $0 }
+                var failure: (any Error)?
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: Self.notificationChannel, consume: { notifications in
+                            // Listening now: anything committed from here on wakes us. Wake once so
+                            // the follower re-reads whatever committed while LISTEN was down.
+                            let count = started.withLock { count -> Int in
+                                count += 1
+                                return count
+                            }
+                            if count > 1 { logger.notice("LISTEN on the change feed is back", metadata: ["fb.listenStarts": "\(count)"]) }
+                            continuation.yield(count)
+                            for try await _ in notifications {
+                                continuation.yield(count)
+                            }
+                        })
+                    }
+                } catch {
+                    failure = error
                 }
-            } catch {
-                if !Task.isCancelled {
-                    logger.warning(
-                        "LISTEN on the change feed failed; falling back to polling",
-                        metadata: ["error": "\(String(reflecting: PostgresBackend.map(error, context: "LISTEN")))"]
-                    )
-                }
+                if Task.isCancelled { break }
+                // Listening worked this time: the next try comes soon. Failing to start again and
+                // again backs off.
+                if started.withLock({ $0 }) > startsBefore { delay = retryDelay }
+                logger.warning(
+                    "LISTEN on the change feed ended; followers poll until it is back",
+                    metadata: [
+                        "error": "\(failure.map { String(reflecting: PostgresBackend.map($0, context: "LISTEN")) } ?? "the notifications ended")",
+                        "fb.retryInSeconds": "\(Double(PostgresBackend.milliseconds(delay)) / 1000)",
+                    ])
+                guard (try? await Task.sleep(for: delay)) != nil else { break }
+                delay = min(delay * 2, .seconds(30))
             }
             continuation.finish()
         }

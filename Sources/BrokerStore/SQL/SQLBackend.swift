@@ -56,8 +56,11 @@ protocol SQLBackend: Sendable {
     ) async throws -> Result
 
     /// Wakes the returned stream whenever a change is committed anywhere, as far as the database
-    /// can tell (LISTEN/NOTIFY). `nil` when the backend can only be polled.
-    func changeNotifications() -> AsyncStream<Void>?
+    /// can tell (LISTEN/NOTIFY), and each time listening (re)starts, since notifications sent
+    /// while it was down are lost. Each element is how many times listening has started so far,
+    /// so a reader that skipped elements still sees a restart. `nil` when the backend can only
+    /// be polled. `retryDelay`: the first wait after listening fails, doubling to 30 s.
+    func changeNotifications(retryDelay: Duration) -> AsyncStream<Int>?
 
     func close() async throws
 }

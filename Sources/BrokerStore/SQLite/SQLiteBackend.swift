@@ -245,7 +245,7 @@ final class SQLiteBackend: SQLBackend {
         }.value
     }
 
-    func changeNotifications() -> AsyncStream<Void>? { nil }
+    func changeNotifications(retryDelay: Duration) -> AsyncStream<Int>? { nil }
 
     func close() async throws {
         try await self.readerLock.withLock {
