@@ -213,6 +213,7 @@ final class PostgresBackend: SQLBackend {
         let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let client = self.client
         let logger = self.logger
+        let clientRun = self.runTask
         let task = Task {
             let started = Mutex(0)
             var delay = retryDelay
@@ -241,7 +242,8 @@ final class PostgresBackend: SQLBackend {
                 } catch {
                     failure = error
                 }
-                if Task.isCancelled { break }
+                // Cancelled, or the backend closed (its client is gone): nothing to listen again for.
+                if Task.isCancelled || clientRun.isCancelled { break }
                 // Listening worked this time: the next try comes soon. Failing to start again and
                 // again backs off.
                 if started.withLock({ $0 }) > startsBefore { delay = retryDelay }
