@@ -85,6 +85,18 @@ import Testing
         #expect(work.runs.withLock { $0 } == 1)
     }
 
+    /// The deadline has passed before the caller even starts: its timer fires at once, and must
+    /// find the caller registered (armed before registration, it could fire first, and the caller
+    /// would then wait on work that never ends). Alone, it also cancels the work.
+    @Test func aDeadlineAlreadyPastLeavesAtOnceAndCancelsWorkNobodyWaitsFor() async throws {
+        let flight = SingleFlight<String, Int>()
+        let work = GatedWork()
+        let late = Task { try await flight.run("k", deadline: .distantPast) { try await work() } }
+        await #expect(throws: SingleFlight<String, Int>.DeadlineExceeded.self) { try await late.value }
+        await Self.poll { work.cancelled.withLock { $0 } }
+        #expect(!flight.isRunning("k"))
+    }
+
     @Test func theLastWaiterToLeaveCancelsTheWork() async throws {
         let (flight, work, first, second) = await twoCallers()
         first.cancel()

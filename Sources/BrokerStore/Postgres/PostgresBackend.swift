@@ -209,6 +209,10 @@ final class PostgresBackend: SQLBackend {
         return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
     }
 
+    /// How long LISTEN must have held for its loss to be retried after `retryDelay` again, not
+    /// after the backed-off delay.
+    static let listenHeld: Duration = .seconds(30)
+
     func changeNotifications(retryDelay: Duration) -> AsyncStream<Int>? {
         let (stream, continuation) = AsyncStream<Int>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let client = self.client
@@ -216,12 +220,13 @@ final class PostgresBackend: SQLBackend {
         let clientRun = self.runTask
         let task = Task {
             let started = Mutex(0)
+            let listeningSince = Mutex<ContinuousClock.Instant?>(nil)
             var delay = retryDelay
             // A lost connection (a restarted server, a failover, a killed backend) ends LISTEN;
             // without it, followers would learn of changes only by polling until the process
             // restarts. So listen again, backing off while the server stays away.
             while !Task.isCancelled {
-                let startsBefore = started.withLock { $0 }
+                listeningSince.withLock { $0 = nil }
                 var failure: (any Error)?
                 do {
                     try await client.withConnection { connection in
@@ -232,6 +237,7 @@ final class PostgresBackend: SQLBackend {
                                 count += 1
                                 return count
                             }
+                            listeningSince.withLock { $0 = .now }
                             if count > 1 { logger.notice("LISTEN on the change feed is back", metadata: ["fb.listenStarts": "\(count)"]) }
                             continuation.yield(count)
                             for try await _ in notifications {
@@ -244,11 +250,12 @@ final class PostgresBackend: SQLBackend {
                 }
                 // Cancelled, or the backend closed (its client is gone): nothing to listen again for.
                 if Task.isCancelled || clientRun.isCancelled { break }
-                // Listening worked this time: the next try comes soon. Failing to start again and
-                // again backs off.
-                if started.withLock({ $0 }) > startsBefore { delay = retryDelay }
+                // Listening held for a while: the next try comes soon. Failing to start, or a
+                // connection cut again and again soon after LISTEN (an idle timeout, a proxy),
+                // backs off, so the warnings slow down too.
+                if let since = listeningSince.withLock({ $0 }), ContinuousClock.now - since >= Self.listenHeld { delay = retryDelay }
                 logger.warning(
-                    "LISTEN on the change feed ended; followers poll until it is back",
+                    "LISTEN on the change feed ended or could not start; followers poll until it is back",
                     metadata: [
                         "error": "\(failure.map { String(reflecting: PostgresBackend.map($0, context: "LISTEN")) } ?? "the notifications ended")",
                         "fb.retryInSeconds": "\(Double(PostgresBackend.milliseconds(delay)) / 1000)",
