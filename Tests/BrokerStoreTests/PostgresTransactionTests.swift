@@ -90,6 +90,39 @@ import Testing
         }
     }
 
+    @Test(
+        "A COMMIT whose answer never comes says the change may have committed, and it did",
+        .enabled(if: geteuid() == 0, "SIGSTOP to the server's backend needs root (scripts/test.sh in CI runs as root)"))
+    func commitAnswerLost() async throws {
+        try await withPostgres({ $0.statementTimeout = .seconds(1); $0.connectTimeout = .seconds(8) }) { store in
+            try await store.backend.withTransaction { session in _ = try await session.query("CREATE TABLE commit_probe (x INT)", []) }
+            let stopped = Mutex<pid_t?>(nil)
+            defer { if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) } }
+            let failure = await #expect(throws: BrokerError.self) {
+                try await store.backend.withTransaction { session in
+                    _ = try await session.query("INSERT INTO commit_probe VALUES (1)", [])
+                    // Held until this transaction ends, so the check below waits for its COMMIT.
+                    _ = try await session.query("SELECT pg_advisory_xact_lock(4242) AS locked", [])
+                    let backend = try await session.query("SELECT pg_backend_pid() AS pid", []).first?.integer("pid")
+                    let pid = try #require(backend.flatMap { pid_t(exactly: $0) })
+                    // The body's last act: the COMMIT that follows reaches the backend's socket and
+                    // is left unanswered.
+                    try #require(kill(pid, SIGSTOP) == 0, "could not stop the server's backend \(pid)")
+                    stopped.withLock { $0 = pid }
+                }
+            }
+            #expect(failure?.code == .databaseUnavailable)
+            #expect(failure?.message.contains("answer to COMMIT was lost, so the change may have committed") == true, "\(failure?.message ?? "")")
+            // Resumed, the backend reads the COMMIT it was sent and runs it.
+            if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) }
+            let rows = try await store.backend.withTransaction { session in
+                _ = try await session.query("SELECT pg_advisory_xact_lock(4242) AS locked", [])
+                return try await session.query("SELECT count(*) AS n FROM commit_probe", [])
+            }
+            #expect(try rows.first?.integer("n") == 1, "the change did commit")
+        }
+    }
+
     @Test("A lock held by another transaction past lock_timeout fails with storeTimeout")
     func lockTimeout() async throws {
         try await withPostgres({ $0.lockTimeout = .milliseconds(200) }) { store in

@@ -128,7 +128,7 @@ final class PostgresBackend: SQLBackend {
                             "SELECT set_config('statement_timeout', ?, true) AS s, set_config('lock_timeout', ?, true) AS l",
                             [.text(statementTimeout), .text(lockTimeout)])
                         let result = try await body(session)
-                        try await session.run("COMMIT")
+                        try await Self.commit(session, sslMode: self.settings.sslMode)
                         return result
                     } catch {
                         // In a task of its own, so a cancelled caller still rolls back before the
@@ -142,6 +142,23 @@ final class PostgresBackend: SQLBackend {
             }
         } catch {
             throw PostgresBackend.map(error, context: "transaction", sslMode: self.settings.sslMode)
+        }
+    }
+
+    /// Sends COMMIT. When its answer is lost (the connection failed, or the statement was left
+    /// unanswered), the server may still have committed: it received the COMMIT and may have run
+    /// it. The error says so, so that an operator or a caller reads the change back instead of
+    /// assuming it did not happen (a retry may then meet `unique_conflict` or `version_conflict`
+    /// for a change that did commit). A refusal from the server itself is a known rollback, as is.
+    static func commit(_ session: PostgresSession, sslMode: PostgresSettings.SSLMode) async throws {
+        do {
+            try await session.run("COMMIT")
+        } catch {
+            let mapped = map(error, context: "COMMIT", sslMode: sslMode)
+            guard let failure = mapped as? BrokerError, failure.code == .databaseUnavailable else { throw error }
+            throw BrokerError(
+                .databaseUnavailable,
+                "PostgreSQL's answer to COMMIT was lost, so the change may have committed; read it back before retrying (\(failure.message))")
         }
     }
 
