@@ -332,7 +332,7 @@ import Testing
         }
     }
 
-    @Test("A failed sync refuses its batch (none of it acknowledged), the segment is cut back, and the next batch is written")
+    @Test("A failed sync refuses its batch (none of it acknowledged), the segment is cut back and sealed, and the next batch is written in the preallocated spare")
     func failedBatchSync() async throws {
         try await withStore(.sqlite) { store, _ in
             let directory = Self.directory()
@@ -349,13 +349,18 @@ import Testing
             let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
             let records = Self.records(3)
             try await journal.appendDurably(records[0], deadline: .distantFuture, clock: Self.clock)
+            await journal.spareReady()
             failNext.store(true, ordering: .relaxed)
             await #expect {
                 try await journal.appendDurably(records[1], deadline: .distantFuture, clock: Self.clock)
             } throws: { ($0 as? BrokerError)?.code == .storeFailure }
-            // Cut back to the last acknowledged record (no later record follows the refused one).
-            let segment = try #require(try Self.segments(in: directory).last)
-            #expect(try FileManager.default.attributesOfItem(atPath: directory + "/" + segment)[.size] as? Int == Self.end(of: [records[0]]))
+            // Cut back to the last acknowledged record (no later record follows the refused one),
+            // and sealed: what comes next goes into the spare, preallocated whole.
+            let segments = try Self.segments(in: directory)
+            try #require(segments.count == 2, "\(segments)")
+            func size(_ name: String) throws -> Int? { try FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int }
+            #expect(try size(segments[0]) == Self.end(of: [records[0]]))
+            #expect(try size(segments[1]) == configuration.segmentBytes)
             // Repaired (the cut and its sync succeeded): the journal goes on.
             try await journal.appendDurably(records[2], deadline: .distantFuture, clock: Self.clock)
             #expect(await journal.health.lastFailure == nil)

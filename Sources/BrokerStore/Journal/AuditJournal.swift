@@ -295,7 +295,6 @@ public final class AuditJournal: AuditTrail, Sendable {
             } catch {
                 // Nothing of this batch was acknowledged. Cut the segment back to its last synced
                 // record so no later record follows a torn one; if even that fails, stop appending.
-                // (The cut ends the segment's preallocation too: its later syncs commit growth.)
                 let repaired = ftruncate(taken.fd, off_t(taken.end)) == 0 && configuration.dataSync(taken.fd) == 0
                 logger.error(
                     "audit journal write failed; the batch's operations are refused",
@@ -308,6 +307,9 @@ public final class AuditJournal: AuditTrail, Sendable {
                 }
                 let refusal = BrokerError(.storeFailure, "the audit journal could not be written")
                 for waiter in taken.waiters { waiter.resume(throwing: refusal) }
+                // The cut also ended the segment's preallocation, so every later sync in it would
+                // commit file growth: seal it, and go on in the preallocated spare.
+                if repaired, configuration.preallocate { rotate() }
             }
         }
     }
