@@ -55,6 +55,7 @@ public struct ClientConnectionStateMachine: Sendable {
         case .ready(let maxStreams, var open):
             guard open.count < maxStreams else { throw .streamLimitReached }
             let id = allocate()
+            state = .closed  // lets go of the state's copy, so the insert does not copy the set
             open.insert(id)
             state = .ready(maxStreams: maxStreams, open: open)
             return (id, .send(try! Frame(type: .request, streamID: id, message: request)))
@@ -108,9 +109,10 @@ public struct ClientConnectionStateMachine: Sendable {
             }
             return actions
         case (.response, .ready(let maxStreams, var open)):
-            guard open.remove(frame.streamID) != nil else { return [] }  // cancelled meanwhile: drop
+            state = .closed  // lets go of the state's copy, so the removal does not copy the set
+            let removed = open.remove(frame.streamID) != nil
             state = .ready(maxStreams: maxStreams, open: open)
-            return [response(frame)]
+            return removed ? [response(frame)] : []  // not open: cancelled meanwhile, dropped
         case (.response, .draining(var open)):
             guard open.remove(frame.streamID) != nil else { return [] }
             state = open.isEmpty ? .closed : .draining(open: open)

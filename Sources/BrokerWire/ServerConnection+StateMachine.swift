@@ -161,6 +161,7 @@ public struct ServerConnectionStateMachine: Sendable {
                         streamID: frame.streamID,
                         status: .failure(.invalidArgument, .protocolError, "the REQUEST payload is not a fedbroker.v1.Request with a method"))
                 }
+                state = .closed  // lets go of the state's copy, so the insert does not copy the set
                 streams.open.insert(frame.streamID)
                 state = .active(streams)
                 return .dispatch(streamID: frame.streamID, request: request)
@@ -218,8 +219,9 @@ public struct ServerConnectionStateMachine: Sendable {
     public mutating func responseSent(streamID: UInt32) -> Action {
         switch state {
         case .active(var streams):
-            guard streams.open.remove(streamID) != nil else { return .none }
-            if streams.open.isEmpty { generation &+= 1 }  // idle from now
+            state = .closed  // lets go of the state's copy, so the removal does not copy the set
+            let removed = streams.open.remove(streamID) != nil
+            if removed, streams.open.isEmpty { generation &+= 1 }  // idle from now
             state = .active(streams)
             return .none
         case .draining(var streams):
