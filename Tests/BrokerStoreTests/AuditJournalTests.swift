@@ -355,7 +355,9 @@ import Testing
                 try await journal.appendDurably(records[1], deadline: .distantFuture, clock: Self.clock)
             } throws: { ($0 as? BrokerError)?.code == .storeFailure }
             // Cut back to the last acknowledged record (no later record follows the refused one),
-            // and sealed: what comes next goes into the spare, preallocated whole.
+            // and sealed: what comes next goes into the spare, preallocated whole. The refusal is
+            // answered before the I/O thread rotates: let it finish before counting.
+            await journal.quiesce()
             let segments = try Self.segments(in: directory)
             try #require(segments.count == 2, "\(segments)")
             func size(_ name: String) throws -> Int? { try FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int }

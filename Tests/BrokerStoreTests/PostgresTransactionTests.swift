@@ -116,6 +116,9 @@ import Testing
             // Resumed, the backend reads the COMMIT it was sent and runs it.
             if let pid = stopped.withLock({ $0 }) { kill(pid, SIGCONT) }
             let rows = try await store.backend.withTransaction { session in
+                // The resumed backend's COMMIT may take a while on a loaded machine: wait longer
+                // than the 1 s this store's transactions get (the client's bound is 9 s).
+                _ = try await session.query("SELECT set_config('statement_timeout', '8000ms', true) AS s", [])
                 _ = try await session.query("SELECT pg_advisory_xact_lock(4242) AS locked", [])
                 return try await session.query("SELECT count(*) AS n FROM commit_probe", [])
             }

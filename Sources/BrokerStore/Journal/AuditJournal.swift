@@ -100,6 +100,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// Unshipped segments, oldest first; the last is the one appended to.
         var segments: [Segment] = []
         var activeDescriptor: Int32 = -1
+        /// Whether the active segment was made at its full size (else it grows as written), so
+        /// cutting it back after a failed write loses its preallocation.
+        var activePreallocated = false
         /// Bytes of `segments` on disk.
         var bytes = 0
         /// Records committed to the journal by this process and not yet shipped.
@@ -177,6 +180,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             $0.segments = existing.map { Segment(sequence: $0.sequence, end: $0.size, sealed: true) } + [Segment(sequence: next, end: header, sealed: false)]
             $0.bytes = existing.reduce(header) { $0 + $1.size }
             $0.activeDescriptor = descriptor
+            $0.activePreallocated = configuration.preallocate
         }
         journalBytes.record(existing.reduce(header) { $0 + $1.size })
         let durability: String
@@ -308,8 +312,9 @@ public final class AuditJournal: AuditTrail, Sendable {
                 let refusal = BrokerError(.storeFailure, "the audit journal could not be written")
                 for waiter in taken.waiters { waiter.resume(throwing: refusal) }
                 // The cut also ended the segment's preallocation, so every later sync in it would
-                // commit file growth: seal it, and go on in the preallocated spare.
-                if repaired, configuration.preallocate { rotate() }
+                // commit file growth: seal it, and go on in the next (the spare, when it is ready).
+                // A segment that was growing as written already has nothing to lose.
+                if repaired, state.withLock({ $0.activePreallocated }) { rotate() }
             }
         }
     }
@@ -403,12 +408,15 @@ public final class AuditJournal: AuditTrail, Sendable {
         if case .interval = configuration.sync { syncWritten(evenWhenClosed: true) }
         do {
             let descriptor: Int32
+            let preallocated: Bool
             if let spare = state.withLock({ $0.spare.take() }) {
                 try AuditJournalSegments.install(spare, from: spareName, as: next, in: configuration.directory)
                 descriptor = spare
+                preallocated = true
             } else {
                 // The spare is not ready (a slow disk, or a burst): this segment grows as written.
                 descriptor = try AuditJournalSegments.create(next, in: configuration.directory, preallocated: AuditJournalSegments.header.count)
+                preallocated = false
             }
             let old = state.withLock { state -> Int32 in
                 let old = state.activeDescriptor
@@ -416,6 +424,7 @@ public final class AuditJournal: AuditTrail, Sendable {
                 state.segments.append(Segment(sequence: next, end: AuditJournalSegments.header.count, sealed: false))
                 state.bytes += AuditJournalSegments.header.count
                 state.activeDescriptor = descriptor
+                state.activePreallocated = preallocated
                 return old
             }
             close(old)

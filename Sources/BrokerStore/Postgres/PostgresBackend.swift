@@ -149,16 +149,19 @@ final class PostgresBackend: SQLBackend {
     /// unanswered), the server may still have committed: it received the COMMIT and may have run
     /// it. The error says so, so that an operator or a caller reads the change back instead of
     /// assuming it did not happen (a retry may then meet `unique_conflict` or `version_conflict`
-    /// for a change that did commit). A refusal from the server itself is a known rollback, as is.
+    /// for a change that did commit). An error the server itself sent is an answer: the
+    /// transaction rolled back, and the error stays as it is.
     static func commit(_ session: PostgresSession, sslMode: PostgresSettings.SSLMode) async throws {
         do {
             try await session.run("COMMIT")
         } catch {
+            guard (error as? PSQLError)?.code != .server else { throw error }
             let mapped = map(error, context: "COMMIT", sslMode: sslMode)
             guard let failure = mapped as? BrokerError, failure.code == .databaseUnavailable else { throw error }
             throw BrokerError(
                 .databaseUnavailable,
-                "PostgreSQL's answer to COMMIT was lost, so the change may have committed; read it back before retrying (\(failure.message))")
+                "PostgreSQL's answer to COMMIT was lost, so the change may have committed; read it back before retrying (\(failure.message))",
+                underlying: failure.underlying ?? error)
         }
     }
 
