@@ -16,9 +16,10 @@ public enum Base64URL {
     /// Decodes base64url, with or without padding. Returns nil for anything else, including
     /// standard-alphabet characters (`+`, `/`), which Key Vault rejects as "not base64url".
     public static func decode(_ string: String) -> [UInt8]? {
-        var text = Substring(string)
-        while text.utf8.last == UInt8(ascii: "=") { text = text.dropLast() }
-        guard !text.utf8.contains(UInt8(ascii: "=")) else { return nil }
-        return try? Base64.decode(bytes: text.utf8, options: [.base64UrlAlphabet, .omitPaddingCharacter])
+        // Padding stripped byte by byte: a `Character` may join a scalar before it to the `=`.
+        var text = Substring(string).utf8
+        while text.last == UInt8(ascii: "=") { text = text.dropLast() }
+        guard !text.contains(UInt8(ascii: "=")) else { return nil }
+        return try? Base64.decode(bytes: text, options: [.base64UrlAlphabet, .omitPaddingCharacter])
     }
 }

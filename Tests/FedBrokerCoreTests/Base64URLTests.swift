@@ -22,7 +22,7 @@ import FedBrokerTestSupport
         #expect(Base64URL.decode("a") == nil)
         #expect(Base64URL.decode("ab=c") == nil)
         #expect(Base64URL.decode("not base64!") == nil)
-        for junk in ["A===", " Zm8", "Zm8 ", "Zm\n8", "Zm8\u{0}", "Zé8", "Z=m8", "-_8=-"] {
+        for junk in ["A===", " Zm8", "Zm8 ", "Zm\n8", "Zm8\u{0}", "Zé8", "Z=m8", "-_8=-", "Zm8\u{600}="] {
             #expect(Base64URL.decode(junk) == nil, "\(junk.debugDescription)")
         }
         #expect(Base64URL.decode("") == [])
