@@ -79,13 +79,10 @@ package enum AzureHTTP {
     /// A request id for `x-ms-client-request-id`: returned to the caller for its audit trail.
     package static func newClientRequestID() -> String { UUID.randomLowercaseText() }
 
-    /// RFC 3986 unreserved characters only: everything else in a path segment or a query value
-    /// is percent-encoded, so a value can never add a segment, a parameter or a fragment.
-    package static let unreserved: CharacterSet = {
-        var set = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-        set.insert(charactersIn: "-._~")
-        return set
-    }()
+    /// RFC 3986 unreserved characters only (`isUnreserved`): everything else in a path segment or
+    /// a query value is percent-encoded, so a value can never add a segment, a parameter or a
+    /// fragment.
+    package static let unreserved = CharacterSet(charactersIn: String(decoding: (0...127).filter(isUnreserved), as: UTF8.self))
 
     /// `value` percent-encoded for use as one path segment or one query value.
     package static func percentEncoded(_ value: String) -> String {
@@ -96,6 +93,7 @@ package enum AzureHTTP {
         return value.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
     }
 
+    /// RFC 3986's unreserved characters: ALPHA, DIGIT, `-`, `.`, `_`, `~`.
     private static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),

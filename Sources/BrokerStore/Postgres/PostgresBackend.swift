@@ -239,25 +239,24 @@ final class PostgresBackend: SQLBackend {
         let logger = self.logger
         let clientRun = self.runTask
         let task = Task {
-            let started = Mutex(0)
-            let listeningSince = Mutex<ContinuousClock.Instant?>(nil)
+            // How many times LISTEN has started, and since when the current one holds (nil: not now).
+            let listening = Mutex<(starts: Int, since: ContinuousClock.Instant?)>((0, nil))
             var delay = retryDelay
             // A lost connection (a restarted server, a failover, a killed backend) ends LISTEN;
             // without it, followers would learn of changes only by polling until the process
             // restarts. So listen again, backing off while the server stays away.
             while !Task.isCancelled {
-                listeningSince.withLock { $0 = nil }
+                listening.withLock { $0.since = nil }
                 var failure: (any Error)?
                 do {
                     try await client.withConnection { connection in
                         try await connection.listen(on: Self.notificationChannel, consume: { notifications in
                             // Listening now: anything committed from here on wakes us. Wake once so
                             // the follower re-reads whatever committed while LISTEN was down.
-                            let count = started.withLock { count -> Int in
-                                count += 1
-                                return count
+                            let count = listening.withLock { state -> Int in
+                                state = (state.starts + 1, .now)
+                                return state.starts
                             }
-                            listeningSince.withLock { $0 = .now }
                             if count > 1 { logger.notice("LISTEN on the change feed is back", metadata: ["fb.listenStarts": "\(count)"]) }
                             continuation.yield(count)
                             for try await _ in notifications {
@@ -273,7 +272,7 @@ final class PostgresBackend: SQLBackend {
                 // Listening held for a while: the next try comes soon. Failing to start, or a
                 // connection cut again and again soon after LISTEN (an idle timeout, a proxy),
                 // backs off, so the warnings slow down too.
-                if let since = listeningSince.withLock({ $0 }), ContinuousClock.now - since >= Self.listenHeld { delay = retryDelay }
+                if let since = listening.withLock({ $0.since }), ContinuousClock.now - since >= Self.listenHeld { delay = retryDelay }
                 logger.warning(
                     "LISTEN on the change feed ended or could not start; followers poll until it is back",
                     metadata: [
