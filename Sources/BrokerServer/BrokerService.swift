@@ -582,12 +582,13 @@ public final class BrokerService: BrokerRequestHandler {
                 return Refusal(
                     status: .failure(.invalidArgument, .blobInvalid, "tenant \(tenant.id)'s vault could not unwrap this blob's key (\(code)): it was not wrapped by that key"),
                     tenant: tenant.id)
-            case .forbiddenByRbac where clock.now.timeIntervalSince(tenant.updatedAt) < configuration.rolePropagationSeconds:
-                // A role granted (or a key changed) minutes ago may not have reached the vault yet.
+            case .forbiddenByRbac where clock.now.timeIntervalSince(tenant.keyAccessChangedAt) < configuration.rolePropagationSeconds:
+                // A role granted (or a key changed) minutes ago may not have reached the vault yet;
+                // a slot move or a validation since does not count (`Tenant.keyAccessChangedAt`).
                 return Refusal(
                     status: .failure(
                         .unavailable, .accessRevokedByCustomer,
-                        "the customer's vault does not yet honour the role for tenant \(tenant.id) (changed at \(tenant.updatedAt)); role assignments take up to 10 minutes to apply: retry",
+                        "the customer's vault does not yet honour the role for tenant \(tenant.id) (changed at \(tenant.keyAccessChangedAt)); role assignments take up to 10 minutes to apply: retry",
                         retryable: true, retryAfterMilliseconds: 5000),
                     tenant: tenant.id)
             case .forbiddenByRbac, .forbiddenByPolicy:

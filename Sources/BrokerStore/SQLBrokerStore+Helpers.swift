@@ -9,7 +9,7 @@ extension SQLBrokerStore {
 
     static let tenantColumns = """
         id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state, was_activated, slot_id, \
-        created_at_us, updated_at_us, version
+        created_at_us, updated_at_us, key_access_changed_at_us, version
         """
     static let slotColumns = """
         id, application_id, managed_identity_client_id, managed_identity_principal_id, issuer, subject, audience, \
@@ -24,7 +24,12 @@ extension SQLBrokerStore {
     // MARK: Time
 
     func micros(_ date: Date) -> Int64 { Self.micros(date) }
-    static func micros(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1_000_000).rounded()) }
+    /// Clamped, not trapping: a query bound comes from a caller (`GET /v1/audit?from=…` accepts any
+    /// ISO 8601 year), and a date past year 292,277 or before −290,308 has no Int64 count.
+    static func micros(_ date: Date) -> Int64 {
+        let value = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        return Int64(exactly: value) ?? (value > 0 ? .max : .min)
+    }
     static func date(_ micros: Int64) -> Date { Date(timeIntervalSince1970: Double(micros) / 1_000_000) }
 
     // MARK: Locking clauses
@@ -108,20 +113,22 @@ extension SQLBrokerStore {
             guard tenant.version == expectedVersion else {
                 throw BrokerError(.versionConflict, "tenant \(id) is at \(tenant.version), not \(expectedVersion)")
             }
+            let before = tenant
             let (operation, detail) = try await change(session, &tenant)
             tenant.updatedAt = now
+            if Self.startsKeyAccess(from: before, to: tenant) { tenant.keyAccessChangedAt = now }
             tenant.version = expectedVersion.next
             let updated = try await session.query(
                 """
                 UPDATE tenants SET display_name = ?, geo = ?, vault_url = ?, key_name = ?, key_version = ?, state = ?,
-                    was_activated = ?, slot_id = ?, updated_at_us = ?, version = ?
+                    was_activated = ?, slot_id = ?, updated_at_us = ?, key_access_changed_at_us = ?, version = ?
                 WHERE id = ? AND version = ? RETURNING id
                 """,
                 [
                     .text(tenant.displayName), .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
                     .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(tenant.lifecycle.wasActivated),
-                    .text(tenant.slotID?.rawValue), .integer(self.micros(now)), .integer(tenant.version.rawValue),
-                    .text(id.rawValue), .integer(expectedVersion.rawValue),
+                    .text(tenant.slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(tenant.keyAccessChangedAt)),
+                    .integer(tenant.version.rawValue), .text(id.rawValue), .integer(expectedVersion.rawValue),
                 ])
             guard !updated.isEmpty else {
                 throw BrokerError(.versionConflict, "tenant \(id) changed concurrently")
@@ -130,6 +137,12 @@ extension SQLBrokerStore {
             try await self.recordChange(session, .tenant, id.rawValue, tenant.version, at: now)
             return tenant
         }
+    }
+
+    /// Whether a change begins a new window in which the customer's role grant may still be on its
+    /// way to Key Vault (`Tenant.keyAccessChangedAt`): the tenant became servable, or its key changed.
+    static func startsKeyAccess(from before: Tenant, to after: Tenant) -> Bool {
+        after.key != before.key || (after.state.isServable && !before.state.isServable)
     }
 
     /// The audit record of an administrative change, written in the change's own transaction.
@@ -234,6 +247,7 @@ extension SQLBrokerStore {
             lifecycle: TenantLifecycle(state: state, key: key, wasActivated: try row.bool("was_activated")),
             slotID: try row.optionalText("slot_id").map(Self.slotID),
             createdAt: Self.date(try row.integer("created_at_us")), updatedAt: Self.date(try row.integer("updated_at_us")),
+            keyAccessChangedAt: Self.date(try row.integer("key_access_changed_at_us")),
             version: RecordVersion(rawValue: try row.integer("version")))
     }
 

@@ -69,6 +69,7 @@ import FedBrokerTestSupport
     /// `schedule`: the broker's own re-probe schedule (short, so the test sees it work).
     func withWorld(
         schedule: AccessReprobeSchedule = try! AccessReprobeSchedule(minimumSeconds: 0.2, maximumSeconds: 1),
+        rolePropagationSeconds: Double = 0,
         _ body: (World) async throws -> Void
     ) async throws {
         let logger = TestLogging.logger(label: "access-recovery")
@@ -77,7 +78,7 @@ import FedBrokerTestSupport
             service.azureAttemptTimeout = 120
             // The role is removed right after activation here; in production a ForbiddenByRbac that
             // soon after activation is still taken for role propagation and retried.
-            service.rolePropagationSeconds = 0
+            service.rolePropagationSeconds = rolePropagationSeconds
             var configuration = BrokerAppConfiguration(
                 store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path), service: service)
             let pki = try LocalPKI()
@@ -156,6 +157,40 @@ import FedBrokerTestSupport
                     "tenant.access_lost.role_removed by fedbroker", "tenant.access_restored by fedbroker",
                 ])
             await client.close()
+        }
+    }
+
+    @Test("An SRE's slot move does not reopen the role-propagation window: a role removed after it is a loss of access at once")
+    func slotMoveKeepsTheRevocationImmediate() async throws {
+        try await withWorld(rolePropagationSeconds: 600) { w in
+            let client = try w.client("svc-a")
+            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+            // Activated longer ago than the window: as if it had been serving for a day.
+            try await w.app.store.executeForTesting(
+                "UPDATE tenants SET key_access_changed_at_us = 0 WHERE id = '\(w.tenant.rawValue)'")
+            // Then an SRE moves it to another slot and back (a drain or a rotation moves every
+            // tenant; back, so its calls keep the slot whose token exchange this world set up).
+            var tenant = try await w.app.store.tenant(w.tenant)
+            let home = try #require(tenant.slotID)
+            let slots = try await w.app.store.slots().filter { $0.state == .active && $0.id != home }
+            let target = try #require(slots.first, "the world has a second active slot")
+            tenant = try await w.app.store.assignTenant(tenant.id, expectedVersion: tenant.version, to: target.id, actor: "sre")
+            tenant = try await w.app.store.assignTenant(tenant.id, expectedVersion: tenant.version, to: home, actor: "sre")
+            #expect(tenant.keyAccessChangedAt == Date(timeIntervalSince1970: 0))
+            #expect(Date().timeIntervalSince(tenant.updatedAt) < 60, "the record itself was just updated")
+
+            let assignment = try w.roleAssignment()
+            try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+                Issue.record("a key was made after the role was removed")
+            } catch let BrokerCallError.status(status) {
+                // Measured from the record's last update (the move), this was a retryable
+                // UNAVAILABLE for ten minutes, with the tenant's cached keys still served.
+                #expect(status.code == .permissionDenied, "\(status)")
+                #expect(status.reason == .accessRevokedByCustomer)
+            }
+            try await w.waitFor(.accessLost, within: 30)
         }
     }
 

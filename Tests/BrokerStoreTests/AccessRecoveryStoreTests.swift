@@ -87,6 +87,40 @@ import Testing
         }
     }
 
+    @Test("The role-propagation window starts when a tenant becomes servable or changes its key, not at a slot move or a validation",
+          arguments: StoreKind.allCases)
+    func keyAccessWindow(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await makeActiveSlots(store, 1...2)
+            var tenant = try await store.registerTenant(makeRegistration(1), actor: "onboarding")
+            #expect(tenant.keyAccessChangedAt == database.clock.now)
+            database.clock.advance(by: 10)
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .validationSucceeded, actor: "a")
+            #expect(tenant.keyAccessChangedAt == database.clock.now.addingTimeInterval(-10), "a validation is no new grant")
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, actor: "a")
+            let activated = database.clock.now
+            #expect(tenant.keyAccessChangedAt == activated)
+            database.clock.advance(by: 100)
+            let otherSlot = tenant.slotID == slotID(1) ? slotID(2) : slotID(1)
+            tenant = try await store.assignTenant(tenant.id, expectedVersion: tenant.version, to: otherSlot, actor: "sre")
+            #expect(tenant.slotID == otherSlot)
+            #expect(tenant.updatedAt == database.clock.now)
+            #expect(tenant.keyAccessChangedAt == activated, "an SRE's slot move must not reopen the window")
+            #expect(try await store.tenant(tenant.id).keyAccessChangedAt == activated, "as stored")
+            database.clock.advance(by: 100)
+            let newVersion = try KeyReference(vaultURL: tenant.key.vaultURL, keyName: tenant.key.keyName, keyVersion: "0123456789abcdef0123456789abcdef")
+            tenant = try await store.changeTenantKey(tenant.id, expectedVersion: tenant.version, to: newVersion, actor: "staff")
+            #expect(tenant.keyAccessChangedAt == database.clock.now, "a key change does")
+            database.clock.advance(by: 100)
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(.roleRemoved), actor: "fedbroker")
+            #expect(tenant.keyAccessChangedAt == database.clock.now.addingTimeInterval(-100))
+            database.clock.advance(by: 100)
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessRestored, actor: "fedbroker")
+            #expect(tenant.keyAccessChangedAt == database.clock.now, "access found again: the role was just granted again")
+            #expect(try await store.tenant(tenant.id).keyAccessChangedAt == database.clock.now)
+        }
+    }
+
     @Test("A loss keeps what the broker observed as the tenant's reason; an operator's suspension keeps theirs",
           arguments: StoreKind.allCases)
     func reasons(kind: StoreKind) async throws {
@@ -153,7 +187,7 @@ import Testing
                         """
                         INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
                             was_activated, slot_id, created_at_us, updated_at_us, version)
-                        VALUES (?, ?, ?, 'europe', 'https://c.vault.azure.net', 'cmk', NULL, ?, ?, NULL, 0, 0, 3)
+                        VALUES (?, ?, ?, 'europe', 'https://c.vault.azure.net', 'cmk', NULL, ?, ?, NULL, 0, 7000000, 3)
                         """,
                         [.text("customer-\(n)"), .text("00000000-0000-0000-0000-00000000000\(n)"), .text("Customer \(n)"), .text(state), .bool(true)])
                 }
@@ -167,9 +201,12 @@ import Testing
             }
             let report = try await store.migrate()
             #expect(report.previousVersion == 3)
-            #expect(report.applied == ["0004_access_recovery.sql"])
+            #expect(report.applied == ["0004_access_recovery.sql", "0005_key_access_changed_at.sql"])
             let states = try await store.tenants().map { "\($0.id)=\($0.state.rawValue)" }
             #expect(states == ["customer-1=access_lost", "customer-2=suspended", "customer-3=active"])
+            // Schema 5: the role-propagation window of existing rows starts where it did before,
+            // at their last update.
+            #expect(try await store.tenants().allSatisfy { $0.keyAccessChangedAt == Date(timeIntervalSince1970: 7) })
             #expect(try await store.onboarding(TenantID(rawValue: "customer-2")!)?.suspensionReason == "billing hold")
             #expect(try await store.caller("billing").requireContext == false)
             // The new constraint admits the new states and nothing else.
@@ -182,9 +219,9 @@ import Testing
                 try await store.executeForTesting(
                     """
                     INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, state, was_activated,
-                        created_at_us, updated_at_us, version)
+                        created_at_us, updated_at_us, key_access_changed_at_us, version)
                     VALUES ('customer-9', '00000000-0000-0000-0000-000000000001', 'Again', 'europe', 'https://d.vault.azure.net',
-                        'cmk', 'registered', \(kind == .postgres ? "false" : "0"), 0, 0, 1)
+                        'cmk', 'registered', \(kind == .postgres ? "false" : "0"), 0, 0, 0, 1)
                     """)
             }
             await expectBrokerError(.invalidData) {

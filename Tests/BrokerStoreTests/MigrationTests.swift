@@ -10,7 +10,7 @@ import Testing
         try await withStore(kind, migrate: false) { store, _ in
             let first = try await store.migrate()
             #expect(first.previousVersion == 0)
-            #expect(first.applied == ["0001_init.sql", "0002_onboarding.sql", "0003_slot_jobs.sql", "0004_access_recovery.sql"])
+            #expect(first.applied == ["0001_init.sql", "0002_onboarding.sql", "0003_slot_jobs.sql", "0004_access_recovery.sql", "0005_key_access_changed_at.sql"])
             #expect(first.currentVersion == EmbeddedMigrations.latestVersion(for: kind == .postgres ? .postgres : .sqlite))
             let second = try await store.migrate()
             #expect(second.applied.isEmpty)
@@ -30,7 +30,7 @@ import Testing
                 }
             }
             #expect(reports.filter { !$0.applied.isEmpty }.count == 1)
-            #expect(reports.allSatisfy { $0.currentVersion == 4 })
+            #expect(reports.allSatisfy { $0.currentVersion == 5 })
         }
     }
 

@@ -13,11 +13,17 @@ public struct Tenant: Hashable, Sendable {
     public var slotID: FICSlotID?
     public let createdAt: Date
     public var updatedAt: Date
+    /// When the tenant last became servable (activated, restored, access found again) or its key
+    /// reference changed: the customer's role grant for that key may not have reached every Key
+    /// Vault front end yet, so a `ForbiddenByRbac` within `vault.rolePropagationSeconds` of it is
+    /// answered as retryable rather than taken as a revocation. A slot move, a validation or a
+    /// rename leaves it alone, so an SRE's drain does not reopen the window.
+    public var keyAccessChangedAt: Date
     public var version: RecordVersion
 
     public init(
         id: TenantID, entraTenantID: EntraTenantID, displayName: String, geo: String, lifecycle: TenantLifecycle,
-        slotID: FICSlotID?, createdAt: Date, updatedAt: Date, version: RecordVersion
+        slotID: FICSlotID?, createdAt: Date, updatedAt: Date, keyAccessChangedAt: Date? = nil, version: RecordVersion
     ) {
         self.id = id
         self.entraTenantID = entraTenantID
@@ -27,6 +33,7 @@ public struct Tenant: Hashable, Sendable {
         self.slotID = slotID
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.keyAccessChangedAt = keyAccessChangedAt ?? createdAt
         self.version = version
     }
 
