@@ -134,11 +134,10 @@ extension AdminHandler {
         }
         let record = try await self.runValidation(tenant, onboarding)
         if record.succeeded {
-            // Each step is its own transaction and each leaves a legal state behind, so a failure
-            // midway leaves the tenant where a retry of restore picks it up. The transition comes
-            // first so that a never-activated tenant, back at registered, is validated by the record.
-            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: event, reason: nil, actor: actor)
-            tenant = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: record, actor: actor)
+            // One transaction: a failure leaves the tenant suspended (or access_lost) with nothing
+            // recorded, so the client's error is the whole truth and a retry of restore finds it
+            // still to restore.
+            tenant = try await store.restoreTenant(tenant.id, expectedVersion: tenant.version, event: event, validation: record, actor: actor)
             onboarding.suspensionReason = nil
         } else {
             tenant = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: record, actor: actor)

@@ -82,41 +82,48 @@ public final class BrokerApp: Sendable {
                 BrokerMetrics.bootstrap()  // before anything that records is made
                 let audit = AuditWriter(store: store, configuration: configuration.audit, logger: logger)
                 let journal = try configuration.auditJournal.map { try AuditJournal(store: store, configuration: $0, logger: logger) }
-                let sources = try Self.assertionSources(configuration, httpClient: http, clock: clock)
-                let service = try BrokerService(
-                    configuration: configuration.service, store: store, audit: journal ?? audit, httpClient: http, assertionSources: sources,
-                    clock: clock, logger: logger)
-                // Announced before serving, so this replica's first vault call already uses its
-                // share of each vault's budget rather than the whole of it.
-                if let live = try? await store.heartbeat(
-                    replica: configuration.replicaID, startedAt: clock.now, liveWithin: configuration.heartbeatSeconds * 3)
-                {
-                    service.vault.shareBudget(among: live)
+                do {
+                    let sources = try Self.assertionSources(configuration, httpClient: http, clock: clock)
+                    let service = try BrokerService(
+                        configuration: configuration.service, store: store, audit: journal ?? audit, httpClient: http, assertionSources: sources,
+                        clock: clock, logger: logger)
+                    // Announced before serving, so this replica's first vault call already uses its
+                    // share of each vault's budget rather than the whole of it.
+                    if let live = try? await store.heartbeat(
+                        replica: configuration.replicaID, startedAt: clock.now, liveWithin: configuration.heartbeatSeconds * 3)
+                    {
+                        service.vault.shareBudget(among: live)
+                    }
+                    let runner = Self.slotJobRunner(configuration, store: store, service: service, httpClient: http, clock: clock, logger: logger)
+                    let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
+                    // The admin services first: what can fail in building them fails before a port is bound.
+                    let adminServices = try configuration.admin.map {
+                        try Self.adminServices(
+                            $0, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
+                            ports: adminPorts, slotJobSubmitted: { runner?.wake() }, operability: Self.operability(service), logger: logger)
+                    } ?? []
+                    let transport = try await BrokerTransportServer.bind(
+                        configuration: configuration.transport, service: service, logger: logger)
+                    let services: [any Service] = [
+                        ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit, journal: journal),
+                        ChangeFollowerService(service: service),
+                        AccessRecoveryService(recovery: AccessRecovery(service: service, configuration: configuration.accessRecovery, logger: logger)),
+                        ReplicaHeartbeatService(
+                            store: store, vault: service.vault, replicaID: configuration.replicaID, interval: configuration.heartbeatSeconds,
+                            clock: clock, logger: logger),
+                    ] + (runner.map { [SlotJobService(runner: $0)] } ?? []) + adminServices
+                        + Self.operabilityServices(configuration, store: store, service: service, logger: logger)
+                    let group = ServiceGroup(
+                        configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
+                    return BrokerApp(
+                        store: store, service: service, audit: audit, journal: journal, transport: transport, httpClient: http, group: group,
+                        adminPorts: adminPorts, logger: logger)
+                } catch {
+                    // Opened but never served: its threads, its empty segment and the directory's
+                    // lock go now (a test or the bench that builds again in this process needs it).
+                    await journal?.abandon()
+                    throw error
                 }
-                let runner = Self.slotJobRunner(configuration, store: store, service: service, httpClient: http, clock: clock, logger: logger)
-                let adminPorts = AdminPorts(expected: configuration.admin.map { $0.unixSocketPath == nil ? 1 : 2 } ?? 0)
-                // The admin services first: what can fail in building them fails before a port is bound.
-                let adminServices = try configuration.admin.map {
-                    try Self.adminServices(
-                        $0, store: store, environment: configuration.service.environment, httpClient: http, clock: clock,
-                        ports: adminPorts, slotJobSubmitted: { runner?.wake() }, operability: Self.operability(service), logger: logger)
-                } ?? []
-                let transport = try await BrokerTransportServer.bind(
-                    configuration: configuration.transport, service: service, logger: logger)
-                let services: [any Service] = [
-                    ListenerService(server: transport, drainSeconds: configuration.drainSeconds), AuditService(writer: audit, journal: journal),
-                    ChangeFollowerService(service: service),
-                    AccessRecoveryService(recovery: AccessRecovery(service: service, configuration: configuration.accessRecovery, logger: logger)),
-                    ReplicaHeartbeatService(
-                        store: store, vault: service.vault, replicaID: configuration.replicaID, interval: configuration.heartbeatSeconds,
-                        clock: clock, logger: logger),
-                ] + (runner.map { [SlotJobService(runner: $0)] } ?? []) + adminServices
-                    + Self.operabilityServices(configuration, store: store, service: service, logger: logger)
-                let group = ServiceGroup(
-                    configuration: .init(services: services, gracefulShutdownSignals: signals, logger: logger))
-                return BrokerApp(
-                    store: store, service: service, audit: audit, journal: journal, transport: transport, httpClient: http, group: group,
-                    adminPorts: adminPorts, logger: logger)
             } catch {
                 try? await http.shutdown()
                 throw error

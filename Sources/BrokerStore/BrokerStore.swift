@@ -69,6 +69,12 @@ public protocol BrokerStore: Sendable {
     func recordValidation(
         _ id: TenantID, expectedVersion: RecordVersion, result: ValidationRecord, actor: String
     ) async throws -> Tenant
+    /// Restores a `suspended` or `access_lost` tenant (`event`: `.restore` or `.accessRestored`)
+    /// and records the validation that passed for it, in one transaction with both audit records:
+    /// a failure leaves the tenant as it was, so the caller's retry finds it still to restore.
+    func restoreTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, validation: ValidationRecord, actor: String
+    ) async throws -> Tenant
     /// Applies `event` and keeps `reason` (an operator's suspension reason, or nil to clear it).
     func transitionTenant(
         _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, reason: String?, actor: String

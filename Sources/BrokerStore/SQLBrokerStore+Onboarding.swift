@@ -75,53 +75,92 @@ extension SQLBrokerStore {
     public func recordValidation(
         _ id: TenantID, expectedVersion: RecordVersion, result: ValidationRecord, actor: String
     ) async throws -> Tenant {
+        let json = try Self.validationJSON(result)
+        return try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+            try await self.applyValidation(session, &tenant, result, json: json)
+        }
+    }
+
+    public func restoreTenant(
+        _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, validation result: ValidationRecord, actor: String
+    ) async throws -> Tenant {
+        guard result.succeeded else {
+            throw BrokerError(.invalidArgument, "tenant \(id) is restored only on a validation that passed")
+        }
+        let json = try Self.validationJSON(result)
+        return try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+            // The transition first, so that a never-activated tenant, back at registered, is
+            // validated by the record; then the record, audited in this same transaction.
+            let restored = try await self.applyTransition(session, &tenant, event: event, reason: nil)
+            let validated = try await self.applyValidation(session, &tenant, result, json: json)
+            try await self.audit(
+                session, actor: actor, tenant: id, operation: validated.operation, detail: validated.detail, at: self.clock.now)
+            return restored
+        }
+    }
+
+    static func validationJSON(_ result: ValidationRecord) throws -> String {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
-        let json = String(decoding: try encoder.encode(result), as: UTF8.self)
-        return try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
-            let from = tenant.state
-            if result.succeeded, tenant.state == .registered || tenant.state == .validated {
-                _ = try tenant.lifecycle.apply(.validationSucceeded)
-            }
-            let updated = try await session.query(
-                """
-                UPDATE tenant_onboarding SET validation_json = ?, validated_at_us = ?, validation_succeeded = ?
-                WHERE tenant_id = ? RETURNING tenant_id
-                """,
-                [.text(json), .integer(self.micros(result.time)), .bool(result.succeeded), .text(id.rawValue)])
-            guard !updated.isEmpty else {
-                throw BrokerError(.notFound, "tenant \(id) was not registered through onboarding")
-            }
-            let outcome = result.succeeded ? "passed" : "failed at \(result.failureCode ?? "unknown")"
-            return ("tenant.validation", "validation \(outcome); \(from)->\(tenant.state)")
+        return String(decoding: try encoder.encode(result), as: UTF8.self)
+    }
+
+    /// A validation's effect on the tenant (`registered` → `validated` when it passed) and its
+    /// onboarding row; the caller's transaction writes the audit record it returns.
+    private func applyValidation(
+        _ session: any SQLSession, _ tenant: inout Tenant, _ result: ValidationRecord, json: String
+    ) async throws -> (operation: String, detail: String) {
+        let from = tenant.state
+        if result.succeeded, tenant.state == .registered || tenant.state == .validated {
+            _ = try tenant.lifecycle.apply(.validationSucceeded)
         }
+        let updated = try await session.query(
+            """
+            UPDATE tenant_onboarding SET validation_json = ?, validated_at_us = ?, validation_succeeded = ?
+            WHERE tenant_id = ? RETURNING tenant_id
+            """,
+            [.text(json), .integer(self.micros(result.time)), .bool(result.succeeded), .text(tenant.id.rawValue)])
+        guard !updated.isEmpty else {
+            throw BrokerError(.notFound, "tenant \(tenant.id) was not registered through onboarding")
+        }
+        let outcome = result.succeeded ? "passed" : "failed at \(result.failureCode ?? "unknown")"
+        return ("tenant.validation", "validation \(outcome); \(from)->\(tenant.state)")
     }
 
     public func transitionTenant(
         _ id: TenantID, expectedVersion: RecordVersion, event: TenantEvent, reason: String?, actor: String
     ) async throws -> Tenant {
         try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
-            let transition = try tenant.lifecycle.apply(event)
-            if transition.to == .offboarded {
-                tenant.slotID = nil  // frees its place; the audit trail keeps the history
-            } else if transition.to == .active, tenant.slotID == nil {
-                try await session.lock(.slotAllocation)
-                tenant.slotID = try await self.placeTenant(session)
-                if tenant.slotID == nil {
-                    throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
-                }
-            }
-            // The reason goes with this transition and no other (a tenant registered before
-            // onboarding existed has no row here, and needs none): the operator's words for a
-            // suspension, what the broker observed for a loss of access.
-            var kept = reason
-            if kept == nil, case .accessLost(let observed) = event { kept = observed.rawValue }
-            _ = try await session.query(
-                "UPDATE tenant_onboarding SET suspension_reason = ? WHERE tenant_id = ?",
-                [.text(kept), .text(id.rawValue)])
-            let because = reason.map { " reason=\(Self.quoted($0))" } ?? ""
-            return (transition.operation, "\(transition.from)->\(transition.to)\(because)")
+            try await self.applyTransition(session, &tenant, event: event, reason: reason)
         }
+    }
+
+    /// A lifecycle event's effect on the tenant: its state, its slot (placed when it becomes
+    /// active without one, freed when offboarded) and the reason kept with it.
+    private func applyTransition(
+        _ session: any SQLSession, _ tenant: inout Tenant, event: TenantEvent, reason: String?
+    ) async throws -> (operation: String, detail: String) {
+        let id = tenant.id
+        let transition = try tenant.lifecycle.apply(event)
+        if transition.to == .offboarded {
+            tenant.slotID = nil  // frees its place; the audit trail keeps the history
+        } else if transition.to == .active, tenant.slotID == nil {
+            try await session.lock(.slotAllocation)
+            tenant.slotID = try await self.placeTenant(session)
+            if tenant.slotID == nil {
+                throw BrokerError(.noActiveSlot, "cannot activate \(id): no active slot to serve it")
+            }
+        }
+        // The reason goes with this transition and no other (a tenant registered before
+        // onboarding existed has no row here, and needs none): the operator's words for a
+        // suspension, what the broker observed for a loss of access.
+        var kept = reason
+        if kept == nil, case .accessLost(let observed) = event { kept = observed.rawValue }
+        _ = try await session.query(
+            "UPDATE tenant_onboarding SET suspension_reason = ? WHERE tenant_id = ?",
+            [.text(kept), .text(id.rawValue)])
+        let because = reason.map { " reason=\(Self.quoted($0))" } ?? ""
+        return (transition.operation, "\(transition.from)->\(transition.to)\(because)")
     }
 
     public func tenants(matching query: TenantQuery) async throws -> [Tenant] {
@@ -159,14 +198,23 @@ extension SQLBrokerStore {
     public func deleteCaller(_ id: String, expectedVersion: RecordVersion, actor: String) async throws {
         let now = self.clock.now
         try await self.backend.withTransaction { session in
-            guard let row = try await session.query("SELECT \(Self.callerColumns) FROM callers WHERE id = ?", [.text(id)]).first
+            // Locked (PostgreSQL; SQLite's writer holds the database), so an update committed
+            // between this read and the DELETE cannot leave the caller in place while the delete
+            // is answered and audited; the DELETE's own rows are checked as well.
+            guard
+                let row = try await session.query(
+                    "SELECT \(Self.callerColumns) FROM callers WHERE id = ?\(Self.forUpdate(session))", [.text(id)]
+                ).first
             else { throw BrokerError(.notFound, "no caller \(id)") }
             let caller = try Self.caller(from: row)
             guard caller.version == expectedVersion else {
                 throw BrokerError(.versionConflict, "caller \(id) is at \(caller.version), not \(expectedVersion)")
             }
-            _ = try await session.query(
+            let deleted = try await session.query(
                 "DELETE FROM callers WHERE id = ? AND version = ? RETURNING id", [.text(id), .integer(expectedVersion.rawValue)])
+            guard !deleted.isEmpty else {
+                throw BrokerError(.versionConflict, "caller \(id) changed while it was being deleted; read it again")
+            }
             try await self.audit(
                 session, actor: actor, tenant: nil, operation: "caller.deleted",
                 detail: "caller=\(id) before=\(try Self.summary(caller))",
@@ -239,14 +287,14 @@ extension SQLBrokerStore {
         _ = try await session.query(
             """
             INSERT INTO tenants (id, entra_tenant_id, display_name, geo, vault_url, key_name, key_version, state,
-                was_activated, slot_id, created_at_us, updated_at_us, version)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                was_activated, slot_id, created_at_us, updated_at_us, key_access_changed_at_us, version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             [
                 .text(tenant.id.rawValue), .text(tenant.entraTenantID.rawValue), .text(tenant.displayName),
                 .text(tenant.geo), .text(tenant.key.vaultURL), .text(tenant.key.keyName),
                 .text(tenant.key.keyVersion), .text(tenant.state.rawValue), .bool(false),
-                .text(slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(now)),
+                .text(slotID?.rawValue), .integer(self.micros(now)), .integer(self.micros(now)), .integer(self.micros(now)),
                 .integer(tenant.version.rawValue),
             ])
         return tenant

@@ -38,4 +38,39 @@ import FedBrokerTestSupport
             }
         }
     }
+
+    @Test("A start that fails after the journal is open (its port taken) lets go of the journal: its lock, its threads and its empty segment")
+    func failedStartReleasesTheJournal() async throws {
+        let logger = TestLogging.logger(label: "audit-journal-abandon", uncapturedLevel: .critical)
+        try await RunningEmulator.with(logger: logger) { running in
+            let journalDirectory = running.directory.appendingPathComponent("journal").path
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
+                service: BrokerService.Configuration(environment: running.environment))
+            configuration.transport.tls = try LocalPKI().serverTLS()
+            configuration.auditJournal = AuditJournal.Configuration(directory: journalDirectory)
+            // A first broker holds the port.
+            let first = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            var second = configuration
+            second.transport.port = first.transport.port
+            second.auditJournal = AuditJournal.Configuration(directory: journalDirectory + "-second")
+            do {
+                _ = try await BrokerApp.build(second, signals: [], logger: logger)
+                Issue.record("a second broker bound a port the first holds")
+            } catch let error as BrokerError {
+                Issue.record("refused for another reason: \(error)")
+            } catch {
+                // The bind's own error (address in use): what a start with a taken port meets.
+            }
+            let left = try FileManager.default.contentsOfDirectory(atPath: journalDirectory + "-second").filter { $0.hasSuffix(".wal") || $0.hasSuffix(".tmp") }
+            #expect(left.isEmpty, "the failed start left \(left)")
+            // Its lock is free: this process (a test, the bench) can open the directory again.
+            let store = try await SQLBrokerStore.open(.sqlite(path: running.directory.appendingPathComponent("broker.db").path), logger: logger)
+            let reopened = try AuditJournal(store: store, configuration: .init(directory: journalDirectory + "-second"), logger: logger)
+            try await reopened.shutdown()
+            try await store.close()
+            await first.shutdown()
+            try await first.run()
+        }
+    }
 }

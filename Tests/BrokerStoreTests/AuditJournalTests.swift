@@ -414,6 +414,47 @@ import Testing
         #expect(!AuditJournalRecord.endsInZeros([0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5] + [UInt8](repeating: 0, count: 100)))
     }
 
+    @Test("A record the database rejects is bisected out and quarantined to its file; the rest ship, and shutdown says how many were not",
+          arguments: StoreKind.allCases)
+    func rejectedRecordsQuarantined(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            switch kind {
+            case .postgres:
+                try await store.executeForTesting(
+                    "ALTER TABLE audit_records ADD CONSTRAINT test_poison CHECK (request_id IS NULL OR request_id NOT LIKE 'poison%')")
+            case .sqlite:
+                try await store.executeForTesting(
+                    """
+                    CREATE TRIGGER test_poison BEFORE INSERT ON audit_records WHEN NEW.request_id LIKE 'poison%'
+                    BEGIN SELECT RAISE(ABORT, 'poison'); END
+                    """)
+            }
+            let directory = Self.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.quarantineDirectory = directory + "/quarantine"
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let poisoned: Set<Int> = [3, 17]
+            let records = Self.records(40).enumerated().map { n, record in
+                guard poisoned.contains(n) else { return record }
+                return AuditRecord(
+                    id: record.id, time: record.time, actor: record.actor, tenantID: record.tenantID, operation: record.operation,
+                    outcome: record.outcome, latencyMicroseconds: record.latencyMicroseconds, requestID: "poison-\(n)")
+            }
+            try await Self.appendAll(journal, records)
+            let shipper = Task { await journal.run() }
+            shipper.cancel()
+            await shipper.value
+            await expectBrokerError(.invalidData) { try await journal.shutdown() }
+            let expected = Set(records.enumerated().filter { !poisoned.contains($0.offset) }.map(\.element.id))
+            #expect(try await Self.stored(store) == expected)
+            let lines = try String(contentsOfFile: directory + "/quarantine/audit-quarantine.jsonl", encoding: .utf8)
+                .split(separator: "\n")
+            #expect(lines.count == 2)
+            #expect(lines.allSatisfy { $0.contains("poison-") })
+        }
+    }
+
     @Test("With the store failing, appends still succeed; shutdown says records remain, and the next start ships them")
     func storeOutage() async throws {
         let database = try await TestDatabase.make(.sqlite)

@@ -78,6 +78,43 @@ import Testing
         }
     }
 
+    @Test("Restore is one transaction: back to active with its validation recorded and both audited, or nothing at all",
+          arguments: StoreKind.allCases)
+    func restoreIsAtomic(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await makeActiveSlots(store, 1...1)
+            var tenant = try await store.registerTenant(makeRegistration(1), bindingValue: "fbb-1", idempotency: nil, actor: "staff:a").tenant
+            let passed = ValidationRecord(succeeded: true, time: database.clock.now, slotID: tenant.slotID, steps: [])
+            tenant = try await store.recordValidation(tenant.id, expectedVersion: tenant.version, result: passed, actor: "staff:a")
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .activate, reason: nil, actor: "staff:a")
+            tenant = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .suspend, reason: "hold", actor: "staff:a")
+
+            // The validation's half fails (its onboarding row is gone): the transition's half must
+            // not stay behind, or the client would get an error for a tenant already serving.
+            try await store.executeForTesting("DELETE FROM tenant_onboarding WHERE tenant_id = '\(tenant.id.rawValue)'")
+            await expectBrokerError(.notFound) {
+                _ = try await store.restoreTenant(tenant.id, expectedVersion: tenant.version, event: .restore, validation: passed, actor: "staff:b")
+            }
+            #expect(try await store.tenant(tenant.id).state == .suspended)
+            #expect(try await store.tenant(tenant.id).version == tenant.version)
+            #expect(try await store.auditEntries(AuditQuery(tenant: tenant.id, actor: "staff:b")).isEmpty)
+
+            // With the row back, the same call restores it, and both records are in the trail.
+            try await store.executeForTesting(
+                "INSERT INTO tenant_onboarding (tenant_id, binding_value) VALUES ('\(tenant.id.rawValue)', 'fbb-1')")
+            let restored = try await store.restoreTenant(tenant.id, expectedVersion: tenant.version, event: .restore, validation: passed, actor: "staff:b")
+            #expect(restored.state == .active)
+            #expect(try await store.onboarding(tenant.id)?.suspensionReason == nil)
+            #expect(try await store.onboarding(tenant.id)?.lastValidation?.succeeded == true)
+            let trail = try await store.auditEntries(AuditQuery(tenant: tenant.id, actor: "staff:b")).map(\.record.operation)
+            #expect(Set(trail) == ["tenant.restored", "tenant.validation"], "\(trail)")
+            await expectBrokerError(.invalidArgument) {
+                let failed = ValidationRecord(succeeded: false, time: database.clock.now, slotID: restored.slotID, steps: [])
+                _ = try await store.restoreTenant(restored.id, expectedVersion: restored.version, event: .restore, validation: failed, actor: "staff:b")
+            }
+        }
+    }
+
     @Test("Tenant pages filter by state and geo and continue after the last id", arguments: StoreKind.allCases)
     func tenantPages(kind: StoreKind) async throws {
         try await withStore(kind) { store, _ in
@@ -110,6 +147,14 @@ import Testing
             #expect(registered.count == 2)
             let rest = try await store.auditEntries(AuditQuery(operation: "tenant.registered", afterSequence: registered.last!.sequence))
             #expect(rest.map(\.record.tenantID?.rawValue) == ["customer-3"])
+            // Bounds come from callers (GET /v1/audit?from=…) and may lie past what Int64
+            // microseconds hold (year 292,277); they clamp instead of trapping.
+            let farFuture = Date(timeIntervalSince1970: 1e16)  // about year 316,889,355
+            let farPast = Date(timeIntervalSince1970: -1e16)
+            #expect(SQLBrokerStore.micros(farFuture) == .max)
+            #expect(SQLBrokerStore.micros(farPast) == .min)
+            #expect(try await store.auditEntries(AuditQuery(from: farFuture)).isEmpty)
+            #expect(try await store.auditEntries(AuditQuery(operation: "tenant.registered", from: farPast, to: farFuture)).count == 3)
         }
     }
 

@@ -170,4 +170,51 @@ extension RaceTests {
             }
         }
     }
+
+    @Test("Racing deletes and updates of one caller version: exactly one wins, and a delete answered is a delete done",
+          arguments: StoreKind.allCases)
+    func callerDeleteRace(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await withReplicas(Self.writers, of: database) { stores in
+                for round in 0..<12 {
+                    let id = "race-caller-\(round)"
+                    let created = try await store.createCaller(
+                        Caller(id: id, identity: "spiffe://isv/\(id)", grants: [CallerGrant(operations: [.unwrap], tenants: .all)]),
+                        actor: "staff")
+                    // Two deletes and two updates of the same version, each through its own pool.
+                    let outcomes = await withTaskGroup(of: (delete: Bool, code: BrokerError.Code?).self) { group in
+                        for n in 0..<4 {
+                            let writer = stores[n % stores.count]
+                            group.addTask {
+                                do {
+                                    if n % 2 == 0 {
+                                        try await writer.deleteCaller(id, expectedVersion: created.version, actor: "staff-\(n)")
+                                    } else {
+                                        var changed = created
+                                        changed.enabled = false
+                                        _ = try await writer.updateCaller(changed, actor: "staff-\(n)")
+                                    }
+                                    return (n % 2 == 0, nil)
+                                } catch let error as BrokerError { return (n % 2 == 0, error.code) } catch { return (n % 2 == 0, .storeFailure) }
+                            }
+                        }
+                        return await group.reduce(into: []) { $0.append($1) }
+                    }
+                    let winners = outcomes.filter { $0.code == nil }
+                    #expect(winners.count == 1, "round \(round): \(outcomes)")
+                    #expect(outcomes.allSatisfy { $0.code == nil || $0.code == .versionConflict || $0.code == .notFound }, "\(outcomes)")
+                    let deletions = try await store.auditEntries(AuditQuery(operation: "caller.deleted")).filter {
+                        $0.record.detail?.hasPrefix("caller=\(id) ") == true
+                    }
+                    if winners.first?.delete == true {
+                        await expectBrokerError(.notFound) { _ = try await store.caller(id) }
+                        #expect(deletions.count == 1, "round \(round): one delete answered, \(deletions.count) audited")
+                    } else {
+                        #expect(try await store.caller(id).version == created.version.next, "round \(round)")
+                        #expect(deletions.isEmpty, "round \(round): the update won, yet a delete was audited")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -150,6 +150,8 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let shippedTotal = Counter(label: "fedbroker_audit_journal_shipped_total")
     private let shipFailures = Counter(label: "fedbroker_audit_journal_ship_failures_total")
     private let refusedTotal = Counter(label: "fedbroker_audit_appends_refused_total")
+    /// The same family as `AuditWriter`'s: the alert on it must fire whichever path wrote.
+    private let quarantinedTotal = Counter(label: "fedbroker_audit_quarantined_total")
 
     /// Opens the journal: older segments are kept for shipping, and a new segment is begun.
     public init(store: any BrokerStore, configuration: Configuration, logger: Logger) throws {
@@ -646,6 +648,7 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     private func quarantine(_ record: AuditRecord, _ error: BrokerError) {
         quarantined.add(1, ordering: .relaxed)
+        quarantinedTotal.increment()
         var kept = "the journal's log only"
         if let file = quarantineFile {
             do {
@@ -693,6 +696,37 @@ public final class AuditJournal: AuditTrail, Sendable {
 
     /// Bytes of unshipped segments on disk (tests, metrics).
     public var bytesOnDisk: Int { state.withLock { $0.bytes } }
+
+    /// Closes a journal that never served: for a process that fails to start after opening it
+    /// (a port in use, a bad admin setting). No shipping: what earlier processes left stays for
+    /// the next start, and this process's own segment, still empty, is removed rather than left
+    /// to count 8 MiB against `journalMaxBytes` at every failed start. Its threads stop and the
+    /// directory's lock is released.
+    public func abandon() async {
+        let (descriptor, active) = state.withLock { state -> (Int32, Segment?) in
+            state.closed = true
+            defer { state.activeDescriptor = -1 }
+            return (state.activeDescriptor, state.segments.last)
+        }
+        await quiesce()
+        if let ticker = ticker.withLock({ $0.take() }) {
+            ticker.cancel()
+            await ticker.value
+        }
+        if descriptor >= 0 { close(descriptor) }
+        if let active, !active.sealed, active.end <= AuditJournalSegments.header.count {
+            unlink(configuration.directory + "/" + AuditJournalSegments.name(active.sequence))
+        }
+        await releaseResources()
+    }
+
+    /// The I/O threads, the spare segment being made, and the directory's lock.
+    private func releaseResources() async {
+        try? await thread.shutdownGracefully()
+        try? await spareThread.shutdownGracefully()
+        if let spare = state.withLock({ $0.spare.take() }) { AuditJournalSegments.discard(spare, spareName, in: configuration.directory) }
+        releaseLock()
+    }
 
     /// Refuses further appends, waits for the ones under way to reach the disk, then ships what
     /// is left to the store. Call after `run()` has returned.
@@ -747,10 +781,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             // shipper reached its end), so a clean stop leaves nothing to replay.
             for segment in left { _ = try? retire(segment, path: configuration.directory + "/" + AuditJournalSegments.name(segment.sequence), damaged: nil) }
         }
-        try? await thread.shutdownGracefully()
-        try? await spareThread.shutdownGracefully()
-        if let spare = state.withLock({ $0.spare.take() }) { AuditJournalSegments.discard(spare, spareName, in: configuration.directory) }
-        releaseLock()
+        await releaseResources()
         if !finished {
             let (bytes, records) = state.withLock { ($0.bytes, $0.unshippedRecords) }
             throw BrokerError(

@@ -304,7 +304,11 @@ struct SQLiteSession: SQLSession {
                 case .integer(let integer): values[column.name] = .integer(Int64(integer))
                 case .text(let text): values[column.name] = .text(text)
                 case .null: values[column.name] = .null
-                case .float(let double): values[column.name] = .integer(Int64(double))
+                case .float(let double):
+                    // fedbroker writes no REAL; one in a hand-edited file (1e300, NaN) must not
+                    // trap: a whole number is read as one, anything else as text, which an integer
+                    // column's reader refuses with a typed error.
+                    values[column.name] = Int64(exactly: double).map(SQLValue.integer) ?? .text("\(double)")
                 case .blob(let buffer): values[column.name] = .text(String(buffer: buffer))
                 }
             }
