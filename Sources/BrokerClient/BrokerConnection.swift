@@ -31,9 +31,12 @@ public final class BrokerConnection: Sendable {
 
     /// Connects, sends the preface, and returns once the connection is set up (SETTINGS may
     /// still be in flight: calls made before it are queued, not refused).
-    public static func connect(host: String, port: Int, tls: TLSConfiguration?, serverHostname: String? = nil) async throws -> BrokerConnection {
+    public static func connect(
+        host: String, port: Int, tls: TLSConfiguration?, serverHostname: String? = nil, connectTimeout: TimeAmount = .seconds(10)
+    ) async throws -> BrokerConnection {
         let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -66,7 +69,13 @@ public final class BrokerConnection: Sendable {
         eventLoop.execute {
             handler.value.start(request, timeout: timeout, promise: promise)
         }
-        let response = try await promise.futureResult.get()
+        // A caller that gives up (its task cancelled) sends CANCEL at once: the server stops the
+        // work, and the stream stops counting against the connection's and the caller's limits.
+        let response = try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            eventLoop.execute { handler.value.cancelCall(promise) }
+        }
         guard response.status.code == .ok else { throw BrokerCallError.status(response.status) }
         return response
     }
@@ -111,9 +120,22 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
             run(action, context: context)
         } catch .streamLimitReached {
             promise.fail(BrokerCallError.streamLimitReached)
+        } catch .tooLarge(let bytes, let maximum) {
+            promise.fail(BrokerCallError.status(ClientConnectionStateMachine.tooLargeStatus(bytes: bytes, maximum: maximum)))
         } catch {
             promise.fail(BrokerCallError.connectionUnavailable)
         }
+    }
+
+    /// The calling task was cancelled: CANCEL to the server, and the call fails with
+    /// `CancellationError`. Rare, so the stream is found by its promise.
+    func cancelCall(_ promise: EventLoopPromise<WireResponse>) {
+        guard let context, let streamID = pending.first(where: { $0.value.promise.futureResult === promise.futureResult })?.key,
+            let entry = pending.removeValue(forKey: streamID)
+        else { return }
+        entry.timeout?.cancel()
+        run(machine.cancel(streamID: streamID), context: context)
+        entry.promise.fail(CancellationError())
     }
 
     private func deadlinePassed(streamID: UInt32) {

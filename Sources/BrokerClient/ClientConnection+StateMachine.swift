@@ -26,6 +26,16 @@ public struct ClientConnectionStateMachine: Sendable {
         case streamLimitReached
         /// SETTINGS has not arrived yet, or the connection is draining or closed.
         case notReady
+        /// The request's frame is over the server's `max_frame_size`: the server would answer it by
+        /// closing the connection (and everyone's calls on it), so it is never sent.
+        case tooLarge(bytes: Int, maximum: UInt32)
+    }
+
+    /// How a request too large for the server fails: not retryable, since it stays too large.
+    public static func tooLargeStatus(bytes: Int, maximum: UInt32) -> WireStatus {
+        .failure(
+            .invalidArgument, .protocolError,
+            "the request is \(bytes) bytes; the broker takes frames of at most \(maximum) bytes (its max_frame_size)")
     }
 
     private enum State: Sendable {
@@ -55,10 +65,14 @@ public struct ClientConnectionStateMachine: Sendable {
         case .ready(let maxStreams, var open):
             guard open.count < maxStreams else { throw .streamLimitReached }
             let id = allocate()
+            let frame = try! Frame(type: .request, streamID: id, message: request)
+            guard frame.payload.readableBytes <= Int(maximumFrameSize) else {
+                throw .tooLarge(bytes: frame.payload.readableBytes, maximum: maximumFrameSize)
+            }
             state = .closed  // lets go of the state's copy, so the insert does not copy the set
             open.insert(id)
             state = .ready(maxStreams: maxStreams, open: open)
-            return (id, .send(try! Frame(type: .request, streamID: id, message: request)))
+            return (id, .send(frame))
         case .draining, .closed:
             throw .notReady
         }
@@ -96,9 +110,13 @@ public struct ClientConnectionStateMachine: Sendable {
             var actions: [Action] = []
             var refused: [UInt32] = []
             for (id, request) in queued {
-                if open.count < settings.maxConcurrentStreams {
+                let frame = try! Frame(type: .request, streamID: id, message: request)
+                if frame.payload.readableBytes > Int(settings.maxFrameSize) {
+                    let status = Self.tooLargeStatus(bytes: frame.payload.readableBytes, maximum: settings.maxFrameSize)
+                    actions.append(.fail(streamIDs: [id], status: status))
+                } else if open.count < settings.maxConcurrentStreams {
                     open.insert(id)
-                    actions.append(.send(try! Frame(type: .request, streamID: id, message: request)))
+                    actions.append(.send(frame))
                 } else {
                     refused.append(id)
                 }
@@ -155,7 +173,7 @@ public struct ClientConnectionStateMachine: Sendable {
         case .closed: ids = []
         }
         state = .closed
-        return ids.isEmpty ? .none : .fail(streamIDs: ids, status: .failure(.unavailable, .vaultUnavailable, "the connection to fedbroker closed", retryable: true))
+        return ids.isEmpty ? .none : .fail(streamIDs: ids, status: .failure(.unavailable, .unspecified, "the connection to fedbroker closed", retryable: true))
     }
 
     /// Whether a new request can go out on this connection now.

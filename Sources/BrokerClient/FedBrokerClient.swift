@@ -32,11 +32,14 @@ public final class FedBrokerClient: Sendable {
     private let clock: any WallClock
     private let pool = Mutex<[BrokerConnection?]>([])
     private let nextIndex = Mutex(0)
+    /// `configuration.connections`, at least 1: 0 or a negative count still gets one connection.
+    private let poolSize: Int
 
     public init(configuration: Configuration, clock: any WallClock = SystemWallClock()) {
         self.configuration = configuration
         self.clock = clock
-        pool.withLock { $0 = Array(repeating: nil, count: max(1, configuration.connections)) }
+        self.poolSize = max(1, configuration.connections)
+        pool.withLock { [poolSize] in $0 = Array(repeating: nil, count: poolSize) }
     }
 
     // MARK: Methods
@@ -85,7 +88,7 @@ public final class FedBrokerClient: Sendable {
             let failure: BrokerCallError
             var retryAfter: Double?
             do {
-                let connection = try await connection()
+                let connection = try await connection(within: remaining)
                 do {
                     return try await connection.call(request, timeout: remaining)
                 } catch let error as BrokerCallError {
@@ -101,6 +104,8 @@ public final class FedBrokerClient: Sendable {
                 case .streamLimitReached, .connectionUnavailable: break
                 case .deadlineExceeded: throw error
                 }
+            } catch let error as CancellationError {
+                throw error  // the caller gave up: no retry
             } catch {
                 // Could not connect: retryable like a dropped connection.
                 failure = .connectionUnavailable
@@ -116,15 +121,18 @@ public final class FedBrokerClient: Sendable {
     }
 
     /// A live connection, round-robin over the pool, (re)connecting empty places.
-    private func connection() async throws -> BrokerConnection {
+    /// `within`: the call's remaining time, which bounds a new connection's TCP connect too (NIO's
+    /// default is 10 s, longer than most calls' deadlines when the broker's address black-holes SYNs).
+    private func connection(within remaining: Double) async throws -> BrokerConnection {
         let index = nextIndex.withLock { i -> Int in
-            defer { i += 1 }
-            return i % configuration.connections
+            defer { i = (i + 1) % poolSize }
+            return i
         }
         // A connection the server closed (idle, drained) is replaced here rather than failing a call first.
         if let existing = pool.withLock({ $0[index] }), existing.channel.isActive { return existing }
         let fresh = try await BrokerConnection.connect(
-            host: configuration.host, port: configuration.port, tls: configuration.tls, serverHostname: configuration.serverHostname)
+            host: configuration.host, port: configuration.port, tls: configuration.tls, serverHostname: configuration.serverHostname,
+            connectTimeout: .milliseconds(Int64(max(1, min(10_000, remaining * 1000)))))
         let winner = pool.withLock { p -> BrokerConnection in
             if let raced = p[index], raced.channel.isActive { return raced }
             p[index] = fresh

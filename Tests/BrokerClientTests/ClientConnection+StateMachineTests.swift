@@ -1,5 +1,6 @@
 import BrokerClient
 import BrokerWire
+import Foundation
 import NIOCore
 import SwiftProtobuf
 import Testing
@@ -73,6 +74,37 @@ import Testing
         guard case .fail([1, 3], let status) = m.connectionClosed() else { Issue.record("not failed"); return }
         #expect(status.code == .unavailable)
         #expect(m.connectionClosed() == .none)
+    }
+
+    @Test func aRequestOverTheServersFrameSizeIsRefusedUnsentAndNotRetryable() throws {
+        let big = WireRequest.with { $0.unwrap = .with { $0.blob = Data(repeating: 7, count: 5_000) } }
+        // Queued before SETTINGS: failed when SETTINGS says 4096, the others still go out.
+        var m = ClientConnectionStateMachine()
+        _ = try m.startRequest(health)
+        _ = try m.startRequest(big)
+        _ = try m.startRequest(health)
+        let actions = m.frameReceived(try settings(8))
+        #expect(actions.count == 3)
+        #expect(actions[0] == .send(try Frame(type: .request, streamID: 1, message: health)))
+        guard case .fail([3], let status) = actions[1] else { Issue.record("the big request was not failed: \(actions)"); return }
+        #expect(status.code == .invalidArgument && !status.retryable)
+        #expect(status.message.contains("at most 4096 bytes"))
+        #expect(actions[2] == .send(try Frame(type: .request, streamID: 5, message: health)))
+        // Once ready: refused at once, and the connection goes on.
+        do throws(ClientConnectionStateMachine.Refusal) {
+            _ = try m.startRequest(big)
+            Issue.record("a request over max_frame_size was accepted")
+        } catch .tooLarge(let bytes, let maximum) {
+            #expect(bytes > 5_000 && maximum == 4096)
+        } catch {
+            Issue.record("refused as \(error), not tooLarge")
+        }
+        let (next, action) = try m.startRequest(health)
+        guard case .send(let frame) = action else { Issue.record("not sent"); return }
+        #expect(frame.streamID == next)
+        guard case .fail(let failed, let closed) = m.connectionClosed() else { Issue.record("not failed"); return }
+        #expect(failed == [1, 5, next])
+        #expect(closed.reason == .unspecified, "a dropped connection says nothing about a vault")
     }
 
     @Test func aServerSpeakingNonsenseClosesTheConnection() throws {

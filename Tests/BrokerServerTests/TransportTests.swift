@@ -320,6 +320,35 @@ struct PlainClient {
         }
     }
 
+    @Test("The client library refuses a request over the server's max_frame_size before sending it: a precise, final status, and the connection and its other calls live on")
+    func theClientKeepsToTheServersFrameSize() async throws {
+        try await withPlainServer { port in
+            let connection = try await BrokerConnection.connect(host: "127.0.0.1", port: port, tls: nil)
+            defer { Task { await connection.close() } }
+            let big = WireRequest.with { $0.unwrap = .with { $0.blob = Data(repeating: 1, count: 100 * 1024) } }
+            for _ in 0..<2 {  // the first may be queued until SETTINGS, the second finds the connection ready
+                let refused = await #expect(throws: BrokerCallError.self) { _ = try await connection.call(big, timeout: 60) }
+                #expect(refused?.wireStatus?.code == .invalidArgument, "\(String(describing: refused))")
+                #expect(refused?.wireStatus?.retryable == false)
+                #expect(refused?.wireStatus?.message.contains("at most 65536 bytes") == true)
+            }
+            // Had the frame gone out, the server would have closed this connection (GOAWAY).
+            let answer = try await connection.call(.with { $0.health = .init() }, timeout: 60)
+            #expect(answer.health.status == "SERVING")
+            // The pool: a final status at once, not retried until the deadline; and a pool size of
+            // 0 is one connection, not a division by zero.
+            var configuration = FedBrokerClient.Configuration(host: "127.0.0.1", port: port, tls: nil)
+            configuration.connections = 0
+            let client = FedBrokerClient(configuration: configuration)
+            let refused = await #expect(throws: BrokerCallError.self) {
+                _ = try await client.unwrap([UInt8](repeating: 1, count: 100 * 1024), deadline: Date().addingTimeInterval(120))
+            }
+            #expect(refused?.wireStatus?.code == .invalidArgument)
+            #expect(try await client.health(deadline: Date().addingTimeInterval(120)) == "SERVING")
+            await client.close()
+        }
+    }
+
     @Test func aClientThatStopsReadingHurtsNobodyElse() async throws {
         try await withPlainServer { port in
             // A client that floods requests and never reads an answer.
@@ -420,6 +449,47 @@ struct PlainClient {
         flooding.store(false, ordering: .relaxed)
         #expect(try await steady.value >= 1)  // served throughout: no call failed
         for channel in silent { try? await channel.close() }
+        try await server.close()
+    }
+}
+
+/// A call that runs until the server cancels it, telling when it started and when it was cancelled.
+final class UntilCancelledService: BrokerRequestHandler, Sendable {
+    let events: AsyncStream<String>
+    private let sink: AsyncStream<String>.Continuation
+    init() { (events, sink) = AsyncStream.makeStream(of: String.self) }
+
+    func handle(_ request: WireRequest, caller: CallerIdentity, deadline: Date) async -> WireResponse {
+        sink.yield("started")
+        let (nothing, held) = AsyncStream<Void>.makeStream()
+        await withTaskCancellationHandler {
+            for await _ in nothing {}  // yields nothing; ends when the task is cancelled
+        } onCancel: {
+            self.sink.yield("cancelled")
+        }
+        held.finish()
+        return .failure(.failure(.internal, .unspecified, "unreachable"))
+    }
+}
+
+@Suite struct ClientCancellationTests {
+    @Test("A caller whose task is cancelled sends CANCEL at once: the server's work stops, and the call ends in CancellationError, not at its deadline",
+          .timeLimit(.minutes(1)))
+    func cancellingTheCallingTaskCancelsTheServersWork() async throws {
+        var configuration = BrokerTransportServer.Configuration.generousForTests()
+        configuration.tls = nil
+        let service = UntilCancelledService()
+        let server = try await BrokerTransportServer.bind(configuration: configuration, service: service, logger: TransportTests.logger)
+        let client = FedBrokerClient(configuration: .init(host: "127.0.0.1", port: server.port, tls: nil))
+        var events = service.events.makeAsyncIterator()
+        let call = Task { try await client.keyStatus(tenant: "slow", deadline: Date().addingTimeInterval(3600)) }
+        #expect(await events.next() == "started")
+        call.cancel()
+        // Without CANCEL the server's work would run until the one-hour deadline, and so would this.
+        #expect(await events.next() == "cancelled")
+        let result = await call.result
+        #expect(throws: CancellationError.self) { try result.get() }
+        await client.close()
         try await server.close()
     }
 }
