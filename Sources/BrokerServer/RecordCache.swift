@@ -27,8 +27,15 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private let state = Mutex(State())
     /// When a hot record expires, every request in flight misses at once: one of them reads the
     /// store, the others wait for it (without this, hundreds of identical reads every
-    /// `maximumAge`, and a latency spike each time).
-    private let loads = SingleFlight<Key, Value>()
+    /// `maximumAge`, and a latency spike each time). Shared only within one generation: a reader
+    /// that comes after an invalidation must not join a read that began before it, or it would
+    /// cache the very record the invalidation removed (a suspended tenant served as active).
+    private let loads = SingleFlight<Flight, Value>()
+
+    private struct Flight: Hashable, Sendable {
+        let key: Key
+        let generation: UInt64
+    }
 
     init(maximumAge: Double, clock: any WallClock) {
         self.maximumAge = maximumAge
@@ -74,7 +81,7 @@ final class RecordCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             return (nil, state.generation)
         }
         if let cached { return cached }
-        let value = try await loads.run(key, deadline: deadline, load)
+        let value = try await loads.run(Flight(key: key, generation: generation), deadline: deadline, load)
         guard maximumAge > 0 else { return value }
         state.withLock { state in
             if state.generation == generation { state.entries[key] = Entry(value: value, loadedAt: now) }

@@ -50,6 +50,32 @@ import Testing
         #expect(cache.cached("k") == nil)
     }
 
+    @Test("A reader after an invalidation does not join a load that began before it, so the record it removed is not cached again",
+          .timeLimit(.minutes(1)))  // joined, it would wait for a load released only after it returns
+    func readerAfterInvalidationLoadsAnew() async throws {
+        let clock = ManualWallClock()
+        let cache = RecordCache<String, String>(maximumAge: 60, clock: clock)
+        let (started, startedSink) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseSink) = AsyncStream.makeStream(of: Void.self)
+        // A load that read the record before it changed, and is slow to come back.
+        let stale = Task {
+            try await cache.value(for: "tenant") {
+                startedSink.yield()
+                for await _ in release { break }
+                return "active"
+            }
+        }
+        var startedIterator = started.makeAsyncIterator()
+        await startedIterator.next()
+        // The change feed says the tenant changed (suspended) while that load is out.
+        cache.invalidate("tenant")
+        let fresh = try await cache.value(for: "tenant") { "suspended" }
+        #expect(fresh == "suspended", "joined the load that began before the invalidation")
+        releaseSink.yield()
+        #expect(try await stale.value == "active", "the old reader gets what it read")
+        #expect(cache.cached("tenant") == "suspended", "and the cache keeps the record read after the change")
+    }
+
     @Test("A failed refresh changes nothing: the record expires at its age bound, and a later reader tries again")
     func failedRefresh() async throws {
         let clock = ManualWallClock()
