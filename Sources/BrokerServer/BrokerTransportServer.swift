@@ -140,7 +140,7 @@ public final class BrokerTransportServer: Sendable {
     /// Reads the TLS files again every `seconds`, for the life of the listener.
     private static func reloadLoop(_ material: ServerTLSMaterial, every seconds: Double, logger: Logger) -> Task<Void, Never> {
         Task {
-            var failing = false
+            var failing: String?  // the failure last logged, until the files load or are undone
             var warnedExpiredCRL = false
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
@@ -149,20 +149,24 @@ public final class BrokerTransportServer: Sendable {
                 case .unchanged:
                     break
                 case .reloaded:
-                    failing = false
+                    failing = nil
                     warnedExpiredCRL = false
                     Counter(label: TransportEvents.tlsReloads, dimensions: [("outcome", "reloaded")]).increment()
                     let crl = material.snapshot.crl
                     logger.notice(
                         "TLS files changed: new connections use the new certificate, key, client CA and CRL",
                         metadata: ["fb.crlRevoked": "\(crl?.revokedCount ?? 0)"])
+                case .reverted:
+                    failing = nil
+                    logger.notice("TLS files are back to the ones in use; the change that did not load is gone")
                 case .failed(let reason):
                     Counter(label: TransportEvents.tlsReloads, dimensions: [("outcome", "failed")]).increment()
-                    // Once per failure, not once per poll; the old material stays in use.
-                    if !failing {
+                    // Once per failure, not once per poll (a different failure is said again);
+                    // the old material stays in use.
+                    if failing != reason {
                         logger.error("TLS files changed but do not load; the previous ones stay in use", metadata: ["fb.error": "\(reason)"])
                     }
-                    failing = true
+                    failing = reason
                 }
                 if !warnedExpiredCRL, let expired = material.snapshot.crl?.expired(at: Date()) {
                     // Said once until the files change again.

@@ -19,6 +19,10 @@ public struct CertificateRevocationList: Sendable {
         var revoked: Set<[UInt8]>
         var thisUpdate: Date
         var nextUpdate: Date?
+        /// The key of the CA that signed this CRL. A CA being re-keyed is in `server.clientCA`
+        /// twice under one subject; a serial is revoked only for the certificates that key
+        /// issued, not for the other key's certificate that happens to carry the same serial.
+        var signer: Certificate.PublicKey? = nil
     }
 
     let lists: [List]
@@ -42,10 +46,14 @@ public struct CertificateRevocationList: Sendable {
         self.lists = lists
     }
 
-    /// Whether the CRL of `certificate`'s issuer lists its serial number.
+    /// Whether the CRL of `certificate`'s issuer lists its serial number. The signature check,
+    /// which tells two keys of one CA subject apart, runs only for a listed serial.
     public func isRevoked(_ certificate: Certificate) -> Bool {
         let serial = Array(certificate.serialNumber.bytes)
-        return lists.contains { $0.issuer == certificate.issuer && $0.revoked.contains(serial) }
+        return lists.contains {
+            $0.issuer == certificate.issuer && $0.revoked.contains(serial)
+                && ($0.signer?.isValidSignature(certificate.signature, for: certificate) ?? true)
+        }
     }
 
     /// The earliest `nextUpdate` passed by `now`, if any: an expired CRL is still applied (its
@@ -109,15 +117,22 @@ public struct CertificateRevocationList: Sendable {
                 while nodes.next() != nil {}  // crlExtensions
                 return List(issuer: issuer, revoked: revoked, thisUpdate: thisUpdate, nextUpdate: nextUpdate)
             }
-            guard let signer = issuers.first(where: { $0.subject == list.issuer }) else {
+            // Every CA of that subject is tried: during a CA's re-key the old and the new
+            // certificate share it, and the CRL is signed by one of them.
+            let candidates = issuers.filter { $0.subject == list.issuer }
+            guard !candidates.isEmpty else {
                 throw Failure("its issuer (\(BoundedText.escaped(list.issuer.rfc4514String))) is not a CA of server.clientCA")
             }
             guard let algorithm,
-                signer.publicKey.isValidSignature(signature.bytes, for: tbs.encodedBytes, signatureAlgorithm: algorithm)
+                let signer = candidates.first(where: {
+                    $0.publicKey.isValidSignature(signature.bytes, for: tbs.encodedBytes, signatureAlgorithm: algorithm)
+                })
             else {
                 throw Failure("its signature does not verify against the CA \(BoundedText.escaped(list.issuer.rfc4514String))")
             }
-            return list
+            var verified = list
+            verified.signer = signer.publicKey
+            return verified
         } catch let failure as Failure {
             throw failure
         } catch {

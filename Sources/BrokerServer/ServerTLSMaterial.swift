@@ -42,6 +42,8 @@ final class ServerTLSMaterial: Sendable {
         case unchanged
         case reloaded
         case failed(String)
+        /// After a failure, the files are back to what is in use (a bad rotation undone).
+        case reverted
     }
 
     let files: ServerTLSFiles?
@@ -71,7 +73,15 @@ final class ServerTLSMaterial: Sendable {
         let outcome: Reload
         do {
             let fingerprint = Self.fingerprint(try Self.contents(files))
-            guard fingerprint != snapshot.fingerprint else { return .unchanged }
+            guard fingerprint != snapshot.fingerprint else {
+                // Nothing to load; but a failure reported before is over, or a later bad
+                // rotation would find it still set and go unsaid.
+                let wasFailing = failure.withLock { failure -> Bool in
+                    defer { failure = nil }
+                    return failure != nil
+                }
+                return wasFailing ? .reverted : .unchanged
+            }
             let fresh = try Self.load(files)
             current.withLock { $0 = fresh }
             outcome = .reloaded

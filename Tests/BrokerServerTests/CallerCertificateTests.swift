@@ -163,11 +163,17 @@ import FedBrokerTestSupport
         #expect(await Self.served(port: port, tls: try old.clientTLS(commonName: "svc")) == false)
 
         // A half-done rotation (a key that is not the certificate's) is refused; the new files stay in use.
+        let keyInUse = try String(contentsOfFile: files.path("server-key.pem"), encoding: .utf8)
         try new.leafPEM("localhost", server: true).privateKey.write(toFile: files.path("server-key.pem"), atomically: true, encoding: .utf8)
         let deadline = ContinuousClock.now + .seconds(30)
         while server.tlsReloadFailure == nil, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(server.tlsReloadFailure?.contains("server.tlsKey") == true)
         #expect(await Self.served(port: port, tls: try new.clientTLS(commonName: "svc")))
+        // Undone (the key in use written back): the failure is over, though nothing was loaded.
+        try keyInUse.write(toFile: files.path("server-key.pem"), atomically: true, encoding: .utf8)
+        let undone = ContinuousClock.now + .seconds(30)
+        while server.tlsReloadFailure != nil, ContinuousClock.now < undone { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(server.tlsReloadFailure == nil, "a reverted rotation left the failure standing")
 
         // A CRL revoking a certificate takes effect the same way (with a matching key again).
         let leaf = try new.issue("later-revoked", server: false)

@@ -130,6 +130,23 @@ import FedBrokerTestSupport
         #expect(throws: CertificateRevocationList.Failure.self) { _ = try CertificateRevocationList(contents: Array("junk".utf8), issuers: [pki.ca]) }
     }
 
+    @Test("During a CA's re-key (two CA certificates, one subject) a CRL signed by either key loads, and revokes only what that key issued")
+    func crlDuringReKey() throws {
+        let old = try LocalPKI(name: "re-keyed CA")
+        let new = try LocalPKI(name: "re-keyed CA")
+        #expect(old.ca.subject == new.ca.subject && old.ca.publicKey != new.ca.publicKey)
+        let subject = try DistinguishedName { CommonName("svc") }
+        let serial = Certificate.SerialNumber(bytes: [0x42, 0x17])
+        let newLeaf = try new.issue(subject: subject, serialNumber: serial).certificate
+        let oldLeaf = try old.issue(subject: subject, serialNumber: serial).certificate
+        // The new key's CRL, with the old CA certificate listed first in server.clientCA.
+        let list = try CertificateRevocationList(contents: Array(try new.crlPEM(revoking: [serial]).utf8), issuers: [old.ca, new.ca])
+        #expect(list.isRevoked(newLeaf))
+        #expect(!list.isRevoked(oldLeaf), "the old key's certificate with the same serial is not the one revoked")
+        let oldList = try CertificateRevocationList(contents: Array(try old.crlPEM(revoking: [serial]).utf8), issuers: [old.ca, new.ca])
+        #expect(oldList.isRevoked(oldLeaf) && !oldList.isRevoked(newLeaf))
+    }
+
     @Test("Per-caller caps count each caller apart and free what is released")
     func admission() {
         let admission = CallerAdmission(limits: .init(maximumConnections: 2, maximumRequests: 1))

@@ -37,12 +37,15 @@ public struct LocalPKI: Sendable {
 
     /// A leaf certificate with exactly this subject and these URI SANs (none: no SAN extension
     /// on a client certificate), for tests of what identity a certificate yields.
-    public func issue(subject: DistinguishedName, uris: [String] = [], server: Bool = false) throws -> Leaf {
+    /// `serialNumber`: a chosen one (tests of two CAs that issued the same serial); random by default.
+    public func issue(
+        subject: DistinguishedName, uris: [String] = [], server: Bool = false, serialNumber: Certificate.SerialNumber = .init()
+    ) throws -> Leaf {
         let key = P256.Signing.PrivateKey()
         var names: [GeneralName] = uris.map { .uniformResourceIdentifier($0) }
         if server { names.append(.dnsName("localhost")) }
         let cert = try Certificate(
-            version: .v3, serialNumber: .init(), publicKey: .init(key.publicKey), notValidBefore: Date().addingTimeInterval(-300),
+            version: .v3, serialNumber: serialNumber, publicKey: .init(key.publicKey), notValidBefore: Date().addingTimeInterval(-300),
             notValidAfter: Date().addingTimeInterval(3600), issuer: ca.subject, subject: subject,
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
