@@ -63,9 +63,11 @@ public struct GraphError: Error, Sendable, Equatable, CustomStringConvertible, C
     ) {
         self.kind = kind
         self.httpStatus = httpStatus
-        self.graphCode = graphCode
+        // All three come from Graph's answer (its body, its `request-id` header) and reach logs,
+        // a slot job's message and the admin API: bounded, control characters escaped.
+        self.graphCode = graphCode.map { BoundedText.escaped($0, limit: 128) }
         self.graphMessage = graphMessage.map { BoundedText.escaped($0) }
-        self.requestID = requestID
+        self.requestID = requestID.map { BoundedText.escaped($0, limit: 128) }
         self.clientRequestID = clientRequestID
         self.retryAfter = retryAfter
     }

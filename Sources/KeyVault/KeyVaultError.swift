@@ -1,4 +1,5 @@
 import AzureHTTP
+import FedBrokerCore
 import Foundation
 
 /// A Key Vault data-plane failure, classified by status and `error.code` / `innererror.code`
@@ -53,7 +54,7 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
         self.serviceMessage = serviceMessage
         self.retryAfter = retryAfter
         self.clientRequestID = clientRequestID
-        self.requestID = requestID
+        self.requestID = requestID.map { BoundedText.escaped($0, limit: 128) }  // Key Vault's header: bounded, escaped
     }
 
     /// Classifies an error response of the data plane.

@@ -274,6 +274,19 @@ import Testing
         #expect(BoundedText.escaped(String(repeating: "y", count: 256)) == String(repeating: "y", count: 256))
     }
 
+    @Test("Graph's code and request id, like its message, are bounded and escaped before they reach a description, a log or a job")
+    func boundedCodeAndRequestID() {
+        let error = GraphError(
+            kind: .invalidRequest, httpStatus: 400, graphCode: "Bad\nforged line \u{1B}[31m" + String(repeating: "c", count: 5_000),
+            graphMessage: "m\r\n", requestID: "rid\n" + String(repeating: "r", count: 5_000), clientRequestID: "c")
+        #expect(error.graphCode?.hasPrefix("Bad\\u{a}forged line \\u{1b}[31m") == true)
+        #expect((error.graphCode?.unicodeScalars.count ?? 0) <= 128)
+        #expect(error.requestID?.hasPrefix("rid\\u{a}") == true)
+        #expect((error.requestID?.unicodeScalars.count ?? 0) <= 128)
+        #expect(!error.description.unicodeScalars.contains { $0.properties.generalCategory == .control })
+        #expect(error.description.utf8.count < 400)
+    }
+
     @Test("Retry-After is clamped to 0...maximum; NaN and absence are no hint")
     func clampedRetryAfter() {
         #expect(GraphError.clampedRetryAfter(5, maximum: 60) == 5)
