@@ -161,6 +161,13 @@ check "activate --yes says it cannot be undone" grep -q "cannot be undone" <<<"$
 check "tenant list shows it active" grep -q "$tid.*active" <<<"$("$bin" tenant list --state active)"
 check "caller add" "$bin" caller add billing --identity spiffe://isv.example/billing-api --grant "generate_data_key,unwrap:$tid"
 check "caller revoke takes unwrap away" bash -c "'$bin' caller revoke billing --operation unwrap | grep -q 'generate_data_key:$tid'"
+"$bin" caller add reports --identity spiffe://isv.example/reports-api --grant "unwrap:*" >/dev/null
+check "caller revoke --tenant refuses a grant for every tenant (exit 2), which it cannot narrow" bash -c \
+  "'$bin' caller revoke reports --operation unwrap --tenant '$tid' 2>&1 >/dev/null | grep -q 'for every tenant'; [ \${PIPESTATUS[0]} -eq 2 ] && '$bin' caller show reports | grep -q 'unwrap:\\*'"
+check "the CLI sends no staff token over http:// off loopback (exit 64)" bash -c \
+  "FEDBROKER_ADMIN_URL=http://fedbroker.example:8443 '$bin' tenant list 2>&1 | grep -q 'must be https'; [ \${PIPESTATUS[0]} -eq 64 ]"
+check "client wrap refuses a plaintext that is not base64 (exit 64)" bash -c \
+  "'$bin' client wrap --tenant '$tid' --plaintext-base64 'not base64!' --plaintext --connect 127.0.0.1:1 >/dev/null 2>&1; [ \$? -eq 64 ]"
 check "a missing tenant exits 3" bash -c "'$bin' tenant show tnt_nope >/dev/null 2>&1; [ \$? -eq 3 ]"
 check "set-key after activation is a conflict (exit 2)" bash -c "'$bin' tenant set-key '$tid' --vault-uri '$vault_url' --key other >/dev/null 2>&1; [ \$? -eq 2 ]"
 # An SRE rotates slot fic-1 to a new managed identity with the tenant on it, as

@@ -41,7 +41,10 @@ struct ClientCommand: AsyncParsableCommand {
         if !plaintext, tlsCert == nil || tlsKey == nil || ca == nil { throw ValidationError("give --tls-cert, --tls-key and --ca, or --plaintext") }
         switch method {
         case .keyStatus, .generateDataKey: if tenant == nil { throw ValidationError("\(method.rawValue) needs --tenant") }
-        case .wrap: if tenant == nil || plaintextBase64 == nil { throw ValidationError("wrap needs --tenant and --plaintext-base64") }
+        case .wrap:
+            if tenant == nil || plaintextBase64.flatMap({ Data(base64Encoded: $0) }) == nil {
+                throw ValidationError("wrap needs --tenant and --plaintext-base64 (base64)")
+            }
         case .unwrap, .rewrap: if blob.flatMap({ Data(base64Encoded: $0) }) == nil { throw ValidationError("\(method.rawValue) needs --blob (base64)") }
         case .health: break
         }
@@ -72,7 +75,7 @@ struct ClientCommand: AsyncParsableCommand {
                 let r = try await client.generateDataKey(tenant: tenant!, context: contextBytes, deadline: deadline)
                 output = ["plaintext": Data(r.plaintext).base64EncodedString(), "blob": Data(r.blob).base64EncodedString(), "keyId": r.keyID]
             case .wrap:
-                let blob = try await client.wrap(tenant: tenant!, plaintext: Array(Data(base64Encoded: plaintextBase64!) ?? Data()), context: contextBytes, deadline: deadline)
+                let blob = try await client.wrap(tenant: tenant!, plaintext: Array(Data(base64Encoded: plaintextBase64 ?? "") ?? Data()), context: contextBytes, deadline: deadline)
                 output["blob"] = Data(blob).base64EncodedString()
             case .unwrap:
                 let plaintext = try await client.unwrap(Array(Data(base64Encoded: blob!)!), context: contextBytes, deadline: deadline)

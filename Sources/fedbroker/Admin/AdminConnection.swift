@@ -64,7 +64,6 @@ struct AdminConnection {
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
-        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let serverURL: URL
         var middlewares: [any ClientMiddleware] = []
         if let socket = options.adminSocket ?? environment["FEDBROKER_ADMIN_SOCKET"] {
@@ -75,6 +74,17 @@ struct AdminConnection {
         } else {
             guard let raw = options.adminURL ?? environment["FEDBROKER_ADMIN_URL"], let url = URL(string: raw), url.scheme != nil else {
                 throw AdminCLIError(AdminExit.usage, "give --admin-url (or FEDBROKER_ADMIN_URL), or --admin-socket")
+            }
+            // The staff token is a bearer credential: it goes over TLS, or in the clear only to this
+            // machine (the server refuses plaintext off loopback too, but by then the token was sent).
+            switch url.scheme?.lowercased() {
+            case "https": break
+            case "http" where Self.isLoopback(url.host):
+                break
+            default:
+                throw AdminCLIError(
+                    AdminExit.usage,
+                    "--admin-url must be https:// (http:// only to 127.0.0.1, ::1 or localhost): the staff token would cross the network in the clear")
             }
             serverURL = url
             let token: String
@@ -92,9 +102,18 @@ struct AdminConnection {
             }
             middlewares.append(BearerTokenMiddleware(token: token))
         }
+        // Made only once every setting checked out: a client must be shut down, so none is made
+        // for a command that stops at a usage error.
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         let transport = AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120)))
         return AdminConnection(
             client: Client(serverURL: serverURL, transport: transport, middlewares: middlewares), http: http, options: options)
+    }
+
+    static func isLoopback(_ host: String?) -> Bool {
+        guard let host = host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")) else { return false }
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+            && host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
     }
 
     /// Runs `body` with a connection, always shutting the HTTP client down, and turns failures

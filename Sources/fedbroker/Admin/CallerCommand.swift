@@ -121,6 +121,13 @@ struct CallerCommand: AsyncParsableCommand {
             }
             try await AdminConnection.with(admin) { connection in
                 let caller = try await CallerCommand.fetch(id, connection)
+                // A grant for every tenant cannot lose one of them: a grant lists tenants, it has no
+                // exceptions. Re-sending it unchanged would exit 0 with the operation still allowed.
+                if let tenant, caller.grants.contains(where: { $0.operations.contains(op) && $0.tenants.contains("*") }) {
+                    throw AdminCLIError(
+                        AdminExit.conflict,
+                        "caller \(id) has \(op.rawValue) for every tenant (\"*\"), which cannot exclude \(tenant); revoke it without --tenant, then grant it for the tenants that keep it")
+                }
                 var grants: [Components.Schemas.CallerGrant] = []
                 for grant in caller.grants {
                     guard grant.operations.contains(op) else { grants.append(grant); continue }
