@@ -201,20 +201,25 @@ extension SQLBrokerStore {
     /// batch, but one of 12 parameters, where a multi-row `VALUES` of 200 rows had 2,400, each
     /// encoded and typed on its own (`bench --parts audit-insert --database-url`). `ORDER BY ord`
     /// keeps `seq` in batch order, as `VALUES` did.
+    ///
+    /// The statement takes `auditOrder` itself (held to the commit, also when the statement is
+    /// its own transaction): the sort under `ORDER BY` reads every input row, the lock's with
+    /// them, before the first row reaches the insert and draws its `seq`, so sequences are drawn
+    /// and committed one transaction at a time. SQLite has one writer, so its order is the same.
     private func insertAuditColumns(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
         let rows = records.map(Self.auditValues)
         let columns = try (0..<(rows.first?.count ?? 0)).map { column in try SQLValue.array(rows.map { $0[column] }) }
         _ = try await session.query(
             """
             INSERT INTO audit_records (\(Self.auditColumns))
-            SELECT \(Self.auditColumns) FROM unnest(
+            SELECT \(Self.auditColumns) FROM (SELECT pg_advisory_xact_lock(?) AS locked) AS ordered, unnest(
                 ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],
                 ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[]
             ) WITH ORDINALITY AS batch (\(Self.auditColumns), ord)
             ORDER BY ord
             ON CONFLICT (id) DO NOTHING
             """,
-            columns)
+            [.integer(AdvisoryLockKey.auditOrder.rawValue)] + columns)
     }
 
     /// Appends to the change feed (under the feed lock, so sequence numbers commit in order) and

@@ -217,4 +217,47 @@ extension RaceTests {
             }
         }
     }
+
+    @Test("Audit sequences commit in order: a reader paging by sequence never passes one that a transaction still open commits later",
+          .timeLimit(.minutes(2)), arguments: [StoreKind.postgres])
+    func auditSequencesCommitInOrder(kind: StoreKind) async throws {
+        try await withStore(kind) { store, database in
+            try await withReplicas(1, of: database) { replicas in
+                let early = AuditRecord(time: database.clock.now, actor: "staff:a", tenantID: nil, operation: "order.early", outcome: .success)
+                let late = AuditRecord(time: database.clock.now, actor: "svc", tenantID: nil, operation: "order.late", outcome: .success)
+                let (inserted, insertedSink) = AsyncStream.makeStream(of: Void.self)
+                let (gate, gateSink) = AsyncStream.makeStream(of: Void.self)
+                // An admin transaction draws its audit sequence, then is slow to commit.
+                let slow = Task {
+                    try await store.backend.withTransaction { session in
+                        try await store.insertAudit(session, [early])
+                        insertedSink.yield()
+                        for await _ in gate { break }
+                    }
+                }
+                var insertedIterator = inserted.makeAsyncIterator()
+                await insertedIterator.next()
+                // Another replica's shipper inserts meanwhile.
+                let shipper = Task { try await replicas[0].appendAudit([late]) }
+                // Either it finished (and drew a later sequence, committed first) or it waits on
+                // the order lock; a reader pages in between.
+                let waiting = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                for _ in 0..<3_000 {
+                    if try await store.rowCountForTesting(waiting) > 0 { break }
+                    if try await store.auditEntries(AuditQuery(operation: "order.late")).count == 1 { break }
+                    await Task.yield()
+                }
+                let firstPage = try await store.auditEntries(AuditQuery(afterSequence: 0, limit: 1000))
+                    .filter { $0.record.operation.hasPrefix("order.") }
+                gateSink.yield()
+                try await slow.value
+                try await shipper.value
+                let cursor = firstPage.last?.sequence ?? 0
+                let rest = try await store.auditEntries(AuditQuery(afterSequence: cursor, limit: 1000))
+                    .filter { $0.record.operation.hasPrefix("order.") }
+                let seen = (firstPage + rest).map(\.record.operation)
+                #expect(Set(seen) == ["order.early", "order.late"], "a reader resuming from \(cursor) saw only \(seen)")
+            }
+        }
+    }
 }

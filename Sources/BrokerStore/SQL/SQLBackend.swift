@@ -98,4 +98,9 @@ struct AdvisoryLockKey: Hashable, Sendable {
     /// Held while creating, claiming or advancing a slot job, so two replicas never both take
     /// over an expired lease, and a job is created only when no other is open.
     static let slotJobs = AdvisoryLockKey(rawValue: base | 0x04)
+    /// Held from an audit insert to its commit (PostgreSQL), so `audit_records.seq` commits in
+    /// order: a reader paging by sequence (`GET /v1/audit`'s cursor, an exporter) never passes
+    /// a sequence that a transaction still open commits later. Taken after a transaction's other
+    /// locks and before `changeFeed`, in that order everywhere, so the two cannot deadlock.
+    static let auditOrder = AdvisoryLockKey(rawValue: base | 0x05)
 }
