@@ -79,6 +79,8 @@ start_serve() {
 }
 start_serve serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/broker"
 check "fedbroker serve answers health" grep -q SERVING <<<"$("$bin" client health --plaintext --connect "127.0.0.1:${serve_port:-1}")"
+check "what serve creates is its owner's alone (umask 077: store, journal)" bash -c \
+  "[ -n \"\$(find '$dir/broker' -mindepth 1 | head -1)\" ] && [ -z \"\$(find '$dir/broker' -mindepth 1 -perm /077)\" ]"
 check "fedbroker client explains a refusal (exit 1)" bash -c "! '$bin' client key-status --tenant customer-1 --plaintext --connect 127.0.0.1:${serve_port:-1} 2>/dev/null"
 kill -TERM "$serve_pid"; wait "$serve_pid"; serve_status=$?
 check "fedbroker serve stops cleanly on SIGTERM (exit 0)" test "$serve_status" -eq 0

@@ -152,6 +152,9 @@ struct ServeCommand: AsyncParsableCommand {
         } else {
             try ProcessHardening.disableCoreDumps()
         }
+        // Whatever serve creates is its own: the SQLite store, the audit journal, the quarantine
+        // file, and the admin Unix socket, which is live from its bind until its chmod to 0600.
+        umask(0o077)
         let app = try await BrokerApp.build(try settings.appConfiguration(), logger: logger)
         FileHandle.standardOutput.write(
             Data("fedbroker serving on \(settings.listenHost):\(app.port)\(settings.plaintext ? " (plaintext, loopback)" : " (mTLS)")\n".utf8))
