@@ -212,6 +212,17 @@ public final class BrokerApp: Sendable {
     static func shutdown(_ journal: AuditJournal, logger: Logger) async throws {
         do {
             try await journal.shutdown()
+        } catch let error as BrokerError where error.code == .invalidData {
+            // Everything was shipped but what the database refused: nothing waits in the journal,
+            // and saying so would send the SRE looking for a backlog that is not there.
+            let quarantineFile = journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" }
+            logger.critical(
+                "audit records were rejected by the database and quarantined; the store's audit trail lacks them",
+                metadata: [
+                    "fb.audit.quarantined": "\(journal.quarantinedCount)",
+                    "fb.auditQuarantineFile": "\(quarantineFile ?? "none (the log only)")", "fb.message": "\(error.message)",
+                ])
+            throw AuditIncompleteError(unwritten: 0, quarantined: journal.quarantinedCount, quarantineFile: quarantineFile, underlying: error)
         } catch {
             let underlying = error as? BrokerError ?? BrokerError(.storeFailure, "audit journal shutdown failed", underlying: error)
             let health = await journal.health

@@ -73,4 +73,42 @@ import FedBrokerTestSupport
             try await first.run()
         }
     }
+
+    @Test("With the journal, a record the database rejected makes run() throw with its count, none said to wait in the journal")
+    func quarantinedJournalRecordsFailTheRun() async throws {
+        let logger = TestLogging.logger(label: "audit-journal-quarantine", uncapturedLevel: .critical)
+        try await RunningEmulator.with(logger: logger) { running in
+            var configuration = BrokerAppConfiguration(
+                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
+                service: BrokerService.Configuration(environment: running.environment))
+            configuration.transport.tls = try LocalPKI().serverTLS()
+            var journalConfiguration = AuditJournal.Configuration(directory: running.directory.appendingPathComponent("journal").path)
+            journalConfiguration.quarantineDirectory = running.directory.appendingPathComponent("quarantine").path
+            configuration.auditJournal = journalConfiguration
+            let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
+            let journal = try #require(app.journal)
+            let runner = Task { try await app.run() }
+            try await app.store.executeForTesting(
+                """
+                CREATE TRIGGER test_poison BEFORE INSERT ON audit_records WHEN NEW.request_id = 'poison'
+                BEGIN SELECT RAISE(ABORT, 'poison'); END
+                """)
+            for requestID in ["poison", "fine"] {
+                try await journal.appendDurably(
+                    AuditRecord(time: Date(), actor: "svc", tenantID: nil, operation: "key.unwrap", outcome: .success, requestID: requestID),
+                    deadline: .distantFuture, clock: SystemWallClock())
+            }
+            await app.shutdown()
+            let result = await runner.result
+            do {
+                try result.get()
+                Issue.record("run() returned although a record was quarantined")
+            } catch let error as AuditIncompleteError {
+                #expect(error.quarantined == 1)
+                #expect(error.unwritten == 0, "nothing waits in the journal")
+                #expect(error.underlying.code == .invalidData)
+                #expect(error.quarantineFile == journalConfiguration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" })
+            }
+        }
+    }
 }

@@ -694,6 +694,9 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// Segment syncs so far (tests: which writes waited for one).
     package var syncs: Int { syncCount.load(ordering: .relaxed) }
 
+    /// Records the database rejected, quarantined since the journal opened.
+    public var quarantinedCount: Int { quarantined.load(ordering: .relaxed) }
+
     /// Bytes of unshipped segments on disk (tests, metrics).
     public var bytesOnDisk: Int { state.withLock { $0.bytes } }
 
