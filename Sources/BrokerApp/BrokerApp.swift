@@ -230,10 +230,10 @@ public final class BrokerApp: Sendable {
                 "audit records are not in the store at shutdown; the journal keeps them for the next start",
                 metadata: [
                     "fb.auditJournal": "\(journal.configuration.directory)", "fb.audit.unwritten": "\(health.backlog)",
-                    "fb.error": "\(underlying.code)", "fb.message": "\(underlying.message)",
+                    "fb.audit.quarantined": "\(journal.quarantinedCount)", "fb.error": "\(underlying.code)", "fb.message": "\(underlying.message)",
                 ])
             throw AuditIncompleteError(
-                unwritten: health.backlog, quarantined: 0, quarantineFile: journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" },
+                unwritten: health.backlog, quarantined: journal.quarantinedCount, quarantineFile: journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" },
                 underlying: underlying)
         }
     }

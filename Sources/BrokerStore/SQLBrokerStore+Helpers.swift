@@ -105,6 +105,19 @@ extension SQLBrokerStore {
         actor: String,
         change: @escaping @Sendable (any SQLSession, inout Tenant) async throws -> (operation: String, detail: String)
     ) async throws -> Tenant {
+        try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+            [try await change(session, &tenant)]
+        }
+    }
+
+    /// As above, for a change that is several steps of the trail (a restore: the transition, then
+    /// the validation it rests on), audited in that order with one time.
+    func updateTenant(
+        _ id: TenantID,
+        expectedVersion: RecordVersion,
+        actor: String,
+        changes: @escaping @Sendable (any SQLSession, inout Tenant) async throws -> [(operation: String, detail: String)]
+    ) async throws -> Tenant {
         let now = self.clock.now
         return try await self.backend.withTransaction { session in
             guard var tenant = try await self.fetchTenant(session, id, forUpdate: true) else {
@@ -114,7 +127,7 @@ extension SQLBrokerStore {
                 throw BrokerError(.versionConflict, "tenant \(id) is at \(tenant.version), not \(expectedVersion)")
             }
             let before = tenant
-            let (operation, detail) = try await change(session, &tenant)
+            let entries = try await changes(session, &tenant)
             tenant.updatedAt = now
             if Self.startsKeyAccess(from: before, to: tenant) { tenant.keyAccessChangedAt = now }
             tenant.version = expectedVersion.next
@@ -133,7 +146,9 @@ extension SQLBrokerStore {
             guard !updated.isEmpty else {
                 throw BrokerError(.versionConflict, "tenant \(id) changed concurrently")
             }
-            try await self.audit(session, actor: actor, tenant: id, operation: operation, detail: detail, at: now)
+            for entry in entries {
+                try await self.audit(session, actor: actor, tenant: id, operation: entry.operation, detail: entry.detail, at: now)
+            }
             try await self.recordChange(session, .tenant, id.rawValue, tenant.version, at: now)
             return tenant
         }
@@ -203,9 +218,9 @@ extension SQLBrokerStore {
     /// keeps `seq` in batch order, as `VALUES` did.
     ///
     /// The statement takes `auditOrder` itself (held to the commit, also when the statement is
-    /// its own transaction): the sort under `ORDER BY` reads every input row, the lock's with
-    /// them, before the first row reaches the insert and draws its `seq`, so sequences are drawn
-    /// and committed one transaction at a time. SQLite has one writer, so its order is the same.
+    /// its own transaction): the join cannot give the insert a row, which then draws its `seq`,
+    /// before both of its sides have given one, the lock's included, so sequences are drawn and
+    /// committed one transaction at a time. SQLite has one writer, so its order is the same.
     private func insertAuditColumns(_ session: any SQLSession, _ records: [AuditRecord]) async throws {
         let rows = records.map(Self.auditValues)
         let columns = try (0..<(rows.first?.count ?? 0)).map { column in try SQLValue.array(rows.map { $0[column] }) }
@@ -252,7 +267,9 @@ extension SQLBrokerStore {
             lifecycle: TenantLifecycle(state: state, key: key, wasActivated: try row.bool("was_activated")),
             slotID: try row.optionalText("slot_id").map(Self.slotID),
             createdAt: Self.date(try row.integer("created_at_us")), updatedAt: Self.date(try row.integer("updated_at_us")),
-            keyAccessChangedAt: Self.date(try row.integer("key_access_changed_at_us")),
+            // 0: written by a release before schema 5 (a rolling upgrade); its last update, as then.
+            keyAccessChangedAt: try row.integer("key_access_changed_at_us") == 0
+                ? Self.date(try row.integer("updated_at_us")) : Self.date(try row.integer("key_access_changed_at_us")),
             version: RecordVersion(rawValue: try row.integer("version")))
     }
 

@@ -88,15 +88,13 @@ extension SQLBrokerStore {
             throw BrokerError(.invalidArgument, "tenant \(id) is restored only on a validation that passed")
         }
         let json = try Self.validationJSON(result)
-        return try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor) { session, tenant in
+        return try await self.updateTenant(id, expectedVersion: expectedVersion, actor: actor, changes: { session, tenant in
             // The transition first, so that a never-activated tenant, back at registered, is
-            // validated by the record; then the record, audited in this same transaction.
+            // validated by the record; the trail says it in that order.
             let restored = try await self.applyTransition(session, &tenant, event: event, reason: nil)
             let validated = try await self.applyValidation(session, &tenant, result, json: json)
-            try await self.audit(
-                session, actor: actor, tenant: id, operation: validated.operation, detail: validated.detail, at: self.clock.now)
-            return restored
-        }
+            return [restored, validated]
+        })
     }
 
     static func validationJSON(_ result: ValidationRecord) throws -> String {

@@ -164,10 +164,11 @@ import FedBrokerTestSupport
     func slotMoveKeepsTheRevocationImmediate() async throws {
         try await withWorld(rolePropagationSeconds: 600) { w in
             let client = try w.client("svc-a")
-            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
-            // Activated longer ago than the window: as if it had been serving for a day.
+            // Activated longer ago than the window: as if it had been serving for a day (1 µs
+            // after 1970; 0 would read as a row of the release before schema 5). Before any call,
+            // so the broker reads the tenant as the store now has it, not from its cache.
             try await w.app.store.executeForTesting(
-                "UPDATE tenants SET key_access_changed_at_us = 0 WHERE id = '\(w.tenant.rawValue)'")
+                "UPDATE tenants SET key_access_changed_at_us = 1 WHERE id = '\(w.tenant.rawValue)'")
             // Then an SRE moves it to another slot and back (a drain or a rotation moves every
             // tenant; back, so its calls keep the slot whose token exchange this world set up).
             var tenant = try await w.app.store.tenant(w.tenant)
@@ -176,8 +177,10 @@ import FedBrokerTestSupport
             let target = try #require(slots.first, "the world has a second active slot")
             tenant = try await w.app.store.assignTenant(tenant.id, expectedVersion: tenant.version, to: target.id, actor: "sre")
             tenant = try await w.app.store.assignTenant(tenant.id, expectedVersion: tenant.version, to: home, actor: "sre")
-            #expect(tenant.keyAccessChangedAt == Date(timeIntervalSince1970: 0))
+            #expect(tenant.keyAccessChangedAt == Date(timeIntervalSince1970: 0.000001))
             #expect(Date().timeIntervalSince(tenant.updatedAt) < 60, "the record itself was just updated")
+            // The first call reads the moved record (and proves the tenant is served).
+            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
 
             let assignment = try w.roleAssignment()
             try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
@@ -191,6 +194,26 @@ import FedBrokerTestSupport
                 #expect(status.reason == .accessRevokedByCustomer)
             }
             try await w.waitFor(.accessLost, within: 30)
+        }
+    }
+
+    @Test("Within the role-propagation window of an activation, a ForbiddenByRbac is answered retryable and the tenant stays active")
+    func refusalJustAfterActivationIsRetryable() async throws {
+        try await withWorld(rolePropagationSeconds: 600) { w in
+            let client = try w.client("svc-a")
+            let assignment = try w.roleAssignment()
+            try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(5))
+                Issue.record("a key was made without the role")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.code == .unavailable, "\(status)")
+                #expect(status.reason == .accessRevokedByCustomer)
+                #expect(status.retryable)
+            } catch BrokerCallError.deadlineExceeded {
+                // Retried (it is retryable) until the deadline: also not a revocation.
+            }
+            #expect(try await w.state() == .active, "activated moments ago: the role may still be on its way")
         }
     }
 

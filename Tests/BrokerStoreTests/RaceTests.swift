@@ -240,13 +240,23 @@ extension RaceTests {
                 // Another replica's shipper inserts meanwhile.
                 let shipper = Task { try await replicas[0].appendAudit([late]) }
                 // Either it finished (and drew a later sequence, committed first) or it waits on
-                // the order lock; a reader pages in between.
-                let waiting = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                for _ in 0..<3_000 {
-                    if try await store.rowCountForTesting(waiting) > 0 { break }
-                    if try await store.auditEntries(AuditQuery(operation: "order.late")).count == 1 { break }
-                    await Task.yield()
+                // the order lock (in this test's database: others run beside it on the server); a
+                // reader pages in between.
+                let key = AdvisoryLockKey.auditOrder.rawValue
+                let waiting = """
+                    SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+                        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                        AND classid = \(UInt32(truncatingIfNeeded: key >> 32)) AND objid = \(UInt32(truncatingIfNeeded: key))
+                    """
+                var settled = false
+                let until = ContinuousClock.now + .seconds(60)
+                while !settled, ContinuousClock.now < until {
+                    let blocked = try await store.rowCountForTesting(waiting) > 0
+                    let finished = try await store.auditEntries(AuditQuery(operation: "order.late")).count == 1
+                    settled = blocked || finished
+                    if !settled { await Task.yield() }
                 }
+                try #require(settled, "the shipper neither finished nor waited on the order lock")
                 let firstPage = try await store.auditEntries(AuditQuery(afterSequence: 0, limit: 1000))
                     .filter { $0.record.operation.hasPrefix("order.") }
                 gateSink.yield()

@@ -199,9 +199,11 @@ extension EmbeddedMigrations {
             -- after this time instead of taking it as the customer's revocation. Before this schema the
             -- window began at the tenant record's last update of any kind, so a slot move or a validation
             -- reopened it. Rows that exist now start from their last update, as before.
+            --
+            -- The default stays: during a rolling upgrade a replica of the previous release inserts tenants
+            -- without this column, and its 0 is read as "not known", which falls back to the last update.
             ALTER TABLE tenants ADD COLUMN key_access_changed_at_us BIGINT NOT NULL DEFAULT 0;
             UPDATE tenants SET key_access_changed_at_us = updated_at_us;
-            ALTER TABLE tenants ALTER COLUMN key_access_changed_at_us DROP DEFAULT;
             """#
         ),
     ]
@@ -409,7 +411,7 @@ extension EmbeddedMigrations {
             "0005_key_access_changed_at.sql",
             #"""
             -- fedbroker schema 5 (SQLite): the same change as sql/postgres/0005_key_access_changed_at.sql.
-            -- SQLite keeps the column's default (it cannot drop one); every write sets the column anyway.
+            -- The default 0 (a row written by the previous release) is read as "not known": the last update.
             ALTER TABLE tenants ADD COLUMN key_access_changed_at_us INTEGER NOT NULL DEFAULT 0;
             UPDATE tenants SET key_access_changed_at_us = updated_at_us;
             """#
