@@ -562,6 +562,11 @@ public final class BrokerService: BrokerRequestHandler {
         }
         if let e = error as? KeyVaultError {
             if Self.isRefusal(e) { keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName) }
+            // Invariant 3: service stops at the first 401/403 seen, whatever its inner code (a
+            // firewall, one Key Vault adds later, a vault moved to another tenant): this replica's
+            // cached plaintexts of the tenant go, so its next unwraps ask the vault, which decides.
+            // Only a role or policy refusal (below) also marks the tenant lost in the store.
+            if e.httpStatus == 401 || e.httpStatus == 403 { cache.purge(tenantID: tenant.id.rawValue) }
             let code = BoundedText.escaped(e.innerCode ?? e.code ?? e.kind.rawValue, limit: 64)
             switch e.kind {
             case .keyDisabled, .keyOperationForbidden, .keyExpired, .keyNotFound:

@@ -202,6 +202,31 @@ import FedBrokerTestSupport
         }
     }
 
+    @Test("Any 401/403 from the vault ends this replica's cached keys of the tenant at once, whatever its inner code (here the vault's firewall)")
+    func anyRefusalPurgesTheTenantsCachedKeys() async throws {
+        try await withWorld { w in
+            let a = try w.client("svc-a", retrying: false)
+            let (plaintext, cachedBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+            #expect(try await a.unwrap(cachedBlob, deadline: deadline()) == plaintext)  // now cached
+            let (_, freshBlob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
+
+            // The customer's firewall shuts the broker out of the vault.
+            let firewall = FaultRule(service: .keyvault, target: "contoso-kv", status: 403)
+            w.emulator.state.faults.add(firewall)
+            let refused = await refusal { _ = try await a.unwrap(freshBlob, deadline: deadline()) }
+            #expect(refused?.reason == .vaultUnavailable, "\(String(describing: refused))")
+            #expect(refused?.message.contains("ForbiddenByFirewall") == true, "\(String(describing: refused))")
+            // The cached blob no longer opens from memory: it goes to the vault, which refuses it.
+            let cached = await refusal { _ = try await a.unwrap(cachedBlob, deadline: deadline()) }
+            #expect(cached?.reason == .vaultUnavailable, "a cached key was served after the vault refused the broker")
+            #expect(try await w.store.tenant(w.tenants[0]).state == .active, "a firewall is not taken as a lost role")
+
+            // The firewall lets the broker in again: the same blob opens, with no operator.
+            _ = w.emulator.state.faults.remove(id: firewall.id)
+            #expect(try await a.unwrap(cachedBlob, deadline: deadline()) == plaintext)
+        }
+    }
+
     /// The broker's answer to a call that must fail.
     func refusal(_ call: () async throws -> Void) async -> WireStatus? {
         do {

@@ -266,6 +266,12 @@ public struct KeyVaultFailure: Sendable, Equatable, Error {
         status: 429, code: "Throttled",
         message: "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached")
 
+    /// The vault's firewall refusing the caller's address (WIRE.md, "Firewall"): what a 403 fault answers.
+    public static let firewall = Self(
+        status: 403, code: "Forbidden",
+        message: "Client address is not authorized and caller is not a trusted service.\r\nClient address: 127.0.0.1",
+        innerCode: "ForbiddenByFirewall")
+
     public static func notFoundPath() -> Self {
         .init(status: 404, code: "NotFound", message: "The requested resource was not found.")
     }

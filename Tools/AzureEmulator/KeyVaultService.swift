@@ -81,6 +81,7 @@ struct KeyVaultService: HTTPResponder {
         {
             let failure: KeyVaultFailure =
                 fault.status == 429 ? .throttled
+                : fault.status == 403 ? .firewall
                 : .init(status: fault.status, code: fault.status == 503 ? "ServiceUnavailable" : "InternalServerError",
                         message: "The service is temporarily unavailable. Please retry.")
             return reply.failure(failure, tenantID: vault.tenantId, retryAfter: fault.retryAfter)
