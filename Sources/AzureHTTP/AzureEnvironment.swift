@@ -26,6 +26,14 @@ public struct AzureEnvironment: Sendable, Equatable {
     public var vaultHostSuffixes: [String]
 
     public static let azureVaultResources = ["https://vault.azure.net", "https://managedhsm.azure.net"]
+
+    /// The token resource for a vault URL: Managed HSM takes tokens for its own resource, and
+    /// refuses (401) a Key Vault token, which onboarding's probe (asking for what the challenge
+    /// names) would not have shown. Everything else is Key Vault's, the emulator's vaults included.
+    public static func vaultTokenResource(forVaultURL vaultURL: String) -> String {
+        let host = URL(string: vaultURL)?.host?.lowercased() ?? ""
+        return host.hasSuffix(".managedhsm.azure.net") ? "https://managedhsm.azure.net" : "https://vault.azure.net"
+    }
     public static let azureVaultHostSuffixes = [
         ".vault.azure.net", ".managedhsm.azure.net", ".vault.azure.cn", ".managedhsm.azure.cn",
         ".vault.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net",

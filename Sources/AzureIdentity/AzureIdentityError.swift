@@ -7,6 +7,11 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
     case imds(status: Int, error: String, description: String)
     /// The token endpoint answered with an AADSTS error.
     case entra(AADSTSError)
+    /// The ISV's own tenant refused the workload identity's exchange (AKS: the service-account
+    /// token for the managed identity's token). fedbroker's configuration, never a customer's
+    /// decision: kept apart from `entra` so an AADSTS700016 or 53003 there is not read as a
+    /// customer removing the application.
+    case isvTenant(AADSTSError)
     /// No HTTP answer.
     case transport(TransportFailure)
     /// A 200 whose body is not what the service sends.
@@ -19,7 +24,7 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
     public var code: String {
         switch self {
         case .imds: "IMDS_ERROR"
-        case .entra(let e): "AADSTS\(e.code.map(String.init) ?? "")"
+        case .entra(let e), .isvTenant(let e): "AADSTS\(e.code.map(String.init) ?? "")"
         case .transport: "TRANSPORT"
         case .malformedResponse: "MALFORMED_RESPONSE"
         case .tokenFile: "TOKEN_FILE"
@@ -31,6 +36,7 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
         switch self {
         case .imds(let status, let error, let description): "IMDS \(status) \(error): \(description)"
         case .entra(let e): e.description
+        case .isvTenant(let e): "the ISV's own tenant refused the workload identity (check azure.isvTenantID and the identity's client id): \(e.description)"
         case .transport(let t): t.description
         case .malformedResponse(let service, let detail): "malformed \(service) response: \(detail)"
         case .tokenFile(let path, let detail): "federated token file \(path): \(detail)"
@@ -45,7 +51,7 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
 
     package var retryAfterHint: Double? {
         switch self {
-        case .entra(let e): e.retryAfter
+        case .entra(let e), .isvTenant(let e): e.retryAfter
         // "IMDS is going through updates and will be available in a maximum of 70 seconds":
         // steady 10 s waits (as MSAL does) cover the 70 s within the retry count.
         case .imds(410, _, _): 10
@@ -56,7 +62,7 @@ public enum AzureIdentityError: Error, Sendable, Equatable, CustomStringConverti
     public var isRetryable: Bool {
         switch self {
         case .imds(let status, _, _): Self.imdsIsRetryable(status: status)
-        case .entra(let e): e.isRetryable
+        case .entra(let e), .isvTenant(let e): e.isRetryable
         case .transport(let t): t.isRetryable
         case .malformedResponse, .tokenFile, .deadlineExceeded: false
         }

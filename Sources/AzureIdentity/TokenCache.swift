@@ -83,12 +83,26 @@ public actor TokenCache<Key: Hashable & Sendable> {
         for key in entries.keys where predicate(key) { entries[key] = nil }
     }
 
+    private func isUsable(_ token: AccessToken) -> Bool {
+        token.expiresOn.timeIntervalSince(clock.now) >= policy.minimumValidity
+    }
+
     @discardableResult
     private func startFetch(_ key: Key, deadline: Date) -> Task<AccessToken, any Error> {
         let fetch = self.fetch
         let task = Task<AccessToken, any Error> {
             do {
                 let token = try await fetch(key, deadline)
+                guard self.isUsable(token) else {
+                    // An answer whose lifetime is under the minimum (`expires_in` 0, an IMDS
+                    // token about to expire) is never handed out, to the callers waiting for
+                    // this fetch either: a failure, so the state machine's retry pacing applies.
+                    if let stale = self.finish(key, with: .failure(AzureIdentityError.deadlineExceeded(lastFailure: nil))) {
+                        return stale
+                    }
+                    throw AzureIdentityError.malformedResponse(
+                        service: "token", detail: "a token with less than \(Int(self.policy.minimumValidity)) s left (expires \(token.expiresOn))")
+                }
                 self.finish(key, with: .success(token))
                 return token
             } catch {

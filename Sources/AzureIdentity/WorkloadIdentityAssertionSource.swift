@@ -56,11 +56,17 @@ public struct WorkloadIdentityAssertionSource: AssertionSource {
             throw AzureIdentityError.tokenFile(
                 path: tokenFile.path, detail: "cannot be exchanged for the identity's token without the ISV tenant id (azure.isvTenantID)")
         }
-        return try await retrying(deadline: deadline, clock: clock, backoff: backoff, isRetryable: Self.isRetryable) {
-            // Read on every attempt: a retry after a rotation presents the new token.
-            let projected = try await tokenFile.assertion(deadline: deadline)
-            return try await exchange.exchange(
-                tenantID: tenantID, resource: tokenExchangeAudience, assertion: projected.token, deadline: deadline)
+        do {
+            return try await retrying(deadline: deadline, clock: clock, backoff: backoff, isRetryable: Self.isRetryable) {
+                // Read on every attempt: a retry after a rotation presents the new token.
+                let projected = try await tokenFile.assertion(deadline: deadline)
+                return try await exchange.exchange(
+                    tenantID: tenantID, resource: tokenExchangeAudience, assertion: projected.token, deadline: deadline)
+            }
+        } catch AzureIdentityError.entra(let refusal) {
+            // The ISV's tenant, not a customer's: whoever handles this must not take an
+            // AADSTS700016 (identity not found) for a customer removing the application.
+            throw AzureIdentityError.isvTenant(refusal)
         }
     }
 

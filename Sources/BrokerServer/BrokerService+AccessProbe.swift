@@ -1,3 +1,4 @@
+import AzureHTTP
 import AzureIdentity
 import BrokerStore
 import Crypto
@@ -37,7 +38,8 @@ extension BrokerService {
         let entraTenant = tenant.entraTenantID.rawValue
         await tokens.forgetTokens(tenantID: entraTenant)
         let source = assertionSources.source(forClientID: slot.identity.managedIdentityClientID)
-        let token = tokens.vaultTokenProvider(tenantID: entraTenant, source: source)
+        let token = tokens.vaultTokenProvider(
+            tenantID: entraTenant, source: source, resource: AzureEnvironment.vaultTokenResource(forVaultURL: tenant.key.vaultURL))
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: tenant.key.keyVersion)
         let probe = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         do {

@@ -398,7 +398,8 @@ public final class BrokerService: BrokerRequestHandler {
     func seal(_ dataKey: SecretBytes, context: [UInt8]?, tenant: Tenant, deadline: Date) async throws -> (WrappedKeyEnvelope, String) {
         let source = try await source(for: tenant, deadline: deadline)
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: tenant.key.keyVersion)
-        let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
+        let provider = tokens.vaultTokenProvider(
+            tenantID: tenant.entraTenantID.rawValue, source: source, resource: AzureEnvironment.vaultTokenResource(forVaultURL: tenant.key.vaultURL))
         try await requireUsableKey(key, tenant: tenant, token: provider, deadline: deadline)
         let requestID = Mutex("")
         let wrapping = EnvelopeCrypto.Wrapping(tenantID: tenant.id.rawValue, vaultURL: key.vaultURL, keyName: key.name) { [vault] envelopeKey in
@@ -490,7 +491,8 @@ public final class BrokerService: BrokerRequestHandler {
         let cacheKey = DataKeyCache.Key(tenantID: tenant.id.rawValue, keyVersion: envelope.keyVersion, blob: blob, context: context)
         if let cached = cache.get(cacheKey) { return (cached, envelope, tenant, nil) }
         let source = try await source(for: tenant, deadline: deadline)
-        let provider = tokens.vaultTokenProvider(tenantID: tenant.entraTenantID.rawValue, source: source)
+        let provider = tokens.vaultTokenProvider(
+            tenantID: tenant.entraTenantID.rawValue, source: source, resource: AzureEnvironment.vaultTokenResource(forVaultURL: tenant.key.vaultURL))
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: envelope.keyVersion)
         // The shared call runs to its own deadline, not the first caller's: each caller waits
         // only until its own (SingleFlight), and the call stops once nobody waits.

@@ -112,13 +112,14 @@ public struct ChainProbe: Sendable {
             let token = try await exchange.exchange(tenantID: tenantID, resource: challenge.resource, assertion: assertion.token, deadline: deadline)
             return (token, "vault token for \(challenge.resource), valid until \(Self.iso(token.expiresOn))")
         }) else { return report }
-        report.servicePrincipalObjectID = JWTPeek.string("oid", of: vaultToken.token)
+        // Unverified claim, pasted into an `az` command for an operator: a GUID or nothing.
+        report.servicePrincipalObjectID = JWTPeek.string("oid", of: vaultToken.token).flatMap { UUID(uuidString: $0) != nil ? $0 : nil }
         let provider: KeyVaultClient.TokenProvider = { @Sendable _, _ in vaultToken.token }
 
         // 4. The key.
         guard let bundle: KeyBundle = await step("get key", into: &report, {
             let bundle = try await vault.getKey(key, token: provider, deadline: deadline, expectedTenantID: tenantID).value
-            return (bundle, "\(bundle.kid) (\(bundle.keyType), \(bundle.keySizeBits) bits)")
+            return (bundle, "\(BoundedText.escaped(bundle.kid, limit: 300)) (\(BoundedText.escaped(bundle.keyType, limit: 16)), \(bundle.keySizeBits) bits)")
         }) else { return report }
         report.bundle = bundle
 

@@ -93,7 +93,9 @@ public struct KeyVaultError: Error, Sendable, Equatable, CustomStringConvertible
     /// serving the tenant at once, do not retry.
     public var isCustomerRevocation: Bool {
         switch kind {
-        case .forbiddenByRbac, .forbiddenByPolicy, .keyDisabled, .keyOperationForbidden, .unauthorized: true
+        // Not a 401: the vault did not accept the broker's token (audience, clock, a vault moved),
+        // which BrokerService treats as its own trouble; a lost tenant's probe says inconclusive.
+        case .forbiddenByRbac, .forbiddenByPolicy, .keyDisabled, .keyOperationForbidden: true
         default: false
         }
     }

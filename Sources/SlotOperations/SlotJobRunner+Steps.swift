@@ -295,6 +295,7 @@ extension SlotJobRunner {
         switch error {
         case .entra(let refusal): !refusal.isRetryable
         case .tokenFile, .malformedResponse: true
+        case .isvTenant: false  // our own identity's trouble, not the tenant's
         case .imds, .transport, .deadlineExceeded: false
         }
     }

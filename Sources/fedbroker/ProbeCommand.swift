@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import AzureHTTP
 import AzureIdentity
+import FedBrokerCore
 import Foundation
 import KeyVault
 
@@ -86,7 +87,8 @@ struct ProbeCommand: AsyncParsableCommand {
             .init(name: $0.name, ok: $0.ok, milliseconds: $0.milliseconds, detail: $0.detail, code: $0.code, responsible: $0.responsible, remedy: $0.remedy)
         })
         if let tags = report.bundle?.tags, !tags.isEmpty {
-            lines.append("  tags: " + tags.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))
+            // The customer's free text: escaped, so it cannot drive the terminal.
+            lines.append("  tags: " + tags.sorted { $0.key < $1.key }.map { "\(BoundedText.escaped($0.key))=\(BoundedText.escaped($0.value))" }.joined(separator: ", "))
         }
         lines.append(report.succeeded ? "Result: the chain works for this key." : "Result: FAILED.")
         return lines.joined(separator: "\n")

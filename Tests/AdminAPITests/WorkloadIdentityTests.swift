@@ -93,8 +93,8 @@ import Testing
             let refusal = await #expect(throws: AzureIdentityError.self) {
                 _ = try await source.assertion(deadline: Date().addingTimeInterval(30))
             }
-            guard case .entra(let aad)? = refusal else {
-                Issue.record("expected an Entra refusal, got \(String(describing: refusal))")
+            guard case .isvTenant(let aad)? = refusal else {
+                Issue.record("expected the ISV tenant's Entra refusal, got \(String(describing: refusal))")
                 return
             }
             #expect(aad.code == 70021)

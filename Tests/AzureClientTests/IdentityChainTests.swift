@@ -90,6 +90,7 @@ import Testing
             }
             #expect(error?.kind == .forbiddenByRbac)
             #expect(error?.isCustomerRevocation == true)
+            #expect(KeyVaultError(kind: .unauthorized, clientRequestID: "c").isCustomerRevocation == false, "a 401 is the broker's token trouble")
             #expect(error?.isRetryable == false)
             #expect(error?.requestID != nil)
         }

@@ -110,6 +110,28 @@ import FedBrokerTestSupport
         }
     }
 
+    @Test("A token that arrives with less than the minimum validity (expires_in 0) is refused, to every waiter, not handed out")
+    func tooShortATokenIsNeverHandedOut() async throws {
+        let clock = ManualWallClock()
+        let fetches = CallLog()
+        let cache = TokenCache<String>(clock: clock, jitter: { 0 }) { _, _ in
+            fetches.record(true)
+            return AccessToken(token: "short", expiresOn: clock.now.addingTimeInterval(fetches.all.count == 1 ? 0 : 3600))
+        }
+        let error = await #expect(throws: AzureIdentityError.self) {
+            _ = try await cache.token(for: "k", deadline: clock.now.addingTimeInterval(30))
+        }
+        guard case .malformedResponse(_, let detail)? = error else {
+            Issue.record("handed out or failed otherwise: \(String(describing: error))")
+            return
+        }
+        #expect(detail.contains("less than 60 s left"))
+        // The next caller fetches again and gets a real one.
+        clock.advance(by: 10)
+        #expect(try await cache.token(for: "k", deadline: clock.now.addingTimeInterval(30)).expiresOn > clock.now.addingTimeInterval(60))
+        #expect(fetches.all.count == 2)
+    }
+
     @Test func concurrentColdCallersShareOneFetchAndFailuresReachThem() async throws {
         let clock = ManualWallClock()
         let fetches = CallLog()
@@ -177,6 +199,12 @@ import FedBrokerTestSupport
         let scoped = try #require(VaultChallenge(header: #"Bearer authorization_uri="https://login.microsoftonline.com/t1", scope="https://managedhsm.azure.net/.default""#))
         #expect(scoped.tenantID == "t1")
         #expect(scoped.resource == "https://managedhsm.azure.net")
+        // What the serving path asks a token for, by the key's vault: Managed HSM refuses a Key
+        // Vault token, though onboarding's probe (which follows the challenge) would pass.
+        #expect(AzureEnvironment.vaultTokenResource(forVaultURL: "https://contoso.managedhsm.azure.net") == "https://managedhsm.azure.net")
+        #expect(AzureEnvironment.vaultTokenResource(forVaultURL: "https://CONTOSO.MANAGEDHSM.AZURE.NET/") == "https://managedhsm.azure.net")
+        #expect(AzureEnvironment.vaultTokenResource(forVaultURL: "https://contoso.vault.azure.net") == "https://vault.azure.net")
+        #expect(AzureEnvironment.vaultTokenResource(forVaultURL: "https://managedhsm.azure.net.evil.example") == "https://vault.azure.net")
         #expect(VaultChallenge(header: #"Basic realm="x""#) == nil)
         #expect(VaultChallenge(header: #"Bearer authorization="http://insecure/t", resource="r""#) == nil)
     }

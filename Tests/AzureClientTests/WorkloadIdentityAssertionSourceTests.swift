@@ -68,8 +68,8 @@ import Testing
             try cluster.token(subject: untrusted, issuedAt: f.clock.now).write(toFile: file, atomically: true, encoding: .utf8)
             let before = f.clock.now
             let error = await #expect(throws: AzureIdentityError.self) { _ = try await source.assertion(deadline: f.deadline(120)) }
-            guard case .entra(let aad)? = error else {
-                Issue.record("expected an Entra refusal, got \(String(describing: error))")
+            guard case .isvTenant(let aad)? = error else {
+                Issue.record("expected the ISV tenant's Entra refusal, got \(String(describing: error))")
                 return
             }
             #expect(aad.code == 70021)
@@ -97,6 +97,25 @@ import Testing
             #expect(path == file)
             #expect(detail.contains("expired"))
             #expect(f.counter("entra.token") == 0)
+        }
+    }
+
+    @Test("an identity the ISV's tenant does not know (a wrong client id) is refused as the ISV tenant's trouble, never as a customer's")
+    func unknownIdentityIsTheISVsTrouble() async throws {
+        try await withWorkloadIdentity { f, cluster, file, _ in
+            try cluster.token(subject: Self.serviceAccount, issuedAt: f.clock.now).write(toFile: file, atomically: true, encoding: .utf8)
+            let source = WorkloadIdentityAssertionSource(
+                clientID: UUID().uuidString.lowercased(), tenantID: f.scenario.isvTenantID, tokenFile: file,
+                authority: f.environment.authorityURL, httpClient: f.http, clock: f.clock, attemptTimeout: ClientFixture.attemptTimeout)
+            let error = await #expect(throws: AzureIdentityError.self) { _ = try await source.assertion(deadline: f.deadline(120)) }
+            guard case .isvTenant(let aad)? = error else {
+                Issue.record("expected the ISV tenant's Entra refusal, got \(String(describing: error))")
+                return
+            }
+            // The same refusal from a customer's tenant means the customer removed the application:
+            // exactly why it must not arrive as `.entra` from here.
+            #expect(aad.isCustomerRefusal, "\(aad)")
+            #expect(error?.description.contains("azure.isvTenantID") == true)
         }
     }
 
