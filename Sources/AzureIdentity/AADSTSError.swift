@@ -5,7 +5,7 @@ import Foundation
 /// never by its description text ("Never use this field to react to an error in your code").
 public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: String, Sendable, Equatable {
-        /// 70021, 700211–700213, 7002137/7002138: no FIC matches the assertion (or not yet propagated).
+        /// 70021, 700211–700213: no FIC matches the assertion (or not yet propagated).
         case noMatchingFederatedCredential
         /// 700016: the application has no service principal in the tenant (not consented, or removed).
         case applicationNotInTenant
@@ -15,7 +15,8 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
         case unknownTenant
         /// 53003: Conditional Access blocked the token.
         case conditionalAccess
-        /// 700027, 50027, 7000215, 7000218 and other `invalid_client` failures.
+        /// 700027, 50027, 7000215, 7000218, 7002137/7002138 (a FIC subject that matches only
+        /// when case is ignored: a typo no propagation fixes) and other `invalid_client` failures.
         case invalidClient
         /// 70011, 1002012, 500011: the scope or resource is wrong.
         case invalidScope
@@ -57,7 +58,8 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
 
     static func classify(code: Int?, error: String, httpStatus: Int) -> Kind {
         switch code {
-        case 70021, 700211, 700212, 700213, 7002137, 7002138: return .noMatchingFederatedCredential
+        case 70021, 700211, 700212, 700213: return .noMatchingFederatedCredential
+        case 7002137, 7002138: return .invalidClient  // permanent (WIRE.md §2.1): not waited out as propagation
         case 700016: return .applicationNotInTenant
         case 700024: return .assertionExpired
         case 90002: return .unknownTenant

@@ -10,6 +10,10 @@ public actor TokenCache<Key: Hashable & Sendable> {
     private struct Entry {
         var machine: TokenCacheStateMachine
         var inFlight: Task<AccessToken, any Error>?
+        /// Which entry this is: a fetch begun for an entry that `removeAll` has since dropped
+        /// finishes for its own callers only, and neither installs its token in the entry made
+        /// after it nor clears that entry's fetch in flight.
+        var epoch: UInt64
     }
 
     private let clock: any WallClock
@@ -19,6 +23,7 @@ public actor TokenCache<Key: Hashable & Sendable> {
     /// How long a background refresh may take.
     private let refreshTimeout: Double
     private var entries: [Key: Entry] = [:]
+    private var epochs: UInt64 = 0
 
     public init(
         clock: any WallClock = SystemWallClock(), minimumValidity: Double = 60, refreshTimeout: Double = 30,
@@ -34,7 +39,7 @@ public actor TokenCache<Key: Hashable & Sendable> {
     /// A token for `key` with at least the minimum validity left, fetching it (once, for all
     /// concurrent callers) when there is none.
     public func token(for key: Key, deadline: Date) async throws -> AccessToken {
-        var entry = entries[key] ?? Entry(machine: TokenCacheStateMachine(policy: policy))
+        var entry = entries[key] ?? newEntry()
         let action = entry.machine.tokenRequested(now: clock.now)
         entries[key] = entry
         switch action {
@@ -83,6 +88,11 @@ public actor TokenCache<Key: Hashable & Sendable> {
         for key in entries.keys where predicate(key) { entries[key] = nil }
     }
 
+    private func newEntry() -> Entry {
+        epochs &+= 1
+        return Entry(machine: TokenCacheStateMachine(policy: policy), inFlight: nil, epoch: epochs)
+    }
+
     private func isUsable(_ token: AccessToken) -> Bool {
         token.expiresOn.timeIntervalSince(clock.now) >= policy.minimumValidity
     }
@@ -90,6 +100,8 @@ public actor TokenCache<Key: Hashable & Sendable> {
     @discardableResult
     private func startFetch(_ key: Key, deadline: Date) -> Task<AccessToken, any Error> {
         let fetch = self.fetch
+        if entries[key] == nil { entries[key] = newEntry() }
+        let epoch = entries[key]?.epoch ?? 0
         let task = Task<AccessToken, any Error> {
             do {
                 let token = try await fetch(key, deadline)
@@ -97,27 +109,27 @@ public actor TokenCache<Key: Hashable & Sendable> {
                     // An answer whose lifetime is under the minimum (`expires_in` 0, an IMDS
                     // token about to expire) is never handed out, to the callers waiting for
                     // this fetch either: a failure, so the state machine's retry pacing applies.
-                    if let stale = self.finish(key, with: .failure(AzureIdentityError.deadlineExceeded(lastFailure: nil))) {
+                    if let stale = self.finish(key, epoch: epoch, with: .failure(AzureIdentityError.deadlineExceeded(lastFailure: nil))) {
                         return stale
                     }
                     throw AzureIdentityError.malformedResponse(
                         service: "token", detail: "a token with less than \(Int(self.policy.minimumValidity)) s left (expires \(token.expiresOn))")
                 }
-                self.finish(key, with: .success(token))
+                self.finish(key, epoch: epoch, with: .success(token))
                 return token
             } catch {
-                if let stale = self.finish(key, with: .failure(error)) { return stale }
+                if let stale = self.finish(key, epoch: epoch, with: .failure(error)) { return stale }
                 throw error
             }
         }
-        entries[key, default: Entry(machine: TokenCacheStateMachine(policy: policy))].inFlight = task
+        entries[key]?.inFlight = task
         return task
     }
 
     /// Records the outcome; after a failure returns the still-usable token for the waiters.
     @discardableResult
-    private func finish(_ key: Key, with result: Result<AccessToken, any Error>) -> AccessToken? {
-        guard var entry = entries[key] else { return nil }
+    private func finish(_ key: Key, epoch: UInt64, with result: Result<AccessToken, any Error>) -> AccessToken? {
+        guard var entry = entries[key], entry.epoch == epoch else { return nil }
         entry.inFlight = nil
         var stale: AccessToken?
         switch result {

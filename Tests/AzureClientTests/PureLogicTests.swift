@@ -132,6 +132,30 @@ import FedBrokerTestSupport
         #expect(fetches.all.count == 2)
     }
 
+    @Test("A fetch begun before removeAll answers its own callers, and neither installs its token nor clears the fetch begun after it",
+          .timeLimit(.minutes(1)))
+    func aForgottenFetchDoesNotOverwriteTheOneAfterIt() async throws {
+        let clock = ManualWallClock()
+        let fetches = CallLog()
+        let (gate, open) = AsyncStream.makeStream(of: Void.self)
+        let cache = TokenCache<String>(clock: clock, jitter: { 0 }) { _, _ in
+            fetches.record(true)
+            let n = fetches.all.count
+            if n == 1 { for await _ in gate { break } }  // the first fetch is slow
+            return AccessToken(token: "t\(n)", expiresOn: clock.now.addingTimeInterval(3600))
+        }
+        let deadline: @Sendable () -> Date = { clock.now.addingTimeInterval(600) }
+        let first = Task { try await cache.token(for: "k", deadline: deadline()) }
+        while fetches.all.isEmpty { await Task.yield() }
+        // The vault refused the tenant's tokens: forget them while the first fetch is out.
+        await cache.removeAll { _ in true }
+        #expect(try await cache.token(for: "k", deadline: deadline()).token == "t2")
+        open.yield()
+        #expect(try await first.value.token == "t1", "its own caller gets what it fetched")
+        #expect(try await cache.token(for: "k", deadline: deadline()).token == "t2", "the forgotten fetch replaced the newer token")
+        #expect(fetches.all.count == 2)
+    }
+
     @Test func concurrentColdCallersShareOneFetchAndFailuresReachThem() async throws {
         let clock = ManualWallClock()
         let fetches = CallLog()
@@ -161,6 +185,7 @@ import FedBrokerTestSupport
         (90002, "invalid_tenant", 400, .unknownTenant, false, .onboarding),
         (53003, "invalid_grant", 400, .conditionalAccess, false, .customer),
         (7000215, "invalid_client", 401, .invalidClient, false, .sre),
+        (7002138, "invalid_client", 401, .invalidClient, false, .sre),  // subject case differs: fixed by nobody's waiting
         (90055, "temporarily_unavailable", 429, .throttledOrUnavailable, true, .nobody),
         (500011, "invalid_resource", 400, .invalidScope, false, .onboarding),
     ])
