@@ -177,6 +177,43 @@ import FedBrokerTestSupport
     }
 }
 
+@Suite struct ConcurrencyGateTests {
+    @Test("A caller queued for an IMDS slot leaves at its deadline or its cancellation, and takes no slot from those behind it",
+          .timeLimit(.minutes(1)))
+    func queuedCallersLeaveAtTheirDeadlineOrCancellation() async throws {
+        let gate = ConcurrencyGate(limit: 1, perSecond: 1_000)
+        let clock = SystemWallClock()
+        let (started, startedSink) = AsyncStream.makeStream(of: Void.self)
+        let (release, releaseSink) = AsyncStream.makeStream(of: Void.self)
+        // The one slot is held by a slow request.
+        let holder = Task {
+            try await gate.run(clock: clock, deadline: Date().addingTimeInterval(600)) {
+                startedSink.yield()
+                for await _ in release { break }
+            }
+        }
+        var startedIterator = started.makeAsyncIterator()
+        await startedIterator.next()
+
+        // A caller with 0.2 s left gives up at its deadline, not when the holder is done.
+        let began = ContinuousClock.now
+        await #expect(throws: AzureIdentityError.deadlineExceeded(lastFailure: "waiting for an IMDS slot (5 requests at once)")) {
+            try await gate.run(clock: clock, deadline: Date().addingTimeInterval(0.2)) {}
+        }
+        #expect(ContinuousClock.now - began < .seconds(30), "it waited for the holder")
+
+        // A cancelled caller leaves the queue at once.
+        let cancelled = Task { try await gate.run(clock: clock, deadline: Date().addingTimeInterval(600)) { Issue.record("a cancelled caller ran") } }
+        cancelled.cancel()
+        await #expect(throws: CancellationError.self) { try await cancelled.value }
+
+        // Neither kept a place: once the holder is done, the next caller runs at once.
+        releaseSink.yield()
+        try await holder.value
+        #expect(try await gate.run(clock: clock, deadline: Date().addingTimeInterval(5)) { "ran" } == "ran")
+    }
+}
+
 @Suite struct ClassificationTests {
     @Test(arguments: [
         (70021, "invalid_request", 400, AADSTSError.Kind.noMatchingFederatedCredential, true, AADSTSError.Responsible.sre),
