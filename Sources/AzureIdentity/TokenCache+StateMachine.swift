@@ -17,6 +17,10 @@ struct TokenCacheStateMachine: Sendable {
         var minimumRefreshAhead: Double = 300
         /// After a failed background refresh, wait this long before the next attempt.
         var retryAfterFailure: Double = 5
+
+        func isUsable(_ token: AccessToken, now: Date) -> Bool {
+            token.expiresOn.timeIntervalSince(now) >= minimumValidity
+        }
     }
 
     enum Action: Equatable, Sendable {
@@ -96,7 +100,5 @@ struct TokenCacheStateMachine: Sendable {
         }
     }
 
-    func isUsable(_ token: AccessToken, now: Date) -> Bool {
-        token.expiresOn.timeIntervalSince(now) >= policy.minimumValidity
-    }
+    func isUsable(_ token: AccessToken, now: Date) -> Bool { policy.isUsable(token, now: now) }
 }

@@ -93,10 +93,6 @@ public actor TokenCache<Key: Hashable & Sendable> {
         return Entry(machine: TokenCacheStateMachine(policy: policy), inFlight: nil, epoch: epochs)
     }
 
-    private func isUsable(_ token: AccessToken) -> Bool {
-        token.expiresOn.timeIntervalSince(clock.now) >= policy.minimumValidity
-    }
-
     @discardableResult
     private func startFetch(_ key: Key, deadline: Date) -> Task<AccessToken, any Error> {
         let fetch = self.fetch
@@ -105,20 +101,18 @@ public actor TokenCache<Key: Hashable & Sendable> {
         let task = Task<AccessToken, any Error> {
             do {
                 let token = try await fetch(key, deadline)
-                guard self.isUsable(token) else {
+                guard self.policy.isUsable(token, now: self.clock.now) else {
                     // An answer whose lifetime is under the minimum (`expires_in` 0, an IMDS
                     // token about to expire) is never handed out, to the callers waiting for
                     // this fetch either: a failure, so the state machine's retry pacing applies.
-                    if let stale = self.finish(key, epoch: epoch, with: .failure(AzureIdentityError.deadlineExceeded(lastFailure: nil))) {
-                        return stale
-                    }
+                    if let stale = self.finish(key, epoch: epoch, with: nil) { return stale }
                     throw AzureIdentityError.malformedResponse(
                         service: "token", detail: "a token with less than \(Int(self.policy.minimumValidity)) s left (expires \(token.expiresOn))")
                 }
-                self.finish(key, epoch: epoch, with: .success(token))
+                self.finish(key, epoch: epoch, with: token)
                 return token
             } catch {
-                if let stale = self.finish(key, epoch: epoch, with: .failure(error)) { return stale }
+                if let stale = self.finish(key, epoch: epoch, with: nil) { return stale }
                 throw error
             }
         }
@@ -126,15 +120,17 @@ public actor TokenCache<Key: Hashable & Sendable> {
         return task
     }
 
-    /// Records the outcome; after a failure returns the still-usable token for the waiters.
+    /// Records the outcome, the fetched token or nil for a failure; after a failure returns the
+    /// still-usable token for the waiters.
     @discardableResult
-    private func finish(_ key: Key, epoch: UInt64, with result: Result<AccessToken, any Error>) -> AccessToken? {
+    private func finish(_ key: Key, epoch: UInt64, with fetched: AccessToken?) -> AccessToken? {
         guard var entry = entries[key], entry.epoch == epoch else { return nil }
         entry.inFlight = nil
         var stale: AccessToken?
-        switch result {
-        case .success(let token): entry.machine.fetchSucceeded(token, now: clock.now, jitter: jitter())
-        case .failure: stale = entry.machine.fetchFailed(now: clock.now)
+        if let fetched {
+            entry.machine.fetchSucceeded(fetched, now: clock.now, jitter: jitter())
+        } else {
+            stale = entry.machine.fetchFailed(now: clock.now)
         }
         entries[key] = entry
         return stale

@@ -215,7 +215,7 @@ public final class BrokerApp: Sendable {
         } catch let error as BrokerError where error.code == .invalidData {
             // Everything was shipped but what the database refused: nothing waits in the journal,
             // and saying so would send the SRE looking for a backlog that is not there.
-            let quarantineFile = journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" }
+            let quarantineFile = journal.quarantineFilePath
             logger.critical(
                 "audit records were rejected by the database and quarantined; the store's audit trail lacks them",
                 metadata: [
@@ -233,7 +233,7 @@ public final class BrokerApp: Sendable {
                     "fb.audit.quarantined": "\(journal.quarantinedCount)", "fb.error": "\(underlying.code)", "fb.message": "\(underlying.message)",
                 ])
             throw AuditIncompleteError(
-                unwritten: health.backlog, quarantined: journal.quarantinedCount, quarantineFile: journal.configuration.quarantineDirectory.map { $0 + "/audit-quarantine.jsonl" },
+                unwritten: health.backlog, quarantined: journal.quarantinedCount, quarantineFile: journal.quarantineFilePath,
                 underlying: underlying)
         }
     }

@@ -574,8 +574,9 @@ public final class BrokerService: BrokerRequestHandler {
             case .keyDisabled, .keyOperationForbidden, .keyExpired, .keyNotFound:
                 if let keyVersion {
                     // Its plaintexts must not outlive the customer's decision in our cache either
-                    // (invariant 3); the tenant's other keys are simply unwrapped again.
-                    cache.purge(tenantID: tenant.id.rawValue)
+                    // (invariant 3); the tenant's other keys are simply unwrapped again. The 403s
+                    // were purged above; a 404 (the key deleted) is purged here.
+                    if e.kind == .keyNotFound { cache.purge(tenantID: tenant.id.rawValue) }
                     return Refusal(
                         status: .failure(
                             .failedPrecondition, .keyVersionUnavailable,

@@ -10,14 +10,20 @@ import FedBrokerTestSupport
 /// `BrokerApp.run()` does not stop quietly with a hole in the audit trail: records it accepted and
 /// could not write make it throw `AuditIncompleteError` (and `serve` exit 3).
 @Suite struct AuditShutdownTests {
+    /// A broker on SQLite in the emulator's directory, mTLS with a fresh PKI.
+    static func configuration(_ running: RunningEmulator) throws -> BrokerAppConfiguration {
+        var configuration = BrokerAppConfiguration(
+            store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
+            service: BrokerService.Configuration(environment: running.environment))
+        configuration.transport.tls = try LocalPKI().serverTLS()
+        return configuration
+    }
+
     @Test("At shutdown, audit records the store would not take make run() throw AuditIncompleteError with their count")
     func unwrittenRecordsFailTheRun() async throws {
         let logger = TestLogging.logger(label: "audit-shutdown", uncapturedLevel: .critical)
         try await RunningEmulator.with(logger: logger) { running in
-            var configuration = BrokerAppConfiguration(
-                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
-                service: BrokerService.Configuration(environment: running.environment))
-            configuration.transport.tls = try LocalPKI().serverTLS()
+            var configuration = try Self.configuration(running)
             configuration.audit.quarantineDirectory = running.directory.appendingPathComponent("quarantine").path
             configuration.audit.shutdownAttempts = 1
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
@@ -44,10 +50,7 @@ import FedBrokerTestSupport
         let logger = TestLogging.logger(label: "audit-journal-abandon", uncapturedLevel: .critical)
         try await RunningEmulator.with(logger: logger) { running in
             let journalDirectory = running.directory.appendingPathComponent("journal").path
-            var configuration = BrokerAppConfiguration(
-                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
-                service: BrokerService.Configuration(environment: running.environment))
-            configuration.transport.tls = try LocalPKI().serverTLS()
+            var configuration = try Self.configuration(running)
             configuration.auditJournal = AuditJournal.Configuration(directory: journalDirectory)
             // A first broker holds the port.
             let first = try await BrokerApp.build(configuration, signals: [], logger: logger)
@@ -78,10 +81,7 @@ import FedBrokerTestSupport
     func quarantinedJournalRecordsFailTheRun() async throws {
         let logger = TestLogging.logger(label: "audit-journal-quarantine", uncapturedLevel: .critical)
         try await RunningEmulator.with(logger: logger) { running in
-            var configuration = BrokerAppConfiguration(
-                store: .sqlite(path: running.directory.appendingPathComponent("broker.db").path),
-                service: BrokerService.Configuration(environment: running.environment))
-            configuration.transport.tls = try LocalPKI().serverTLS()
+            var configuration = try Self.configuration(running)
             var journalConfiguration = AuditJournal.Configuration(directory: running.directory.appendingPathComponent("journal").path)
             journalConfiguration.quarantineDirectory = running.directory.appendingPathComponent("quarantine").path
             configuration.auditJournal = journalConfiguration

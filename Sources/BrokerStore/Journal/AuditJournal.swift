@@ -694,6 +694,9 @@ public final class AuditJournal: AuditTrail, Sendable {
     /// Segment syncs so far (tests: which writes waited for one).
     package var syncs: Int { syncCount.load(ordering: .relaxed) }
 
+    /// Where rejected records are kept, when a quarantine directory is configured.
+    public var quarantineFilePath: String? { quarantineFile?.path }
+
     /// Records the database rejected, quarantined since the journal opened.
     public var quarantinedCount: Int { quarantined.load(ordering: .relaxed) }
 

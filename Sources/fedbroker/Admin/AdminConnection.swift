@@ -2,6 +2,7 @@ import AdminAPIModel
 import AdminClient
 import ArgumentParser
 import AsyncHTTPClient
+import FedBrokerCore
 import Foundation
 import HTTPTypes
 import NIOCore
@@ -79,7 +80,8 @@ struct AdminConnection {
             // machine (the server refuses plaintext off loopback too, but by then the token was sent).
             switch url.scheme?.lowercased() {
             case "https": break
-            case "http" where Self.isLoopback(url.host):
+            // The names the server accepts a plaintext listener on (`LoopbackHost`), bracketed or not.
+            case "http" where url.host.map({ LoopbackHost.contains($0.lowercased().trimmingCharacters(in: ["[", "]"])) }) == true:
                 break
             default:
                 throw AdminCLIError(
@@ -108,12 +110,6 @@ struct AdminConnection {
         let transport = AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(120)))
         return AdminConnection(
             client: Client(serverURL: serverURL, transport: transport, middlewares: middlewares), http: http, options: options)
-    }
-
-    static func isLoopback(_ host: String?) -> Bool {
-        guard let host = host?.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]")) else { return false }
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
-            && host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
     }
 
     /// Runs `body` with a connection, always shutting the HTTP client down, and turns failures
