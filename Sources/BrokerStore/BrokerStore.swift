@@ -167,6 +167,10 @@ public protocol BrokerStore: Sendable {
     /// Appends records in one transaction: all of them or none. Idempotent by record id, so a
     /// batch whose commit acknowledgement was lost can be sent again.
     func appendAudit(_ records: [AuditRecord]) async throws
+    /// `appendAudit` for records no caller is waiting on (the journal's shipper): the store's own
+    /// work in this process runs at a lowered CPU priority (SQLite), so it yields the cores to
+    /// the answers.
+    func appendAuditInBackground(_ records: [AuditRecord]) async throws
     /// A tenant's records with `from <= time < to`, oldest first, at most `limit`.
     func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord]
     /// A page of the audit trail matching `query`, in sequence order.

@@ -389,20 +389,39 @@ public final class SQLBrokerStore: BrokerStore {
 
     public func appendAudit(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
-        // Rows per statement: SQLite binds 12 values a row, 200 rows to a statement;
-        // PostgreSQL binds 12 arrays whatever the rows, capped so that one statement stays well
-        // within statement_timeout for a caller that sets a large batch.
-        let rowsPerStatement = self.backend.dialect == .postgres ? 2_000 : 200
+        let rowsPerStatement = Self.auditRowsPerStatement(self.backend.dialect)
         if records.count <= rowsPerStatement {
             // One INSERT: atomic on its own.
             return try await self.backend.withSingleStatement { session in try await self.insertAudit(session, records) }
         }
         try await self.backend.withBulkInsertTransaction { session in
-            for start in stride(from: 0, to: records.count, by: rowsPerStatement) {
-                let chunk = records[start..<min(start + rowsPerStatement, records.count)]
-                try await self.insertAudit(session, Array(chunk))
-            }
+            try await self.insertAudit(session, records, rowsPerStatement: rowsPerStatement)
         }
+    }
+
+    /// SQLite: one transaction on the shipping connection, whatever the size (a background batch
+    /// saves no caller a round trip). PostgreSQL: `appendAudit` (the inserts' work is the
+    /// server's, not this process's).
+    public func appendAuditInBackground(_ records: [AuditRecord]) async throws {
+        guard !records.isEmpty else { return }
+        guard self.backend.dialect == .sqlite else { return try await self.appendAudit(records) }
+        let rowsPerStatement = Self.auditRowsPerStatement(self.backend.dialect)
+        try await self.backend.withBackgroundBulkInsertTransaction { session in
+            try await self.insertAudit(session, records, rowsPerStatement: rowsPerStatement)
+        }
+    }
+
+    private func insertAudit(_ session: any SQLSession, _ records: [AuditRecord], rowsPerStatement: Int) async throws {
+        for start in stride(from: 0, to: records.count, by: rowsPerStatement) {
+            try await self.insertAudit(session, Array(records[start..<min(start + rowsPerStatement, records.count)]))
+        }
+    }
+
+    /// Rows per audit INSERT: SQLite binds 12 values a row, 200 rows to a statement; PostgreSQL
+    /// binds 12 arrays whatever the rows, capped so that one statement stays well within
+    /// statement_timeout for a caller that sets a large batch.
+    static func auditRowsPerStatement(_ dialect: SQLDialect) -> Int {
+        dialect == .postgres ? 2_000 : 200
     }
 
     public func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord] {

@@ -49,6 +49,13 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// large transactions a second rather than one per group commit (each store commit is a
         /// sync of its own). The store lags the journal by about this much; nothing waits on it.
         public var shipDelay: Duration = .milliseconds(100)
+        /// Unshipped records up to which the shipper's store work runs at a lowered CPU priority
+        /// (`BrokerStore.appendAuditInBackground`: SQLite's inserts on a thread that yields the
+        /// cores to the answers). Beyond it (a machine so busy that low-priority shipping falls
+        /// behind), with more than two segments unshipped (a previous run's backlog), and at
+        /// shutdown, batches go at the answers' priority, so the backlog cannot grow until appends
+        /// are refused. About half a second of the highest load measured here.
+        public var backgroundBacklog: Int = 20_000
         /// The first pause after a failed shipment; it doubles up to `maximumRetryDelay`.
         public var retryDelay: Duration = .milliseconds(500)
         public var maximumRetryDelay: Duration = .seconds(30)
@@ -637,13 +644,37 @@ public final class AuditJournal: AuditTrail, Sendable {
     private func write(_ records: [AuditRecord]) async throws {
         do {
             let store = self.store
+            let background = state.withLock { state in
+                Self.shipsInBackground(
+                    closed: state.closed, unshippedRecords: state.unshippedRecords, segments: state.segments.count,
+                    backlogLimit: configuration.backgroundBacklog)
+            }
             // Unstructured: a batch once started is written even if the shipper is being cancelled.
-            try await Task { try await store.appendAudit(records) }.value
+            try await Task {
+                if background {
+                    try await store.appendAuditInBackground(records)
+                } else {
+                    try await store.appendAudit(records)
+                }
+            }.value
         } catch let error as BrokerError where error.code == .invalidData {
             guard records.count > 1 else { return quarantine(records[0], error) }
             try await write(Array(records[..<(records.count / 2)]))
             try await write(Array(records[(records.count / 2)...]))
         }
+    }
+
+    /// Whether a batch goes to the store at a lowered priority (`Configuration.backgroundBacklog`).
+    /// Records a previous run left are not counted in `unshippedRecords`, so more segments than
+    /// the one being shipped and the one being written count as a backlog too.
+    static func shipsInBackground(closed: Bool, unshippedRecords: Int, segments: Int, backlogLimit: Int) -> Bool {
+        !closed && unshippedRecords <= backlogLimit && segments <= 2
+    }
+
+    /// Ships everything appended so far, as the shipper would (tests: without `run()` and its
+    /// timing). Not while `run()` is shipping.
+    package func shipPending() async throws {
+        while try await shipBatch() {}
     }
 
     private func quarantine(_ record: AuditRecord, _ error: BrokerError) {

@@ -48,6 +48,14 @@ protocol SQLBackend: Sendable {
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result
 
+    /// Like `withBulkInsertTransaction`, for work no caller is waiting on (the journal's shipper):
+    /// where the backend does the database's work on a thread of this process (SQLite), that
+    /// thread runs at a lowered CPU priority, so the threads answering callers go first when both
+    /// want a core.
+    func withBackgroundBulkInsertTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result
+
     /// Runs a read-only `body` without taking the write lock: PostgreSQL `READ ONLY`, SQLite a
     /// `BEGIN DEFERRED` on a separate reader connection (WAL), so the authorization read path does
     /// not queue behind writers.
@@ -78,6 +86,13 @@ extension SQLBackend {
         _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
         try await withTransaction(body)
+    }
+
+    /// By default (PostgreSQL: the work is the server's) the same as a bulk insert.
+    func withBackgroundBulkInsertTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        try await withBulkInsertTransaction(body)
     }
 }
 

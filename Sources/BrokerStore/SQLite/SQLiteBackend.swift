@@ -29,6 +29,12 @@ final class SQLiteBackend: SQLBackend {
     /// Its own thread: a statement blocked in SQLite's busy wait (another connection holds the write
     /// lock) must not occupy a shared pool thread the lock holder needs to reach COMMIT.
     private let threadPool: NIOThreadPool
+    /// The journal shipper's connection, opened on its first batch and used only under `lock`:
+    /// its own thread, at a lowered CPU priority (`LowPriorityThread`), `temp_store = MEMORY`
+    /// (it only runs bulk inserts; see `withBulkInsertTransaction`). A second connection rather
+    /// than lowering `threadPool`, whose writes (a tenant's state, an admin change, the audit
+    /// record an answer waits for when the journal is off) someone is waiting on.
+    private let shipping = Mutex<(connection: SQLiteConnection, threadPool: NIOThreadPool)?>(nil)
 
     private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
     /// The writer connection's `temp_store`: in memory (true) only for bulk inserts, SQLite's
@@ -154,13 +160,75 @@ final class SQLiteBackend: SQLBackend {
                     _ = try await session.query("COMMIT", [])
                     return result
                 } catch {
-                    await self.rollBack(session, writer: true)
+                    await self.rollBack(session, connection: .writer)
                     throw error
                 }
             }
         } catch {
             throw SQLiteBackend.map(error, context: "transaction")
         }
+    }
+
+    /// On the shipping connection (see `shipping`), under the same writer lock as every write: the
+    /// lock's holder runs at a lowered priority for the batch's few milliseconds, so a write
+    /// someone waits on may wait that much longer behind it when the cores are busy.
+    func withBackgroundBulkInsertTransaction<Result: Sendable>(
+        _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        do {
+            return try await self.lock.withLock {
+                let session = SQLiteSession(connection: try await self.shippingConnection())
+                _ = try await session.query("BEGIN IMMEDIATE", [])
+                do {
+                    let result = try await body(session)
+                    _ = try await session.query("COMMIT", [])
+                    return result
+                } catch {
+                    await self.rollBack(session, connection: .shipping)
+                    throw error
+                }
+            }
+        } catch {
+            throw SQLiteBackend.map(error, context: "background transaction")
+        }
+    }
+
+    /// The shipping connection, opened if it is not; with `lock` held.
+    private func shippingConnection() async throws -> SQLiteConnection {
+        if let open = self.shipping.withLock({ $0?.connection }) { return open }
+        let threadPool = NIOThreadPool(numberOfThreads: 1)
+        threadPool.start()
+        do {
+            if try await !threadPool.runIfActive({ LowPriorityThread.lowerCurrentThread() }) {
+                self.logger.debug("the audit shipper's SQLite thread runs at the process's priority (no per-thread nice here)")
+            }
+            let connection = try await Self.connect(path: self.path, threadPool: threadPool, readOnly: false, logger: self.logger)
+            do {
+                _ = try await SQLiteSession(connection: connection).query("PRAGMA temp_store = MEMORY", [])
+            } catch {
+                try? await connection.close()
+                throw SQLiteBackend.map(error, context: "opening the shipping connection")
+            }
+            self.shipping.withLock { $0 = (connection, threadPool) }
+            return connection
+        } catch {
+            try? await threadPool.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// The shipping connection's thread's nice value; nil before its first batch (tests).
+    func shippingThreadNice() async throws -> Int32? {
+        guard let threadPool = self.shipping.withLock({ $0?.threadPool }) else { return nil }
+        return try await threadPool.runIfActive { LowPriorityThread.currentNice() }
+    }
+
+    /// Closes the shipping connection, if open; with `lock` held (a failed ROLLBACK left it in a
+    /// transaction, or the backend closes). The next batch opens another.
+    private func closeShipping() async {
+        guard let open = self.shipping.withLock({ state in state.take() }) else { return }
+        try? await open.connection.close()
+        try? await open.threadPool.shutdownGracefully()
     }
 
     /// Autocommit: the one statement is its own transaction, durable as any commit
@@ -191,7 +259,7 @@ final class SQLiteBackend: SQLBackend {
                     _ = try await session.query("COMMIT", [])
                     return result
                 } catch {
-                    await self.rollBack(session, writer: false)
+                    await self.rollBack(session, connection: .reader)
                     throw error
                 }
             }
@@ -210,11 +278,14 @@ final class SQLiteBackend: SQLBackend {
         self.temporaryStorageInMemory.withLock { $0 = inMemory }
     }
 
+    private enum Connection { case writer, reader, shipping }
+
     /// Rolls back in a task of its own (a cancelled caller must not leave the connection inside an
     /// open transaction). When ROLLBACK fails, checks the connection is back in autocommit mode (a
-    /// `BEGIN` succeeds); if it is not, the writer connection is replaced so that one failure
-    /// cannot wedge every later transaction.
-    private func rollBack(_ session: SQLiteSession, writer: Bool) async {
+    /// `BEGIN` succeeds); if it is not, the writer connection is replaced (the shipping one
+    /// closed, to be opened again by the next batch) so that one failure cannot wedge every
+    /// later transaction.
+    private func rollBack(_ session: SQLiteSession, connection: Connection) async {
         await Task {
             do {
                 _ = try await session.query("ROLLBACK", [])
@@ -226,7 +297,8 @@ final class SQLiteBackend: SQLBackend {
                 self.logger.error(
                     "SQLite ROLLBACK failed and the connection is still in a transaction; reopening it",
                     metadata: ["error": "\(String(reflecting: error))"])
-                guard writer else { return }
+                if connection == .shipping { return await self.closeShipping() }
+                guard connection == .writer else { return }
                 do {
                     let fresh = try await Self.connect(
                         path: self.path, threadPool: self.threadPool, readOnly: false, logger: self.logger)
@@ -252,6 +324,7 @@ final class SQLiteBackend: SQLBackend {
             try await self.reader.close()
         }
         try await self.lock.withLock {
+            await self.closeShipping()
             try await self.writer.withLock { $0 }.close()
         }
         try await self.threadPool.shutdownGracefully()

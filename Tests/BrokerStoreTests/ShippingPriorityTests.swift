@@ -1,0 +1,68 @@
+import FedBrokerCore
+import Foundation
+import Testing
+
+@testable import BrokerStore
+
+/// The journal's shipper yields the cores to the answers: on SQLite its inserts run on a
+/// connection of their own whose thread has a raised nice value, while the backlog is small; a
+/// backlog, or shutdown, ships at the answers' priority.
+@Suite struct ShippingPriorityTests {
+    static func records(_ count: Int, from first: Int = 0) -> [AuditRecord] {
+        AuditJournalTests.records(first + count).suffix(count).map { $0 }
+    }
+
+    @Test("The rule: background while open, within the backlog limit and at most two segments")
+    func rule() {
+        #expect(AuditJournal.shipsInBackground(closed: false, unshippedRecords: 0, segments: 1, backlogLimit: 20_000))
+        #expect(AuditJournal.shipsInBackground(closed: false, unshippedRecords: 20_000, segments: 2, backlogLimit: 20_000))
+        #expect(!AuditJournal.shipsInBackground(closed: false, unshippedRecords: 20_001, segments: 1, backlogLimit: 20_000), "falling behind")
+        #expect(!AuditJournal.shipsInBackground(closed: false, unshippedRecords: 0, segments: 3, backlogLimit: 20_000), "a previous run's segments")
+        #expect(!AuditJournal.shipsInBackground(closed: true, unshippedRecords: 0, segments: 1, backlogLimit: 20_000), "shutdown")
+    }
+
+    @Test("Background appends land like any other, on SQLite through a second connection whose thread is lowered", arguments: StoreKind.allCases)
+    func backgroundAppendsLand(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store, _ in
+            let records = Self.records(450)
+            try await store.appendAudit(Array(records.prefix(50)))
+            if let backend = store.backend as? SQLiteBackend {
+                #expect(try await backend.shippingThreadNice() == nil, "opened on the first background batch, not before")
+            }
+            try await store.appendAuditInBackground(Array(records.dropFirst(50)))
+            // Idempotent by id, like appendAudit: a batch sent again after a lost acknowledgement.
+            try await store.appendAuditInBackground(Array(records.suffix(10)))
+            #expect(try await AuditJournalTests.stored(store) == Set(records.map(\.id)))
+            if let backend = store.backend as? SQLiteBackend {
+                #if os(Linux)
+                #expect(try await backend.shippingThreadNice() == LowPriorityThread.nice)
+                #endif
+                #expect(LowPriorityThread.currentNice() == 0, "the calling thread keeps its priority")
+            }
+        }
+    }
+
+    @Test("The journal ships a backlog at the answers' priority and a small batch in the background")
+    func journalChoosesByBacklog() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let backend = try #require(store.backend as? SQLiteBackend)
+            let directory = AuditJournalTests.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            configuration.backgroundBacklog = 10
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            let backlog = Self.records(30)
+            try await AuditJournalTests.appendAll(journal, backlog)
+            try await journal.shipPending()
+            #expect(try await AuditJournalTests.stored(store) == Set(backlog.map(\.id)))
+            #expect(try await backend.shippingThreadNice() == nil, "30 unshipped records, over the limit of 10: not in the background")
+
+            let few = Self.records(5, from: 30)
+            try await AuditJournalTests.appendAll(journal, few)
+            try await journal.shipPending()
+            #expect(try await AuditJournalTests.stored(store) == Set((backlog + few).map(\.id)))
+            #expect(try await backend.shippingThreadNice() != nil, "5 unshipped records: in the background")
+            try await journal.shutdown()
+        }
+    }
+}
