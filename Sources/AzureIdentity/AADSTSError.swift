@@ -9,6 +9,9 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
         case noMatchingFederatedCredential
         /// 700016: the application has no service principal in the tenant (not consented, or removed).
         case applicationNotInTenant
+        /// 7000112: the application's service principal in the tenant is disabled (the tenant's
+        /// admin set "Enabled for users to sign-in" to No; `accountEnabled` false).
+        case applicationDisabled
         /// 700024: the assertion was outside its validity window.
         case assertionExpired
         /// 90002: the tenant does not exist.
@@ -61,6 +64,7 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
         case 70021, 700211, 700212, 700213: return .noMatchingFederatedCredential
         case 7002137, 7002138: return .invalidClient  // permanent (WIRE.md §2.1): not waited out as propagation
         case 700016: return .applicationNotInTenant
+        case 7000112: return .applicationDisabled
         case 700024: return .assertionExpired
         case 90002: return .unknownTenant
         case 53003: return .conditionalAccess
@@ -85,15 +89,15 @@ public struct AADSTSError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Set when the customer's side refuses the broker (consent removed, CA policy): service for
-    /// the tenant should stop rather than retry.
+    /// Set when the customer's side refuses the broker (consent removed, the application disabled,
+    /// CA policy): service for the tenant should stop rather than retry.
     public var isCustomerRefusal: Bool {
-        kind == .applicationNotInTenant || kind == .conditionalAccess
+        kind == .applicationNotInTenant || kind == .applicationDisabled || kind == .conditionalAccess
     }
 
     public var responsible: Responsible {
         switch kind {
-        case .applicationNotInTenant, .conditionalAccess: .customer
+        case .applicationNotInTenant, .applicationDisabled, .conditionalAccess: .customer
         case .unknownTenant, .invalidScope: .onboarding
         case .noMatchingFederatedCredential, .assertionExpired, .invalidClient, .other: .sre
         case .throttledOrUnavailable: .nobody

@@ -45,7 +45,7 @@ enum IdentityMetrics {
     static func exchangeOutcome(_ error: AADSTSError) -> Outcome {
         if error.httpStatus == 429 { return .throttled }
         switch error.kind {
-        case .applicationNotInTenant, .conditionalAccess: return .refused
+        case .applicationNotInTenant, .applicationDisabled, .conditionalAccess: return .refused
         case .noMatchingFederatedCredential, .invalidClient, .assertionExpired: return .credentialRejected
         case .throttledOrUnavailable: return .unavailable
         case .unknownTenant, .invalidScope, .other: return .error

@@ -216,6 +216,8 @@ public struct ChainProbe: Sendable {
                     switch aad.kind {
                     case .applicationNotInTenant:
                         "The application is not consented in tenant \(tenant) (or was removed). A Global Administrator of that tenant consents at \(environment.authorityURL)/\(tenant)/adminconsent?client_id=\(app)"
+                    case .applicationDisabled:
+                        "The application is disabled in tenant \(tenant) (its enterprise application is not enabled for sign-in). An administrator of that tenant enables it again: az ad sp update --id \(app) --set accountEnabled=true"
                     case .noMatchingFederatedCredential:
                         "No federated identity credential of application \(app) matches this identity. Add one (issuer https://login.microsoftonline.com/<ISV tenant>/v2.0, subject = the identity's principal id, audience api://AzureADTokenExchange); a FIC created minutes ago may still be propagating."
                     case .conditionalAccess: "A Conditional Access policy in tenant \(tenant) blocks the application; the customer must exclude it."

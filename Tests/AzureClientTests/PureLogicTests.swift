@@ -218,6 +218,7 @@ import FedBrokerTestSupport
     @Test(arguments: [
         (70021, "invalid_request", 400, AADSTSError.Kind.noMatchingFederatedCredential, true, AADSTSError.Responsible.sre),
         (700016, "unauthorized_client", 400, .applicationNotInTenant, false, .customer),
+        (7000112, "unauthorized_client", 400, .applicationDisabled, false, .customer),
         (700024, "invalid_client", 401, .assertionExpired, false, .sre),
         (90002, "invalid_tenant", 400, .unknownTenant, false, .onboarding),
         (53003, "invalid_grant", 400, .conditionalAccess, false, .customer),
@@ -231,6 +232,8 @@ import FedBrokerTestSupport
         #expect(e.kind == kind)
         #expect(e.isRetryable == retryable)
         #expect(e.responsible == who)
+        // The customer's own decisions stop service for the tenant; nothing else does.
+        #expect(e.isCustomerRefusal == [.applicationNotInTenant, .applicationDisabled, .conditionalAccess].contains(kind))
     }
 
     @Test func aadstsWithoutACodeFallsBackOnErrorAndStatus() {

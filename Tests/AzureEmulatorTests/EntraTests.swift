@@ -42,6 +42,30 @@ import Testing
         }
     }
 
+    @Test("A disabled service principal (the control API's PATCH) gets AADSTS7000112 as unauthorized_client; enabled again, a token")
+    func disabledApplicationGets7000112() async throws {
+        try await withEmulator { h in
+            let customer = h.scenario.customers[0]
+            let assertion = try await h.assertion(for: h.scenario.managedIdentities[0].clientId)
+            let query = "tenantId=\(customer.tenantID)&appId=\(h.scenario.appClientID)"
+            let disabled = try await h.json(.PATCH, "\(h.endpoints.control)/control/service-principals?\(query)", #"{"accountEnabled":false}"#)
+            #expect(disabled.status == 200, "\(disabled.body)")
+            let reply = try await h.exchange(tenant: customer.tenantID, assertion: assertion)
+            #expect(reply.status == 400)
+            #expect(reply.errorCode == "unauthorized_client")
+            #expect(reply.aadsts == 7000112)
+            let description = try #require(reply.json["error_description"] as? String)
+            #expect(description.hasPrefix("AADSTS7000112: Application '\(h.scenario.appClientID)'("), "\(description)")
+            #expect(description.contains(") is disabled.\r\nTrace ID: "))
+            // Another tenant's service principal of the same application is not affected.
+            #expect(try await h.exchange(tenant: h.scenario.customers[1].tenantID, assertion: assertion).status == 200)
+            _ = try await h.json(.PATCH, "\(h.endpoints.control)/control/service-principals?\(query)", #"{"accountEnabled":true}"#)
+            #expect(try await h.exchange(tenant: customer.tenantID, assertion: assertion).status == 200)
+            let unknown = try await h.json(.PATCH, "\(h.endpoints.control)/control/service-principals?tenantId=\(UUID())&appId=\(h.scenario.appClientID)", #"{"accountEnabled":false}"#)
+            #expect(unknown.status == 404)
+        }
+    }
+
     @Test func expiredAssertionGets700024() async throws {
         try await withEmulator { h in
             h.state.updateSettings { $0.managedIdentityTokenLifetimeSeconds = 3600 }

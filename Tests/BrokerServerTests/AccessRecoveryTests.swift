@@ -160,6 +160,35 @@ import FedBrokerTestSupport
         }
     }
 
+    @Test("The customer disables the application in their tenant (AADSTS7000112): access_lost at the token exchange; enabled again, service resumes with no operator")
+    func applicationDisabledThenEnabled() async throws {
+        try await withWorld { w in
+            let client = try w.client("svc-a")
+            let appID = try #require(w.emulator.defaultScenario).appClientID
+            // Before any call, so no token of the tenant is cached: a token already issued stays
+            // good until it expires, in Azure as here.
+            try w.emulator.state.setServicePrincipalEnabled(tenantID: w.customer.tenantID, appID: appID, enabled: false)
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+                Issue.record("a key was made while the application was disabled in the customer's tenant")
+            } catch let BrokerCallError.status(status) {
+                // Before: AADSTS7000112 was an SRE's `other`, answered IDENTITY_UNAVAILABLE on
+                // every call, and the tenant stayed active.
+                #expect(status.code == .permissionDenied, "\(status)")
+                #expect(status.reason == .accessRevokedByCustomer)
+            }
+            try await w.waitFor(.accessLost, within: 30)
+
+            try w.emulator.state.setServicePrincipalEnabled(tenantID: w.customer.tenantID, appID: appID, enabled: true)
+            try await w.waitFor(.active, within: 60)
+            #expect(try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()).plaintext.count == 32)
+            let records = try await w.app.store.auditRecords(tenant: w.tenant, from: .distantPast, to: .distantFuture, limit: 200)
+            let lifecycle = records.filter { $0.operation.hasPrefix("tenant.access") }.map { "\($0.operation) by \($0.actor)" }
+            #expect(lifecycle == ["tenant.access_lost.application_removed by fedbroker", "tenant.access_restored by fedbroker"])
+            await client.close()
+        }
+    }
+
     @Test("An SRE's slot move does not reopen the role-propagation window: a role removed after it is a loss of access at once")
     func slotMoveKeepsTheRevocationImmediate() async throws {
         try await withWorld(rolePropagationSeconds: 600) { w in

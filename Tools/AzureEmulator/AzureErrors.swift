@@ -54,6 +54,15 @@ public struct AADSTSFailure: Sendable, Equatable, Error {
               message: "Application with identifier '\(appID)' was not found in the directory '\(tenant)'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.")
     }
 
+    /// The application's service principal in this tenant is disabled (`accountEnabled` false).
+    /// Sources: Worklytics/psoxy#74 (`"error": "unauthorized_client"`, fixed by
+    /// `az ad sp update --id … --set accountEnabled=true`), MicrosoftDocs/azure-docs#28469 (the
+    /// text). The status is not shown there; 400, as 700016's `unauthorized_client` travels with.
+    public static func applicationDisabled(appID: String, displayName: String) -> Self {
+        .init(code: 7000112, error: "unauthorized_client", status: 400,
+              message: "Application '\(appID)'(\(displayName)) is disabled.")
+    }
+
     public static func assertionOutOfRange(now: Date, notBefore: Date?, expiry: Date?) -> Self {
         let from = AzureErrors.entraLongTimestamp(notBefore ?? Date(timeIntervalSince1970: 0))
         let to = AzureErrors.entraLongTimestamp(expiry ?? Date(timeIntervalSince1970: 0))

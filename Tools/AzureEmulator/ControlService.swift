@@ -61,6 +61,16 @@ enum ControlService {
                 return (200, .object([("deleted", true)]))
             }
         }
+        api.patch("service-principals") { request, context in
+            struct Body: Decodable { var accountEnabled: Bool }
+            return try await handle {
+                let q = FormItems(request.uri.query)
+                guard let tenant = q["tenantId"], let app = q["appId"] else { throw ScenarioError.invalid("tenantId and appId are required.") }
+                let b = try await request.decode(as: Body.self, context: context)
+                try state.setServicePrincipalEnabled(tenantID: tenant, appID: app, enabled: b.accountEnabled)
+                return (200, .object([("accountEnabled", .bool(b.accountEnabled))]))
+            }
+        }
         api.post("managed-identities") { request, context in
             struct Body: Decodable { var tenantId: String; var name: String; var attached: Bool? }
             return try await handle {

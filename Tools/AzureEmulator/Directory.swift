@@ -80,6 +80,19 @@ public struct Directory: Codable, Sendable {
         public var objectId: String
         public var appId: String
         public var tenantId: String
+        /// Graph's `accountEnabled`: false when the tenant's admin disabled the application
+        /// ("Enabled for users to sign-in: No"); its token requests then fail with AADSTS7000112.
+        /// Nil (a state file written before this field) is enabled.
+        public var accountEnabled: Bool?
+
+        public init(objectId: String, appId: String, tenantId: String, accountEnabled: Bool? = nil) {
+            self.objectId = objectId
+            self.appId = appId
+            self.tenantId = tenantId
+            self.accountEnabled = accountEnabled
+        }
+
+        public var isEnabled: Bool { accountEnabled ?? true }
     }
 
     public struct ManagedIdentity: Codable, Sendable {

@@ -91,6 +91,16 @@ extension EmulatorState {
         }
     }
 
+    /// The customer's admin disables the application in their tenant (its service principal's
+    /// `accountEnabled`), or enables it again: AADSTS7000112 while disabled.
+    public func setServicePrincipalEnabled(tenantID: String, appID: String, enabled: Bool) throws {
+        try mutate { dir in
+            guard let index = dir.servicePrincipals.firstIndex(where: { $0.tenantId == tenantID.lowercased() && $0.appId == appID.lowercased() })
+            else { throw ScenarioError.notFound("Service principal of \(appID) in \(tenantID)") }
+            dir.servicePrincipals[index].accountEnabled = enabled
+        }
+    }
+
     /// The customer removes the application from their tenant.
     public func deleteServicePrincipal(tenantID: String, appID: String) throws {
         try mutate { dir in

@@ -90,6 +90,9 @@ struct EntraService: HTTPResponder {
         guard let (app, servicePrincipal) = lookup else {
             return failure(.applicationNotFound(appID: clientID, tenant: tenant.id))
         }
+        guard servicePrincipal.isEnabled else {
+            return failure(.applicationDisabled(appID: app.appId, displayName: app.displayName))
+        }
 
         if let refusal = await checkAssertion(assertion, against: app.federatedCredentials) { return failure(refusal) }
         if state.read({ $0.conditionalAccessBlocks.contains("\(tenant.id)|\(app.appId)") }) {
