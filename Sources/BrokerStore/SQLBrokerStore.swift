@@ -531,6 +531,12 @@ extension SQLBrokerStore {
         }
     }
 
+    /// Runs `body` inside a write transaction that writes nothing. Tests only: the store's other
+    /// writes wait for it (SQLite's write lock), as they would behind a long transaction.
+    package func holdingWriteTransactionForTesting(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await self.backend.withTransaction { _ in try await body() }
+    }
+
     /// Runs a raw query and returns how many rows it gave. Tests only: they act on the server's
     /// own views (its backends, for one).
     package func rowCountForTesting(_ sql: String) async throws -> Int {

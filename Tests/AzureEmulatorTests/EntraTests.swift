@@ -57,6 +57,11 @@ import Testing
             let description = try #require(reply.json["error_description"] as? String)
             #expect(description.hasPrefix("AADSTS7000112: Application '\(h.scenario.appClientID)'("), "\(description)")
             #expect(description.contains(") is disabled.\r\nTrace ID: "))
+            let state = try await h.send(.GET, "\(h.endpoints.control)/control/state")
+            let principal = (state.json["servicePrincipals"] as? [[String: Any]])?.first {
+                $0["tenantId"] as? String == customer.tenantID.lowercased() && $0["appId"] as? String == h.scenario.appClientID.lowercased()
+            }
+            #expect(principal?["accountEnabled"] as? Bool == false, "the state dump shows it")
             // Another tenant's service principal of the same application is not affected.
             #expect(try await h.exchange(tenant: h.scenario.customers[1].tenantID, assertion: assertion).status == 200)
             _ = try await h.json(.PATCH, "\(h.endpoints.control)/control/service-principals?\(query)", #"{"accountEnabled":true}"#)

@@ -23,6 +23,8 @@ import Testing
 
     @Test("Background appends land like any other, on SQLite through a second connection whose thread is lowered", arguments: StoreKind.allCases)
     func backgroundAppendsLand(_ kind: StoreKind) async throws {
+        // What the process runs at (0, unless the tests were started under `nice`).
+        let base = LowPriorityThread.currentNice()
         try await withStore(kind) { store, _ in
             let records = Self.records(450)
             try await store.appendAudit(Array(records.prefix(50)))
@@ -35,10 +37,57 @@ import Testing
             #expect(try await AuditJournalTests.stored(store) == Set(records.map(\.id)))
             if let backend = store.backend as? SQLiteBackend {
                 #if os(Linux)
-                #expect(try await backend.shippingThreadNice() == LowPriorityThread.nice)
+                #expect(try await backend.shippingThreadNice() == max(base, LowPriorityThread.nice))
                 #endif
-                #expect(LowPriorityThread.currentNice() == 0, "the calling thread keeps its priority")
+                #expect(try await backend.writerThreadNice() == base, "the writer, whose writes someone waits on, keeps the process's priority")
             }
+        }
+    }
+
+    @Test("Closing the store closes the shipping connection; a background batch after it is refused, not a connection opened again")
+    func closedStore() async throws {
+        let database = try await TestDatabase.make(.sqlite)
+        defer { Task { await database.destroy() } }
+        let store = try await database.open()
+        _ = try await store.migrate()
+        let backend = try #require(store.backend as? SQLiteBackend)
+        try await store.appendAuditInBackground(Self.records(3))
+        #expect(try await backend.shippingThreadNice() != nil)
+        try await store.close()
+        #expect(try await backend.shippingThreadNice() == nil, "its thread is gone with it")
+        do {
+            try await store.appendAuditInBackground(Self.records(1, from: 3))
+            Issue.record("a background batch was written after close")
+        } catch let error as BrokerError {
+            #expect(error.code == .databaseUnavailable, "\(error)")
+        }
+        #expect(try await backend.shippingThreadNice() == nil, "and none was opened again")
+    }
+
+    @Test("Records of a previous run are not taken off this run's unshipped count, so its backlog still ships at the answers' priority")
+    func recoveredSegmentsLeaveTheCountAlone() async throws {
+        try await withStore(.sqlite) { store, _ in
+            let backend = try #require(store.backend as? SQLiteBackend)
+            let directory = AuditJournalTests.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            var configuration = AuditJournal.Configuration(directory: directory)
+            do {
+                // A run that crashed before shipping anything.
+                let earlier = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+                try await AuditJournalTests.appendAll(earlier, Self.records(40))
+                await AuditJournalTests.crash(earlier)
+            }
+            configuration.backgroundBacklog = 10
+            let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)
+            try await AuditJournalTests.appendAll(journal, Self.records(30, from: 40))
+            #expect(await journal.health.backlog == 30)
+            try await journal.shipPending()
+            #expect(try await AuditJournalTests.stored(store).count == 70)
+            #expect(await journal.health.backlog == 0)
+            // Before: the earlier run's 40 records, shipped first, were taken off this run's 30
+            // (to 0), and this run's backlog over the limit of 10 then went in the background.
+            #expect(try await backend.shippingThreadNice() == nil, "30 of this run's records over a limit of 10: the ordinary writer")
+            try await journal.shutdown()
         }
     }
 

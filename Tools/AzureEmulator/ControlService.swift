@@ -304,7 +304,10 @@ enum ControlService {
                 ("users", .array(dir.users.values.sorted { $0.userPrincipalName < $1.userPrincipalName }.map(userJSON))),
                 ("appRoleAssignments", .array(dir.appRoleAssignments.map { appRoleAssignmentJSON($0, in: dir) })),
                 ("servicePrincipals", .array(dir.servicePrincipals.map {
-                    .object([("objectId", .string($0.objectId)), ("appId", .string($0.appId)), ("tenantId", .string($0.tenantId))])
+                    .object([
+                        ("objectId", .string($0.objectId)), ("appId", .string($0.appId)), ("tenantId", .string($0.tenantId)),
+                        ("accountEnabled", .bool($0.isEnabled)),
+                    ])
                 })),
                 ("managedIdentities", .array(dir.managedIdentities.values.sorted { $0.name < $1.name }.map {
                     .object([

@@ -114,6 +114,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         var bytes = 0
         /// Records committed to the journal by this process and not yet shipped.
         var unshippedRecords = 0
+        /// The first segment this process wrote: records shipped from earlier ones (a previous
+        /// run's) were never counted in `unshippedRecords`, so they are not taken off it.
+        var firstOwnSegment: UInt64 = 0
         var writerIdle: [CheckedContinuation<Void, Never>] = []
         var shipperWaiting: CheckedContinuation<Void, Never>?
         var shipperWake = false
@@ -190,6 +193,7 @@ public final class AuditJournal: AuditTrail, Sendable {
             $0.bytes = existing.reduce(header) { $0 + $1.size }
             $0.activeDescriptor = descriptor
             $0.activePreallocated = configuration.preallocate
+            $0.firstOwnSegment = next
         }
         journalBytes.record(existing.reduce(header) { $0 + $1.size })
         let durability: String
@@ -607,7 +611,9 @@ public final class AuditJournal: AuditTrail, Sendable {
         shippedTotal.increment(by: records.count)
         cursor.withLock { $0 = (segment.sequence, position + consumed) }
         let more = state.withLock { state -> Bool in
-            state.unshippedRecords = max(0, state.unshippedRecords - records.count)
+            if segment.sequence >= state.firstOwnSegment {
+                state.unshippedRecords = max(0, state.unshippedRecords - records.count)
+            }
             return position + consumed < segment.end || state.segments.count > 1
         }
         return more
@@ -665,8 +671,10 @@ public final class AuditJournal: AuditTrail, Sendable {
     }
 
     /// Whether a batch goes to the store at a lowered priority (`Configuration.backgroundBacklog`).
-    /// Records a previous run left are not counted in `unshippedRecords`, so more segments than
-    /// the one being shipped and the one being written count as a backlog too.
+    /// Records a previous run left are not counted in `unshippedRecords` (this process only
+    /// knows their bytes), so more segments than the one being shipped and the one being
+    /// written count as a backlog too: a previous run's last segment, up to 8 MiB, still ships
+    /// in the background.
     static func shipsInBackground(closed: Bool, unshippedRecords: Int, segments: Int, backlogLimit: Int) -> Bool {
         !closed && unshippedRecords <= backlogLimit && segments <= 2
     }

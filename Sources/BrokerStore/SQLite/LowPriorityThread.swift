@@ -10,9 +10,9 @@ import Darwin
 ///
 /// Why: the journal's shipper inserts its batches into SQLite on a thread of the broker's own
 /// process, a few milliseconds of CPU per batch of 500 records. At the answers' priority, on a
-/// machine whose cores all answer, those bursts lengthened the answers' tail: a cached Unwrap's
-/// p99 at concurrency 16 and 64 fell by about a fifth once they ran here (docs/operations.md,
-/// "The shipper's priority").
+/// machine whose cores all answer, those bursts lengthened the answers' tail: at concurrency 16 a
+/// cached Unwrap's p99 fell by about a tenth and its p99.9 by about a quarter once they ran here
+/// (docs/operations.md, "The shipper's priority").
 ///
 /// Linux keeps the nice value per thread (POSIX says per process), so `setpriority` for the
 /// calling thread lowers this thread alone. Elsewhere the thread keeps the process's priority. A

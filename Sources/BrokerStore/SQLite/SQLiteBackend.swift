@@ -35,6 +35,9 @@ final class SQLiteBackend: SQLBackend {
     /// than lowering `threadPool`, whose writes (a tenant's state, an admin change, the audit
     /// record an answer waits for when the journal is off) someone is waiting on.
     private let shipping = Mutex<(connection: SQLiteConnection, threadPool: NIOThreadPool)?>(nil)
+    /// Set by `close()` under `lock`: a background batch after it fails like any write instead of
+    /// opening the shipping connection again.
+    private let closed = Mutex(false)
 
     private static let locksByPath = Mutex<[String: AsyncSerialLock]>([:])
     /// The writer connection's `temp_store`: in memory (true) only for bulk inserts, SQLite's
@@ -196,6 +199,7 @@ final class SQLiteBackend: SQLBackend {
     /// The shipping connection, opened if it is not; with `lock` held.
     private func shippingConnection() async throws -> SQLiteConnection {
         if let open = self.shipping.withLock({ $0?.connection }) { return open }
+        guard !self.closed.withLock({ $0 }) else { throw BrokerError(.databaseUnavailable, "the SQLite store is closed") }
         let threadPool = NIOThreadPool(numberOfThreads: 1)
         threadPool.start()
         do {
@@ -217,10 +221,16 @@ final class SQLiteBackend: SQLBackend {
         }
     }
 
-    /// The shipping connection's thread's nice value; nil before its first batch (tests).
+    /// The shipping connection's thread's nice value; nil before its first batch and after
+    /// `close()` (tests).
     func shippingThreadNice() async throws -> Int32? {
         guard let threadPool = self.shipping.withLock({ $0?.threadPool }) else { return nil }
         return try await threadPool.runIfActive { LowPriorityThread.currentNice() }
+    }
+
+    /// The writer connection's thread's nice value (tests: it keeps the process's).
+    func writerThreadNice() async throws -> Int32 {
+        try await self.threadPool.runIfActive { LowPriorityThread.currentNice() }
     }
 
     /// Closes the shipping connection, if open; with `lock` held (a failed ROLLBACK left it in a
@@ -320,11 +330,15 @@ final class SQLiteBackend: SQLBackend {
     func changeNotifications(retryDelay: Duration) -> AsyncStream<Int>? { nil }
 
     func close() async throws {
+        // The shipping connection first: its thread must not outlive a close that fails later.
+        try await self.lock.withLock {
+            self.closed.withLock { $0 = true }
+            await self.closeShipping()
+        }
         try await self.readerLock.withLock {
             try await self.reader.close()
         }
         try await self.lock.withLock {
-            await self.closeShipping()
             try await self.writer.withLock { $0 }.close()
         }
         try await self.threadPool.shutdownGracefully()
