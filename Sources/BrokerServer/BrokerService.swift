@@ -331,16 +331,20 @@ public final class BrokerService: BrokerRequestHandler {
     /// `reserve`: seconds kept back from the deadline (at most a quarter of what is left), so the
     /// answer — and the audit record a refusal still needs — reach the caller before it gives up.
     func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
-        let total = clock.remaining(until: deadline)
-        let bound = deadline.addingTimeInterval(-min(reserve, max(total, 0) * fraction))
         do {
-            return try await withStoreDeadline(bound, clock: clock, read)
+            return try await withStoreDeadline(storeBound(deadline, reserve: reserve, fraction: fraction), clock: clock, read)
         } catch let error as BrokerError where error.code != .notFound && error.code != .invalidArgument {
             logger.warning("store unavailable on the request path", metadata: ["fb.error": "\(error.code.rawValue)"])
             throw Refusal(
                 status: .failure(.unavailable, .storeUnavailable, "the broker's store is unavailable (\(error.code.rawValue)); retry", retryable: true, retryAfterMilliseconds: 500),
                 tenant: nil)
         }
+    }
+
+    /// When a store call on the request path must have answered: `reserve` seconds before the
+    /// request's deadline, at most `fraction` of the time left.
+    func storeBound(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25) -> Date {
+        deadline.addingTimeInterval(-min(reserve, max(clock.remaining(until: deadline), 0) * fraction))
     }
 
     /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
@@ -417,7 +421,7 @@ public final class BrokerService: BrokerRequestHandler {
             let envelope = try await tenantLimit.withPermit(tenant.id.rawValue) { try await EnvelopeCrypto.seal(dataKey, context: context, with: wrapping) }
             return (envelope, requestID.withLock { $0 })
         } catch {
-            throw await refusal(for: error, tenant: tenant, keyVersion: nil)
+            throw await refusal(for: error, tenant: tenant, keyVersion: nil, deadline: deadline)
         }
     }
 
@@ -440,7 +444,7 @@ public final class BrokerService: BrokerRequestHandler {
                 logger.debug("key state not read; using the last known", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error.kind.rawValue)"])
                 state = last
             } catch {
-                throw await refusal(for: error, tenant: tenant, keyVersion: nil)
+                throw await refusal(for: error, tenant: tenant, keyVersion: nil, deadline: deadline)
             }
         }
         if let reason = state?.refusal(at: now) {
@@ -509,7 +513,7 @@ public final class BrokerService: BrokerRequestHandler {
                         try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: sharedDeadline, expectedTenantID: tenant.entraTenantID.rawValue)
                     }
                 } catch {
-                    throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion)
+                    throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion, deadline: sharedDeadline)
                 }
                 let envelopeKey = SecretBytes(unwrapped.value)
                 unwrapped.value.zeroize()
@@ -552,7 +556,9 @@ public final class BrokerService: BrokerRequestHandler {
     /// tenant (its role, its application, its policy) counts as the customer's withdrawal, which
     /// purges its keys and tokens and marks it as having lost access; a refusal of one key version
     /// (`keyVersion`, for unwrap) fails this call alone.
-    func refusal(for error: any Error, tenant: Tenant, keyVersion: String?) async -> Refusal {
+    /// `deadline`: the request's (or the shared call's); a loss of access is recorded in the store
+    /// within it, not after it (`loseAccess`).
+    func refusal(for error: any Error, tenant: Tenant, keyVersion: String?, deadline: Date) async -> Refusal {
         if let refusal = error as? Refusal { return refusal }
         if error is TenantConcurrencyLimit.Exceeded {
             return Refusal(
@@ -600,7 +606,7 @@ public final class BrokerService: BrokerRequestHandler {
                         retryable: true, retryAfterMilliseconds: 5000),
                     tenant: tenant.id)
             case .forbiddenByRbac, .forbiddenByPolicy:
-                await loseAccess(tenant, reason: .roleRemoved)
+                await loseAccess(tenant, reason: .roleRemoved, deadline: deadline)
                 return Refusal(
                     status: .failure(.permissionDenied, .accessRevokedByCustomer, "the customer's vault refused the broker (\(code)); tenant \(tenant.id) lost access and is probed again until it is back"),
                     tenant: tenant.id)
@@ -625,7 +631,7 @@ public final class BrokerService: BrokerRequestHandler {
         }
         if let e = error as? AzureIdentityError {
             if case .entra(let aad) = e, aad.isCustomerRefusal {
-                await loseAccess(tenant, reason: .applicationRemoved)
+                await loseAccess(tenant, reason: .applicationRemoved, deadline: deadline)
                 return Refusal(status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(tenant.id) refused the application (\(aad.description)); it lost access and is probed again until it is back"), tenant: tenant.id)
             }
             return Refusal(status: .failure(.unavailable, .identityUnavailable, "no token for tenant \(tenant.id): \(e.description)", retryable: e.isRetryable), tenant: tenant.id)
@@ -638,7 +644,12 @@ public final class BrokerService: BrokerRequestHandler {
 
     /// Stops serving the tenant at once: cached keys and tokens gone, state changed to lost
     /// access (detected, not typed in; the re-probe brings it back when the customer repairs it).
-    func loseAccess(_ tenant: Tenant, reason: AccessLossReason) async {
+    ///
+    /// The store's transition is bounded like the request's reads (`storeBound`): a store that is
+    /// slow or locked must not hold the refusal past the caller's deadline. Not recorded in time,
+    /// it is abandoned (committed or rolled back as a whole); this replica has already stopped
+    /// serving the tenant's cached keys, and the next refused call records the loss again.
+    func loseAccess(_ tenant: Tenant, reason: AccessLossReason, deadline: Date) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
         await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
         keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
@@ -646,7 +657,9 @@ public final class BrokerService: BrokerRequestHandler {
         defer { tenantRecords.invalidate(tenant.id) }
         logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
         do {
-            _ = try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(reason), actor: "fedbroker")
+            _ = try await withStoreDeadline(storeBound(deadline), clock: clock) { [store] in
+                try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(reason), actor: "fedbroker")
+            }
         } catch {
             logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
         }

@@ -70,6 +70,7 @@ import FedBrokerTestSupport
     func withWorld(
         schedule: AccessReprobeSchedule = try! AccessReprobeSchedule(minimumSeconds: 0.2, maximumSeconds: 1),
         rolePropagationSeconds: Double = 0,
+        journal: Bool = false,
         _ body: (World) async throws -> Void
     ) async throws {
         let logger = TestLogging.logger(label: "access-recovery")
@@ -85,6 +86,9 @@ import FedBrokerTestSupport
             configuration.transport.tls = try pki.serverTLS()
             configuration.accessRecovery.schedule = schedule
             configuration.accessRecovery.probeTimeoutSeconds = 20
+            if journal {
+                configuration.auditJournal = .init(directory: running.directory.appendingPathComponent("journal").path)
+            }
             let app = try await BrokerApp.build(configuration, signals: [], logger: logger)
             try await app.serving {
                 let store = app.store
@@ -185,6 +189,54 @@ import FedBrokerTestSupport
             let records = try await w.app.store.auditRecords(tenant: w.tenant, from: .distantPast, to: .distantFuture, limit: 200)
             let lifecycle = records.filter { $0.operation.hasPrefix("tenant.access") }.map { "\($0.operation) by \($0.actor)" }
             #expect(lifecycle == ["tenant.access_lost.application_removed by fedbroker", "tenant.access_restored by fedbroker"])
+            await client.close()
+        }
+    }
+
+    @Test("A store whose writes wait does not hold a loss of access past the caller's deadline; a later refused call records it", .timeLimit(.minutes(2)))
+    func lossOfAccessWithinTheDeadline() async throws {
+        // The journal keeps the refusal's audit record out of the store, so only the transition
+        // to access_lost waits for the store's write lock here.
+        try await withWorld(journal: true) { w in
+            let client = try w.client("svc-a")
+            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+            let assignment = try w.roleAssignment()
+            try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
+
+            let (held, holding) = AsyncStream<Void>.makeStream()
+            let (released, release) = AsyncStream<Void>.makeStream()
+            defer { release.finish() }  // a failure below must not leave the store locked for the teardown
+            let holder = Task {
+                try await w.app.store.holdingWriteTransactionForTesting {
+                    holding.yield()
+                    for await _ in released {}
+                }
+            }
+            for await _ in held { break }
+            let started = Date()
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(4))
+                Issue.record("a key was made after the role was removed")
+            } catch let BrokerCallError.status(status) {
+                // Before: the refusal waited for the transition, which waited for the lock, and
+                // the caller's own deadline passed first (no status at all).
+                #expect(status.code == .permissionDenied, "\(status)")
+                #expect(status.reason == .accessRevokedByCustomer)
+            }
+            #expect(Date().timeIntervalSince(started) < 4)
+            #expect(try await w.state() == .active, "not recorded: the store's writes were waiting")
+            release.finish()
+            try await holder.value
+
+            // The store takes writes again: the next refused call records the loss (unless the
+            // abandoned transition got there first, once the lock was free).
+            do {
+                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+                Issue.record("a key was made after the role was removed")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.code == .permissionDenied, "\(status)")
+            }
+            try await w.waitFor(.accessLost, within: 30)
             await client.close()
         }
     }
