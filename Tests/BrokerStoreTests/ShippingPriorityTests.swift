@@ -66,6 +66,7 @@ import Testing
 
     @Test("Records of a previous run are not taken off this run's unshipped count, so its backlog still ships at the answers' priority")
     func recoveredSegmentsLeaveTheCountAlone() async throws {
+        let base = LowPriorityThread.currentNice()
         try await withStore(.sqlite) { store, _ in
             let backend = try #require(store.backend as? SQLiteBackend)
             let directory = AuditJournalTests.directory()
@@ -87,12 +88,14 @@ import Testing
             // Before: the earlier run's 40 records, shipped first, were taken off this run's 30
             // (to 0), and this run's backlog over the limit of 10 then went in the background.
             #expect(try await backend.shippingThreadNice() == nil, "30 of this run's records over a limit of 10: the ordinary writer")
+            #expect(journal.lastBatchReadAtNice == base)
             try await journal.shutdown()
         }
     }
 
     @Test("The journal ships a backlog at the answers' priority and a small batch in the background")
     func journalChoosesByBacklog() async throws {
+        let base = LowPriorityThread.currentNice()
         try await withStore(.sqlite) { store, _ in
             let backend = try #require(store.backend as? SQLiteBackend)
             let directory = AuditJournalTests.directory()
@@ -105,12 +108,16 @@ import Testing
             try await journal.shipPending()
             #expect(try await AuditJournalTests.stored(store) == Set(backlog.map(\.id)))
             #expect(try await backend.shippingThreadNice() == nil, "30 unshipped records, over the limit of 10: not in the background")
+            #expect(journal.lastBatchReadAtNice == base, "nor read back on the low-priority thread")
 
             let few = Self.records(5, from: 30)
             try await AuditJournalTests.appendAll(journal, few)
             try await journal.shipPending()
             #expect(try await AuditJournalTests.stored(store) == Set((backlog + few).map(\.id)))
             #expect(try await backend.shippingThreadNice() != nil, "5 unshipped records: in the background")
+            #if os(Linux)
+            #expect(journal.lastBatchReadAtNice == max(base, LowPriorityThread.nice), "read back on the low-priority thread too")
+            #endif
             try await journal.shutdown()
         }
     }

@@ -8,8 +8,9 @@ import Darwin
 /// when it and the threads answering key operations both want a core, the scheduler runs those
 /// first and gives this one the rest.
 ///
-/// Why: the journal's shipper inserts its batches into SQLite on a thread of the broker's own
-/// process, a few milliseconds of CPU per batch of 500 records. At the answers' priority, on a
+/// Why: the journal's shipper reads its batches back from the segments and inserts them into
+/// SQLite on threads of the broker's own process, a few milliseconds of CPU per batch of 500
+/// records. At the answers' priority, on a
 /// machine whose cores all answer, those bursts lengthened the answers' tail: at concurrency 16 a
 /// cached Unwrap's p99 fell by about a tenth and its p99.9 by about a quarter once they ran here
 /// (docs/operations.md, "The shipper's priority").
