@@ -513,7 +513,11 @@ public final class BrokerService: BrokerRequestHandler {
                         try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: sharedDeadline, expectedTenantID: tenant.entraTenantID.rawValue)
                     }
                 } catch {
-                    throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion, deadline: sharedDeadline)
+                    // A refusal's store write is bounded by the first caller's deadline (the
+                    // others wait until their own, and usually came later), not the shared call's
+                    // 30 s; at least a second, for a vault that answered just after that caller left.
+                    let refusalDeadline = min(sharedDeadline, max(deadline, clock.now.addingTimeInterval(1)))
+                    throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion, deadline: refusalDeadline)
                 }
                 let envelopeKey = SecretBytes(unwrapped.value)
                 unwrapped.value.zeroize()

@@ -199,7 +199,7 @@ import FedBrokerTestSupport
         // to access_lost waits for the store's write lock here.
         try await withWorld(journal: true) { w in
             let client = try w.client("svc-a")
-            _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
+            let (_, blob, _) = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
             let assignment = try w.roleAssignment()
             try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
 
@@ -207,6 +207,7 @@ import FedBrokerTestSupport
             let (released, release) = AsyncStream<Void>.makeStream()
             defer { release.finish() }  // a failure below must not leave the store locked for the teardown
             let holder = Task {
+                defer { holding.finish() }  // a holder that fails before holding must not leave the wait below hanging
                 try await w.app.store.holdingWriteTransactionForTesting {
                     holding.yield()
                     for await _ in released {}
@@ -225,6 +226,17 @@ import FedBrokerTestSupport
             }
             #expect(Date().timeIntervalSince(started) < 4)
             #expect(try await w.state() == .active, "not recorded: the store's writes were waiting")
+            // The same through Unwrap, whose vault call is shared by every caller of the blob and
+            // runs to its own 30 s deadline: the refusal's store write is bounded by the caller's.
+            let unwrapStarted = Date()
+            do {
+                _ = try await client.unwrap(blob, deadline: Date().addingTimeInterval(4))
+                Issue.record("a blob was opened after the role was removed (its cached key was purged by the refusal above)")
+            } catch let BrokerCallError.status(status) {
+                #expect(status.code == .permissionDenied, "\(status)")
+                #expect(status.reason == .accessRevokedByCustomer)
+            }
+            #expect(Date().timeIntervalSince(unwrapStarted) < 4)
             release.finish()
             try await holder.value
 

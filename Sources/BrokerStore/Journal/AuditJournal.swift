@@ -49,9 +49,10 @@ public final class AuditJournal: AuditTrail, Sendable {
         /// large transactions a second rather than one per group commit (each store commit is a
         /// sync of its own). The store lags the journal by about this much; nothing waits on it.
         public var shipDelay: Duration = .milliseconds(100)
-        /// Unshipped records up to which the shipper's store work runs at a lowered CPU priority
-        /// (`BrokerStore.appendAuditInBackground`: SQLite's inserts on a thread that yields the
-        /// cores to the answers). Beyond it (a machine so busy that low-priority shipping falls
+        /// Unshipped records up to which the shipper's work runs at a lowered CPU priority: reading
+        /// its batches back (`readThread`) and the store's part in this process
+        /// (`BrokerStore.appendAuditInBackground`: SQLite's inserts), on threads that yield the
+        /// cores to the answers. Beyond it (a machine so busy that low-priority shipping falls
         /// behind), with more than two segments unshipped (a previous run's backlog), and at
         /// shutdown, batches go at the answers' priority, so the backlog cannot grow until appends
         /// are refused. About half a second of the highest load measured here.
@@ -592,7 +593,9 @@ public final class AuditJournal: AuditTrail, Sendable {
             self.lastReadNice.store(LowPriorityThread.currentNice(), ordering: .relaxed)
             return try Self.readBatch(path, from: start, to: end, batchSize: batchSize)
         }
-        let (window, records, consumed, failure) = background ? try await readThread.runIfActive(read) : try read()
+        // Unstructured, like the write below: the thread pool's wait ends at cancellation, and a
+        // shipper cancelled at shutdown would count a read it never made as a failed shipment.
+        let (window, records, consumed, failure) = background ? try await Task { try await readThread.runIfActive(read) }.value : try read()
         if records.isEmpty {
             // Nothing readable where records should be: where writing stopped in a preallocated
             // segment, the tail of a write a crash cut short (never acknowledged), or damage.
