@@ -23,7 +23,8 @@ enum LowPriorityThread {
     /// The nice value (the answers run at 0): the scheduler weighs 0 against 10 about ten to one.
     static let nice: Int32 = 10
 
-    /// Lowers the calling thread. Returns whether it now runs at `nice` (or lower).
+    /// Lowers the calling thread. Returns whether it now runs at `nice` or a higher one (lower
+    /// still: a process started under `nice` keeps its own).
     static func lowerCurrentThread() -> Bool {
         #if os(Linux)
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
@@ -36,7 +37,6 @@ enum LowPriorityThread {
     /// The calling thread's nice value (on Linux; the process's elsewhere).
     static func currentNice() -> Int32 {
         #if os(Linux)
-        errno = 0
         return getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
         #else
         return getpriority(PRIO_PROCESS, 0)

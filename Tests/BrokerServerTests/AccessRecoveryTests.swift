@@ -14,6 +14,8 @@ import FedBrokerTestSupport
 /// service, on short configured intervals), SQLite, and a caller over mTLS. Nobody on the ISV's
 /// side acts between the loss and the recovery.
 @Suite struct AccessRecoveryTests {
+    let e2e = EndToEndTests()
+
     struct World {
         let emulator: AzureEmulator
         let app: BrokerApp
@@ -126,13 +128,9 @@ import FedBrokerTestSupport
             // broker records the loss itself.
             let assignment = try w.roleAssignment()
             try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
-            do {
-                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
-                Issue.record("a key was made after the role was removed")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.code == .permissionDenied)
-                #expect(status.reason == .accessRevokedByCustomer)
-            }
+            let status = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
+            #expect(status?.code == .permissionDenied)
+            #expect(status?.reason == .accessRevokedByCustomer)
             try await w.waitFor(.accessLost, within: 30)
 
             // While the role is missing the broker keeps probing, and keeps the tenant where it is.
@@ -172,15 +170,11 @@ import FedBrokerTestSupport
             // Before any call, so no token of the tenant is cached: a token already issued stays
             // good until it expires, in Azure as here.
             try w.emulator.state.setServicePrincipalEnabled(tenantID: w.customer.tenantID, appID: appID, enabled: false)
-            do {
-                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
-                Issue.record("a key was made while the application was disabled in the customer's tenant")
-            } catch let BrokerCallError.status(status) {
-                // Before: AADSTS7000112 was an SRE's `other`, answered IDENTITY_UNAVAILABLE on
-                // every call, and the tenant stayed active.
-                #expect(status.code == .permissionDenied, "\(status)")
-                #expect(status.reason == .accessRevokedByCustomer)
-            }
+            let status = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
+            // Before: AADSTS7000112 was an SRE's `other`, answered IDENTITY_UNAVAILABLE on
+            // every call, and the tenant stayed active.
+            #expect(status?.code == .permissionDenied, "\(String(describing: status))")
+            #expect(status?.reason == .accessRevokedByCustomer)
             try await w.waitFor(.accessLost, within: 30)
 
             try w.emulator.state.setServicePrincipalEnabled(tenantID: w.customer.tenantID, appID: appID, enabled: true)
@@ -215,39 +209,27 @@ import FedBrokerTestSupport
             }
             for await _ in held { break }
             let started = Date()
-            do {
-                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(4))
-                Issue.record("a key was made after the role was removed")
-            } catch let BrokerCallError.status(status) {
-                // Before: the refusal waited for the transition, which waited for the lock, and
-                // the caller's own deadline passed first (no status at all).
-                #expect(status.code == .permissionDenied, "\(status)")
-                #expect(status.reason == .accessRevokedByCustomer)
-            }
+            let status = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(4)) }
+            // Before: the refusal waited for the transition, which waited for the lock, and
+            // the caller's own deadline passed first (no status at all).
+            #expect(status?.code == .permissionDenied, "\(String(describing: status))")
+            #expect(status?.reason == .accessRevokedByCustomer)
             #expect(Date().timeIntervalSince(started) < 4)
             #expect(try await w.state() == .active, "not recorded: the store's writes were waiting")
             // The same through Unwrap, whose vault call is shared by every caller of the blob and
             // runs to its own 30 s deadline: the refusal's store write is bounded by the caller's.
             let unwrapStarted = Date()
-            do {
-                _ = try await client.unwrap(blob, deadline: Date().addingTimeInterval(4))
-                Issue.record("a blob was opened after the role was removed (its cached key was purged by the refusal above)")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.code == .permissionDenied, "\(status)")
-                #expect(status.reason == .accessRevokedByCustomer)
-            }
+            let unwrapStatus = await e2e.refusal { _ = try await client.unwrap(blob, deadline: Date().addingTimeInterval(4)) }
+            #expect(unwrapStatus?.code == .permissionDenied, "\(String(describing: unwrapStatus))")
+            #expect(unwrapStatus?.reason == .accessRevokedByCustomer)
             #expect(Date().timeIntervalSince(unwrapStarted) < 4)
             release.finish()
             try await holder.value
 
             // The store takes writes again: the next refused call records the loss (unless the
             // abandoned transition got there first, once the lock was free).
-            do {
-                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
-                Issue.record("a key was made after the role was removed")
-            } catch let BrokerCallError.status(status) {
-                #expect(status.code == .permissionDenied, "\(status)")
-            }
+            let again = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
+            #expect(again?.code == .permissionDenied, "\(String(describing: again))")
             try await w.waitFor(.accessLost, within: 30)
             await client.close()
         }
@@ -277,15 +259,11 @@ import FedBrokerTestSupport
 
             let assignment = try w.roleAssignment()
             try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
-            do {
-                _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline())
-                Issue.record("a key was made after the role was removed")
-            } catch let BrokerCallError.status(status) {
-                // Measured from the record's last update (the move), this was a retryable
-                // UNAVAILABLE for ten minutes, with the tenant's cached keys still served.
-                #expect(status.code == .permissionDenied, "\(status)")
-                #expect(status.reason == .accessRevokedByCustomer)
-            }
+            let status = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
+            // Measured from the record's last update (the move), this was a retryable
+            // UNAVAILABLE for ten minutes, with the tenant's cached keys still served.
+            #expect(status?.code == .permissionDenied, "\(String(describing: status))")
+            #expect(status?.reason == .accessRevokedByCustomer)
             try await w.waitFor(.accessLost, within: 30)
         }
     }

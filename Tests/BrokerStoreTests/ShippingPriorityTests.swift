@@ -12,6 +12,16 @@ import Testing
         AuditJournalTests.records(first + count).suffix(count).map { $0 }
     }
 
+    /// A SQLite store (its backend, to ask which thread did what) and a journal directory, removed after.
+    static func withJournalDirectory(_ body: (SQLBrokerStore, SQLiteBackend, String) async throws -> Void) async throws {
+        try await withStore(.sqlite) { store, _ in
+            let backend = try #require(store.backend as? SQLiteBackend)
+            let directory = AuditJournalTests.directory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await body(store, backend, directory)
+        }
+    }
+
     @Test("The rule: background while open, within the backlog limit and at most two segments")
     func rule() {
         #expect(AuditJournal.shipsInBackground(closed: false, unshippedRecords: 0, segments: 1, backlogLimit: 20_000))
@@ -67,10 +77,7 @@ import Testing
     @Test("Records of a previous run are not taken off this run's unshipped count, so its backlog still ships at the answers' priority")
     func recoveredSegmentsLeaveTheCountAlone() async throws {
         let base = LowPriorityThread.currentNice()
-        try await withStore(.sqlite) { store, _ in
-            let backend = try #require(store.backend as? SQLiteBackend)
-            let directory = AuditJournalTests.directory()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await Self.withJournalDirectory { store, backend, directory in
             var configuration = AuditJournal.Configuration(directory: directory)
             do {
                 // A run that crashed before shipping anything.
@@ -96,10 +103,7 @@ import Testing
     @Test("The journal ships a backlog at the answers' priority and a small batch in the background")
     func journalChoosesByBacklog() async throws {
         let base = LowPriorityThread.currentNice()
-        try await withStore(.sqlite) { store, _ in
-            let backend = try #require(store.backend as? SQLiteBackend)
-            let directory = AuditJournalTests.directory()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await Self.withJournalDirectory { store, backend, directory in
             var configuration = AuditJournal.Configuration(directory: directory)
             configuration.backgroundBacklog = 10
             let journal = try AuditJournal(store: store, configuration: configuration, logger: TestDatabase.logger)

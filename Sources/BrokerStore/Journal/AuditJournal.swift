@@ -151,7 +151,10 @@ public final class AuditJournal: AuditTrail, Sendable {
     private let readThread = NIOThreadPool(numberOfThreads: 1)
     /// The nice value of the thread that read the last batch (tests: which thread it was).
     private let lastReadNice = Atomic<Int32>(-100)
-    package var lastBatchReadAtNice: Int32? { lastReadNice.load(ordering: .relaxed) == -100 ? nil : lastReadNice.load(ordering: .relaxed) }
+    package var lastBatchReadAtNice: Int32? {
+        let nice = lastReadNice.load(ordering: .relaxed)
+        return nice == -100 ? nil : nice
+    }
     /// The spare's scratch name, this journal's own: a journal dropped without `shutdown()` (a
     /// test's crash) may still be filling its spare when the next one opens the directory.
     private let spareName = "audit-spare-\(UInt32.random(in: .min ... .max)).tmp"

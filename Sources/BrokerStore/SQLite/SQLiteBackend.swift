@@ -155,20 +155,27 @@ final class SQLiteBackend: SQLBackend {
             return try await self.lock.withLock {
                 let session = SQLiteSession(connection: self.writer.withLock { $0 })
                 try await self.useTemporaryStorage(inMemory: inMemory, session)
-                // IMMEDIATE takes the write lock now, so a read-then-write transaction can never be
-                // refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
-                _ = try await session.query("BEGIN IMMEDIATE", [])
-                do {
-                    let result = try await body(session)
-                    _ = try await session.query("COMMIT", [])
-                    return result
-                } catch {
-                    await self.rollBack(session, connection: .writer)
-                    throw error
-                }
+                return try await self.immediateTransaction(session, on: .writer, body)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "transaction")
+        }
+    }
+
+    /// `body` between `BEGIN IMMEDIATE` and `COMMIT` on a writing connection, rolled back if it
+    /// throws; with `lock` held. IMMEDIATE takes the write lock now, so a read-then-write
+    /// transaction can never be refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
+    private func immediateTransaction<Result: Sendable>(
+        _ session: SQLiteSession, on connection: Connection, _ body: @Sendable (any SQLSession) async throws -> Result
+    ) async throws -> Result {
+        _ = try await session.query("BEGIN IMMEDIATE", [])
+        do {
+            let result = try await body(session)
+            _ = try await session.query("COMMIT", [])
+            return result
+        } catch {
+            await self.rollBack(session, connection: connection)
+            throw error
         }
     }
 
@@ -181,15 +188,7 @@ final class SQLiteBackend: SQLBackend {
         do {
             return try await self.lock.withLock {
                 let session = SQLiteSession(connection: try await self.shippingConnection())
-                _ = try await session.query("BEGIN IMMEDIATE", [])
-                do {
-                    let result = try await body(session)
-                    _ = try await session.query("COMMIT", [])
-                    return result
-                } catch {
-                    await self.rollBack(session, connection: .shipping)
-                    throw error
-                }
+                return try await self.immediateTransaction(session, on: .shipping, body)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "background transaction")
