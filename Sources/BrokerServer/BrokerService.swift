@@ -80,6 +80,8 @@ public final class BrokerService: BrokerRequestHandler {
     private let unwraps: SingleFlight<DataKeyCache.Key, Opened>
     /// Each wrapping key's state (enabled, validity window), so no blob is minted under a disabled key.
     let keyStates: KeyStateCache
+    /// The tenants whose loss of access a call of this replica is recording now (`loseAccess`).
+    package let lossRecordings = AccessLossRecordings()
 
     /// An unwrap's result, shared by the callers of one flight.
     struct Opened: Sendable {
@@ -634,8 +636,8 @@ public final class BrokerService: BrokerRequestHandler {
             }
         }
         if let e = error as? AzureIdentityError {
-            if case .entra(let aad) = e, aad.isCustomerRefusal {
-                await loseAccess(tenant, reason: .applicationRemoved, deadline: deadline)
+            if case .entra(let aad) = e, let reason = Self.accessLossReason(for: aad) {
+                await loseAccess(tenant, reason: reason, deadline: deadline)
                 return Refusal(status: .failure(.permissionDenied, .accessRevokedByCustomer, "tenant \(tenant.id) refused the application (\(aad.description)); it lost access and is probed again until it is back"), tenant: tenant.id)
             }
             return Refusal(status: .failure(.unavailable, .identityUnavailable, "no token for tenant \(tenant.id): \(e.description)", retryable: e.isRetryable), tenant: tenant.id)
@@ -646,6 +648,17 @@ public final class BrokerService: BrokerRequestHandler {
         return Refusal(status: .failure(.internal, .unspecified, "internal error: \(type(of: error))"), tenant: tenant.id)
     }
 
+    /// What a customer's refusal at the token endpoint says the customer must undo; nil when the
+    /// failure is not the customer's refusal (`AADSTSError.isCustomerRefusal`).
+    package static func accessLossReason(for aad: AADSTSError) -> AccessLossReason? {
+        guard aad.isCustomerRefusal else { return nil }
+        switch aad.kind {
+        case .applicationDisabled: return .applicationDisabled
+        case .conditionalAccess: return .conditionalAccess
+        default: return .applicationRemoved
+        }
+    }
+
     /// Stops serving the tenant at once: cached keys and tokens gone, state changed to lost
     /// access (detected, not typed in; the re-probe brings it back when the customer repairs it).
     ///
@@ -653,17 +666,30 @@ public final class BrokerService: BrokerRequestHandler {
     /// slow or locked must not hold the refusal past the caller's deadline. Not recorded in time,
     /// it is abandoned (committed or rolled back as a whole); this replica has already stopped
     /// serving the tenant's cached keys, and the next refused call records the loss again.
+    ///
+    /// A customer's refusal reaches every call in flight for the tenant at once. Each purges, but
+    /// only the first records the transition (`lossRecordings`) and logs the loss; the others
+    /// answer without a store write of their own.
     func loseAccess(_ tenant: Tenant, reason: AccessLossReason, deadline: Date) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
         await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
         keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
         // After the transition (or its failure): a load racing it cannot keep the active record.
         defer { tenantRecords.invalidate(tenant.id) }
+        guard lossRecordings.claim(tenant.id) else {
+            logger.debug("loss of access already being recorded by a concurrent call", metadata: ["fb.tenant": "\(tenant.id)", "fb.purgedKeys": "\(purged)"])
+            return
+        }
+        defer { lossRecordings.finish(tenant.id) }
         logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
         do {
             _ = try await withStoreDeadline(storeBound(deadline), clock: clock) { [store] in
                 try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(reason), actor: "fedbroker")
             }
+        } catch let error as BrokerError where error.code == .versionConflict {
+            // Another replica recorded it first, or an operator changed the tenant meanwhile: not
+            // the store failing. A tenant still served is refused again, and that call records it.
+            logger.info("tenant changed before its loss of access was recorded here; left to the change", metadata: ["fb.tenant": "\(tenant.id)"])
         } catch {
             logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
         }

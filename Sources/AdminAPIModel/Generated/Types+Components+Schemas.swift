@@ -862,8 +862,8 @@ extension Components {
             /// - Remark: Generated from `#/components/schemas/Tenant/last_validation`.
             public var lastValidation: Components.Schemas.ValidationResult?
             /// Why the tenant is not served: the operator's reason when `suspended`; what the broker
-            /// observed (`key_disabled`, `key_not_found`, `role_removed`, `application_removed`) when
-            /// `access_lost`. Absent in other states.
+            /// observed (`key_disabled`, `key_not_found`, `role_removed`, `application_removed`,
+            /// `application_disabled`, `conditional_access`) when `access_lost`. Absent in other states.
             ///
             ///
             /// - Remark: Generated from `#/components/schemas/Tenant/suspension_reason`.

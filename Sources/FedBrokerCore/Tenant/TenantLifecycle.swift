@@ -40,7 +40,16 @@ public enum AccessLossReason: String, CaseIterable, Hashable, Codable, Sendable 
     case keyDisabled = "key_disabled"
     case keyNotFound = "key_not_found"
     case roleRemoved = "role_removed"
+    /// Entra answers AADSTS700016: our application has no service principal in the tenant (consent
+    /// withdrawn, or the service principal deleted). The customer consents again.
     case applicationRemoved = "application_removed"
+    /// AADSTS7000112: the service principal is there but disabled ("Enabled for users to sign-in"
+    /// set to No). The customer enables it again; consenting again would not help, which is why it
+    /// is a reason of its own.
+    case applicationDisabled = "application_disabled"
+    /// AADSTS53003: a Conditional Access policy of the customer's blocks our token. The customer
+    /// excludes our service principal from the policy.
+    case conditionalAccess = "conditional_access"
 }
 
 /// What happened to a tenant: the inputs of the lifecycle state machine.
