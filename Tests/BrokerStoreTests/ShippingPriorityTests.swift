@@ -45,6 +45,16 @@ import Testing
             // Idempotent by id, like appendAudit: a batch sent again after a lost acknowledgement.
             try await store.appendAuditInBackground(Array(records.suffix(10)))
             #expect(try await AuditJournalTests.stored(store) == Set(records.map(\.id)))
+            // In batch order: on PostgreSQL the 400 rows go in four statements, whose sequence
+            // numbers follow one another.
+            let page = try await store.auditEntries(AuditQuery(tenant: TenantID(rawValue: "journal-tenant"), afterSequence: 0, limit: 1000))
+            #expect(page.map(\.record.id) == records.map(\.id))
+            if kind == .postgres {
+                // One transaction, whatever its statements: a batch lands whole or not at all.
+                let ids = records.dropFirst(50).map { "'\($0.id.uuidString.lowercased())'" }.joined(separator: ", ")
+                #expect(try await store.rowCountForTesting("SELECT DISTINCT xmin::text FROM audit_records WHERE id IN (\(ids))") == 1)
+                #expect(SQLBrokerStore.backgroundAuditRowsPerStatement(.postgres) < 400, "the batch above spans several statements")
+            }
             if let backend = store.backend as? SQLiteBackend {
                 #if os(Linux)
                 #expect(try await backend.shippingThreadNice() == max(base, LowPriorityThread.nice))
