@@ -80,7 +80,7 @@ public final class BrokerService: BrokerRequestHandler {
     private let unwraps: SingleFlight<DataKeyCache.Key, Opened>
     /// Each wrapping key's state (enabled, validity window), so no blob is minted under a disabled key.
     let keyStates: KeyStateCache
-    /// The tenants whose loss of access a call of this replica is recording now (`loseAccess`).
+    /// The losses of access this replica is recording now, one per tenant (`loseAccess`).
     package let lossRecordings = AccessLossRecordings()
 
     /// An unwrap's result, shared by the callers of one flight.
@@ -653,45 +653,74 @@ public final class BrokerService: BrokerRequestHandler {
     package static func accessLossReason(for aad: AADSTSError) -> AccessLossReason? {
         guard aad.isCustomerRefusal else { return nil }
         switch aad.kind {
+        case .applicationNotInTenant: return .applicationRemoved
         case .applicationDisabled: return .applicationDisabled
         case .conditionalAccess: return .conditionalAccess
-        default: return .applicationRemoved
+        default: return nil
         }
     }
 
     /// Stops serving the tenant at once: cached keys and tokens gone, state changed to lost
     /// access (detected, not typed in; the re-probe brings it back when the customer repairs it).
     ///
-    /// The store's transition is bounded like the request's reads (`storeBound`): a store that is
-    /// slow or locked must not hold the refusal past the caller's deadline. Not recorded in time,
-    /// it is abandoned (committed or rolled back as a whole); this replica has already stopped
-    /// serving the tenant's cached keys, and the next refused call records the loss again.
-    ///
-    /// A customer's refusal reaches every call in flight for the tenant at once. Each purges, but
-    /// only the first records the transition (`lossRecordings`) and logs the loss; the others
-    /// answer without a store write of their own.
+    /// The caller waits for the store's transition only as long as the request's store reads
+    /// (`storeBound`): a store that is slow or locked must not hold the refusal past the caller's
+    /// deadline. The transition itself runs in a recording of its own (`lossRecordings`), bounded
+    /// by `lossRecordingSeconds` at least, and shared by every call the customer's change refused
+    /// meanwhile: one store write and one log line however many calls were refused together, and
+    /// recorded even when the call that saw it first gave up.
     func loseAccess(_ tenant: Tenant, reason: AccessLossReason, deadline: Date) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
         await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
         keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
-        // After the transition (or its failure): a load racing it cannot keep the active record.
+        // After the wait (the transition may come later; the recording drops it again then).
         defer { tenantRecords.invalidate(tenant.id) }
-        guard lossRecordings.claim(tenant.id) else {
-            logger.debug("loss of access already being recorded by a concurrent call", metadata: ["fb.tenant": "\(tenant.id)", "fb.purgedKeys": "\(purged)"])
-            return
+        let bound = storeBound(deadline)
+        let recordingBound = max(bound, clock.now.addingTimeInterval(Self.lossRecordingSeconds))
+        let (recording, started) = lossRecordings.recording(tenant.id) { [self] in
+            await recordLoss(tenant, reason: reason, until: recordingBound)
         }
-        defer { lossRecordings.finish(tenant.id) }
-        logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
-        do {
-            _ = try await withStoreDeadline(storeBound(deadline), clock: clock) { [store] in
-                try await store.transitionTenant(tenant.id, expectedVersion: tenant.version, event: .accessLost(reason), actor: "fedbroker")
+        if started {
+            logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
+        } else {
+            logger.debug("loss of access already being recorded", metadata: ["fb.tenant": "\(tenant.id)", "fb.purgedKeys": "\(purged)"])
+        }
+        // Waiting ends at the bound or at this call's cancellation; the recording goes on.
+        _ = try? await withStoreDeadline(bound, clock: clock) { await recording.value }
+    }
+
+    /// The least time a loss of access has to be recorded, whatever the deadline of the call that saw it.
+    static let lossRecordingSeconds: Double = 10
+
+    /// The transition to `access_lost`, by the recording `loseAccess` started.
+    ///
+    /// A version conflict may mean the refusal was decided on a cached record an unrelated change
+    /// (a slot move, a display name) has since replaced: the record is read again, and the loss
+    /// recorded at its version if the tenant is still served under the same key access. Anything
+    /// else (another replica or an operator got there first, a key changed) is left to the change.
+    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, until bound: Date) async {
+        defer { tenantRecords.invalidate(tenant.id) }
+        var decidedOn = tenant
+        for attempt in 1...2 {
+            do {
+                _ = try await withStoreDeadline(bound, clock: clock) { [store, decidedOn] in
+                    try await store.transitionTenant(decidedOn.id, expectedVersion: decidedOn.version, event: .accessLost(reason), actor: "fedbroker")
+                }
+                return
+            } catch let error as BrokerError where error.code == .versionConflict {
+                var current: Tenant?
+                if attempt == 1 { current = try? await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) } }
+                guard let current, current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
+                    logger.info(
+                        "tenant changed before its loss of access was recorded here; left to the change",
+                        metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current?.state.rawValue ?? "unknown")"])
+                    return
+                }
+                decidedOn = current
+            } catch {
+                logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
+                return
             }
-        } catch let error as BrokerError where error.code == .versionConflict {
-            // Another replica recorded it first, or an operator changed the tenant meanwhile: not
-            // the store failing. A tenant still served is refused again, and that call records it.
-            logger.info("tenant changed before its loss of access was recorded here; left to the change", metadata: ["fb.tenant": "\(tenant.id)"])
-        } catch {
-            logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
         }
     }
 

@@ -13,11 +13,14 @@ public final class SQLBrokerStore: BrokerStore {
     let backend: any SQLBackend
     let clock: any WallClock
     let logger: Logger
+    /// Rows per audit INSERT of a background batch (`appendAuditInBackground`).
+    let backgroundAuditRowsPerStatement: Int
 
-    init(backend: any SQLBackend, clock: any WallClock, logger: Logger) {
+    init(backend: any SQLBackend, clock: any WallClock, logger: Logger, backgroundAuditRowsPerStatement: Int? = nil) {
         self.backend = backend
         self.clock = clock
         self.logger = logger
+        self.backgroundAuditRowsPerStatement = backgroundAuditRowsPerStatement ?? Self.auditRowsPerStatement(backend.dialect)
     }
 
     /// Opens the store the configuration names. Does not migrate: call `migrate()` (the server does
@@ -35,7 +38,8 @@ public final class SQLBrokerStore: BrokerStore {
         case .postgres(let settings): backend = try await PostgresBackend.connect(settings, logger: logger)
         case .sqlite(let path): backend = try await SQLiteBackend.open(path: path, logger: logger)
         }
-        let store = SQLBrokerStore(backend: backend, clock: clock, logger: logger)
+        let store = SQLBrokerStore(
+            backend: backend, clock: clock, logger: logger, backgroundAuditRowsPerStatement: Self.backgroundAuditRowsPerStatement(configuration))
         // A database migrated by a newer fedbroker is refused before anything reads or writes it.
         do {
             let version = try await store.schemaVersion()
@@ -400,20 +404,11 @@ public final class SQLBrokerStore: BrokerStore {
     }
 
     /// SQLite: one transaction on the shipping connection, whatever the size (a background batch
-    /// saves no caller a round trip). PostgreSQL: one transaction too, but in statements of
-    /// `backgroundAuditRowsPerStatement` rows.
-    ///
-    /// Why smaller statements on PostgreSQL: there the inserts are the server's work, which this
-    /// process cannot lower in priority. One statement of 500 rows is a few milliseconds of one
-    /// server backend's CPU; on a machine whose cores also answer key operations, answers queued
-    /// behind that burst made the tail. Statements of 100 leave a round trip between bursts a
-    /// fifth as long: p99 of a cached Unwrap at concurrency 16 fell from about 5.9 to 3.0 ms with
-    /// PostgreSQL on the broker's machine, with the same throughput (docs/operations.md, "The
-    /// shipper's statements on PostgreSQL"). The transaction, and so the order lock's hold, grows
-    /// only by those round trips.
+    /// saves no caller a round trip). PostgreSQL: one transaction too, in statements of
+    /// `backgroundAuditRowsPerStatement` rows (see `backgroundAuditRowsPerStatement(_:)`).
     public func appendAuditInBackground(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
-        let rowsPerStatement = Self.backgroundAuditRowsPerStatement(self.backend.dialect)
+        let rowsPerStatement = self.backgroundAuditRowsPerStatement
         if self.backend.dialect == .postgres {
             guard records.count > rowsPerStatement else { return try await self.appendAudit(records) }
             return try await self.backend.withBulkInsertTransaction { session in
@@ -438,10 +433,23 @@ public final class SQLBrokerStore: BrokerStore {
         dialect == .postgres ? 2_000 : 200
     }
 
-    /// Rows per audit INSERT of a background batch (`appendAuditInBackground`): PostgreSQL's are
-    /// smaller, so the server's work comes in short bursts.
-    static func backgroundAuditRowsPerStatement(_ dialect: SQLDialect) -> Int {
-        dialect == .postgres ? 100 : auditRowsPerStatement(dialect)
+    /// Rows per audit INSERT of a background batch: 100 for a PostgreSQL server on this machine
+    /// (a loopback host), as many as a foreground batch's otherwise.
+    ///
+    /// Why: the inserts are the server's work, which this process cannot lower in priority. One
+    /// statement of 500 rows is a few milliseconds of one server backend's CPU; on a machine whose
+    /// cores also answer key operations, answers queued behind that burst made the tail.
+    /// Statements of 100, in one transaction, leave a round trip between bursts a fifth as long:
+    /// the p99 of a cached Unwrap at concurrency 16 about halved (6.0–6.4 to 2.7–3.5 ms), and
+    /// throughput against SQLite's rose by about five points (docs/operations.md, "The shipper's
+    /// statements on PostgreSQL"). A server elsewhere takes no cores from the answers, and there
+    /// each extra round trip would only hold the audit order lock, which every replica's inserts
+    /// share, a little longer.
+    static func backgroundAuditRowsPerStatement(_ configuration: StoreConfiguration) -> Int {
+        switch configuration {
+        case .sqlite: auditRowsPerStatement(.sqlite)
+        case .postgres(let settings): PostgresSettings.isLoopback(settings.host) ? 100 : auditRowsPerStatement(.postgres)
+        }
     }
 
     public func auditRecords(tenant: TenantID, from: Date, to: Date, limit: Int) async throws -> [AuditRecord] {

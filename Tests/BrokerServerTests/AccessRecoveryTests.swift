@@ -217,8 +217,8 @@ import FedBrokerTestSupport
             try w.emulator.state.removeRoleAssignment(vault: w.customer.vaultName, id: assignment.id)
             let before = w.app.service.lossRecordings.started
 
-            // The store's write lock held: the first refusal's transition waits for it (until its
-            // caller's deadline), so every other refusal of the burst arrives while it is recorded.
+            // The store's write lock held: the first refusal's transition waits for it, so every
+            // other refusal of the burst arrives while it is recorded.
             let (held, holding) = AsyncStream<Void>.makeStream()
             let (released, release) = AsyncStream<Void>.makeStream()
             defer { release.finish() }
@@ -232,7 +232,7 @@ import FedBrokerTestSupport
             for await _ in held { break }
             let statuses = await withTaskGroup(of: WireStatus?.self) { group in
                 for _ in 0..<8 {
-                    group.addTask { await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(3)) } }
+                    group.addTask { await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(6)) } }
                 }
                 return await group.reduce(into: []) { $0.append($1) }
             }
@@ -246,12 +246,62 @@ import FedBrokerTestSupport
             // Before: eight transitions, one store write each, seven of them version conflicts
             // logged as `could not record that the tenant lost access`.
             #expect(w.app.service.lossRecordings.started - before == 1)
-            // The first transition was abandoned at its caller's deadline; if it did not commit
-            // once the lock was free, the next refused call records the loss.
-            _ = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
+            // The callers left at their deadlines, before the lock was free; the recording did
+            // not leave with them (before, it was the first caller's, and abandoned with it).
             try await w.waitFor(.accessLost, within: 30)
             await client.close()
         }
+    }
+
+    @Test("A loss of access decided on a record since replaced by an unrelated change is still recorded; one the tenant's own change overtook is not")
+    func lossRecordedAtTheCurrentVersion() async throws {
+        try await withWorld { w in
+            let store = w.app.store
+            let stale = try await store.tenant(w.tenant)
+            // A slot move and back: a new version, the same key access (as a cached record the
+            // refusal was decided on would be, before the change feed replaces it).
+            let home = try #require(stale.slotID)
+            let other = try #require(try await store.slots().first { $0.state == .active && $0.id != home }, "the world has a second active slot")
+            var moved = try await store.assignTenant(stale.id, expectedVersion: stale.version, to: other.id, actor: "sre")
+            moved = try await store.assignTenant(moved.id, expectedVersion: moved.version, to: home, actor: "sre")
+            await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            // Before: a version conflict, logged, and the tenant left active.
+            #expect(try await w.state() == .accessLost)
+
+            // An operator's suspension after the refusal was seen: it stands (no second transition).
+            var restored = try await store.transitionTenant(w.tenant, expectedVersion: try await store.tenant(w.tenant).version, event: .accessRestored, actor: "fedbroker")
+            let seen = restored
+            restored = try await store.transitionTenant(w.tenant, expectedVersion: restored.version, event: .suspend, reason: "maintenance", actor: "sre")
+            await w.app.service.recordLoss(seen, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            #expect(try await w.state() == .suspended)
+        }
+    }
+
+    @Test("A recording of a loss of access runs to its end when the call that started it is cancelled, and later calls join it", .timeLimit(.minutes(1)))
+    func recordingOutlivesItsCaller() async throws {
+        let recordings = AccessLossRecordings()
+        let tenant = try #require(TenantID(rawValue: "customer-9"))
+        let (gate, open) = AsyncStream<Void>.makeStream()
+        let (ended, end) = AsyncStream<Void>.makeStream()
+        // The call that starts it is cancelled, and gone, before the recording can end. (An
+        // Unwrap's shared vault call is cancelled when its last waiter leaves.)
+        let starter = Task {
+            recordings.recording(tenant) {
+                for await _ in gate {}  // would end at once in a task that inherited the cancellation
+                if Task.isCancelled { Issue.record("the recording was cancelled with its starter") }
+                end.finish()
+            }.started
+        }
+        starter.cancel()
+        #expect(await starter.value)
+        let joined = recordings.recording(tenant) { Issue.record("a second recording started while the first ran") }
+        #expect(!joined.started)
+        open.finish()
+        await joined.task.value
+        for await _ in ended {}  // the first recording's body ran to its end
+        #expect(recordings.started == 1)
+        // Once it has ended, the next loss starts a recording of its own.
+        #expect(recordings.recording(tenant) {}.started)
     }
 
     @Test("Each refusal of the application by the customer's directory names what the customer must undo")
@@ -267,7 +317,7 @@ import FedBrokerTestSupport
         #expect(reason(7000215, "invalid_client") == nil)
     }
 
-    @Test("A store whose writes wait does not hold a loss of access past the caller's deadline; a later refused call records it", .timeLimit(.minutes(2)))
+    @Test("A store whose writes wait does not hold a loss of access past the caller's deadline; the loss is recorded once the store takes writes", .timeLimit(.minutes(2)))
     func lossOfAccessWithinTheDeadline() async throws {
         // The journal keeps the refusal's audit record out of the store, so only the transition
         // to access_lost waits for the store's write lock here.
@@ -288,6 +338,7 @@ import FedBrokerTestSupport
                 }
             }
             for await _ in held { break }
+            let before = w.app.service.lossRecordings.started
             let started = Date()
             let status = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: Date().addingTimeInterval(4)) }
             // Before: the refusal waited for the transition, which waited for the lock, and
@@ -309,11 +360,12 @@ import FedBrokerTestSupport
             release.finish()
             try await holder.value
 
-            // The store takes writes again: the next refused call records the loss (unless the
-            // abandoned transition got there first, once the lock was free).
+            // The store takes writes again: the recording both calls waited for, which outlives
+            // them (10 s at least), records the loss; later calls are refused as access_lost.
+            try await w.waitFor(.accessLost, within: 30)
             let again = await e2e.refusal { _ = try await client.generateDataKey(tenant: w.tenant.rawValue, deadline: deadline()) }
             #expect(again?.code == .permissionDenied, "\(String(describing: again))")
-            try await w.waitFor(.accessLost, within: 30)
+            #expect(w.app.service.lossRecordings.started - before == 1, "the Unwrap joined the GenerateDataKey's recording")
             await client.close()
         }
     }

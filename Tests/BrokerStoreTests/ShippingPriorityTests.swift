@@ -53,7 +53,7 @@ import Testing
                 // One transaction, whatever its statements: a batch lands whole or not at all.
                 let ids = records.dropFirst(50).map { "'\($0.id.uuidString.lowercased())'" }.joined(separator: ", ")
                 #expect(try await store.rowCountForTesting("SELECT DISTINCT xmin::text FROM audit_records WHERE id IN (\(ids))") == 1)
-                #expect(SQLBrokerStore.backgroundAuditRowsPerStatement(.postgres) < 400, "the batch above spans several statements")
+                #expect(store.backgroundAuditRowsPerStatement < 400, "the batch above spans several statements (a server on this machine)")
             }
             if let backend = store.backend as? SQLiteBackend {
                 #if os(Linux)
@@ -62,6 +62,17 @@ import Testing
                 #expect(try await backend.writerThreadNice() == base, "the writer, whose writes someone waits on, keeps the process's priority")
             }
         }
+    }
+
+    @Test("PostgreSQL on this machine gets background batches in short statements; a server elsewhere, one statement")
+    func backgroundStatementsByServerPlace() throws {
+        func rows(_ url: String) throws -> Int { SQLBrokerStore.backgroundAuditRowsPerStatement(.postgres(try PostgresSettings(url: url))) }
+        #expect(try rows("postgres://broker@127.0.0.1:5432/fedbroker") == 100)
+        #expect(try rows("postgres://broker@localhost/fedbroker") == 100)
+        #expect(try rows("postgres://broker@[::1]:5432/fedbroker") == 100)
+        // Its cores are not the answers': one statement for the shipper's 500 rows, as before.
+        #expect(try rows("postgres://broker@db.internal.example:5432/fedbroker") >= 500)
+        #expect(SQLBrokerStore.backgroundAuditRowsPerStatement(.sqlite(path: "/tmp/x.db")) == SQLBrokerStore.auditRowsPerStatement(.sqlite))
     }
 
     @Test("Closing the store closes the shipping connection; a background batch after it is refused, not a connection opened again")

@@ -569,7 +569,7 @@ extension Components {
             }
         }
         /// `access_lost`: the customer's side refused the broker (key disabled, role removed,
-        /// application removed): detected, not typed in; the broker probes again with backoff and
+        /// application removed or disabled, a Conditional Access policy): detected, not typed in; the broker probes again with backoff and
         /// serves the tenant again on its own once access works. `suspended`: stopped by an operator;
         /// only an operator's restore serves it again. `offboarded`: gone for good, kept for the audit.
         ///
