@@ -180,6 +180,8 @@ public final class BrokerApp: Sendable {
             failure = error
         }
         await adminPorts.finish()
+        // A loss of access being recorded finishes first: the store closes below.
+        await service.lossRecordings.drain()
         var auditFailure: AuditIncompleteError?
         // The journal first: what it cannot ship stays on its disk for the next start.
         if let journal {

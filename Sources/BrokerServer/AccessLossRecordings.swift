@@ -46,6 +46,13 @@ package final class AccessLossRecordings: Sendable {
         _ = state.withLock { $0.inFlight.removeValue(forKey: tenant) }
     }
 
+    /// Waits for the recordings under way (each is bounded: `BrokerService.lossRecordingSeconds`).
+    /// At shutdown, before the store closes, so a loss seen just before is not dropped with it.
+    package func drain() async {
+        let tasks = state.withLock { Array($0.inFlight.values) }
+        for task in tasks { await task.value }
+    }
+
     /// How many recordings were started since this replica started (tests count them).
     package var started: Int { state.withLock { $0.started } }
 }

@@ -515,9 +515,10 @@ public final class BrokerService: BrokerRequestHandler {
                         try await vault.unwrapKey(key, wrapped: envelope.wrappedEnvelopeKey, token: provider, deadline: sharedDeadline, expectedTenantID: tenant.entraTenantID.rawValue)
                     }
                 } catch {
-                    // A refusal's store write is bounded by the first caller's deadline (the
-                    // others wait until their own, and usually came later), not the shared call's
-                    // 30 s; at least a second, for a vault that answered just after that caller left.
+                    // A refusal waits for its store write only as long as the first caller's
+                    // deadline allows (the others wait until their own, and usually came later),
+                    // not the shared call's 30 s; at least a second, for a vault that answered
+                    // just after that caller left. The write itself has longer (`loseAccess`).
                     let refusalDeadline = min(sharedDeadline, max(deadline, clock.now.addingTimeInterval(1)))
                     throw await self.refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion, deadline: refusalDeadline)
                 }
@@ -562,8 +563,8 @@ public final class BrokerService: BrokerRequestHandler {
     /// tenant (its role, its application, its policy) counts as the customer's withdrawal, which
     /// purges its keys and tokens and marks it as having lost access; a refusal of one key version
     /// (`keyVersion`, for unwrap) fails this call alone.
-    /// `deadline`: the request's (or the shared call's); a loss of access is recorded in the store
-    /// within it, not after it (`loseAccess`).
+    /// `deadline`: the request's (or the shared call's); a loss of access is waited for only within
+    /// it, not after it, while its recording goes on (`loseAccess`).
     func refusal(for error: any Error, tenant: Tenant, keyVersion: String?, deadline: Date) async -> Refusal {
         if let refusal = error as? Refusal { return refusal }
         if error is TenantConcurrencyLimit.Exceeded {
@@ -663,12 +664,12 @@ public final class BrokerService: BrokerRequestHandler {
     /// Stops serving the tenant at once: cached keys and tokens gone, state changed to lost
     /// access (detected, not typed in; the re-probe brings it back when the customer repairs it).
     ///
-    /// The caller waits for the store's transition only as long as the request's store reads
-    /// (`storeBound`): a store that is slow or locked must not hold the refusal past the caller's
-    /// deadline. The transition itself runs in a recording of its own (`lossRecordings`), bounded
-    /// by `lossRecordingSeconds` at least, and shared by every call the customer's change refused
-    /// meanwhile: one store write and one log line however many calls were refused together, and
-    /// recorded even when the call that saw it first gave up.
+    /// The store's transition runs in a recording of its own (`lossRecordings`), bounded by
+    /// `lossRecordingSeconds` at least, and shared by every call the customer's change refused
+    /// while it runs: one store write however many calls were refused together, and recorded even
+    /// when the call that saw it first gave up. That call waits for it as long as for the
+    /// request's store reads (`storeBound`), so a slow or locked store never holds the refusal
+    /// past its deadline; the others do not wait, since the write changes none of their answers.
     func loseAccess(_ tenant: Tenant, reason: AccessLossReason, deadline: Date) async {
         let purged = cache.purge(tenantID: tenant.id.rawValue)
         await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
@@ -678,12 +679,11 @@ public final class BrokerService: BrokerRequestHandler {
         let bound = storeBound(deadline)
         let recordingBound = max(bound, clock.now.addingTimeInterval(Self.lossRecordingSeconds))
         let (recording, started) = lossRecordings.recording(tenant.id) { [self] in
-            await recordLoss(tenant, reason: reason, until: recordingBound)
+            await recordLoss(tenant, reason: reason, purgedKeys: purged, until: recordingBound)
         }
-        if started {
-            logger.warning("the customer's side refused the broker; tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
-        } else {
-            logger.debug("loss of access already being recorded", metadata: ["fb.tenant": "\(tenant.id)", "fb.purgedKeys": "\(purged)"])
+        guard started else {
+            logger.debug("refused while the loss of access is recorded", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
+            return
         }
         // Waiting ends at the bound or at this call's cancellation; the recording goes on.
         _ = try? await withStoreDeadline(bound, clock: clock) { await recording.value }
@@ -692,13 +692,14 @@ public final class BrokerService: BrokerRequestHandler {
     /// The least time a loss of access has to be recorded, whatever the deadline of the call that saw it.
     static let lossRecordingSeconds: Double = 10
 
-    /// The transition to `access_lost`, by the recording `loseAccess` started.
+    /// The transition to `access_lost`, by the recording `loseAccess` started; logs the loss once
+    /// it is recorded (a call refused just after that finds the tenant changed, at info).
     ///
     /// A version conflict may mean the refusal was decided on a cached record an unrelated change
     /// (a slot move, a display name) has since replaced: the record is read again, and the loss
     /// recorded at its version if the tenant is still served under the same key access. Anything
     /// else (another replica or an operator got there first, a key changed) is left to the change.
-    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, until bound: Date) async {
+    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, until bound: Date) async {
         defer { tenantRecords.invalidate(tenant.id) }
         var decidedOn = tenant
         for attempt in 1...2 {
@@ -706,19 +707,34 @@ public final class BrokerService: BrokerRequestHandler {
                 _ = try await withStoreDeadline(bound, clock: clock) { [store, decidedOn] in
                     try await store.transitionTenant(decidedOn.id, expectedVersion: decidedOn.version, event: .accessLost(reason), actor: "fedbroker")
                 }
+                logger.warning(
+                    "the customer's side refused the broker; tenant lost access",
+                    metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purgedKeys)"])
                 return
-            } catch let error as BrokerError where error.code == .versionConflict {
-                var current: Tenant?
-                if attempt == 1 { current = try? await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) } }
-                guard let current, current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
+            } catch let error as BrokerError where error.code == .versionConflict && attempt == 1 {
+                let current: Tenant
+                do {
+                    current = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) }
+                } catch {
+                    logger.warning(
+                        "could not record that the tenant lost access",
+                        metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.error": "\(error)"])
+                    return
+                }
+                guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
                     logger.info(
                         "tenant changed before its loss of access was recorded here; left to the change",
-                        metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current?.state.rawValue ?? "unknown")"])
+                        metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)"])
                     return
                 }
                 decidedOn = current
+            } catch let error as BrokerError where error.code == .versionConflict {
+                logger.info("tenant changed again while its loss of access was recorded; left to the change", metadata: ["fb.tenant": "\(tenant.id)"])
+                return
             } catch {
-                logger.warning("could not record that the tenant lost access", metadata: ["fb.tenant": "\(tenant.id)", "fb.error": "\(error)"])
+                logger.warning(
+                    "could not record that the tenant lost access",
+                    metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.error": "\(error)"])
                 return
             }
         }

@@ -255,23 +255,29 @@ import FedBrokerTestSupport
 
     @Test("A loss of access decided on a record since replaced by an unrelated change is still recorded; one the tenant's own change overtook is not")
     func lossRecordedAtTheCurrentVersion() async throws {
-        try await withWorld { w in
+        // No re-probe during the test: it would restore the tenant (its access works) under it.
+        try await withWorld(schedule: try AccessReprobeSchedule(minimumSeconds: 600, maximumSeconds: 600)) { w in
             let store = w.app.store
             let stale = try await store.tenant(w.tenant)
             // A slot move and back: a new version, the same key access (as a cached record the
             // refusal was decided on would be, before the change feed replaces it).
             let home = try #require(stale.slotID)
             let other = try #require(try await store.slots().first { $0.state == .active && $0.id != home }, "the world has a second active slot")
-            var moved = try await store.assignTenant(stale.id, expectedVersion: stale.version, to: other.id, actor: "sre")
-            moved = try await store.assignTenant(moved.id, expectedVersion: moved.version, to: home, actor: "sre")
+            let moved = try await store.assignTenant(stale.id, expectedVersion: stale.version, to: other.id, actor: "sre")
+            _ = try await store.assignTenant(moved.id, expectedVersion: moved.version, to: home, actor: "sre")
             await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
             // Before: a version conflict, logged, and the tenant left active.
             #expect(try await w.state() == .accessLost)
 
-            // An operator's suspension after the refusal was seen: it stands (no second transition).
-            var restored = try await store.transitionTenant(w.tenant, expectedVersion: try await store.tenant(w.tenant).version, event: .accessRestored, actor: "fedbroker")
-            let seen = restored
-            restored = try await store.transitionTenant(w.tenant, expectedVersion: restored.version, event: .suspend, reason: "maintenance", actor: "sre")
+            // Restored since (a new key-access time): a refusal seen before that is not recorded.
+            let lost = try await store.tenant(w.tenant)
+            _ = try await store.transitionTenant(w.tenant, expectedVersion: lost.version, event: .accessRestored, actor: "fedbroker")
+            await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            #expect(try await w.state() == .active)
+
+            // An operator's suspension after the refusal was seen: it stands.
+            let seen = try await store.tenant(w.tenant)
+            _ = try await store.transitionTenant(w.tenant, expectedVersion: seen.version, event: .suspend, reason: "maintenance", actor: "sre")
             await w.app.service.recordLoss(seen, reason: .roleRemoved, until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .suspended)
         }
@@ -285,8 +291,14 @@ import FedBrokerTestSupport
         let (ended, end) = AsyncStream<Void>.makeStream()
         // The call that starts it is cancelled, and gone, before the recording can end. (An
         // Unwrap's shared vault call is cancelled when its last waiter leaves.)
+        let (never, keep) = AsyncStream<Void>.makeStream()
+        defer { keep.finish() }
         let starter = Task {
-            recordings.recording(tenant) {
+            // Waits for its own cancellation (iterating a stream that never yields ends there),
+            // so it starts the recording as a cancelled task.
+            for await _ in never {}
+            #expect(Task.isCancelled)
+            return recordings.recording(tenant) {
                 for await _ in gate {}  // would end at once in a task that inherited the cancellation
                 if Task.isCancelled { Issue.record("the recording was cancelled with its starter") }
                 end.finish()
