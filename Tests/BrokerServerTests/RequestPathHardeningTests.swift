@@ -132,49 +132,61 @@ import Testing
             let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
             // The issue's figures are a 0.3 s first caller and a 3 s vault; a loaded 2-core CI run
             // needs more than 0.3 s just to reach the vault, so 1 s and 4 s keep the same order.
-            w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", remaining: 1, latencyMilliseconds: 4000))
-            let before = w.counter("keyvault.unwrapkey")
-            // The first caller must start the shared vault call before its second is up; on a
-            // loaded machine it may time out before it gets there, leaving the slow rule unused:
-            // then it simply tries again.
-            var first: Task<[UInt8], any Error>?
-            for _ in 0..<10 {
+            //
+            // On a loaded machine an attempt may not set the scene up, and is then made again
+            // from a fresh slow rule: the first caller may time out before its vault call starts
+            // (the rule is left unused), or the vault call of an attempt that already timed out,
+            // still on its way, may take the rule after the next attempt started (the next
+            // attempt's own call is then fast, and its first caller succeeds: seen once in CI).
+            for attempt in 0..<10 {
+                w.emulator.state.faults.clear()
+                w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", remaining: 1, latencyMilliseconds: 4000))
+                let before = w.counter("keyvault.unwrapkey")
                 let finished = Finished()
-                let attempt = Task {
+                let first = Task {
                     defer { finished.set() }
                     return try await a.unwrap(blob, deadline: deadline(1))
                 }
                 while w.emulator.state.faults.all.contains(where: { $0.remaining == 1 }), !finished.value {
                     try await Task.sleep(for: .milliseconds(5))  // a bounded poll on state, not a timing assumption
                 }
-                if !w.emulator.state.faults.all.contains(where: { $0.remaining == 1 }) {
-                    first = attempt
-                    break
+                guard !w.emulator.state.faults.all.contains(where: { $0.remaining == 1 }) else {
+                    _ = await first.result
+                    continue  // timed out before any vault call took the rule
                 }
-                _ = await attempt.result
-            }
-            let started = try #require(first, "the first unwrap never reached the vault in 10 attempts")
-            // The second caller joins the first one's vault call (same blob, same context).
-            let answers = Mutex<[String]>([])
-            let second = Task {
-                defer { answers.withLock { $0.append("second") } }
-                return try await a.unwrap(blob, deadline: deadline(30))
-            }
-            do {
-                _ = try await started.value
-                Issue.record("the first caller's 1 s passed during the 4 s vault call; it cannot have succeeded")
-            } catch BrokerCallError.deadlineExceeded {
-            } catch let BrokerCallError.status(status) {
+                // The second caller joins the first one's vault call (same blob, same context).
+                let answers = Mutex<[String]>([])
+                let second = Task {
+                    defer { answers.withLock { $0.append("second") } }
+                    return try await a.unwrap(blob, deadline: deadline(30))
+                }
+                let refusal: WireStatus?
+                do {
+                    _ = try await first.value
+                    // Its call was fast: an earlier attempt's call took the slow rule. Again.
+                    _ = await second.result
+                    continue
+                } catch BrokerCallError.deadlineExceeded {
+                    refusal = nil
+                } catch let BrokerCallError.status(status) {
+                    refusal = status
+                }
                 // DEADLINE_EXCEEDED, or, when the refusal's own audit record was not confirmed in
                 // the grace a passed deadline gets (0.2 s, which a loaded CI machine's fsync can
                 // miss), that refusal withheld as AUDIT_UNAVAILABLE: either way a refusal of its own.
-                #expect(status.code == .deadlineExceeded || status.reason == .auditUnavailable, "\(status.code) \(status.reason): \(status.message)")
+                if let refusal {
+                    #expect(refusal.code == .deadlineExceeded || refusal.reason == .auditUnavailable, "\(refusal.code) \(refusal.reason): \(refusal.message)")
+                }
+                answers.withLock { $0.append("first") }
+                #expect(try await second.value == plaintext)
+                // The first was answered at its own deadline, not when the shared 4 s vault call ended.
+                #expect(answers.withLock { $0 } == ["first", "second"])
+                // One vault call for both callers. (After a retry, a call of an earlier attempt
+                // may still arrive and count: checked on a first attempt only.)
+                if attempt == 0 { #expect(w.counter("keyvault.unwrapkey") - before == 1) }
+                return
             }
-            answers.withLock { $0.append("first") }
-            #expect(try await second.value == plaintext)
-            // The first was answered at its own deadline, not when the shared 4 s vault call ended.
-            #expect(answers.withLock { $0 } == ["first", "second"])
-            #expect(w.counter("keyvault.unwrapkey") - before == 1)
+            Issue.record("no attempt in 10 had its first caller's own vault call take the slow rule")
         }
     }
 
