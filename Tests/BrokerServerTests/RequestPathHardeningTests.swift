@@ -129,7 +129,6 @@ import Testing
     @Test func eachWaiterOnASharedUnwrapKeepsItsOwnDeadline() async throws {
         try await e2e.withWorld { w in
             let a = try w.client("svc-a", retrying: false)
-            let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
             // The figures are a 0.3 s first caller and a 3 s vault; a loaded 2-core CI run
             // needs more than 0.3 s just to reach the vault, so 1 s and 4 s keep the same order.
             //
@@ -138,7 +137,10 @@ import Testing
             // (the rule is left unused), or the vault call of an attempt that already timed out,
             // still on its way, may take the rule after the next attempt started (the next
             // attempt's own call is then fast, and its first caller succeeds: seen once in CI).
+            // Each attempt unwraps a blob of its own: an earlier attempt's answer, or a call of it
+            // that went on after its caller left, may have cached the last one's key.
             for attempt in 0..<10 {
+                let (plaintext, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline())
                 w.emulator.state.faults.clear()
                 w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "unwrapkey", target: "contoso-kv", remaining: 1, latencyMilliseconds: 4000))
                 let before = w.counter("keyvault.unwrapkey")
