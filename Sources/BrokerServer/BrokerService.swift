@@ -650,9 +650,8 @@ public final class BrokerService: BrokerRequestHandler {
     }
 
     /// What a customer's refusal at the token endpoint says the customer must undo; nil when the
-    /// failure is not the customer's refusal (`AADSTSError.isCustomerRefusal`).
+    /// failure is not the customer's refusal (the kinds `AADSTSError.isCustomerRefusal` names).
     package static func accessLossReason(for aad: AADSTSError) -> AccessLossReason? {
-        guard aad.isCustomerRefusal else { return nil }
         switch aad.kind {
         case .applicationNotInTenant: return .applicationRemoved
         case .applicationDisabled: return .applicationDisabled
@@ -701,42 +700,33 @@ public final class BrokerService: BrokerRequestHandler {
     /// else (another replica or an operator got there first, a key changed) is left to the change.
     package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, until bound: Date) async {
         defer { tenantRecords.invalidate(tenant.id) }
-        var decidedOn = tenant
-        for attempt in 1...2 {
+        func transition(at version: RecordVersion) async throws {
+            _ = try await withStoreDeadline(bound, clock: clock) { [store] in
+                try await store.transitionTenant(tenant.id, expectedVersion: version, event: .accessLost(reason), actor: "fedbroker")
+            }
+        }
+        do {
             do {
-                _ = try await withStoreDeadline(bound, clock: clock) { [store, decidedOn] in
-                    try await store.transitionTenant(decidedOn.id, expectedVersion: decidedOn.version, event: .accessLost(reason), actor: "fedbroker")
-                }
-                logger.warning(
-                    "the customer's side refused the broker; tenant lost access",
-                    metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purgedKeys)"])
-                return
-            } catch let error as BrokerError where error.code == .versionConflict && attempt == 1 {
-                let current: Tenant
-                do {
-                    current = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) }
-                } catch {
-                    logger.warning(
-                        "could not record that the tenant lost access",
-                        metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.error": "\(error)"])
-                    return
-                }
+                try await transition(at: tenant.version)
+            } catch let error as BrokerError where error.code == .versionConflict {
+                let current = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) }
                 guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
                     logger.info(
                         "tenant changed before its loss of access was recorded here; left to the change",
                         metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)"])
                     return
                 }
-                decidedOn = current
-            } catch let error as BrokerError where error.code == .versionConflict {
-                logger.info("tenant changed again while its loss of access was recorded; left to the change", metadata: ["fb.tenant": "\(tenant.id)"])
-                return
-            } catch {
-                logger.warning(
-                    "could not record that the tenant lost access",
-                    metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.error": "\(error)"])
-                return
+                try await transition(at: current.version)
             }
+            logger.warning(
+                "the customer's side refused the broker; tenant lost access",
+                metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purgedKeys)"])
+        } catch let error as BrokerError where error.code == .versionConflict {
+            logger.info("tenant changed again while its loss of access was recorded; left to the change", metadata: ["fb.tenant": "\(tenant.id)"])
+        } catch {
+            logger.warning(
+                "could not record that the tenant lost access",
+                metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.error": "\(error)"])
         }
     }
 

@@ -409,12 +409,9 @@ public final class SQLBrokerStore: BrokerStore {
     public func appendAuditInBackground(_ records: [AuditRecord]) async throws {
         guard !records.isEmpty else { return }
         let rowsPerStatement = self.backgroundAuditRowsPerStatement
-        if self.backend.dialect == .postgres {
-            guard records.count > rowsPerStatement else { return try await self.appendAudit(records) }
-            return try await self.backend.withBulkInsertTransaction { session in
-                try await self.insertAudit(session, records, rowsPerStatement: rowsPerStatement)
-            }
-        }
+        // On PostgreSQL one statement needs no transaction around it (`appendAudit`); SQLite's
+        // background inserts go through its shipping connection whatever their size.
+        if self.backend.dialect == .postgres, records.count <= rowsPerStatement { return try await self.appendAudit(records) }
         try await self.backend.withBackgroundBulkInsertTransaction { session in
             try await self.insertAudit(session, records, rowsPerStatement: rowsPerStatement)
         }

@@ -155,20 +155,21 @@ final class SQLiteBackend: SQLBackend {
             return try await self.lock.withLock {
                 let session = SQLiteSession(connection: self.writer.withLock { $0 })
                 try await self.useTemporaryStorage(inMemory: inMemory, session)
-                return try await self.immediateTransaction(session, on: .writer, body)
+                return try await self.transaction(session, on: .writer, body)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "transaction")
         }
     }
 
-    /// `body` between `BEGIN IMMEDIATE` and `COMMIT` on a writing connection, rolled back if it
-    /// throws; with `lock` held. IMMEDIATE takes the write lock now, so a read-then-write
-    /// transaction can never be refused half-way (SQLITE_BUSY_SNAPSHOT) by another process's commit.
-    private func immediateTransaction<Result: Sendable>(
+    /// `body` between `BEGIN` and `COMMIT` on `connection`, rolled back if it throws; with the
+    /// connection's lock held. A writing connection begins IMMEDIATE: it takes the write lock now,
+    /// so a read-then-write transaction can never be refused half-way (SQLITE_BUSY_SNAPSHOT) by
+    /// another process's commit. The reader begins DEFERRED and never takes it.
+    private func transaction<Result: Sendable>(
         _ session: SQLiteSession, on connection: Connection, _ body: @Sendable (any SQLSession) async throws -> Result
     ) async throws -> Result {
-        _ = try await session.query("BEGIN IMMEDIATE", [])
+        _ = try await session.query(connection == .reader ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE", [])
         do {
             let result = try await body(session)
             _ = try await session.query("COMMIT", [])
@@ -188,7 +189,7 @@ final class SQLiteBackend: SQLBackend {
         do {
             return try await self.lock.withLock {
                 let session = SQLiteSession(connection: try await self.shippingConnection())
-                return try await self.immediateTransaction(session, on: .shipping, body)
+                return try await self.transaction(session, on: .shipping, body)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "background transaction")
@@ -261,16 +262,7 @@ final class SQLiteBackend: SQLBackend {
     ) async throws -> Result {
         do {
             return try await self.readerLock.withLock {
-                let session = SQLiteSession(connection: self.reader)
-                _ = try await session.query("BEGIN DEFERRED", [])
-                do {
-                    let result = try await body(session)
-                    _ = try await session.query("COMMIT", [])
-                    return result
-                } catch {
-                    await self.rollBack(session, connection: .reader)
-                    throw error
-                }
+                try await self.transaction(SQLiteSession(connection: self.reader), on: .reader, body)
             }
         } catch {
             throw SQLiteBackend.map(error, context: "read transaction")
