@@ -99,6 +99,8 @@ FEDBROKER_SERVER_CALLER_IDENTITY=cn "$bin" serve --plaintext --listen 127.0.0.1:
 check "an unknown server.callerIdentity is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.callerIdentity '$dir/bad.err'"
 FEDBROKER_SERVER_IDLE_TIMEOUT_SECONDS=0 "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
 check "a zero server.idleTimeoutSeconds is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.idleTimeoutSeconds '$dir/bad.err'"
+FEDBROKER_SERVER_ANSWER_RESERVE_SECONDS=0 "$bin" serve --plaintext --listen 127.0.0.1:0 --data-dir "$dir/bad" >/dev/null 2>"$dir/bad.err"; bad_status=$?
+check "a zero server.answerReserveSeconds is refused (exit 64), naming the key" bash -c "[ $bad_status -eq 64 ] && grep -q server.answerReserveSeconds '$dir/bad.err'"
 # The keys a file may set are exactly the keys the reader asks for; a misspelt one is refused;
 # --check-config accepts a good file without starting anything (what deploy-check runs).
 grep -ho 'r\.\(string\|int\|double\|bool\)("[^"]*"' Sources/fedbroker/*.swift | sed 's/.*("//; s/"$//' | sort -u >"$dir/keys-read"

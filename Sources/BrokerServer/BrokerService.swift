@@ -55,6 +55,11 @@ public final class BrokerService: BrokerRequestHandler {
         /// The longest a vault call shared by identical unwraps may run. Each caller still waits
         /// only until its own deadline; the call is cancelled once nobody waits for it.
         public var sharedCallTimeout: Double = 30
+        /// Seconds before a request's deadline at which its store calls stop being waited for,
+        /// so the answer (and the audit record a refusal still needs) reaches the caller before
+        /// it gives up; at most a quarter of the time the request has left. Raise it where the
+        /// way back to the callers is slow or the machine is loaded.
+        public var answerReserveSeconds: Double = 0.5
         public init(environment: AzureEnvironment) { self.environment = environment }
     }
 
@@ -154,7 +159,7 @@ public final class BrokerService: BrokerRequestHandler {
         let response: WireResponse
         let requestID = Self.requestID(request.requestID)
         do {
-            guard let requestID else {
+            guard requestID != nil else {
                 throw Refusal(
                     status: .failure(.invalidArgument, .unspecified, "request_id must be 1-128 characters of printable ASCII (0x21-0x7E), or empty"),
                     tenant: nil)
@@ -330,11 +335,10 @@ public final class BrokerService: BrokerRequestHandler {
     /// broker's own trouble, not the caller's nor the tenant's: retryable UNAVAILABLE, and nothing
     /// about the tenant is decided from it.
     ///
-    /// `reserve`: seconds kept back from the deadline (at most a quarter of what is left), so the
-    /// answer — and the audit record a refusal still needs — reach the caller before it gives up.
-    func fromStore<T: Sendable>(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// It answers by `storeBound`, `answerReserveSeconds` before the deadline.
+    func fromStore<T: Sendable>(_ deadline: Date, _ read: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
-            return try await withStoreDeadline(storeBound(deadline, reserve: reserve, fraction: fraction), clock: clock, read)
+            return try await withStoreDeadline(storeBound(deadline), clock: clock, read)
         } catch let error as BrokerError where error.code != .notFound && error.code != .invalidArgument {
             logger.warning("store unavailable on the request path", metadata: ["fb.error": "\(error.code.rawValue)"])
             throw Refusal(
@@ -343,10 +347,10 @@ public final class BrokerService: BrokerRequestHandler {
         }
     }
 
-    /// When a store call on the request path must have answered: `reserve` seconds before the
-    /// request's deadline, at most `fraction` of the time left.
-    func storeBound(_ deadline: Date, reserve: Double = 0.5, fraction: Double = 0.25) -> Date {
-        deadline.addingTimeInterval(-min(reserve, max(clock.remaining(until: deadline), 0) * fraction))
+    /// When a store call on the request path must have answered: `answerReserveSeconds` before
+    /// the request's deadline, at most a quarter of the time left.
+    func storeBound(_ deadline: Date) -> Date {
+        deadline.addingTimeInterval(-min(configuration.answerReserveSeconds, max(clock.remaining(until: deadline), 0) * 0.25))
     }
 
     /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
@@ -748,9 +752,11 @@ public final class BrokerService: BrokerRequestHandler {
             // may still be written; the caller retries either way).
             // Half a second past a deadline already gone (DEADLINE_EXCEEDED is audited too; nobody waits for that answer).
             let bound = clock.now < deadline ? deadline : clock.now.addingTimeInterval(0.5)
-            // Kept back, as for a store read: the answer must still reach the caller.
+            // Kept back, as for a store read (most of that reserve, since the record comes after
+            // the store reads): the answer must still reach the caller.
             let total = clock.remaining(until: bound)
-            try await audit.appendDurably(record, deadline: bound.addingTimeInterval(-min(0.3, max(total, 0) * 0.6)), clock: clock)
+            let reserve = configuration.answerReserveSeconds * 0.6
+            try await audit.appendDurably(record, deadline: bound.addingTimeInterval(-min(reserve, max(total, 0) * 0.6)), clock: clock)
             return true
         } catch is CancellationError {
             logger.debug("caller gone before its audit record was confirmed", metadata: ["fb.operation": "\(operation.rawValue)"])

@@ -36,6 +36,9 @@ extension ServeConfiguration {
     /// - server.plaintext (bool, false): no TLS; loopback only, every caller anonymous.
     /// - server.maxStreams (int, 256): requests one connection may have in flight.
     /// - server.drainSeconds (double, 10): how long in-flight calls may take to finish on SIGTERM.
+    /// - server.answerReserveSeconds (double, 0.5): how long before a request's deadline the broker
+    ///   stops waiting for its store and answers, so the answer arrives in time (at most a quarter
+    ///   of the time the request has left); more than 0, at most 10.
     /// - store.databaseURL (string, secret): postgres://… or sqlite:PATH; default SQLite in store.dataDir.
     /// - store.dataDir (string, fedbroker-data): directory of the embedded SQLite store.
     /// - store.recordMaxAgeSeconds (double, 1): how long a caller/tenant/slot record is reused.
@@ -208,6 +211,10 @@ extension ServeConfiguration {
         guard service.keyStateMaximumAge >= 1, service.rolePropagationSeconds >= 0, service.sharedCallTimeout > 0 else {
             throw ConfigurationError(
                 key: "vault.keyStateMaxAgeSeconds", "vault.keyStateMaxAgeSeconds must be at least 1, vault.rolePropagationSeconds not negative, vault.sharedCallTimeoutSeconds positive")
+        }
+        service.answerReserveSeconds = try r.double("server.answerReserveSeconds") ?? service.answerReserveSeconds
+        guard service.answerReserveSeconds > 0, service.answerReserveSeconds <= 10 else {
+            throw ConfigurationError(key: "server.answerReserveSeconds", "must be more than 0 and at most 10 seconds")
         }
         self.allowCoreDumps = try r.bool("process.allowCoreDumps") ?? false
         self.service = service

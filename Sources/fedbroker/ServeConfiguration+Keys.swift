@@ -42,6 +42,7 @@ extension ServeConfiguration {
         "metrics.refreshSeconds",
         "process.allowCoreDumps",
         "replica.heartbeatSeconds",
+        "server.answerReserveSeconds",
         "server.callerIdentity",
         "server.clientCA",
         "server.crlFile",
