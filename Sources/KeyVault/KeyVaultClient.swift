@@ -18,7 +18,8 @@ import Synchronization
 /// goes to any other host), a fresh `x-ms-client-request-id` (returned for audit, kept across
 /// retries), the vault's budget respected before sending, one token refresh on a 401, retries
 /// of 429, 5xx, timeouts and resets only — exponential backoff with jitter, honouring
-/// Retry-After, each attempt bounded — and never past the caller's deadline.
+/// Retry-After, each attempt bounded — and never past the caller's deadline. A 429 pauses every
+/// call to that vault, not only the one that got it (`ThrottlePause`).
 public final class KeyVaultClient: Sendable {
     public struct Configuration: Sendable {
         public var apiVersion = "7.4"
@@ -37,6 +38,9 @@ public final class KeyVaultClient: Sendable {
         /// When a vault counts as down (consecutive 5xx/timeouts/resets) and how long calls to it
         /// are refused at once before one probe is let through.
         public var circuitBreaker = CircuitBreaker.Policy()
+        /// How long a vault's 429 keeps every call to it from being sent: its Retry-After, or
+        /// without one 1, 2, 4, 8, 16 s for 429s in a row.
+        public var throttlePause = ThrottlePause.Policy()
         public init() {}
 
         /// The defaults, with the vault domains the environment allows.
@@ -56,6 +60,8 @@ public final class KeyVaultClient: Sendable {
     /// One breaker per vault host: a vault that is down costs its callers milliseconds, not
     /// their whole deadline, and no other vault is affected.
     private let breakers = Mutex<[String: CircuitBreaker]>([:])
+    /// One pause per vault host that answered 429 lately; entries leave once idle.
+    private let pauses = Mutex<[String: ThrottlePause]>([:])
     private let publicKeys = Mutex<[VaultKeyID: (bundle: KeyBundle, fetchedAt: Date)]>([:])
 
     let logger: Logger
@@ -237,6 +243,18 @@ public final class KeyVaultClient: Sendable {
             isRetryable: { ($0 as? KeyVaultError)?.isRetryable ?? false }
         ) { () async throws -> Data in
             while true {
+                // First, so a paused vault's call takes neither a probe of its circuit nor its budget.
+                let paused = pauses.withLock { $0[id.vaultAuthority]?.wait(at: clock.now) ?? 0 }
+                if paused > 0 {
+                    VaultMetrics.record(operation, .throttled, seconds: nil)
+                    guard clock.now.addingTimeInterval(paused) < deadline else {
+                        throw KeyVaultError(
+                            kind: .throttled, serviceMessage: "the vault throttled the broker; calls to it are paused for \(Int(paused.rounded(.up))) s",
+                            retryAfter: paused, clientRequestID: clientRequestID)
+                    }
+                    try await clock.sleep(seconds: paused)
+                    continue
+                }
                 let admission = breakers.withLock { all -> CircuitBreaker.Admission in
                     var breaker = all[id.vaultAuthority] ?? CircuitBreaker(policy: configuration.circuitBreaker)
                     defer { all[id.vaultAuthority] = breaker }
@@ -296,11 +314,16 @@ public final class KeyVaultClient: Sendable {
                     throw error
                 }
                 judge(response.status >= 500 ? .failed : .answered)
+                if response.status != 429 { answered(vault: id.vaultAuthority) }
                 if (200..<300).contains(response.status) {
                     VaultMetrics.record(operation, .success, seconds: Self.seconds(since: sentAt))
                     return response.data
                 }
                 var error = Self.error(from: response, clientRequestID: clientRequestID, now: clock.now)
+                if response.status == 429 {
+                    // The retry below, and the caller's hint, wait for the pause every call now keeps.
+                    error.retryAfter = throttled(vault: id.vaultAuthority, retryAfter: error.retryAfter, clientRequestID: clientRequestID)
+                }
                 VaultMetrics.record(operation, VaultMetrics.outcome(of: error), seconds: Self.seconds(since: sentAt))
                 if error.kind == .unauthorized {
                     // A vault answering for another tenant is not the customer's: no refresh helps.
@@ -339,6 +362,44 @@ public final class KeyVaultClient: Sendable {
             logger.info("vault circuit closed: the vault answers again", metadata: ["fb.vault": "\(vault)"])
         }
     }
+
+    /// A 429 from `vault`: every call to it waits (or is refused at once, past its deadline) until
+    /// the pause ends. Returns the seconds until then. Logged when a pause begins, not for each
+    /// 429 of one already under way.
+    private func throttled(vault: String, retryAfter: Double?, clientRequestID: String) -> Double {
+        let now = clock.now
+        let (seconds, began, consecutive) = pauses.withLock { all -> (Double, Bool, Int) in
+            if all.count >= Self.maximumPauses { all = all.filter { !$0.value.isIdle(at: now) } }
+            var pause = all[vault] ?? ThrottlePause(policy: configuration.throttlePause)
+            let began = pause.wait(at: now) == 0
+            pause.throttled(retryAfter: retryAfter, at: now)
+            all[vault] = pause
+            return (pause.wait(at: now), began, pause.consecutive)
+        }
+        if began {
+            logger.warning(
+                "vault throttling: calls to it are paused",
+                metadata: [
+                    "fb.vault": "\(BoundedText.escaped(vault, limit: 256))", "fb.pauseSeconds": "\(seconds)", "fb.consecutive429s": "\(consecutive)",
+                    "fb.retryAfter": "\(retryAfter.map { "\($0)" } ?? "none")", "fb.clientRequestID": "\(clientRequestID)",
+                ])
+        }
+        return seconds
+    }
+
+    /// Any answer but a 429 from `vault`: its next 429 starts the backoff again.
+    private func answered(vault: String) {
+        let now = clock.now
+        pauses.withLock { all in
+            guard var pause = all[vault] else { return }
+            pause.answered()
+            all[vault] = pause.isIdle(at: now) ? nil : pause
+        }
+    }
+
+    /// Vaults whose pauses are remembered before idle ones are dropped; a replica serves a few
+    /// thousand vaults at most, so this bounds the map, not the pauses.
+    static let maximumPauses = 4096
 
     /// A half-open probe that never reached the vault: let the next caller probe at once.
     private func release(probeOf vault: String) {

@@ -153,14 +153,54 @@ import Testing
             let start = f.clock.now
             _ = try await f.vault.getKey(f.key(1), token: tokens, deadline: f.deadline(60))
             let waited = f.clock.now.timeIntervalSince(start)
-            // 0.5 + 1 + 2 before jitter, each at least half of it.
-            #expect(waited >= 1.75)
-            #expect(waited <= 3.5)
+            // Azure's throttling guidance, 1 + 2 + 4 s: the vault's pause, not the retry loop's
+            // 0.5 s backoff with jitter (which gave 1.75-3.5 s here).
+            #expect(waited == 7)
             f.state.faults.add(FaultRule(service: .keyvault, operation: "getkey", status: 503, remaining: 10))
             let error = await #expect(throws: KeyVaultError.self) {
                 _ = try await f.vault.getKey(f.key(1), token: tokens, deadline: f.deadline(2))
             }
             #expect(error?.kind == .serverError)
+        }
+    }
+
+    @Test("A vault's 429 pauses every call to that vault, not only the one that got it; another vault is not paused; after the pause calls go again")
+    func aThrottledVaultIsPausedForEveryCaller() async throws {
+        try await withClients { f in
+            let tokens = f.tokens(customer: 0)
+            _ = try await f.vault.getKey(f.key(0), token: tokens, deadline: f.deadline())  // warm the token cache
+            _ = try await f.vault.getKey(f.key(1), token: f.tokens(customer: 1), deadline: f.deadline())
+            f.state.faults.add(FaultRule(service: .keyvault, operation: "wrapkey", status: 429, remaining: 1))
+            // Deadlines shorter than the first pause (1 s without Retry-After): refused at once.
+            let first = await #expect(throws: KeyVaultError.self) {
+                _ = try await f.vault.wrapKey(f.key(0), plaintext: [1], token: tokens, deadline: f.clock.now.addingTimeInterval(0.5))
+            }
+            #expect(first?.kind == .throttled)
+            #expect(first?.retryAfter == 1)
+            // The fault is used up, so a call sent now would succeed: the second caller is refused
+            // without being sent, with the pause's remaining time as its hint.
+            let sent = f.counter("keyvault.wrapkey")
+            f.clock.advance(by: 0.25)
+            let second = await #expect(throws: KeyVaultError.self) {
+                _ = try await f.vault.wrapKey(f.key(0), plaintext: [2], token: tokens, deadline: f.clock.now.addingTimeInterval(0.5))
+            }
+            #expect(second?.kind == .throttled)
+            #expect(second?.retryAfter == 0.75)
+            #expect(f.counter("keyvault.wrapkey") == sent, "sent to a vault that asked for a pause")
+            // Another customer's vault is not paused.
+            _ = try await f.vault.wrapKey(f.key(1), plaintext: [3], token: f.tokens(customer: 1), deadline: f.clock.now.addingTimeInterval(0.5))
+            #expect(f.counter("keyvault.wrapkey") == sent + 1)
+            // A caller whose deadline outlasts the pause waits it out, then is served.
+            let before = f.clock.now
+            let wrapped = try await f.vault.wrapKey(f.key(0), plaintext: [4], token: tokens, deadline: f.deadline())
+            #expect(!wrapped.value.isEmpty)
+            #expect(f.clock.now.timeIntervalSince(before) == 0.75)
+            // Answered: the next 429 starts the backoff at its first step again.
+            f.state.faults.add(FaultRule(service: .keyvault, operation: "wrapkey", status: 429, remaining: 1))
+            let again = await #expect(throws: KeyVaultError.self) {
+                _ = try await f.vault.wrapKey(f.key(0), plaintext: [5], token: tokens, deadline: f.clock.now.addingTimeInterval(0.5))
+            }
+            #expect(again?.retryAfter == 1)
         }
     }
 

@@ -1,0 +1,60 @@
+import FedBrokerCore
+import Foundation
+import Testing
+
+@Suite struct ThrottlePauseTests {
+    let t0 = Date(timeIntervalSince1970: 1_000_000)
+    func at(_ seconds: Double) -> Date { t0.addingTimeInterval(seconds) }
+
+    @Test("Without Retry-After, the pause doubles with each 429 in a row, up to the cap")
+    func backoffDoublesToTheCap() {
+        var pause = ThrottlePause(policy: .init(initialSeconds: 1, maximumSeconds: 16))
+        #expect(pause.wait(at: at(0)) == 0)
+        var now = 0.0
+        for expected in [1.0, 2, 4, 8, 16, 16, 16] {
+            let end = pause.throttled(retryAfter: nil, at: at(now))
+            #expect(end == at(now + expected))
+            #expect(pause.wait(at: at(now)) == expected)
+            now += expected
+            #expect(pause.wait(at: at(now)) == 0)
+        }
+        #expect(pause.consecutive == 7)
+        // Thousands in a row neither overflow nor pass the cap.
+        for _ in 0..<5_000 { pause.throttled(retryAfter: nil, at: at(now)) }
+        #expect(pause.wait(at: at(now)) == 16)
+    }
+
+    @Test("The server's Retry-After sets the pause, capped; any other answer restarts the backoff but keeps the pause")
+    func retryAfterAndAnswers() {
+        var pause = ThrottlePause(policy: .init(initialSeconds: 1, maximumSeconds: 16))
+        pause.throttled(retryAfter: 3, at: at(0))
+        #expect(pause.wait(at: at(1)) == 2)
+        pause.throttled(retryAfter: 300, at: at(3))
+        #expect(pause.wait(at: at(3)) == 16)
+        // A call sent before the pause answered meanwhile: the vault's request stands.
+        pause.answered()
+        #expect(pause.consecutive == 0)
+        #expect(pause.wait(at: at(3)) == 16)
+        #expect(!pause.isIdle(at: at(3)))
+        #expect(pause.isIdle(at: at(19)))
+        // The next 429 without a hint starts from the first step again.
+        pause.throttled(retryAfter: nil, at: at(20))
+        #expect(pause.wait(at: at(20)) == 1)
+        // A zero, negative or non-finite hint is no hint.
+        pause.answered()
+        for hint in [0, -5, Double.nan, Double.infinity] {
+            var fresh = ThrottlePause()
+            fresh.throttled(retryAfter: hint, at: at(0))
+            #expect(fresh.wait(at: at(0)) == 1, "hint \(hint)")
+        }
+    }
+
+    @Test("A 429 that was in flight before a longer pause does not shorten it")
+    func aLaterShorterPauseKeepsTheLonger() {
+        var pause = ThrottlePause(policy: .init(initialSeconds: 1, maximumSeconds: 16))
+        pause.throttled(retryAfter: 10, at: at(0))
+        let end = pause.throttled(retryAfter: 1, at: at(0.5))
+        #expect(end == at(10))
+        #expect(pause.wait(at: at(5)) == 5)
+    }
+}
