@@ -350,7 +350,7 @@ public final class BrokerService: BrokerRequestHandler {
     /// When a store call on the request path must have answered: `answerReserveSeconds` before
     /// the request's deadline, at most a quarter of the time left.
     func storeBound(_ deadline: Date) -> Date {
-        deadline.addingTimeInterval(-min(configuration.answerReserveSeconds, max(clock.remaining(until: deadline), 0) * 0.25))
+        deadline.addingTimeInterval(-min(max(configuration.answerReserveSeconds, 0), max(clock.remaining(until: deadline), 0) * 0.25))
     }
 
     /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
@@ -505,7 +505,14 @@ public final class BrokerService: BrokerRequestHandler {
             tenantID: tenant.entraTenantID.rawValue, source: source, resource: AzureEnvironment.vaultTokenResource(forVaultURL: tenant.key.vaultURL))
         let key = VaultKeyID(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName, version: envelope.keyVersion)
         // The shared call runs to its own deadline, not the first caller's: each caller waits
-        // only until its own (SingleFlight), and the call stops once nobody waits.
+        // only until its own (SingleFlight), and the call stops once nobody waits. So a vault
+        // paused after a 429 past this caller's deadline is answered here, with the pause as
+        // the hint, not by a wait that ends at the deadline with none.
+        do {
+            try vault.refuseUnwrapIfPaused(vaultURL: tenant.key.vaultURL, deadline: deadline)
+        } catch {
+            throw await refusal(for: error, tenant: tenant, keyVersion: envelope.keyVersion, deadline: deadline)
+        }
         let sharedDeadline = max(deadline, clock.now.addingTimeInterval(configuration.sharedCallTimeout))
         let opened: Opened
         do {
@@ -755,7 +762,7 @@ public final class BrokerService: BrokerRequestHandler {
             // Kept back, as for a store read (most of that reserve, since the record comes after
             // the store reads): the answer must still reach the caller.
             let total = clock.remaining(until: bound)
-            let reserve = configuration.answerReserveSeconds * 0.6
+            let reserve = max(configuration.answerReserveSeconds, 0) * 0.6
             try await audit.appendDurably(record, deadline: bound.addingTimeInterval(-min(reserve, max(total, 0) * 0.6)), clock: clock)
             return true
         } catch is CancellationError {

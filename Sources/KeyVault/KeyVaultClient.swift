@@ -244,14 +244,8 @@ public final class KeyVaultClient: Sendable {
         ) { () async throws -> Data in
             while true {
                 // First, so a paused vault's call takes neither a probe of its circuit nor its budget.
-                let paused = pauses.withLock { $0[id.vaultAuthority]?.wait(at: clock.now) ?? 0 }
+                let paused = try refuseIfPaused(operation, authority: id.vaultAuthority, deadline: deadline, clientRequestID: clientRequestID)
                 if paused > 0 {
-                    VaultMetrics.record(operation, .throttled, seconds: nil)
-                    guard clock.now.addingTimeInterval(paused) < deadline else {
-                        throw KeyVaultError(
-                            kind: .throttled, serviceMessage: "the vault throttled the broker; calls to it are paused for \(Int(paused.rounded(.up))) s",
-                            retryAfter: paused, clientRequestID: clientRequestID)
-                    }
                     try await clock.sleep(seconds: paused)
                     continue
                 }
@@ -385,6 +379,26 @@ public final class KeyVaultClient: Sendable {
                 ])
         }
         return seconds
+    }
+
+    /// Refuses an unwrap of `vaultURL` at once, not sent, when the vault's pause after a 429
+    /// lasts past `deadline`. For a call whose own deadline is longer than its caller's (an
+    /// unwrap shared by identical requests runs to its own): the caller asks here first, so it
+    /// gets the pause's time as its hint instead of waiting for it until its deadline.
+    public func refuseUnwrapIfPaused(vaultURL: String, deadline: Date) throws(KeyVaultError) {
+        _ = try refuseIfPaused(.unwrapkey, authority: VaultKeyID.authority(ofVaultURL: vaultURL), deadline: deadline, clientRequestID: "none")
+    }
+
+    /// Seconds until calls to `authority` may go again (0: now), or the refusal when that is
+    /// past `deadline` (counted as throttled, not sent).
+    private func refuseIfPaused(_ operation: VaultMetrics.Operation, authority: String, deadline: Date, clientRequestID: String) throws(KeyVaultError) -> Double {
+        let now = clock.now
+        let paused = pauses.withLock { $0[authority]?.wait(at: now) ?? 0 }
+        guard paused > 0, now.addingTimeInterval(paused) >= deadline else { return paused }
+        VaultMetrics.record(operation, .throttled, seconds: nil)
+        throw KeyVaultError(
+            kind: .throttled, serviceMessage: "the vault throttled the broker; calls to it are paused for \(Int(paused.rounded(.up))) s",
+            retryAfter: paused, clientRequestID: clientRequestID)
     }
 
     /// Any answer but a 429 from `vault`: its next 429 starts the backoff again.

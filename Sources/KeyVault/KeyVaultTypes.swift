@@ -29,7 +29,12 @@ public struct VaultKeyID: Sendable, Hashable, CustomStringConvertible {
     public var vaultName: String { URL(string: vaultURL)?.host?.split(separator: ".").first.map(String.init) ?? "<vault>" }
 
     /// The vault's host:port, the unit of Key Vault's budget.
-    public var vaultAuthority: String { URL(string: vaultURL).map { "\($0.host ?? ""):\($0.port ?? 443)" } ?? vaultURL }
+    public var vaultAuthority: String { Self.authority(ofVaultURL: vaultURL) }
+
+    /// The host:port of a vault URL: what its budget, circuit and pause are kept per.
+    public static func authority(ofVaultURL vaultURL: String) -> String {
+        URL(string: vaultURL).map { "\($0.host ?? ""):\($0.port ?? 443)" } ?? vaultURL
+    }
 }
 
 /// RSA key-wrapping algorithms Key Vault offers for RSA keys.

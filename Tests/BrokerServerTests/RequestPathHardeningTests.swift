@@ -101,19 +101,28 @@ import Testing
             let b = try w.client("svc-b", retrying: false)
             // The tenant's chain first (IMDS, Entra, the key's state: more than 5 s on a loaded CI
             // machine), so the 429 meets a call that still has its time.
-            _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(60))
+            let (_, blob, _) = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(60))
             w.emulator.state.faults.add(FaultRule(service: .keyvault, operation: "wrapkey", target: "contoso-kv", status: 429, remaining: 1, retryAfterSeconds: 10_000_000))
             // The 16 s pause is past the 10 s deadline, so the broker answers at the 429.
             let refused = await e2e.refusal { _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(10)) }
             #expect(refused?.reason == .vaultThrottled)
             #expect(refused?.retryable == true)
             #expect((1...16_000).contains(refused?.retryAfterMs ?? 0), "\(String(describing: refused))")
-            // The fault is used up; the vault is left alone all the same.
+            // The fault is used up; the vault is left alone all the same. (4 s deadlines: refused
+            // at once for as long as 12 s of the pause are left.)
             let sent = w.counter("keyvault.wrapkey")
-            let paused = await e2e.refusal { _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(10)) }
+            let paused = await e2e.refusal { _ = try await a.generateDataKey(tenant: "customer-1", deadline: deadline(4)) }
             #expect(paused?.reason == .vaultThrottled)
             #expect((1...16_000).contains(paused?.retryAfterMs ?? 0), "\(String(describing: paused))")
             #expect(w.counter("keyvault.wrapkey") == sent, "sent to a vault that asked for a pause")
+            // An unwrap that misses the cache too, though its shared vault call would run for 30 s:
+            // answered with the pause as its hint, not held until its deadline.
+            w.service.cache.purge(tenantID: "customer-1")
+            let unwraps = w.counter("keyvault.unwrapkey")
+            let unwrap = await e2e.refusal { _ = try await a.unwrap(blob, deadline: deadline(4)) }
+            #expect(unwrap?.reason == .vaultThrottled, "\(String(describing: unwrap))")
+            #expect((1...16_000).contains(unwrap?.retryAfterMs ?? 0), "\(String(describing: unwrap))")
+            #expect(w.counter("keyvault.unwrapkey") == unwraps)
             // Another customer's vault is served meanwhile.
             #expect(try await b.generateDataKey(tenant: "customer-2", deadline: deadline()).plaintext.count == 32)
             #expect(w.counter("keyvault.wrapkey") == sent + 1)

@@ -19,9 +19,41 @@ import Testing
             #expect(pause.wait(at: at(now)) == 0)
         }
         #expect(pause.consecutive == 7)
-        // Thousands in a row neither overflow nor pass the cap.
-        for _ in 0..<5_000 { pause.throttled(retryAfter: nil, at: at(now)) }
-        #expect(pause.wait(at: at(now)) == 16)
+        // Thousands in a row (each as the last pause ends) neither overflow nor pass the cap.
+        for _ in 0..<5_000 { now = pause.throttled(retryAfter: nil, at: at(now)).timeIntervalSince(t0) }
+        #expect(pause.consecutive == 5_007)
+        #expect(pause.wait(at: at(now - 16)) == 16)
+    }
+
+    @Test("A burst of 429s to calls sent before the pause began does not climb the backoff; a longer Retry-After among them extends it")
+    func aBurstCountsOnce() {
+        var pause = ThrottlePause(policy: .init(initialSeconds: 1, maximumSeconds: 16))
+        pause.throttled(retryAfter: nil, at: at(0))
+        for step in 1...5 { pause.throttled(retryAfter: nil, at: at(Double(step) * 0.01)) }
+        #expect(pause.consecutive == 1)
+        #expect(pause.until == at(1))
+        pause.throttled(retryAfter: 3, at: at(0.5))
+        #expect(pause.until == at(3.5))
+        #expect(pause.consecutive == 1)
+        // The next 429 after the pause is the second in a row.
+        pause.throttled(retryAfter: nil, at: at(3.5))
+        #expect(pause.consecutive == 2)
+        #expect(pause.wait(at: at(3.5)) == 2)
+    }
+
+    @Test("After a quiet spell longer than the longest pause, 429s are no longer in a row, and the entry can be forgotten; a clock stepped back waits no longer than the cap")
+    func quietSpellsAndClockSteps() {
+        var pause = ThrottlePause(policy: .init(initialSeconds: 1, maximumSeconds: 16))
+        pause.throttled(retryAfter: nil, at: at(0))
+        pause.throttled(retryAfter: nil, at: at(1))
+        #expect(pause.wait(at: at(1)) == 2)
+        #expect(!pause.isIdle(at: at(3)), "two 429s in a row are remembered")
+        #expect(!pause.isIdle(at: at(19)))
+        #expect(pause.isIdle(at: at(19.5)))
+        pause.throttled(retryAfter: nil, at: at(20))
+        #expect(pause.consecutive == 1)
+        #expect(pause.wait(at: at(20)) == 1)
+        #expect(pause.wait(at: at(-1_000)) == 16)
     }
 
     @Test("The server's Retry-After sets the pause, capped; any other answer restarts the backoff but keeps the pause")

@@ -32,33 +32,50 @@ public struct ThrottlePause: Sendable, Equatable {
     public init(policy: Policy = Policy()) { self.policy = policy }
 
     /// A 429, answered at `now`, with the server's `Retry-After` if it sent one (already parsed
-    /// and bounded). Returns when calls may go again: the later of the pause already asked for
-    /// and this one, so a 429 that was in flight before a longer pause does not shorten it.
+    /// and bounded). Returns when calls may go again.
+    ///
+    /// During a pause, a 429 answers a call sent before the pause began: it says nothing new, so
+    /// it does not climb the backoff (a burst of calls all refused together would otherwise jump
+    /// straight to the longest pause); only a longer `Retry-After` extends the pause. After a
+    /// quiet spell longer than the longest pause, 429s are no longer "in a row".
     @discardableResult
     public mutating func throttled(retryAfter: Double?, at now: Date) -> Date {
+        let hint = retryAfter.flatMap { $0.isFinite && $0 > 0 ? min($0, policy.maximumSeconds) : nil }
+        if let until, wait(at: now) > 0 {
+            let extended = hint.map { max(until, now.addingTimeInterval($0)) } ?? until
+            self.until = extended
+            return extended
+        }
+        if let until, now.timeIntervalSince(until) > policy.maximumSeconds { consecutive = 0 }
         consecutive += 1
         let seconds: Double
-        if let retryAfter, retryAfter.isFinite, retryAfter > 0 {
-            seconds = min(retryAfter, policy.maximumSeconds)
+        if let hint {
+            seconds = hint
         } else {
             // 2^(n-1), computed without overflow for any count: the cap is reached by n = 64 at most.
             let doublings = Double(min(consecutive - 1, 63))
             seconds = min(policy.initialSeconds * pow(2, doublings), policy.maximumSeconds)
         }
         let end = now.addingTimeInterval(seconds)
-        until = max(until ?? end, end)
-        return until ?? end
+        until = end
+        return end
     }
 
     /// Any answer that is not a 429: the backoff starts again at its first step next time.
     public mutating func answered() { consecutive = 0 }
 
-    /// Seconds from `now` until calls may go again; 0 when they may go now.
+    /// Seconds from `now` until calls may go again; 0 when they may go now. Never more than the
+    /// longest pause, even if the wall clock stepped back since the pause began.
     public func wait(at now: Date) -> Double {
         guard let until else { return 0 }
-        return max(0, until.timeIntervalSince(now))
+        return min(max(0, until.timeIntervalSince(now)), policy.maximumSeconds)
     }
 
-    /// Nothing left to remember at `now`: no pause under way and no 429s counted.
-    public func isIdle(at now: Date) -> Bool { consecutive == 0 && wait(at: now) == 0 }
+    /// Nothing left to remember at `now`: no pause under way, and no 429s counted or only ones
+    /// that are no longer "in a row" (a quiet spell longer than the longest pause since).
+    public func isIdle(at now: Date) -> Bool {
+        guard wait(at: now) == 0 else { return false }
+        guard consecutive > 0, let until else { return true }
+        return now.timeIntervalSince(until) > policy.maximumSeconds
+    }
 }
