@@ -681,6 +681,7 @@ public final class BrokerService: BrokerRequestHandler {
     /// request's store reads (`storeBound`), so a slow or locked store never holds the refusal
     /// past its deadline; the others do not wait, since the write changes none of their answers.
     func loseAccess(_ tenant: Tenant, reason: AccessLossReason, deadline: Date) async {
+        let observed = clock.now
         let purged = cache.purge(tenantID: tenant.id.rawValue)
         await tokens.forgetTokens(tenantID: tenant.entraTenantID.rawValue)
         keyStates.invalidate(vaultURL: tenant.key.vaultURL, name: tenant.key.keyName)
@@ -689,7 +690,7 @@ public final class BrokerService: BrokerRequestHandler {
         let bound = storeBound(deadline)
         let recordingBound = max(bound, clock.now.addingTimeInterval(Self.lossRecordingSeconds))
         let (recording, started) = lossRecordings.recording(tenant.id) { [self] in
-            await recordLoss(tenant, reason: reason, purgedKeys: purged, until: recordingBound)
+            await recordLoss(tenant, reason: reason, purgedKeys: purged, observedAt: observed, until: recordingBound)
         }
         guard started else {
             logger.debug("refused while the loss of access is recorded", metadata: ["fb.tenant": "\(tenant.id)", "fb.reason": "\(reason.rawValue)", "fb.purgedKeys": "\(purged)"])
@@ -706,10 +707,15 @@ public final class BrokerService: BrokerRequestHandler {
     /// it is recorded (a call refused just after that finds the tenant changed, at info).
     ///
     /// A version conflict may mean the refusal was decided on a cached record an unrelated change
-    /// (a slot move, a display name) has since replaced: the record is read again, and the loss
-    /// recorded at its version if the tenant is still served under the same key access. Anything
-    /// else (another replica or an operator got there first, a key changed) is left to the change.
-    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, until bound: Date) async {
+    /// (a slot move, a display name) had already replaced: the record is read again, and the loss
+    /// recorded at its version if the tenant is still served under the same key access and was
+    /// last changed before the refusal was seen (`observedAt`). Anything else is left to the
+    /// change: another replica or an operator got there first, a key changed, or the record
+    /// changed after the refusal (a validation that passed once the customer repaired access
+    /// would otherwise be undone by a stale refusal). If access is still lost, the next call is
+    /// refused again and records it at the current version.
+    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, observedAt: Date? = nil, until bound: Date) async {
+        let observedAt = observedAt ?? clock.now
         defer { tenantRecords.invalidate(tenant.id) }
         func transition(at version: RecordVersion) async throws {
             _ = try await withStoreDeadline(bound, clock: clock) { [store] in
@@ -721,10 +727,13 @@ public final class BrokerService: BrokerRequestHandler {
                 try await transition(at: tenant.version)
             } catch let error as BrokerError where error.code == .versionConflict {
                 let current = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) }
-                guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
+                guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt, current.updatedAt <= observedAt else {
                     logger.info(
                         "tenant changed before its loss of access was recorded here; left to the change",
-                        metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)"])
+                        metadata: [
+                            "fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)",
+                            "fb.changedAfterRefusal": "\(current.updatedAt > observedAt)",
+                        ])
                     return
                 }
                 try await transition(at: current.version)

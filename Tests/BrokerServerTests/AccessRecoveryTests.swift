@@ -277,6 +277,21 @@ import FedBrokerTestSupport
             await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .active)
 
+            // A validation that passed after the refusal was seen (the customer repaired access,
+            // onboarding staff checked it): a new version under the same key access, changed after
+            // the refusal. The stale refusal is not recorded.
+            // (This world registers through the store, not the admin API: the onboarding row that
+            // a validation writes to is added here.)
+            try await store.executeForTesting(
+                "INSERT INTO tenant_onboarding (tenant_id, binding_value) VALUES ('\(w.tenant.rawValue)', 'binding')")
+            let refused = try await store.tenant(w.tenant)
+            let refusedAt = Date()
+            _ = try await store.recordValidation(
+                w.tenant, expectedVersion: refused.version,
+                result: ValidationRecord(succeeded: true, time: Date(), slotID: refused.slotID, steps: []), actor: "staff:a")
+            await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: refusedAt, until: Date().addingTimeInterval(10))
+            #expect(try await w.state() == .active, "a stale refusal undid a validation that passed after it")
+
             // An operator's suspension after the refusal was seen: it stands.
             let seen = try await store.tenant(w.tenant)
             _ = try await store.transitionTenant(w.tenant, expectedVersion: seen.version, event: .suspend, reason: "maintenance", actor: "sre")
