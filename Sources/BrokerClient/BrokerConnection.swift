@@ -61,13 +61,13 @@ public final class BrokerConnection: Sendable {
     /// One call. Throws `BrokerCallError.status` for a failure status, so callers branch on
     /// `status.reason` and `status.retryable`.
     public func call(_ request: WireRequest, timeout: Double) async throws -> WireResponse {
-        var request = request
-        request.timeoutMs = UInt32(max(1, min(Double(UInt32.max), timeout * 1000)))
+        var stamped = request
+        stamped.timeoutMs = UInt32(max(1, min(Double(UInt32.max), timeout * 1000)))
         let eventLoop = channel.eventLoop
         let handler = self.handler
         let promise = eventLoop.makePromise(of: WireResponse.self)
-        eventLoop.execute {
-            handler.value.start(request, timeout: timeout, promise: promise)
+        eventLoop.execute { [stamped] in
+            handler.value.start(stamped, timeout: timeout, promise: promise)
         }
         // A caller that gives up (its task cancelled) sends CANCEL at once: the server stops the
         // work, and the stream stops counting against the connection's and the caller's limits.
@@ -113,7 +113,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler {
         guard let context else { return promise.fail(BrokerCallError.connectionUnavailable) }
         do {
             let (streamID, action) = try machine.startRequest(request)
-            let timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [weak self] () -> Void in
+            let timer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(max(0.001, min(timeout.isNaN ? 0 : timeout, 86_400)) * 1000))) { [weak self] () -> Void in
                 self?.deadlinePassed(streamID: streamID)
             }
             pending[streamID] = (promise, timer)

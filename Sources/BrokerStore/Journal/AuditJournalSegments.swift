@@ -70,7 +70,7 @@ enum AuditJournalSegments {
         try FileManager.default.contentsOfDirectory(atPath: directory).compactMap { name -> (UInt64, Int)? in
             guard let sequence = sequence(ofName: name) else { return nil }
             let size = (try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)[.size] as? Int) ?? 0
-            return (sequence, size ?? 0)
+            return (sequence, size)
         }.sorted { $0.0 < $1.0 }
     }
 
