@@ -703,19 +703,22 @@ public final class BrokerService: BrokerRequestHandler {
     /// The least time a loss of access has to be recorded, whatever the deadline of the call that saw it.
     static let lossRecordingSeconds: Double = 10
 
+    /// How much earlier than its steps say a validation's probe may have begun (the gaps between
+    /// its steps are not timed), and the clock difference between replicas this allows for.
+    static let validationMargin: Double = 1
+
     /// The transition to `access_lost`, by the recording `loseAccess` started; logs the loss once
     /// it is recorded (a call refused just after that finds the tenant changed, at info).
     ///
     /// A version conflict may mean the refusal was decided on a cached record an unrelated change
     /// (a slot move, a display name) had already replaced: the record is read again, and the loss
-    /// recorded at its version if the tenant is still served under the same key access and was
-    /// last changed before the refusal was seen (`observedAt`). Anything else is left to the
-    /// change: another replica or an operator got there first, a key changed, or the record
-    /// changed after the refusal (a validation that passed once the customer repaired access
-    /// would otherwise be undone by a stale refusal). If access is still lost, the next call is
-    /// refused again and records it at the current version.
-    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, observedAt: Date? = nil, until bound: Date) async {
-        let observedAt = observedAt ?? clock.now
+    /// recorded at its version if the tenant is still served under the same key access. Anything
+    /// else is left to the change: another replica or an operator got there first, or a key
+    /// changed. So is a validation that passed with every call of its probe made after the refusal
+    /// was seen (`observedAt`): the customer repaired access, and the stale refusal would undo it.
+    /// Only a validation counts, not the record's last update: a slot move says nothing about
+    /// access, and the time of an update written by another host is that host's clock.
+    package func recordLoss(_ tenant: Tenant, reason: AccessLossReason, purgedKeys: Int = 0, observedAt: Date, until bound: Date) async {
         defer { tenantRecords.invalidate(tenant.id) }
         func transition(at version: RecordVersion) async throws {
             _ = try await withStoreDeadline(bound, clock: clock) { [store] in
@@ -727,13 +730,19 @@ public final class BrokerService: BrokerRequestHandler {
                 try await transition(at: tenant.version)
             } catch let error as BrokerError where error.code == .versionConflict {
                 let current = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.tenant(tenant.id) }
-                guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt, current.updatedAt <= observedAt else {
+                guard current.state == .active, current.keyAccessChangedAt == tenant.keyAccessChangedAt else {
                     logger.info(
                         "tenant changed before its loss of access was recorded here; left to the change",
-                        metadata: [
-                            "fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)",
-                            "fb.changedAfterRefusal": "\(current.updatedAt > observedAt)",
-                        ])
+                        metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)"])
+                    return
+                }
+                let onboarding = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.onboarding(tenant.id) }
+                if let validation = onboarding?.lastValidation, validation.succeeded,
+                    validation.probeStarted.addingTimeInterval(-Self.validationMargin) > observedAt
+                {
+                    logger.info(
+                        "a validation passed after the refusal was seen; loss of access not recorded",
+                        metadata: ["fb.tenant": "\(tenant.id)", "fb.validatedAt": "\(validation.time)"])
                     return
                 }
                 try await transition(at: current.version)

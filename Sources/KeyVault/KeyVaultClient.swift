@@ -393,7 +393,7 @@ public final class KeyVaultClient: Sendable {
     /// past `deadline` (counted as throttled, not sent).
     private func refuseIfPaused(_ operation: VaultMetrics.Operation, authority: String, deadline: Date, clientRequestID: String) throws(KeyVaultError) -> Double {
         let now = clock.now
-        let paused = pauses.withLock { $0[authority]?.wait(at: now) ?? 0 }
+        let paused = pauses.withLock { $0[authority]?.remaining(at: now) ?? 0 }
         guard paused > 0, now.addingTimeInterval(paused) >= deadline else { return paused }
         VaultMetrics.record(operation, .throttled, seconds: nil)
         throw KeyVaultError(

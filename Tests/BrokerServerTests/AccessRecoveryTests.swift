@@ -267,35 +267,47 @@ import FedBrokerTestSupport
             let other = try #require(try await store.slots().first { $0.state == .active && $0.id != home }, "the world has a second active slot")
             let moved = try await store.assignTenant(stale.id, expectedVersion: stale.version, to: other.id, actor: "sre")
             _ = try await store.assignTenant(moved.id, expectedVersion: moved.version, to: home, actor: "sre")
-            await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            await w.app.service.recordLoss(stale, reason: .roleRemoved, observedAt: Date(), until: Date().addingTimeInterval(10))
             // Before: a version conflict, logged, and the tenant left active.
             #expect(try await w.state() == .accessLost)
 
             // Restored since (a new key-access time): a refusal seen before that is not recorded.
             let lost = try await store.tenant(w.tenant)
             _ = try await store.transitionTenant(w.tenant, expectedVersion: lost.version, event: .accessRestored, actor: "fedbroker")
-            await w.app.service.recordLoss(stale, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            await w.app.service.recordLoss(stale, reason: .roleRemoved, observedAt: Date(), until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .active)
 
-            // A validation that passed after the refusal was seen (the customer repaired access,
-            // onboarding staff checked it): a new version under the same key access, changed after
-            // the refusal. The stale refusal is not recorded.
+            // A validation that passed, its probe begun after the refusal was seen (the customer
+            // repaired access, onboarding staff checked it): a new version under the same key
+            // access. The stale refusal is not recorded.
             // (This world registers through the store, not the admin API: the onboarding row that
             // a validation writes to is added here.)
             try await store.executeForTesting(
                 "INSERT INTO tenant_onboarding (tenant_id, binding_value) VALUES ('\(w.tenant.rawValue)', 'binding')")
-            let refused = try await store.tenant(w.tenant)
-            let refusedAt = Date()
-            _ = try await store.recordValidation(
-                w.tenant, expectedVersion: refused.version,
-                result: ValidationRecord(succeeded: true, time: Date(), slotID: refused.slotID, steps: []), actor: "staff:a")
+            func validate(stepSeconds: Double) async throws -> Tenant {
+                let before = try await store.tenant(w.tenant)
+                let step = ValidationRecord.Step(name: "probe", ok: true, milliseconds: stepSeconds * 1000, detail: "ok")
+                _ = try await store.recordValidation(
+                    w.tenant, expectedVersion: before.version,
+                    result: ValidationRecord(succeeded: true, time: Date(), slotID: before.slotID, steps: [step]), actor: "staff:a")
+                return before
+            }
+            var refused = try await validate(stepSeconds: 0)  // a first validation, before anything was refused
+            let refusedAt = Date().addingTimeInterval(-5)  // seen 5 s before the next validation's probe
+            refused = try await validate(stepSeconds: 0.2)
             await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: refusedAt, until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .active, "a stale refusal undid a validation that passed after it")
+            // One whose probe was under way when the refusal was seen does not count: recorded.
+            refused = try await validate(stepSeconds: 3)
+            await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: Date().addingTimeInterval(-2), until: Date().addingTimeInterval(10))
+            #expect(try await w.state() == .accessLost, "a refusal seen during the validation's probe was dropped")
+            let lostAgain = try await store.tenant(w.tenant)
+            _ = try await store.transitionTenant(w.tenant, expectedVersion: lostAgain.version, event: .accessRestored, actor: "fedbroker")
 
             // An operator's suspension after the refusal was seen: it stands.
             let seen = try await store.tenant(w.tenant)
             _ = try await store.transitionTenant(w.tenant, expectedVersion: seen.version, event: .suspend, reason: "maintenance", actor: "sre")
-            await w.app.service.recordLoss(seen, reason: .roleRemoved, until: Date().addingTimeInterval(10))
+            await w.app.service.recordLoss(seen, reason: .roleRemoved, observedAt: Date(), until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .suspended)
         }
     }

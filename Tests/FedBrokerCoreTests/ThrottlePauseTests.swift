@@ -54,6 +54,10 @@ import Testing
         #expect(pause.consecutive == 1)
         #expect(pause.wait(at: at(20)) == 1)
         #expect(pause.wait(at: at(-1_000)) == 16)
+        // The caller about to wait pulls such a pause back, so it ends 16 s after the step.
+        #expect(pause.remaining(at: at(-1_000)) == 16)
+        #expect(pause.remaining(at: at(-984)) == 0)
+        #expect(pause.until == at(-984))
     }
 
     @Test("The server's Retry-After sets the pause, capped; any other answer restarts the backoff but keeps the pause")

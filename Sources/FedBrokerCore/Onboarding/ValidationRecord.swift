@@ -32,6 +32,13 @@ public struct ValidationRecord: Hashable, Codable, Sendable {
     public var slotID: FICSlotID?
     public var steps: [Step]
 
+    /// When the probe began, near enough: `time` (its end) less its steps' durations (non-finite
+    /// or negative ones count as 0, since the record is read back from the store).
+    public var probeStarted: Date {
+        let milliseconds = steps.reduce(0.0) { $0 + ($1.milliseconds.isFinite ? min(max($1.milliseconds, 0), 86_400_000) : 0) }
+        return time.addingTimeInterval(-milliseconds / 1000)
+    }
+
     public init(succeeded: Bool, time: Date, slotID: FICSlotID?, steps: [Step]) {
         self.succeeded = succeeded
         self.time = time

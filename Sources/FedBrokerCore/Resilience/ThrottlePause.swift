@@ -71,6 +71,14 @@ public struct ThrottlePause: Sendable, Equatable {
         return min(max(0, until.timeIntervalSince(now)), policy.maximumSeconds)
     }
 
+    /// `wait(at:)`, for the caller about to wait: a pause that lies further ahead than the longest
+    /// pause (the wall clock stepped back since it began) is first pulled back to that, so the
+    /// vault is not left alone for the whole step.
+    public mutating func remaining(at now: Date) -> Double {
+        if let until, until.timeIntervalSince(now) > policy.maximumSeconds { self.until = now.addingTimeInterval(policy.maximumSeconds) }
+        return wait(at: now)
+    }
+
     /// Nothing left to remember at `now`: no pause under way, and no 429s counted or only ones
     /// that are no longer "in a row" (a quiet spell longer than the longest pause since).
     public func isIdle(at now: Date) -> Bool {
