@@ -704,7 +704,8 @@ public final class BrokerService: BrokerRequestHandler {
     static let lossRecordingSeconds: Double = 10
 
     /// How much earlier than its steps say a validation's probe may have begun (the gaps between
-    /// its steps are not timed), and the clock difference between replicas this allows for.
+    /// its steps are not timed), and the clock difference between replicas this allows for. The
+    /// stored validation time is whole seconds (truncated), which adds up to a second more.
     static let validationMargin: Double = 1
 
     /// The transition to `access_lost`, by the recording `loseAccess` started; logs the loss once
@@ -736,7 +737,8 @@ public final class BrokerService: BrokerRequestHandler {
                         metadata: ["fb.tenant": "\(tenant.id)", "fb.state": "\(current.state.rawValue)"])
                     return
                 }
-                let onboarding = try await withStoreDeadline(bound, clock: clock) { [store] in try await store.onboarding(tenant.id) }
+                // Unreadable or not there: no validation to weigh, and the loss is recorded.
+                let onboarding = try? await withStoreDeadline(bound, clock: clock) { [store] in try await store.onboarding(tenant.id) }
                 if let validation = onboarding?.lastValidation, validation.succeeded,
                     validation.probeStarted.addingTimeInterval(-Self.validationMargin) > observedAt
                 {

@@ -298,8 +298,10 @@ import FedBrokerTestSupport
             await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: refusedAt, until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .active, "a stale refusal undid a validation that passed after it")
             // One whose probe was under way when the refusal was seen does not count: recorded.
-            refused = try await validate(stepSeconds: 3)
-            await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: Date().addingTimeInterval(-2), until: Date().addingTimeInterval(10))
+            // (A 10 s probe and a refusal 4 s ago: far enough from either side of the margin, and
+            // from the stored time's whole seconds, that a delay here changes nothing.)
+            refused = try await validate(stepSeconds: 10)
+            await w.app.service.recordLoss(refused, reason: .roleRemoved, observedAt: Date().addingTimeInterval(-4), until: Date().addingTimeInterval(10))
             #expect(try await w.state() == .accessLost, "a refusal seen during the validation's probe was dropped")
             let lostAgain = try await store.tenant(w.tenant)
             _ = try await store.transitionTenant(w.tenant, expectedVersion: lostAgain.version, event: .accessRestored, actor: "fedbroker")
