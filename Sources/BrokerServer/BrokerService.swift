@@ -350,8 +350,11 @@ public final class BrokerService: BrokerRequestHandler {
     /// When a store call on the request path must have answered: `answerReserveSeconds` before
     /// the request's deadline, at most a quarter of the time left.
     func storeBound(_ deadline: Date) -> Date {
-        deadline.addingTimeInterval(-min(max(configuration.answerReserveSeconds, 0), max(clock.remaining(until: deadline), 0) * 0.25))
+        deadline.addingTimeInterval(-min(answerReserve, max(clock.remaining(until: deadline), 0) * 0.25))
     }
+
+    /// `answerReserveSeconds`, never below 0 (the configuration is a public struct; serve checks it).
+    var answerReserve: Double { max(configuration.answerReserveSeconds, 0) }
 
     /// Which context a wrap binds or an unwrap presents, under the caller's policy: a context
     /// presented with a blob that binds none is refused (it would be silently ignored, and the
@@ -662,12 +665,13 @@ public final class BrokerService: BrokerRequestHandler {
 
     /// What a customer's refusal at the token endpoint says the customer must undo; nil when the
     /// failure is not the customer's refusal (the kinds `AADSTSError.isCustomerRefusal` names).
+    /// Every kind is listed, so a new one is a decision here, not silently "not a refusal".
     package static func accessLossReason(for aad: AADSTSError) -> AccessLossReason? {
         switch aad.kind {
-        case .applicationNotInTenant: return .applicationRemoved
-        case .applicationDisabled: return .applicationDisabled
-        case .conditionalAccess: return .conditionalAccess
-        default: return nil
+        case .applicationNotInTenant: .applicationRemoved
+        case .applicationDisabled: .applicationDisabled
+        case .conditionalAccess: .conditionalAccess
+        case .noMatchingFederatedCredential, .assertionExpired, .unknownTenant, .invalidClient, .invalidScope, .throttledOrUnavailable, .other: nil
         }
     }
 
@@ -782,7 +786,7 @@ public final class BrokerService: BrokerRequestHandler {
             // Kept back, as for a store read (most of that reserve, since the record comes after
             // the store reads): the answer must still reach the caller.
             let total = clock.remaining(until: bound)
-            let reserve = max(configuration.answerReserveSeconds, 0) * 0.6
+            let reserve = answerReserve * 0.6
             try await audit.appendDurably(record, deadline: bound.addingTimeInterval(-min(reserve, max(total, 0) * 0.6)), clock: clock)
             return true
         } catch is CancellationError {
